@@ -1,0 +1,114 @@
+"""The ``empir`` command.
+
+    empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
+    empir zoo list | verify | build --dataset mnist
+    empir samples
+
+Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
+the traceback as well.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+
+def _bits_arg(text: str):
+    """'4' -> 4, '2,2,4' -> [2, 2, 4]; values are checked by the library."""
+    parts = text.split(",")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="empir", description="EMPIR: ensembles of mixed-precision networks.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train one ensemble member")
+    t.add_argument("--dataset", required=True, help="mnist, cifar10 or tiny-imagenet")
+    t.add_argument("--wbits", type=_bits_arg, default="32", help="weight bits: 1..16 or 32, or a per-layer list a,b,c")
+    t.add_argument("--abits", type=_bits_arg, default="32", help="activation bits: 1..16 or 32, or a per-layer list")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--epochs", type=int, default=None, help="default: the dataset's recipe")
+    t.add_argument("--n-train", type=int, default=None, help="train on the first N images only")
+    t.add_argument("--run-dir", default=None, help="default: runs/<member id>")
+    t.add_argument("--data-dir", default=None, help="default: $EMPIR_DATA_DIR")
+    t.add_argument("--zoo", action="store_true", help="add the trained member to data/models")
+
+    z = sub.add_parser("zoo", help="list, verify or build the model zoo")
+    z.add_argument("action", choices=("list", "verify", "build"))
+    z.add_argument("--dataset", default=None)
+    z.add_argument("--epochs", type=int, default=None)
+    z.add_argument("--data-dir", default=None)
+
+    sub.add_parser("samples", help="rewrite data/samples from the full datasets")
+    return p
+
+
+def _int_or_list(v):
+    if isinstance(v, list):
+        return [int(b) if b.strip().isdigit() else b for b in v]
+    return int(v) if v.strip().isdigit() else v
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("empir: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from .errors import EmpirError
+
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(e, (EmpirError, OSError)):
+            print(f"empir: error: {e}", file=sys.stderr)
+        else:
+            print(f"empir: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+                  file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from . import train, zoo
+
+    if args.cmd == "train":
+        result = train.train_member(args.dataset, _int_or_list(args.wbits), _int_or_list(args.abits), args.seed,
+                                    args.epochs, args.run_dir, args.data_dir, args.n_train)
+        print(f"trained {result['run_dir']}: {result['model_path']}")
+        if args.zoo:
+            entry = zoo.add(result, args.data_dir)
+            print(f"added to the zoo: test accuracy {entry['test_accuracy']:.4f} on {entry['n_test']} images")
+        return 0
+    if args.cmd == "zoo":
+        if args.action == "list":
+            for mid, e in sorted(zoo.members(args.dataset).items()):
+                print(f"{mid:24s} acc={e['test_accuracy']:.4f} epochs={e['epochs']:3d} "
+                      f"train={e['train_time_s']:7.0f}s {e['size_bytes'] / 1e6:5.1f} MB")
+            return 0
+        if args.action == "verify":
+            problems = zoo.verify()
+            for p in problems:
+                print(p)
+            print("zoo OK" if not problems else f"{len(problems)} problem(s)")
+            return 1 if problems else 0
+        if not args.dataset:
+            from .errors import EmpirError
+            raise EmpirError("'empir zoo build' needs --dataset (mnist or cifar10).")
+        zoo.build_zoo(args.dataset, args.epochs, args.data_dir)
+        return 0
+    if args.cmd == "samples":
+        from .samples import write_samples
+        for path in write_samples():
+            print(path)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""DoReFa quantisation (paper Eq. 5) as Keras 3 layers.
+
+The paper's Eq. 5, as the original code implements it (fact sheet section 2):
+
+    quantize_k(x) = round((2^k - 1) x) / (2^k - 1)                (forward)
+    d quantize_k / dx = 1                                          (straight-through)
+
+    w_k = 2 * quantize_k( tanh(w) / (2 max|tanh(w)|) + 1/2 ) - 1   (weights)
+    a_k = quantize_k( clip(a, 0, 1) )                              (activations)
+
+Details that change numbers, and that we keep:
+
+* the max in the weight rule is over the whole layer tensor (both groups of a
+  grouped convolution), and the gradient flows through it.  Larq's ``DoReFa``
+  puts a ``stop_gradient`` on that max; EMPIR does not.
+* k-bit weights take 2^k levels in [-1, 1] with no zero level (k=2 gives
+  {-1, -1/3, 1/3, 1}); there is no 1-bit ``sign * E|w|`` special case and no
+  scale factor.
+* activations are quantised at the *input* of each low-precision layer, so for
+  the MNIST/CIFAR networks the raw image itself is quantised to 2^abits levels.
+* the clip has gradient 0 outside [0, 1]; inside, the rounding is transparent.
+* ``bits == 32`` means full precision: the quantiser is the identity.
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from .errors import FULL_PRECISION, EmpirError, check_bits
+
+
+def _round_ste(x):
+    """round() whose gradient is the identity (the straight-through estimator)."""
+
+    @tf.custom_gradient
+    def f(v):
+        return tf.round(v), lambda dy: dy
+
+    return f(x)
+
+
+def quantize_k(x, bits: int):
+    """Eq. 5, left: uniform k-bit quantisation of x in [0, 1], identity gradient."""
+    bits = check_bits(bits)
+    if bits == FULL_PRECISION:
+        return x
+    n = float(2**bits - 1)
+    return _round_ste(x * n) / n
+
+
+def quantize_weights(w, bits: int):
+    """Eq. 5, middle: DoReFa weights in [-1, 1], layer-wide max (no stop-gradient)."""
+    bits = check_bits(bits, "wbits")
+    if bits == FULL_PRECISION:
+        return w
+    t = tf.tanh(w)
+    u = t / tf.reduce_max(tf.abs(t)) * 0.5 + 0.5
+    return 2.0 * quantize_k(u, bits) - 1.0
+
+
+def quantize_activations(a, bits: int):
+    """Eq. 5, right: clip to [0, 1] (zero gradient outside), then quantise."""
+    bits = check_bits(bits, "abits")
+    if bits == FULL_PRECISION:
+        return a
+    return quantize_k(tf.clip_by_value(a, 0.0, 1.0), bits)
+
+
+def levels(bits: int, kind: str = "activations") -> np.ndarray:
+    """The values a k-bit quantiser can output: for reading and for tests."""
+    bits = check_bits(bits)
+    if bits == FULL_PRECISION:
+        raise EmpirError("bits=32 is full precision: it has no finite level table.")
+    q = np.arange(2**bits) / (2**bits - 1)
+    if kind == "activations":
+        return q
+    if kind == "weights":
+        return 2 * q - 1
+    raise EmpirError(f"unknown kind {kind!r}; choose 'activations' or 'weights'.")
+
+
+# --- initialisers --------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="empir")
+class UnitNorm(keras.initializers.Initializer):
+    """Draw, then rescale every output unit's fan-in vector to unit L2 norm.
+
+    The original ``Conv2D``/``Linear`` layers do this (fact sheet 1.1); with
+    the normalisation the draw's std does not matter, only its shape.
+    ``distribution`` is 'truncated_normal' (convolutions) or 'normal' (dense).
+    """
+
+    def __init__(self, distribution: str = "truncated_normal", seed=None):
+        self.distribution = distribution
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        if self.distribution == "truncated_normal":
+            w = keras.random.truncated_normal(shape, stddev=0.1, seed=self.seed, dtype=dtype)
+        else:
+            w = keras.random.normal(shape, seed=self.seed, dtype=dtype)
+        axes = tuple(range(len(shape) - 1))
+        return w / ops.sqrt(ops.sum(ops.square(w), axis=axes, keepdims=True))
+
+    def get_config(self):
+        return {"distribution": self.distribution, "seed": self.seed}
+
+
+# --- layers --------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="empir")
+class QuantConv2D(keras.layers.Layer):
+    """Convolution with DoReFa weights and input activations (``Conv2D_lowprecision``).
+
+    ``groups=2`` reproduces ``Conv2DGroup``: input channels split in half,
+    output channels [0:C/2] see half 1 and [C/2:] see half 2.  The kernel has
+    the original's layout (kh, kw, cin/groups, cout) and one quantiser max
+    over the whole kernel.  ``untied_bias`` adds one bias per output element,
+    as AlexNet's conv1 does.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="same", wbits=32, abits=32,
+                 groups=1, untied_bias=False, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 2
+        self.strides = int(strides)
+        self.padding = padding.upper()
+        self.wbits = check_bits(wbits, "wbits")
+        self.abits = check_bits(abits, "abits")
+        self.groups = int(groups)
+        self.untied_bias = bool(untied_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or UnitNorm())
+
+    def build(self, input_shape):
+        cin = int(input_shape[-1])
+        if cin % self.groups or self.filters % self.groups:
+            raise EmpirError(f"{self.name}: {cin} input and {self.filters} output channels "
+                             f"do not split into {self.groups} groups.")
+        self.kernel = self.add_weight(
+            name="kernel", shape=(*self.kernel_size, cin // self.groups, self.filters),
+            initializer=self.kernel_initializer)
+        if self.untied_bias:
+            out = self.compute_output_shape(input_shape)
+            self.bias = self.add_weight(name="bias", shape=(1, *out[1:]), initializer="zeros")
+
+    def compute_output_shape(self, input_shape):
+        h, w = input_shape[1], input_shape[2]
+        kh, kw = self.kernel_size
+        s = self.strides
+
+        def size(n, k):
+            if n is None:
+                return None
+            return -(-n // s) if self.padding == "SAME" else (n - k) // s + 1
+
+        return (input_shape[0], size(h, kh), size(w, kw), self.filters)
+
+    def call(self, x):
+        x = quantize_activations(x, self.abits)
+        k = quantize_weights(self.kernel, self.wbits)
+        if self.groups == 1:
+            y = tf.nn.conv2d(x, k, self.strides, self.padding)
+        else:
+            # Explicit split: TF's fused grouped conv is missing on some CPU builds.
+            xs = tf.split(x, self.groups, axis=-1)
+            ks = tf.split(k, self.groups, axis=-1)
+            y = tf.concat([tf.nn.conv2d(a, b, self.strides, self.padding) for a, b in zip(xs, ks)], -1)
+        if self.untied_bias:
+            y = y + self.bias
+        return y
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding, "wbits": self.wbits,
+                "abits": self.abits, "groups": self.groups, "untied_bias": self.untied_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="empir")
+class QuantDense(keras.layers.Layer):
+    """Dense layer with DoReFa weights and input (``HiddenLinear_lowprecision``).
+
+    With wbits = abits = 32 it is the original's FP ``Linear``/``HiddenLinear``.
+    The bias, when present, stays full precision, as in the original.
+    """
+
+    def __init__(self, units, wbits=32, abits=32, use_bias=False, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.wbits = check_bits(wbits, "wbits")
+        self.abits = check_bits(abits, "abits")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or UnitNorm("normal"))
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.units),
+                                      initializer=self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def call(self, x):
+        y = tf.matmul(quantize_activations(x, self.abits), quantize_weights(self.kernel, self.wbits))
+        return y + self.bias if self.use_bias else y
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "wbits": self.wbits, "abits": self.abits,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
