@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--epochs", type=int, default=None)
     z.add_argument("--data-dir", default=None)
 
-    sub.add_parser("samples", help="rewrite data/samples from the full datasets")
+    s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
+    s.add_argument("names", nargs="*", help="datasets (default: all)")
+    s.add_argument("--data-dir", default=None)
     return p
 
 
@@ -104,7 +106,7 @@ def _run(args) -> int:
         return 0
     if args.cmd == "samples":
         from .samples import write_samples
-        for path in write_samples():
+        for path in write_samples(args.names or None, args.data_dir):
             print(path)
         return 0
     return 2

@@ -19,6 +19,8 @@ Details that change numbers, and that we keep:
 * activations are quantised at the *input* of each low-precision layer, so for
   the MNIST/CIFAR networks the raw image itself is quantised to 2^abits levels.
 * the clip has gradient 0 outside [0, 1]; inside, the rounding is transparent.
+* ``round`` is TensorFlow's round-half-to-even, as in the original
+  (7.5 -> 8, 10.5 -> 10), not the schoolbook round-half-up.
 * ``bits == 32`` means full precision: the quantiser is the identity.
 """
 from __future__ import annotations

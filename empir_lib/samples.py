@@ -8,13 +8,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import data
+from .errors import check_choice
 
 SAMPLE_SIZES = {"mnist": 500, "cifar10": 500, "tiny-imagenet": 200}
 
 
-def write_samples(data_dir=None) -> list[str]:
+def write_samples(names=None, data_dir=None) -> list[str]:
+    """Write ``data/samples/<name>-test-sample.npz`` for each dataset named (default: all)."""
     written = []
-    for name, n in SAMPLE_SIZES.items():
+    for name in names or SAMPLE_SIZES:
+        n = SAMPLE_SIZES[check_choice(name, tuple(SAMPLE_SIZES), 'dataset')]
         x, y = data.load(name, "test", data_dir, n)
         x8 = np.round(x * 255).astype(np.uint8)
         path = data.sample_path(name)

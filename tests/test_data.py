@@ -1,0 +1,96 @@
+"""Loaders: embedded samples, offline copies, checksums, the cache, clear messages."""
+import shutil
+
+import numpy as np
+import pytest
+
+from empir_lib import data
+from empir_lib.errors import EmpirError
+
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_mnist_sample_needs_no_data_dir(monkeypatch):
+    monkeypatch.delenv("EMPIR_DATA_DIR", raising=False)
+    x, y = data.load_sample("mnist")
+    assert x.shape == (500, 28, 28, 1) and x.dtype == np.float32 and y.shape == (500,)
+    assert 0.0 <= x.min() and x.max() <= 1.0 and len(np.unique(y)) == 10
+
+
+def test_sample_is_the_start_of_the_test_split(data_dir):
+    xs, ys = data.load_sample("mnist", n=50)
+    x, y = data.load("mnist", "test", n=50)
+    np.testing.assert_allclose(xs, x, atol=1 / 255 / 2)
+    np.testing.assert_array_equal(ys, y)
+
+
+def test_mnist_full_split_matches_official_counts(data_dir):
+    x, y = data.load("mnist", "test")
+    assert x.shape == (10000, 28, 28, 1)
+    assert np.bincount(y).tolist() == MNIST_TEST_COUNTS
+    assert data.load("mnist", "train")[0].shape == (60000, 28, 28, 1)
+
+
+def test_cifar_split_and_cache(data_dir, tmp_path, monkeypatch):
+    x, y = data.load("cifar10", "test")
+    assert x.shape == (10000, 32, 32, 3) and np.bincount(y).tolist() == [1000] * 10
+    # The fixed permutation mixes the classes: the first 100 hold many of them.
+    assert len(np.unique(y[:100])) == 10
+    # A tampered cache is refused, not silently used.
+    npz, meta = data._cache_paths("cifar10")
+    monkeypatch.setenv("EMPIR_CACHE_DIR", str(tmp_path))
+    shutil.copy(npz, tmp_path / npz.name)
+    shutil.copy(meta, tmp_path / meta.name)
+    raw = bytearray((tmp_path / npz.name).read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / npz.name).write_bytes(bytes(raw))
+    with pytest.raises(EmpirError, match="sha256"):
+        data.load("cifar10", "test")
+
+
+def test_tampered_archive_is_refused(data_dir, tmp_path):
+    raw = bytearray((data_dir / "mnist.npz").read_bytes())
+    raw[1000] ^= 0xFF
+    (tmp_path / "mnist.npz").write_bytes(bytes(raw))
+    with pytest.raises(EmpirError, match="sha256 .* expected 06af5dfe"):
+        data.load("mnist", data_dir=tmp_path)
+
+
+def test_missing_data_offline_gives_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMPIR_DATA_DIR", str(tmp_path))
+
+    def offline(name):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(data, "_keras_download", offline)
+    with pytest.raises(EmpirError) as e:
+        data.load("mnist")
+    msg = str(e.value)
+    assert str(tmp_path) in msg and "EMPIR_DATA_DIR" in msg and "mnist.npz" in msg and "download failed" in msg
+    with pytest.raises(EmpirError, match="tiny-imagenet-200.tar.gz"):
+        data.load("tiny-imagenet")
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"name": "svhn"}, "unknown dataset 'svhn'"),
+    ({"name": "mnist", "split": "validation"}, "unknown split"),
+    ({"name": "mnist", "n": 0}, "n=0"),
+])
+def test_bad_arguments(kwargs, msg):
+    with pytest.raises(EmpirError, match=msg):
+        data.load(**kwargs)
+
+
+def test_sample_too_small():
+    with pytest.raises(EmpirError, match="holds 500 images"):
+        data.load_sample("mnist", n=501)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    def broken(path):
+        open(path, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        data.atomic_write(tmp_path / "out.json", broken)
+    assert list(tmp_path.iterdir()) == []

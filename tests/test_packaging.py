@@ -1,0 +1,24 @@
+"""pyproject.toml and environment.yml must list the same dependencies."""
+import re
+import tomllib
+
+from conftest import REPO
+
+
+def _norm(req):
+    return re.sub(r"\s+", "", req).lower()
+
+
+def test_environment_yml_matches_pyproject():
+    proj = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = set(map(_norm, proj["dependencies"]))
+    for extra in proj["optional-dependencies"].values():
+        wanted |= set(map(_norm, extra))
+    pip_lines = re.findall(r"^\s+-\s+(\S.*)$", (REPO / "environment.yml").read_text(), re.M)
+    listed = {_norm(l) for l in pip_lines} - {"python=3.11", "pip", "-e."}
+    assert listed == wanted
+
+
+def test_console_script_points_at_cli():
+    proj = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert proj["scripts"]["empir"] == "empir_lib.cli:main"

@@ -1,0 +1,77 @@
+"""Training: determinism, label smoothing, refusal to mix runs, resume after a real kill."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from empir_lib import train
+from empir_lib.errors import EmpirError
+
+
+def _weights(run_dir):
+    with np.load(run_dir / "checkpoint.npz", allow_pickle=False) as f:
+        return [f[k] for k in sorted(f.files) if k.startswith("w")]
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path, data_dir):
+    kw = dict(dataset="mnist", wbits=2, abits=4, epochs=1, n_train=1024, progress=False)
+    train.train_member(seed=3, run_dir=tmp_path / "a", **kw)
+    train.train_member(seed=3, run_dir=tmp_path / "b", **kw)
+    train.train_member(seed=4, run_dir=tmp_path / "c", **kw)
+    a, b, c = (_weights(tmp_path / d) for d in "abc")
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert not all(np.array_equal(u, v) for u, v in zip(a, c))
+
+
+def test_original_label_smoothing_clips_one_hot():
+    t = train.smoothed_targets(tf.constant([2]), 10, 0.1).numpy()[0]
+    np.testing.assert_allclose(t[2], 0.9)
+    np.testing.assert_allclose(np.delete(t, 2), 0.1 / 9)
+    np.testing.assert_allclose(t.sum(), 1.0, rtol=1e-6)
+
+
+def test_refuses_to_mix_two_configurations(tmp_path, data_dir):
+    kw = dict(dataset="mnist", epochs=1, n_train=256, progress=False, run_dir=tmp_path)
+    train.train_member(wbits=2, abits=4, **kw)
+    with pytest.raises(EmpirError, match="different configuration"):
+        train.train_member(wbits=4, abits=4, **kw)
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"wbits": 0}, "wbits=0"), ({"abits": 33}, "abits=33"), ({"wbits": "two"}, "wbits='two'"),
+    ({"dataset": "svhn"}, "unknown dataset"), ({"epochs": 0}, "epochs=0"), ({"lr": float("nan")}, "lr="),
+])
+def test_bad_arguments_write_nothing(tmp_path, kwargs, msg):
+    args = {"dataset": "mnist", "run_dir": tmp_path / "run", **kwargs}
+    with pytest.raises(EmpirError, match=msg):
+        train.train_member(**args)
+    assert not (tmp_path / "run").exists()
+
+
+def _cli(run_dir, epochs=3):
+    return [sys.executable, "-m", "empir_lib.cli", "train", "--dataset", "mnist", "--wbits", "2", "--abits", "4",
+            "--seed", "5", "--epochs", str(epochs), "--n-train", "6144", "--run-dir", str(run_dir)]
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, data_dir):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run(_cli(tmp_path / "whole"), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoint.npz").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model.keras").exists(), "the run finished before the kill; the test proves nothing"
+    subprocess.run(_cli(killed), check=True, env=env, capture_output=True)
+
+    for u, v in zip(_weights(tmp_path / "whole"), _weights(killed)):
+        np.testing.assert_array_equal(u, v)
