@@ -1,0 +1,192 @@
+"""Figures and tables for the chapters: small functions, each returning one object.
+
+Every figure function returns a :class:`matplotlib.figure.Figure` and never
+calls ``plt.show()``: a notebook displays the returned figure, a script can
+``fig.savefig(...)`` it, and tests can inspect it.  Numbers are computed by
+the library modules (``quantize``, ``zoo``, ...), never here; this module
+only draws.  Figures are created with :class:`matplotlib.figure.Figure`
+directly, not through ``pyplot``, so building many of them leaks no global
+state.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import quantize
+from .errors import FULL_PRECISION, EmpirError
+
+BITS_COLOURS = {1: "tab:red", 2: "tab:orange", 3: "tab:olive", 4: "tab:green", 8: "tab:blue"}
+
+
+def _colour(bits: int) -> str:
+    return BITS_COLOURS.get(bits, "tab:gray")
+
+
+def quantizer_transfer(kind: str = "activations", bits=(1, 2, 4), lo=None, hi=None,
+                       n: int = 2001) -> Figure:
+    """Transfer curves of the DoReFa quantisers of paper Eq. 5, one line per k.
+
+    ``kind='activations'`` plots ``a_k = quantize_k(clip(a, 0, 1))`` over
+    [-0.5, 1.5], so the clip is visible; ``kind='weights'`` plots
+    ``w_k = 2 quantize_k(tanh(w) / (2 max|tanh w|) + 1/2) - 1`` over [-3, 3].
+    The weight rule divides by the largest |tanh w| of the whole tensor, so the
+    curve depends on the range plotted: here that tensor is the plotted range
+    itself, as if a layer's weights spanned [lo, hi].
+    """
+    if kind not in ("activations", "weights"):
+        raise EmpirError(f"unknown kind {kind!r}; choose 'activations' or 'weights'.")
+    if kind == "activations":
+        lo, hi = (-0.5 if lo is None else lo), (1.5 if hi is None else hi)
+        fn = quantize.quantize_activations
+    else:
+        lo, hi = (-3.0 if lo is None else lo), (3.0 if hi is None else hi)
+        fn = quantize.quantize_weights
+    x = np.linspace(lo, hi, n, dtype=np.float32)
+    fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    if kind == "activations":
+        ax.plot(x, np.clip(x, 0, 1), color="black", lw=1, ls="--", label="clip(a, 0, 1)")
+    else:
+        t = np.tanh(x)
+        ax.plot(x, t / np.abs(t).max(), color="black", lw=1, ls="--", label="tanh(w) / max|tanh w|")
+    for k in bits:
+        ax.plot(x, np.asarray(fn(x, k)), color=_colour(k), lw=1.8, label=f"k = {k}")
+    sym = "a" if kind == "activations" else "w"
+    ax.set_xlabel(f"input {sym}")
+    ax.set_ylabel(f"quantised {sym}$_k$")
+    ax.set_title(f"DoReFa {kind} quantiser (Eq. 5)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def forward_and_gradient(x, y, grad, bits: int) -> Figure:
+    """The forward pass of a quantiser beside the gradient the STE lets through.
+
+    ``y`` and ``grad`` are computed by the caller (a ``tf.GradientTape`` over
+    ``quantize_activations``): this function only draws them, so the figure
+    shows what TensorFlow really returned.
+    """
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(x, y, color=_colour(bits), lw=1.8)
+    ax1.set_title(f"forward: a$_{{{bits}}}$ = quantize$_{{{bits}}}$(clip(a, 0, 1))")
+    ax2.plot(x, grad, color="black", lw=1.8)
+    ax2.set_title("backward: d a$_k$ / d a (straight-through)")
+    ax2.set_ylim(-0.1, 1.2)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("a")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def weight_histograms(kernel, wbits: int, title: str = "") -> Figure:
+    """Histogram of a layer's full-precision weights and of the same weights after Eq. 5.
+
+    The right panel is a bar per quantisation level: the k-bit rule maps the
+    whole tensor onto 2^k values in [-1, 1], with no zero level.
+    """
+    w = np.asarray(kernel, dtype=np.float32)
+    wq = np.asarray(quantize.quantize_weights(w, wbits)).ravel()
+    lv = quantize.levels(wbits, "weights")
+    counts = np.array([np.sum(np.isclose(wq, v, atol=1e-6)) for v in lv])
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.hist(w.ravel(), bins=80, color="tab:gray")
+    ax1.set_title("stored (full-precision) weights")
+    ax1.set_xlabel("w")
+    ax1.set_ylabel("count")
+    width = 0.8 * (lv[1] - lv[0]) if len(lv) > 1 else 0.5
+    bars = ax2.bar(lv, counts, width=width, color=_colour(wbits))
+    # a level with a handful of weights is invisible as a bar: print the counts
+    ax2.bar_label(bars, [str(c) for c in counts], fontsize=7)
+    ax2.set_xticks(lv, [f"{v:+.2f}" for v in lv], fontsize=8, rotation=45 if len(lv) > 4 else 0)
+    ax2.set_title(f"after {wbits}-bit DoReFa quantisation")
+    ax2.set_xlabel("w$_k$")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def quantised_images(images, bits=(FULL_PRECISION, 4, 2, 1), labels=None) -> Figure:
+    """Images as a low-precision member's first layer sees them (fact sheet section 2).
+
+    A LP MNIST/CIFAR member quantises its conv1 *input*, the image itself, to
+    2^abits levels with ``quantize_activations``.  Rows are images, columns
+    are precisions (32 = the untouched image).
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    fig = Figure(figsize=(1.6 * len(bits), 1.7 * len(x)), layout="constrained")
+    axes = np.asarray(fig.subplots(len(x), len(bits), squeeze=False))
+    for i, img in enumerate(x):
+        for j, b in enumerate(bits):
+            q = np.asarray(quantize.quantize_activations(img, b))
+            ax = axes[i, j]
+            ax.imshow(q.squeeze(), cmap="gray" if q.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title("original" if b == FULL_PRECISION else f"a{b}: {2 ** b} levels", fontsize=9)
+            if j == 0 and labels is not None:
+                ax.set_ylabel(str(labels[i]))
+    return fig
+
+
+def markdown_table(rows, columns, headers=None, formats=None) -> str:
+    """A Markdown pipe table of ``rows`` (dicts); the chapters ``display(Markdown(...))`` it.
+
+    ``formats`` maps a column to a format spec (e.g. ``{'test_accuracy': '.2%'}``).
+    Text, not HTML, so that nbval can compare it and the book renders it with
+    the theme's table style.
+    """
+    headers = headers or columns
+    formats = formats or {}
+    if len(headers) != len(columns):
+        raise EmpirError(f"{len(headers)} headers for {len(columns)} columns.")
+
+    def cell(row, c):
+        v = row.get(c, "")
+        return format(v, formats[c]) if c in formats and v != "" else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
+    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def accuracy_grid(entries, dataset: str, bits=(1, 2, 4), seed: int = 1) -> Figure:
+    """Clean full-test accuracy of the wbits x abits grid (paper Figure 1's question).
+
+    ``entries`` is ``zoo.members(dataset)``; cells whose member is not in the
+    zoo stay blank.  The full-precision member's accuracy is in the title, so
+    the cost of quantisation can be read off directly.
+    """
+    acc = np.full((len(bits), len(bits)), np.nan)
+    fp = None
+    for e in entries.values():
+        if e["dataset"] != dataset or e["seed"] != seed:
+            continue
+        if (e["wbits"], e["abits"]) == (FULL_PRECISION, FULL_PRECISION):
+            fp = e["test_accuracy"]
+        elif e["wbits"] in bits and e["abits"] in bits:
+            acc[bits.index(e["abits"]), bits.index(e["wbits"])] = e["test_accuracy"]
+    fig = Figure(figsize=(4.4, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(100 * acc, cmap="viridis", origin="lower")
+    for i in range(len(bits)):
+        for j in range(len(bits)):
+            if np.isfinite(acc[i, j]):
+                # dark text on the bright end of viridis, white on the dark end
+                bright = im.norm(100 * acc[i, j]) > 0.6
+                ax.text(j, i, f"{100 * acc[i, j]:.1f}", ha="center", va="center",
+                        color="black" if bright else "white", fontsize=9)
+    ax.set_xticks(range(len(bits)), [str(b) for b in bits])
+    ax.set_yticks(range(len(bits)), [str(b) for b in bits])
+    ax.set_xlabel("weight bits (wbits)")
+    ax.set_ylabel("activation bits (abits)")
+    fp_text = f"FP member {100 * fp:.1f}%" if fp is not None else "no FP member"
+    ax.set_title(f"{dataset}: clean accuracy, % ({fp_text})", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
