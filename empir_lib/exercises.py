@@ -8,8 +8,10 @@ verdict says what was expected where that teaches something (a wrong shape, a
 fraction instead of percentage points) and gives a counter-example for a
 wrong function.
 
-Chapters call them as ``check_quantizer(my_fn);`` (the semicolon hides the
-returned bool, the printed verdict stays).
+Chapters call them as ``ok = check_quantizer(my_fn)``: the assignment keeps
+the returned bool out of the cell's output (a trailing semicolon would too in
+JupyterLab, but not under nbval, which runs cells without history and so
+ignores it), and the printed verdict stays.
 """
 from __future__ import annotations
 
