@@ -1,0 +1,191 @@
+"""The exercise checks accept the library's own answers and reject wrong ones.
+
+A check that accepted everything would pass a notebook run unnoticed, so every
+check here is also fed answers that must fail.  The last tests hold the
+chapters to the exercise layout that book/exercises/README.md promises:
+every exercise has a solution, solutions are folded in the HTML book, and the
+handout command strips them all.
+"""
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import yaml
+from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
+
+from empir_lib import exercises, quantize, zoo
+
+REPO = Path(__file__).resolve().parent.parent
+TICK, CROSS = exercises.OK, exercises.NO
+
+
+def verdict(capsys, ok, expected: bool, *words):
+    """The returned bool, the printed mark and (optionally) words of the hint all agree."""
+    out = capsys.readouterr().out
+    assert ok is expected, out
+    assert out.startswith(TICK if expected else CROSS), out
+    for w in words:
+        assert w in out, out
+    return out
+
+
+# --- check_quantizer ------------------------------------------------------------------
+
+
+def numpy_quantizer(x, k):
+    n = 2**k - 1
+    return np.round(x * n) / n
+
+
+def test_quantizer_accepts_the_library_and_a_numpy_solution(capsys):
+    verdict(capsys, exercises.check_quantizer(lambda x, k: quantize.quantize_k(x, k).numpy()), True)
+    verdict(capsys, exercises.check_quantizer(numpy_quantizer), True, "k = 1..8")
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (lambda x, k: np.floor(x * (2**k - 1)) / (2**k - 1), "wrong on"),   # floor instead of round
+    (lambda x, k: np.round(x * 2**k) / 2**k, "wrong on"),               # 2^k instead of 2^k - 1
+    (lambda x, k: x, "wrong on"),                                       # no quantisation at all
+    (lambda x, k: numpy_quantizer(x, k)[:-1], "shape"),                 # drops an element
+    (lambda x, k: numpy_quantizer(x, 2), "k=1"),                        # ignores k
+])
+def test_quantizer_rejects_wrong_functions(capsys, wrong, hint):
+    verdict(capsys, exercises.check_quantizer(wrong), False, hint)
+
+
+def test_quantizer_reports_an_exception_without_raising(capsys):
+    def stub(x, k):
+        raise NotImplementedError("write the k-bit quantiser")
+
+    verdict(capsys, exercises.check_quantizer(stub), False, "NotImplementedError")
+
+
+def test_quantizer_inputs_cover_every_level_and_avoid_ties():
+    for k in range(1, 9):
+        x = exercises.quantizer_inputs(k)
+        n = 2**k - 1
+        assert set(np.round(x * n).astype(int)) == set(range(n + 1))
+        assert np.all(np.abs((x.astype(np.float64) * n) % 1 - 0.5) > 1e-4)
+
+
+# --- check_levels ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("kind", ["weights", "activations"])
+def test_levels_accept_the_library_in_any_order(capsys, bits, kind):
+    verdict(capsys, exercises.check_levels(quantize.levels(bits, kind)[::-1].tolist(), bits, kind), True)
+
+
+@pytest.mark.parametrize("answer, hint", [
+    ([-1.0, 0.0, 1.0], "8 distinct levels"),                     # a zero level DoReFa does not have
+    ([j / 7 for j in range(8)], "not the right values"),          # activation levels, not weight levels
+    ("minus one to one", "list of numbers"),
+])
+def test_levels_reject_wrong_answers(capsys, answer, hint):
+    verdict(capsys, exercises.check_levels(answer, 3, "weights"), False, hint)
+
+
+# --- check_ste_gradients --------------------------------------------------------------
+
+
+def test_ste_gradients_are_the_clip_window():
+    np.testing.assert_array_equal(exercises.ste_gradients(), [0, 1, 1, 0])
+
+
+def test_ste_check_accepts_tensorflow_and_rejects_the_true_derivative(capsys):
+    verdict(capsys, exercises.check_ste_gradients(exercises.ste_gradients()), True)
+    verdict(capsys, exercises.check_ste_gradients([0, 0, 0, 0]), False, "STE")
+    verdict(capsys, exercises.check_ste_gradients([1, 1, 1, 1]), False, "a=-0.25", "a=1.3")
+    verdict(capsys, exercises.check_ste_gradients([0, 1, 1]), False, "one gradient per point")
+
+
+# --- the zoo checks, on a small fake manifest so the answers are known ----------------
+
+
+def entry(wbits, abits, acc, dataset="mnist", seed=1):
+    return {"dataset": dataset, "wbits": wbits, "abits": abits, "seed": seed, "test_accuracy": acc}
+
+
+@pytest.fixture
+def fake_zoo(tmp_path):
+    members = {"mnist-fp-s1": entry(32, 32, 0.99), "mnist-a1w1-s1": entry(1, 1, 0.8857),
+               "mnist-a2w4-s1": entry(4, 2, 0.981), "mnist-a4w2-s1": entry(2, 4, 0.9763),
+               "cifar10-a4w4-s1": entry(4, 4, 0.995, "cifar10")}
+    (tmp_path / "manifest.json").write_text(json.dumps({"members": members}))
+    return tmp_path
+
+
+def test_best_member(capsys, fake_zoo):
+    assert exercises.best_lowprecision_member("mnist", fake_zoo) == ("mnist-a2w4-s1", 0.981)
+    verdict(capsys, exercises.check_best_member("mnist-a2w4-s1", "mnist", fake_zoo), True, "98.10%")
+    verdict(capsys, exercises.check_best_member("mnist-a4w2-s1", "mnist", fake_zoo), False, "does better")
+    verdict(capsys, exercises.check_best_member("mnist-fp-s1", "mnist", fake_zoo), False, "full precision")
+    # a member of another dataset, even a better one, is not an answer for MNIST
+    verdict(capsys, exercises.check_best_member("cifar10-a4w4-s1", "mnist", fake_zoo), False, "not a mnist")
+
+
+def test_accuracy_gap(capsys, fake_zoo):
+    assert exercises.accuracy_gap("mnist", 1, 1, zoo_dir=fake_zoo) == pytest.approx(10.43)
+    verdict(capsys, exercises.check_accuracy_gap(10.43, "mnist", 1, 1, fake_zoo), True, "10.43")
+    verdict(capsys, exercises.check_accuracy_gap(0.1043, "mnist", 1, 1, fake_zoo), False, "fraction")
+    verdict(capsys, exercises.check_accuracy_gap(-10.43, "mnist", 1, 1, fake_zoo), False, "sign")
+    verdict(capsys, exercises.check_accuracy_gap(11.0, "mnist", 1, 1, fake_zoo), False, "not quite")
+    verdict(capsys, exercises.check_accuracy_gap("ten", "mnist", 1, 1, fake_zoo), False, "one number")
+
+
+def test_zoo_checks_accept_their_own_answer_on_the_real_zoo(capsys):
+    if not any(v["wbits"] != 32 for v in zoo.members("mnist").values()):
+        pytest.skip("the zoo has no low-precision MNIST member")
+    best, _ = exercises.best_lowprecision_member("mnist")
+    verdict(capsys, exercises.check_best_member(best, "mnist"), True)
+
+
+# --- the chapters keep the exercise layout -------------------------------------------
+
+
+def chapter_notebooks():
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    files = [c["file"] for part in toc.get("parts", []) for c in part.get("chapters", [])]
+    return [REPO / f"{f}.ipynb" for f in files if (REPO / f"{f}.ipynb").exists()]
+
+
+def tags(cell):
+    return set(cell.metadata.get("tags", []))
+
+
+@pytest.mark.parametrize("path", chapter_notebooks(), ids=lambda p: p.name)
+def test_chapter_exercises_have_folded_solutions(path):
+    nb = nbformat.read(path, as_version=4)
+    exercise_cells = [c for c in nb.cells if "exercise" in tags(c)]
+    solutions = [c for c in nb.cells if "solution" in tags(c)]
+    headings = [c for c in nb.cells if c.cell_type == "markdown" and "### Exercise" in c.source]
+    assert len(headings) >= 2, f"{path.name}: fewer than two exercises"
+    assert len(solutions) >= len(headings), f"{path.name}: an exercise has no solution"
+    for c in exercise_cells:
+        assert c.cell_type == "code" and "exercises.check_" in c.source, c.source
+    for c in solutions:
+        if c.cell_type == "code":
+            assert "hide-cell" in tags(c), f"{path.name}: solution code not folded:\n{c.source}"
+        else:
+            assert ":class: dropdown" in c.source, f"{path.name}: solution text not folded:\n{c.source}"
+
+
+@pytest.mark.parametrize("path", chapter_notebooks(), ids=lambda p: p.name)
+def test_handout_command_strips_solutions_and_outputs(path):
+    # The same two preprocessors, with the same settings, as the command in book/exercises/README.md.
+    nb = nbformat.read(path, as_version=4)
+    remove = TagRemovePreprocessor(remove_cell_tags={"solution"}, enabled=True)
+    nb, _ = remove.preprocess(nb, {})
+    nb, _ = ClearOutputPreprocessor(enabled=True).preprocess(nb, {})
+    assert not any("solution" in tags(c) for c in nb.cells)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert any("exercise" in tags(c) for c in nb.cells)
+
+
+def test_readme_gives_the_handout_command():
+    text = (REPO / "book" / "exercises" / "README.md").read_text()
+    assert "--TagRemovePreprocessor.remove_cell_tags solution" in text
+    assert "--ClearOutputPreprocessor.enabled=True" in text
