@@ -2,7 +2,9 @@
 
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir zoo list | verify | build --dataset mnist
-    empir samples
+    empir samples [mnist cifar10 tiny-imagenet]
+    empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
+    empir reproduce mnist|cifar10 [--n 10000] [--select-n 1000] [--only table2/]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
 the traceback as well.
@@ -42,6 +44,32 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--dataset", default=None)
     z.add_argument("--epochs", type=int, default=None)
     z.add_argument("--data-dir", default=None)
+
+    e = sub.add_parser("evaluate", help="one ensemble, one attack, one protocol: adversarial accuracy")
+    e.add_argument("--dataset", required=True, help="mnist or cifar10")
+    e.add_argument("--members", default=None,
+                   help="comma-separated zoo ids (default: the paper's EMPIR configuration)")
+    e.add_argument("--rule", default="vote", help="vote or average")
+    e.add_argument("--attack", required=True, help="fgsm, bim, pgd or cw")
+    e.add_argument("--protocol", default="paper", help="paper (the original code's wiring) or adaptive")
+    e.add_argument("--objective", default=None,
+                   help="what to differentiate (default: the protocol's); e.g. mean_prob, member:2")
+    e.add_argument("--eps", type=float, default=None, help="override the Table 1 eps")
+    e.add_argument("--nb-iter", type=int, default=None, help="override the iterations (BIM/PGD)")
+    e.add_argument("--max-iterations", type=int, default=None, help="override CW's iterations")
+    e.add_argument("--n", type=int, default=10000, help="evaluate the first N test images")
+    e.add_argument("--quick", action="store_true", help="use the embedded sample (no data directory)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", default=None, help="results file (default: print only)")
+    e.add_argument("--data-dir", default=None)
+
+    r = sub.add_parser("reproduce", help="every result the chapters need, resumable")
+    r.add_argument("dataset", help="mnist or cifar10")
+    r.add_argument("--n", type=int, default=10000, help="test images per full job")
+    r.add_argument("--select-n", type=int, default=1000, help="test images per sweep/selection job")
+    r.add_argument("--only", default=None, help="run only jobs whose name starts with this, e.g. table2/")
+    r.add_argument("--out-dir", default=None, help="default: data/results/<dataset>")
+    r.add_argument("--data-dir", default=None)
 
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
     s.add_argument("names", nargs="*", help="datasets (default: all)")
@@ -104,12 +132,57 @@ def _run(args) -> int:
             raise EmpirError("'empir zoo build' needs --dataset (mnist or cifar10).")
         zoo.build_zoo(args.dataset, args.epochs, args.data_dir)
         return 0
+    if args.cmd == "evaluate":
+        return _evaluate(args)
+    if args.cmd == "reproduce":
+        from .reproduce import reproduce
+        reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
+        return 0
     if args.cmd == "samples":
         from .samples import write_samples
         for path in write_samples(args.names or None, args.data_dir):
             print(path)
         return 0
     return 2
+
+
+def _evaluate(args) -> int:
+    from . import attacks, data, ensemble, evaluate, zoo
+    from .errors import check_choice
+
+    check_choice(args.dataset, tuple(zoo.EMPIR_MEMBERS), "dataset")
+    ids = args.members.split(",") if args.members else zoo.EMPIR_MEMBERS[args.dataset]
+    overrides = {k: v for k, v in (("eps", args.eps), ("nb_iter", args.nb_iter),
+                                   ("max_iterations", args.max_iterations)) if v is not None}
+    params = attacks.preset(args.dataset, args.attack, **overrides)
+    if args.out and not _writable(args.out):
+        from .errors import EmpirError
+        raise EmpirError(f"cannot write {args.out}: its folder is not writable; pass --out in a folder you own.")
+    ens = ensemble.from_zoo(ids, args.rule)
+    x, y = (data.load_sample(args.dataset) if args.quick else data.load(args.dataset, "test", args.data_dir))
+    x, y = x[:args.n], y[:args.n]
+    partial = f"{args.out}.partial.npz" if args.out else None
+    res = evaluate.adversarial_accuracy(ens, args.attack, x, y, args.protocol, args.objective, params,
+                                        seed=args.seed, partial_path=partial)
+    print(f"{ens.describe()}\n{args.attack} / {args.protocol} / {res['objective']} on {len(y)} images: "
+          f"clean {res['clean_accuracy']:.4f}, adversarial {res['adversarial_accuracy']:.4f} "
+          f"({res['wall_time_s']:.0f} s)")
+    if args.out:
+        info = {"source": "embedded sample data/samples"} if args.quick else None
+        evaluate.write_result(args.out, res, args.dataset, extra={"data": {"split": "test", "first_n": len(y),
+                              **(info or data.describe_source(args.dataset, args.data_dir))}})
+        os.path.exists(partial) and os.unlink(partial)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _writable(path) -> bool:
+    from pathlib import Path
+
+    folder = Path(path).resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
 
 
 if __name__ == "__main__":

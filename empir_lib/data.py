@@ -231,6 +231,15 @@ def _raw(name: str, data_dir) -> dict:
     return cached
 
 
+def describe_source(name: str, data_dir=None) -> dict:
+    """Which copy of ``name`` a full-split load reads: the offline archive (and its sha256) or Keras."""
+    archive = find_archive(name, data_dir) if name in ARCHIVES else None
+    if archive is None:
+        return {"source": "keras.datasets download" if name in ("mnist", "cifar10") else "missing"}
+    note = " (JPEG re-encoding of CIFAR-10; pixels differ slightly from the original)" if name == "cifar10" else ""
+    return {"source": f"{ARCHIVES[name][0]}{note}", "sha256": ARCHIVES[name][1]}
+
+
 def to_float(x: np.ndarray, name: str) -> np.ndarray:
     """uint8 images to float32 NHWC in [0, 1]."""
     x = x.astype(np.float32) / 255.0

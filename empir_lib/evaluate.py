@@ -1,13 +1,21 @@
-"""Accuracy of a model (or ensemble) on a set of images.
+"""Clean and adversarial accuracy of a model or ensemble, and the results files.
 
 Accuracy is the fraction of images whose predicted class equals the *true*
-label, as in the original ``model_eval`` (fact sheet section 5).
+label, as in the original ``model_eval`` (fact sheet section 5).  Results
+files are JSON, written atomically, with full provenance (DESIGN.md, "The
+data flow").
 """
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import numpy as np
 
-from .errors import EmpirError, check_positive_int
+from . import data as data_mod
+from . import provenance
+from .errors import EmpirError, check_choice, check_positive_int
 from .models import check_images
 
 
@@ -27,3 +35,139 @@ def accuracy(model, x, y, batch_size: int = 500) -> float:
     if len(y) == 0:
         raise EmpirError("accuracy of an empty set is undefined; pass at least one image.")
     return float(np.mean(predict_logits(model, x, batch_size).argmax(-1) == y))
+
+
+# --- adversarial accuracy, batched, resumable, with provenance ---------------------------------
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "data" / "results"
+
+
+def _norms(x, xa) -> tuple[np.ndarray, np.ndarray]:
+    d = (xa - x).reshape(len(x), -1)
+    return np.sqrt((d ** 2).sum(1)), np.abs(d).max(1)
+
+
+def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", objective: str | None = None,
+                         params: dict | None = None, dataset: str | None = None, seed: int = 0,
+                         batch_size: int = 100, progress: bool = True, partial_path=None) -> dict:
+    """Attack ``x`` batch by batch and score the ensemble on the result (fact sheet section 5).
+
+    Adversarial accuracy is the fraction of adversarial images whose
+    predicted class equals the *true* label (clean mistakes count as
+    failures).  With ``partial_path``, finished batches are saved there
+    (atomically) and a rerun with the same configuration skips them; a
+    different configuration is refused rather than mixed in.
+    Returns the summary plus per-image arrays (``adv_pred``, ``l2``, ``linf``).
+    """
+    from . import attacks, ensemble
+
+    check_choice(attack, attacks.ATTACKS, "attack")
+    check_choice(protocol, attacks.PROTOCOLS, "protocol")
+    x = check_images(x, ens.input_shape)
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    if len(y) != len(x):
+        raise EmpirError(f"{len(x)} images but {len(y)} labels.")
+    if len(y) == 0:
+        raise EmpirError("nothing to evaluate: pass at least one image.")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if params is None:
+        if dataset is None:
+            raise EmpirError("pass params=... or dataset=... (to use the paper's Table 1 preset).")
+        params = attacks.preset(dataset, attack)
+    params = attacks.check_params(attack, params)
+    objective = objective or attacks.objective_for(ens, attack, protocol)
+    config = {"members": list(ens.names), "rule": ens.rule, "attack": attack, "protocol": protocol,
+              "objective": objective, "params": params, "seed": seed, "n": len(y), "batch_size": batch_size,
+              "labels": "clean prediction" if protocol == "paper" else "true label"}
+
+    t0 = time.perf_counter()
+    clean_pred = ensemble.predict(ens, x)
+    labels = clean_pred.astype(np.int32) if protocol == "paper" else attacks.attack_labels(ens, x, y, protocol)
+    run = attacks.compile_attack(ens, attack, objective, params, clip_start=protocol != "paper")
+    done = _load_partial(partial_path, config)
+    starts = list(range(0, len(x), batch_size))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(starts, desc=f"{attack}/{protocol}/{objective}", unit="batch", disable=not progress,
+               mininterval=2)
+    for bi, i in enumerate(bar):
+        if bi < done["batches"]:
+            continue
+        xb = x[i:i + batch_size]
+        xa = run(xb, labels[i:i + batch_size], seed * 1_000_003 + bi)
+        l2, linf = _norms(xb, xa)
+        done["adv_pred"].append(ensemble.predict(ens, xa))
+        done["l2"].append(l2)
+        done["linf"].append(linf)
+        done["batches"] = bi + 1
+        if partial_path is not None:
+            _save_partial(partial_path, config, done)
+    bar.close()
+    adv_pred = np.concatenate(done["adv_pred"])
+    l2, linf = np.concatenate(done["l2"]), np.concatenate(done["linf"])
+    correct = adv_pred == y
+    out = {**config,
+           "clean_accuracy": round(float(np.mean(clean_pred == y)), 6),
+           "adversarial_accuracy": round(float(np.mean(correct)), 6),
+           "attack_success_rate": round(float(np.mean(adv_pred != clean_pred)), 6),
+           "mean_l2": round(float(l2.mean()), 6), "max_linf": round(float(linf.max()), 6),
+           "wall_time_s": round(time.perf_counter() - t0, 1),
+           "adv_pred": adv_pred, "l2": l2, "linf": linf, "clean_pred": clean_pred}
+    if ens.num_classes <= 10:
+        out["confusion"] = np.bincount(y * ens.num_classes + adv_pred,
+                                       minlength=ens.num_classes ** 2).reshape(ens.num_classes, -1).tolist()
+    return out
+
+
+def _load_partial(path, config) -> dict:
+    empty = {"batches": 0, "adv_pred": [], "l2": [], "linf": []}
+    if path is None or not Path(path).is_file():
+        return empty
+    with np.load(path, allow_pickle=False) as f:
+        if json.loads(str(f["config"])) != json.loads(json.dumps(config)):
+            raise EmpirError(f"{path} holds a partial evaluation of another configuration; delete it or "
+                             "pass another output path.")
+        b = int(f["batches"])
+        sizes = f["sizes"].tolist()
+        split = np.cumsum(sizes)[:-1]
+        return {"batches": b, "adv_pred": np.split(f["adv_pred"], split), "l2": np.split(f["l2"], split),
+                "linf": np.split(f["linf"], split)}
+
+
+def _save_partial(path, config, done) -> None:
+    arrays = {"config": np.array(json.dumps(config)), "batches": np.array(done["batches"]),
+              "sizes": np.array([len(a) for a in done["adv_pred"]]),
+              "adv_pred": np.concatenate(done["adv_pred"]), "l2": np.concatenate(done["l2"]),
+              "linf": np.concatenate(done["linf"])}
+    data_mod.atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+
+
+def write_result(path, result: dict, dataset: str, command: str | None = None, extra: dict | None = None,
+                 prov: dict | None = None) -> dict:
+    """Write a results file atomically: the summary, provenance and data description.
+
+    Per-image arrays are dropped (the confusion matrix stays); time and
+    provenance sit under their own keys so that two runs of the same
+    configuration differ only there.  ``prov`` is a provenance record taken
+    when the run started (so a commit made meanwhile is not misattributed).
+    """
+    summary = {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+    wall = summary.pop("wall_time_s", None)
+    record = {"dataset": dataset,
+              "data": {"split": "test", "first_n": summary["n"], **data_mod.describe_source(dataset)},
+              **summary, **(extra or {}),
+              "timing": {"wall_time_s": wall, "written": provenance.now()},
+              "provenance": prov or provenance.record(command)}
+    data_mod.atomic_write(Path(path), lambda p: Path(p).write_text(json.dumps(record, indent=1, sort_keys=True)
+                                                                   + "\n"))
+    return record
+
+
+def read_result(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise EmpirError(f"no results file at {path}; produce it with 'empir reproduce' or 'empir evaluate'.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise EmpirError(f"{path} is not valid JSON ({e}); restore it with git or rerun its command.") from None

@@ -1,0 +1,358 @@
+"""FGSM, BIM, PGD and CW-L2 (paper section 2 and Table 1) under two protocols.
+
+An attack differentiates a **score function**: images -> (batch, classes)
+scores.  FGSM, BIM and PGD take signed steps up the softmax cross-entropy of
+the scores; CW-L2 pushes down the margin between the label's score and the
+best other score.  *What the scores are* is the protocol, so one attack
+serves both (DESIGN.md, "Two protocols"):
+
+**paper protocol** (``protocol="paper"``): what the original code
+differentiates (fact sheet sections 0, 4 and 5), reproduced on purpose:
+
+* FGSM and PGD on an ensemble use ``original_attack_prob_as_logits``: the
+  ensemble's gradient rule of section 4.2 (voters' mean probability for
+  voting, mean probability for averaging) fed to softmax cross-entropy *as
+  if it were logits*, which flattens the gradient;
+* BIM and CW on an ensemble use ``original_fp_member``: the logits of the FP
+  member alone (the original's dict-key collision);
+* a single model (the baseline) is attacked on its logits;
+* labels are the ensemble's own clean predictions;
+* PGD's random start is not clipped to the pixel box before the first step.
+
+**adaptive protocol** (``protocol="adaptive"``): what a careful evaluator
+tries (Tramer et al. 2020; Gupta & Ajanthan), labels are the true labels:
+
+* ``mean_prob``: the log of the members' mean probability (cross-entropy
+  is then the negative log-likelihood of the mixture);
+* ``mean_logits``: the mean of the members' logits;
+* ``temperature``: the log-mean of softmax(z_k / T_k), where every member's
+  logits are divided by their own top-1 minus top-2 margin (held constant
+  under differentiation).  This undoes saturated softmaxes, the gradient
+  vanishing that Gupta & Ajanthan fix with temperature scaling; it is a
+  margin-based stand-in for their NJS criterion, not their exact rule;
+* ``member:<i>``: member i alone; for the FP member this is the transfer
+  attack from the FP member.
+
+The reported adaptive figure is the worst case over these
+(:func:`adaptive_objectives` lists them for an ensemble).
+
+All attacks are untargeted, L-infinity (FGSM, BIM, PGD) or L2 (CW), and keep
+every pixel in the clip range [0, 1].  Each batch is attacked inside one
+``tf.function``, loop included, so the Python overhead per step is nil.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+from . import ensemble as ens_mod
+from .errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from .models import check_images
+
+ATTACKS = ("fgsm", "bim", "pgd", "cw")
+PROTOCOLS = ("paper", "adaptive")
+CLIP = (0.0, 1.0)
+FIXED_OBJECTIVES = ("original_attack_prob_as_logits", "original_fp_member", "mean_prob", "mean_logits",
+                    "temperature")
+
+# The original's ImageNet eps is 0.1 in normalised units (fact sheet 7.8); the
+# per-channel std of about 0.226 x 255 turns that into about 5.7/255 in [0, 1].
+TINY_EPS = 0.1 * 0.226
+
+_CW = dict(binary_search_steps=1, max_iterations=50, learning_rate=0.1, initial_const=10.0, confidence=0.0,
+           abort_early=True, batch_size=100)
+PRESETS = {
+    # Table 1 and the original's argparse defaults (fact sheet section 5).
+    "mnist": {"fgsm": dict(eps=0.3), "bim": dict(eps=0.3, eps_iter=0.01, nb_iter=40),
+              "pgd": dict(eps=0.3, eps_iter=0.01, nb_iter=40), "cw": dict(_CW)},
+    "cifar10": {"fgsm": dict(eps=0.1), "bim": dict(eps=0.1, eps_iter=0.01, nb_iter=40),
+                "pgd": dict(eps=0.1, eps_iter=0.01, nb_iter=40), "cw": dict(_CW)},
+    "tiny-imagenet": {"fgsm": dict(eps=TINY_EPS), "bim": dict(eps=TINY_EPS, eps_iter=0.01 * 0.226, nb_iter=40),
+                      "pgd": dict(eps=TINY_EPS, eps_iter=0.01 * 0.226, nb_iter=5), "cw": dict(_CW)},
+}
+PARAMS = {"fgsm": ("eps",), "bim": ("eps", "eps_iter", "nb_iter"), "pgd": ("eps", "eps_iter", "nb_iter"),
+          "cw": tuple(_CW)}
+
+
+def preset(dataset: str, attack: str, **overrides) -> dict:
+    """Table 1's parameters for ``attack`` on ``dataset``, with checked overrides."""
+    check_choice(dataset, tuple(PRESETS), "dataset")
+    check_choice(attack, ATTACKS, "attack")
+    return check_params(attack, {**PRESETS[dataset][attack], **overrides})
+
+
+def check_params(attack: str, params: dict) -> dict:
+    """Validate attack parameters: a bad eps or step count is named, never used."""
+    check_choice(attack, ATTACKS, "attack")
+    unknown = sorted(set(params) - set(PARAMS[attack]))
+    if unknown:
+        raise EmpirError(f"unknown {attack} parameter(s) {', '.join(unknown)}; "
+                         f"{attack} takes: {', '.join(PARAMS[attack])}.")
+    missing = sorted(set(PARAMS[attack]) - set(params))
+    if missing:
+        raise EmpirError(f"{attack} needs {', '.join(missing)}; start from attacks.preset(dataset, {attack!r}).")
+    p = dict(params)
+    span = CLIP[1] - CLIP[0]
+    if attack != "cw":
+        eps = p["eps"]
+        if isinstance(eps, numbers.Real) and not isinstance(eps, bool) and eps < 0:
+            raise EmpirError(f"eps={eps} is negative; eps is a perturbation size in [0, {span}].")
+        p["eps"] = check_finite_number(eps, "eps", 0.0, span)
+    if attack in ("bim", "pgd"):
+        p["eps_iter"] = check_finite_number(p["eps_iter"], "eps_iter", 0.0, span)
+        if p["eps_iter"] <= 0:
+            raise EmpirError(f"eps_iter={p['eps_iter']} must be positive.")
+        p["nb_iter"] = check_positive_int(p["nb_iter"], "nb_iter")
+    if attack == "cw":
+        for k in ("binary_search_steps", "max_iterations", "batch_size"):
+            p[k] = check_positive_int(p[k], k)
+        p["learning_rate"] = check_finite_number(p["learning_rate"], "learning_rate", 1e-8, 1e3)
+        p["initial_const"] = check_finite_number(p["initial_const"], "initial_const", 1e-8, 1e8)
+        p["confidence"] = check_finite_number(p["confidence"], "confidence", 0.0, 1e6)
+        p["abort_early"] = bool(p["abort_early"])
+    return p
+
+
+# --- what to differentiate ----------------------------------------------------------------
+
+
+def adaptive_objectives(n_members: int) -> list[str]:
+    """The adaptive variants for an ensemble of ``n_members``; the worst case over them is reported."""
+    if n_members == 1:
+        return ["member:0"]
+    return ["mean_prob", "mean_logits", "temperature"] + [f"member:{i}" for i in range(n_members)]
+
+
+def paper_objective(ens, attack: str) -> str:
+    """The objective the original code differentiates for ``attack`` (fact sheet section 5)."""
+    check_choice(attack, ATTACKS, "attack")
+    if len(ens.members) == 1:
+        return "member:0"
+    if attack in ("fgsm", "pgd"):
+        return "original_attack_prob_as_logits"
+    return "original_fp_member"
+
+
+def objective_for(ens, attack: str, protocol: str) -> str:
+    """The default objective of a protocol: the paper's, or the first adaptive variant."""
+    check_choice(protocol, PROTOCOLS, "protocol")
+    return paper_objective(ens, attack) if protocol == "paper" else adaptive_objectives(len(ens.members))[0]
+
+
+def _member_index(ens, objective: str) -> int:
+    try:
+        i = int(objective.split(":", 1)[1])
+    except ValueError:
+        i = -1
+    if not 0 <= i < len(ens.members):
+        raise EmpirError(f"objective {objective!r} names no member; this ensemble has members "
+                         f"0..{len(ens.members) - 1} ({', '.join(ens.names)}).")
+    return i
+
+
+def score_function(ens, objective: str):
+    """The map images -> scores that an attack differentiates (see the module docstring)."""
+    if isinstance(objective, str) and objective.startswith("member:"):
+        i = _member_index(ens, objective)
+        return lambda x: ens.members[i](x, training=False)
+    check_choice(objective, FIXED_OBJECTIVES + tuple(f"member:{i}" for i in range(len(ens.members))),
+                 "objective")
+    order = ens_mod.priority(ens)
+    k = float(len(ens.members))
+
+    if objective == "original_fp_member":
+        if not any(ens.fp):
+            raise EmpirError("objective 'original_fp_member' needs a full-precision member; this ensemble "
+                             f"has none ({', '.join(ens.names)}).")
+        fp = int(order[0])
+        return lambda x: ens.members[fp](x, training=False)
+    if objective == "original_attack_prob_as_logits":
+        return lambda x: ens_mod.combine(ens_mod.member_logits(ens, x), order, ens.rule)["attack_prob"]
+    if objective == "mean_logits":
+        return lambda x: tf.reduce_mean(ens_mod.member_logits(ens, x), 0)
+    if objective == "mean_prob":
+        return lambda x: tf.reduce_logsumexp(tf.nn.log_softmax(ens_mod.member_logits(ens, x)), 0) - tf.math.log(k)
+
+    def tempered(x):
+        z = ens_mod.member_logits(ens, x)
+        top2 = tf.math.top_k(z, 2).values
+        t = tf.stop_gradient(tf.maximum(top2[..., 0] - top2[..., 1], 1e-3))[..., None]
+        return tf.reduce_logsumexp(tf.nn.log_softmax(z / t), 0) - tf.math.log(k)
+
+    return tempered
+
+
+# --- the attacks on one batch (tensors in, tensors out) -----------------------------------------
+
+
+def _ce_grad(score_fn, x, y):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=score_fn(x))
+    return tape.gradient(loss, x)
+
+
+def fgsm(score_fn, x, y, eps, clip=CLIP):
+    """Eq. 1: one step of size eps along the sign of the loss gradient, then clip."""
+    return tf.clip_by_value(x + eps * tf.sign(_ce_grad(score_fn, x, y)), *clip)
+
+
+def iterative(score_fn, x, y, eps, eps_iter, nb_iter, eta0, clip=CLIP):
+    """BIM (Eq. 2, ``eta0 = 0``) and PGD (Eq. 3, random ``eta0``), the original's update order.
+
+    Each step: ``x_adv = clip_box(x + eta + eps_iter * sign(grad))``, then
+    ``eta = clip(x_adv - x, -eps, eps)``.  The last image is ``clip_box(x + eta)``.
+    """
+    lo, hi = clip
+    eta = eta0
+    for _ in tf.range(nb_iter):
+        xa = x + eta
+        xa = tf.clip_by_value(xa + eps_iter * tf.sign(_ce_grad(score_fn, xa, y)), lo, hi)
+        eta = tf.clip_by_value(xa - x, -eps, eps)
+    return tf.clip_by_value(x + eta, lo, hi)
+
+
+def cw_l2(score_fn, x, y, const, num_classes, max_iterations, learning_rate, confidence, abort_early, clip=CLIP):
+    """One binary-search step of Carlini & Wagner's L2 attack, as cleverhans 1.0 runs it.
+
+    Optimises ``w`` in tanh space with Adam: ``x' = (tanh(w + atanh(x)) + 1) / 2``
+    (box-scaled), loss ``sum(c * max(0, z_y - max_{j!=y} z_j + kappa)) + ||x' - x||^2``.
+    Early abort checks the loss every ``max_iterations // 10`` steps and stops
+    when it fell by less than 0.01%.  Returns the successful image with the
+    smallest L2 per input (the input itself where none succeeded), its squared
+    L2 distance (inf where none) and the success flags.
+    """
+    lo, hi = clip
+    timg = tf.atanh((tf.clip_by_value((x - lo) / (hi - lo), 0.0, 1.0) * 2.0 - 1.0) * 0.999999)
+    origin = (tf.tanh(timg) + 1.0) / 2.0 * (hi - lo) + lo
+    onehot = tf.one_hot(y, num_classes)
+    w = tf.zeros_like(x)
+    m, v = tf.zeros_like(x), tf.zeros_like(x)
+    b1, b2, eps_adam = 0.9, 0.999, 1e-8
+    best_l2 = tf.fill(tf.shape(y), np.float32(np.inf))
+    best = x
+    prev = tf.constant(1e6, tf.float32)
+    period = max(max_iterations // 10, 1)
+    axes = list(range(1, len(x.shape)))
+    for it in tf.range(max_iterations):
+        with tf.GradientTape() as tape:
+            tape.watch(w)
+            new = (tf.tanh(w + timg) + 1.0) / 2.0 * (hi - lo) + lo
+            scores = score_fn(new)
+            l2 = tf.reduce_sum(tf.square(new - origin), axes)
+            real = tf.reduce_sum(onehot * scores, -1)
+            other = tf.reduce_max((1.0 - onehot) * scores - onehot * 10000.0, -1)
+            loss = tf.reduce_sum(const * tf.maximum(0.0, real - other + confidence)) + tf.reduce_sum(l2)
+        g = tape.gradient(loss, w)
+        t = tf.cast(it + 1, tf.float32)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * tf.square(g)
+        w = w - learning_rate * tf.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (tf.sqrt(v) + eps_adam)
+        if abort_early and it % period == 0:
+            if loss > prev * 0.9999:
+                break
+            prev = loss
+        # Success is judged on the scores seen before this step's update, as in the original.
+        shifted = scores + confidence * onehot
+        success = tf.argmax(shifted, -1, output_type=tf.int32) != y
+        better = success & (l2 < best_l2)
+        best_l2 = tf.where(better, l2, best_l2)
+        best = tf.where(tf.reshape(better, [-1] + [1] * (len(x.shape) - 1)), new, best)
+    return best, best_l2
+
+
+def cw_search(attack_step, x, y, p):
+    """CW's binary search over the constant c (``binary_search_steps`` rounds, per image)."""
+    n = len(y)
+    const = np.full(n, p["initial_const"], np.float32)
+    lower, upper = np.zeros(n, np.float32), np.full(n, 1e10, np.float32)
+    best, best_l2 = np.array(x), np.full(n, np.inf, np.float32)
+    for _ in range(p["binary_search_steps"]):
+        adv, l2 = (a.numpy() for a in attack_step(tf.constant(x), tf.constant(y), tf.constant(const)))
+        ok = np.isfinite(l2)
+        improve = ok & (l2 < best_l2)
+        best[improve], best_l2[improve] = adv[improve], l2[improve]
+        upper = np.where(ok, np.minimum(upper, const), upper)
+        lower = np.where(ok, lower, np.maximum(lower, const))
+        const = np.where(upper < 1e9, (lower + upper) / 2, const * 10).astype(np.float32)
+    return best
+
+
+# --- compiled attacks for an ensemble ----------------------------------------------------------
+
+
+def compile_attack(ens, attack: str, objective: str, params: dict, clip=CLIP, clip_start: bool = True):
+    """A function ``(x, y, seed) -> x_adv`` on numpy batches, traced once per batch shape.
+
+    ``seed`` (an int) fixes PGD's random start for that batch, so a resumed
+    evaluation draws the same starts as an uninterrupted one.
+    """
+    p = check_params(attack, params)
+    score_fn = score_function(ens, objective)
+    lo, hi = clip
+
+    if attack == "fgsm":
+        fn = tf.function(lambda x, y: fgsm(score_fn, x, y, p["eps"], clip), reduce_retracing=True)
+        return lambda x, y, seed=0: fn(tf.constant(x), tf.constant(y)).numpy()
+    if attack in ("bim", "pgd"):
+        @tf.function(reduce_retracing=True)
+        def run(x, y, seed):
+            if attack == "pgd":
+                eta = tf.random.stateless_uniform(tf.shape(x), seed, -p["eps"], p["eps"])
+                if clip_start:  # cleverhans 4 clips the start; the original did not
+                    eta = tf.clip_by_value(x + eta, lo, hi) - x
+            else:
+                eta = tf.zeros_like(x)
+            return iterative(score_fn, x, y, p["eps"], p["eps_iter"], p["nb_iter"], eta, clip)
+
+        return lambda x, y, seed=0: run(tf.constant(x), tf.constant(y),
+                                        tf.constant([seed, 0x5EED], tf.int64)).numpy()
+    step = tf.function(lambda x, y, c: cw_l2(score_fn, x, y, c, ens.num_classes, p["max_iterations"], p["learning_rate"],
+                                             p["confidence"], p["abort_early"], clip), reduce_retracing=True)
+
+    def run_cw(x, y, seed=0):
+        # The original attacks CW in batches of 100, and early abort looks at the batch's summed loss.
+        bs = p["batch_size"]
+        return np.concatenate([cw_search(step, x[i:i + bs], y[i:i + bs], p) for i in range(0, len(x), bs)])
+
+    return run_cw
+
+
+def generate(ens, attack: str, x, y=None, protocol: str = "paper", objective: str | None = None,
+             params: dict | None = None, dataset: str | None = None, seed: int = 0,
+             batch_size: int = 500) -> np.ndarray:
+    """Adversarial images for ``x`` against ``ens`` (a convenience over :func:`compile_attack`).
+
+    ``params`` default to ``preset(dataset, attack)``.  Under the paper
+    protocol the labels are the ensemble's clean predictions; under the
+    adaptive protocol they are the true labels ``y`` (required).
+    """
+    check_choice(attack, ATTACKS, "attack")
+    check_choice(protocol, PROTOCOLS, "protocol")
+    x = check_images(x, ens.input_shape)
+    if params is None:
+        if dataset is None:
+            raise EmpirError("pass params=... or dataset=... (to use the paper's Table 1 preset).")
+        params = preset(dataset, attack)
+    objective = objective or objective_for(ens, attack, protocol)
+    labels = attack_labels(ens, x, y, protocol)
+    run = compile_attack(ens, attack, objective, params, clip_start=protocol != "paper")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    return np.concatenate([run(x[i:i + batch_size], labels[i:i + batch_size], seed + i // batch_size)
+                           for i in range(0, len(x), batch_size)])
+
+
+def attack_labels(ens, x, y, protocol: str) -> np.ndarray:
+    """The labels an attack moves away from: the clean prediction (paper) or the truth (adaptive)."""
+    if protocol == "paper":
+        return ens_mod.predict(ens, x).astype(np.int32)
+    if y is None:
+        raise EmpirError("the adaptive protocol attacks the true labels: pass y.")
+    y = np.asarray(y).reshape(-1)
+    if len(y) != len(x):
+        raise EmpirError(f"{len(x)} images but {len(y)} labels.")
+    if y.min(initial=0) < 0 or y.max(initial=0) >= ens.num_classes:
+        raise EmpirError(f"labels must lie in 0..{ens.num_classes - 1}; got {y.min()}..{y.max()}.")
+    return y.astype(np.int32)

@@ -1,0 +1,180 @@
+"""``empir reproduce mnist|cifar10``: every result the chapters read, as one resumable plan.
+
+The plan is a list of jobs; each job is one ensemble, one attack, one
+protocol and objective, on the first ``n`` test images, and writes one JSON
+file under ``data/results/<dataset>/``.  A job whose file exists with the same
+configuration is skipped, and an interrupted job resumes from its last
+finished batch (``runs/eval/``), so the command can be killed and rerun.
+
+What it produces (paper section 5 and appendix B):
+
+* ``table2/``: the baseline FP row and the EMPIR row (Table 2) under the
+  paper protocol, and the EMPIR row under the adaptive protocol: every
+  adaptive objective is tried on the first ``select_n`` images
+  (``adaptive-select/``) and the worst one is run on all ``n``;
+* ``eps8/``: PGD at 8/255 (Tramer et al.'s setting) for the same three rows;
+* ``members/``: each EMPIR member alone under the four attacks;
+* ``rules/``: averaging against voting for ensembles of two and three;
+* ``grid/``: the wbits x abits grid under FGSM (Figure 1) and CW (Figure 3a);
+* MNIST only, ``fig4/``: 0-3 FP and 0-3 LP members under FGSM (Figure 4),
+  and ``fig5/``: FGSM eps 0.1-0.8 and CW iterations 10-90 (Figure 5).
+
+Jobs marked ``sweep`` run on the first ``select_n`` images (default 1,000)
+to keep the whole command near an hour on a 2-core CPU; their files record n.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import attacks, data, ensemble, evaluate, provenance, zoo
+from .errors import EmpirError, check_choice, check_positive_int
+
+DATASETS = ("mnist", "cifar10")
+EPS8 = 8 / 255
+FIG4_FP = ["mnist-fp-s1", "mnist-fp-s2", "mnist-fp-s3"]
+FIG4_LP = ["mnist-a4w2-s1", "mnist-a4w2-s2", "mnist-a4w2-s3"]
+
+
+def _job(name, members, attack, protocol="paper", objective=None, rule="vote", n=None, **params):
+    return {"name": name, "members": list(members), "rule": rule, "attack": attack, "protocol": protocol,
+            "objective": objective, "params": params, "n": n}
+
+
+def plan(dataset: str, n: int, select_n: int) -> list[dict]:
+    """The static part of the plan (the adaptive full runs are added once selection is done)."""
+    empir = zoo.EMPIR_MEMBERS[dataset]
+    fp = [m for m in empir if "-fp-" in m][0]
+    lps = [m for m in empir if m != fp]
+    jobs = []
+    for a in attacks.ATTACKS:
+        jobs.append(_job(f"table2/baseline-paper-{a}", [fp], a, n=n))
+        jobs.append(_job(f"table2/empir-paper-{a}", empir, a, n=n))
+    for a in attacks.ATTACKS:
+        for obj in attacks.adaptive_objectives(len(empir)):
+            jobs.append(_job(f"adaptive-select/{a}-{obj.replace(':', '')}", empir, a, "adaptive", obj, n=select_n))
+    jobs.append(_job("eps8/baseline-paper-pgd", [fp], "pgd", n=n, eps=EPS8))
+    jobs.append(_job("eps8/empir-paper-pgd", empir, "pgd", n=n, eps=EPS8))
+    for m in lps:
+        for a in attacks.ATTACKS:
+            jobs.append(_job(f"members/{m}-{a}", [m], a, n=n))
+    for rule in ensemble.RULES:
+        for size, members in ((2, [lps[0], fp]), (3, empir)):
+            jobs.append(_job(f"rules/{size}-{rule}-fgsm", members, "fgsm", rule=rule, n=n))
+            jobs.append(_job(f"rules/{size}-{rule}-pgd", members, "pgd", rule=rule, n=select_n))
+    for w, a in zoo.GRID:
+        mid = zoo.find(dataset, w, a)
+        jobs.append(_job(f"grid/{mid}-fgsm", [mid], "fgsm", n=n))
+        jobs.append(_job(f"grid/{mid}-cw", [mid], "cw", n=select_n))
+    if dataset == "mnist":
+        for f in range(4):
+            for l in range(4):
+                if f + l:
+                    jobs.append(_job(f"fig4/fp{f}-lp{l}", FIG4_LP[:l] + FIG4_FP[:f], "fgsm", n=n))
+        for eps in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+            for row, members in (("baseline", [fp]), ("empir", empir)):
+                jobs.append(_job(f"fig5/{row}-fgsm-eps{eps:.1f}", members, "fgsm", n=n, eps=eps))
+        for it in range(10, 100, 10):
+            for row, members in (("baseline", [fp]), ("empir", empir)):
+                jobs.append(_job(f"fig5/{row}-cw-iter{it}", members, "cw", n=select_n, max_iterations=it))
+    return jobs
+
+
+def adaptive_jobs(dataset: str, n: int, out_dir: Path) -> list[dict]:
+    """The adaptive Table 2 row: for each attack, the worst objective of the selection, on all n."""
+    empir = zoo.EMPIR_MEMBERS[dataset]
+    jobs = []
+    for a in attacks.ATTACKS:
+        tried = {}
+        for f in sorted((out_dir / "adaptive-select").glob(f"{a}-*.json")):
+            r = evaluate.read_result(f)
+            tried[r["objective"]] = r["adversarial_accuracy"]
+        if not tried:
+            continue
+        worst = min(tried, key=lambda k: (tried[k], k))
+        job = _job(f"table2/empir-adaptive-{a}", empir, a, "adaptive", worst, n=n)
+        job["extra"] = {"selected_from": tried, "selection_n": r["n"]}
+        jobs.append(job)
+        if a == "pgd":
+            job8 = _job("eps8/empir-adaptive-pgd", empir, "pgd", "adaptive", worst, n=n, eps=EPS8)
+            job8["extra"] = dict(job["extra"])
+            jobs.append(job8)
+    return jobs
+
+
+def run_job(job: dict, dataset: str, x, y, out_dir: Path, partial_dir: Path, progress=True,
+            prov: dict | None = None) -> tuple[dict, bool]:
+    """Run one job unless its results file already holds the same configuration."""
+    path = out_dir / f"{job['name']}.json"
+    ens = ensemble.from_zoo(job["members"], job["rule"])
+    params = attacks.preset(dataset, job["attack"], **job["params"])
+    n = min(job["n"], len(y))
+    objective = job["objective"] or attacks.objective_for(ens, job["attack"], job["protocol"])
+    if path.is_file():
+        old = evaluate.read_result(path)
+        same = (old.get("members") == job["members"] and old.get("rule") == job["rule"]
+                and old.get("objective") == objective and old.get("params") == json.loads(json.dumps(params))
+                and old.get("n") == n)
+        if same:
+            return old, False
+    partial = partial_dir / f"{dataset}-{job['name'].replace('/', '-')}.npz"
+    result = evaluate.adversarial_accuracy(ens, job["attack"], x[:n], y[:n], job["protocol"], objective, params,
+                                           progress=progress, partial_path=partial)
+    record = evaluate.write_result(path, result, dataset, extra=job.get("extra"), prov=prov)
+    partial.unlink(missing_ok=True)
+    return record, True
+
+
+def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None, out_dir=None,
+              partial_dir="runs/eval", only: str | None = None, progress: bool = True) -> list[dict]:
+    """Run the whole plan for ``dataset`` (or the jobs whose name starts with ``only``)."""
+    check_choice(dataset, DATASETS, "dataset")
+    n = check_positive_int(n, "n")
+    select_n = min(check_positive_int(select_n, "select_n"), n)
+    out_dir = Path(out_dir or evaluate.RESULTS_DIR / dataset)
+    partial_dir = Path(partial_dir)
+    missing = [m for m in _all_members(dataset) if m not in zoo.members(dataset)]
+    if missing:
+        raise EmpirError(f"the zoo lacks {', '.join(missing)}; train them with 'empir zoo build --dataset {dataset}'.")
+    x, y = data.load(dataset, "test", data_dir, n)
+    log, t_start = [], time.perf_counter()
+    command = f"empir reproduce {dataset} --n {n} --select-n {select_n}"
+    prov = provenance.record(command)  # taken now: the code that runs is the code at this commit
+
+    def run_all(jobs):
+        for job in jobs:
+            if only and not job["name"].startswith(only):
+                continue
+            t0 = time.perf_counter()
+            record, ran = run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov)
+            secs = time.perf_counter() - t0
+            log.append({"name": job["name"], "ran": ran, "seconds": round(secs, 1),
+                        "adversarial_accuracy": record["adversarial_accuracy"]})
+            print(f"{dataset} {job['name']:40s} acc={record['adversarial_accuracy']:.4f} "
+                  f"{'ran' if ran else 'kept'} {secs:7.1f} s", flush=True)
+
+    run_all(plan(dataset, n, select_n))
+    run_all(adaptive_jobs(dataset, n, out_dir))
+    _write_timing(out_dir, log, time.perf_counter() - t_start, command)
+    return log
+
+
+def _all_members(dataset: str) -> list[str]:
+    return sorted({m for j in plan_members(dataset) for m in j})
+
+
+def plan_members(dataset: str) -> list[list[str]]:
+    return [j["members"] for j in plan(dataset, 1, 1)]
+
+
+def _write_timing(out_dir: Path, log: list, total: float, command: str) -> None:
+    """Seconds per step of this invocation, merged into ``timing.json`` (jobs kept from earlier runs keep their time)."""
+    path = out_dir / "timing.json"
+    old = json.loads(path.read_text()) if path.is_file() else {"steps": {}}
+    for entry in log:
+        if entry["ran"]:
+            old["steps"][entry["name"]] = entry["seconds"]
+    old["total_s"] = round(sum(old["steps"].values()), 1)
+    old["last_invocation"] = {"seconds": round(total, 1), **provenance.record(command)}
+    data.atomic_write(path, lambda p: Path(p).write_text(json.dumps(old, indent=1, sort_keys=True) + "\n"))
