@@ -49,7 +49,7 @@ def _norms(x, xa) -> tuple[np.ndarray, np.ndarray]:
 
 def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", objective: str | None = None,
                          params: dict | None = None, dataset: str | None = None, seed: int = 0,
-                         batch_size: int = 100, progress: bool = True, partial_path=None) -> dict:
+                         batch_size: int = 500, progress: bool = True, partial_path=None) -> dict:
     """Attack ``x`` batch by batch and score the ensemble on the result (fact sheet section 5).
 
     Adversarial accuracy is the fraction of adversarial images whose
