@@ -73,12 +73,13 @@ def make(members, rule: str = "vote", names=None) -> Ensemble:
     if not members:
         raise EmpirError("an ensemble needs at least one member; pass one or more models (M + N >= 1).")
     check_choice(rule, RULES, "combination rule")
+    for i, m in enumerate(members):
+        if not isinstance(m, keras.Model):
+            raise EmpirError(f"member {i} ({m!r}) is a {type(m).__name__}, not a Keras model; "
+                             "load zoo members with ensemble.from_zoo(ids).")
     names = tuple(names) if names is not None else tuple(m.name for m in members)
     if len(names) != len(members):
         raise EmpirError(f"{len(names)} names for {len(members)} members.")
-    for m, n in zip(members, names):
-        if not isinstance(m, keras.Model):
-            raise EmpirError(f"member {n!r} is a {type(m).__name__}, not a Keras model.")
     shape0, classes0 = tuple(members[0].input_shape[1:]), members[0].output_shape[-1]
     for m, n in zip(members[1:], names[1:]):
         if tuple(m.input_shape[1:]) != shape0:
