@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup book test lab zoo samples clean
+SUDO    = $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: setup browser book test lab zoo samples reproduce clean
 
 setup: $(STAMP)
 
@@ -20,7 +22,12 @@ book: setup
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Open _build/html/index.html"
 
-test: setup
+# The book's browser check needs Debian's chromium (tests/test_book_browser.py).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian's chromium for the browser check"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(BIN)/python -m pytest --nbval-lax tests book
 
 lab: setup
@@ -32,6 +39,11 @@ zoo: setup
 
 samples: setup
 	$(BIN)/empir samples
+
+# Full-test-set results under data/results (hours on a 2-core CPU; resumable).
+reproduce: setup
+	$(BIN)/empir reproduce mnist
+	$(BIN)/empir reproduce cifar10
 
 clean:
 	rm -rf _build .pytest_cache

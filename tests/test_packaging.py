@@ -14,8 +14,10 @@ def test_environment_yml_matches_pyproject():
     wanted = set(map(_norm, proj["dependencies"]))
     for extra in proj["optional-dependencies"].values():
         wanted |= set(map(_norm, extra))
-    pip_lines = re.findall(r"^\s+-\s+(\S.*)$", (REPO / "environment.yml").read_text(), re.M)
-    listed = {_norm(l) for l in pip_lines} - {"python=3.11", "pip", "-e."}
+    # Only the entries under "- pip:" are Python packages (not the channels or conda's python/pip).
+    pip_block = (REPO / "environment.yml").read_text().split("- pip:", 1)[1]
+    pip_lines = re.findall(r"^\s+-\s+([^#\s].*?)\s*$", pip_block, re.M)
+    listed = {_norm(l) for l in pip_lines} - {"-e."}
     assert listed == wanted
 
 
