@@ -5,6 +5,7 @@
     empir samples [mnist cifar10 tiny-imagenet]
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
     empir reproduce mnist|cifar10 [--n 10000] [--select-n 1000] [--only table2/]
+    empir bench [--n 500]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
 the traceback as well.
@@ -72,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out-dir", default=None, help="default: data/results/<dataset>")
     r.add_argument("--data-dir", default=None)
 
+    b = sub.add_parser("bench", help="speed of attacks (vs cleverhans and the gradient floor) and training")
+    b.add_argument("--n", type=int, default=500, help="MNIST sample images per attack")
+    b.add_argument("--out-dir", default=None, help="default: benchmarks/")
+
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
     s.add_argument("names", nargs="*", help="datasets (default: all)")
     s.add_argument("--data-dir", default=None)
@@ -138,6 +143,11 @@ def _run(args) -> int:
     if args.cmd == "reproduce":
         from .reproduce import reproduce
         reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
+        return 0
+    if args.cmd == "bench":
+        from .bench import run
+        result = run(args.out_dir, args.n)
+        print(f"wrote benchmarks in {result['wall_time_s']:.0f} s")
         return 0
     if args.cmd == "samples":
         from .samples import write_samples

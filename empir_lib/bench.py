@@ -1,0 +1,185 @@
+"""Speed measurements: attacks against cleverhans 4 and against the bare gradient cost, and training.
+
+Every figure is a ratio measured in one run beside its baseline, on the same
+model, batch and machine (DEVELOPERS.md, "Performance figures").  The
+*floor* of a gradient attack is one forward plus one backward pass through
+every member it differentiates; an attack step cannot cost less.  Results go
+to ``benchmarks/results.json`` with the machine they ran on; ``empir bench``
+reruns them.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from . import attacks, data, ensemble, models, provenance, train
+
+BENCH_DIR = provenance.REPO / "benchmarks"
+
+
+def _best_time(fn, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up (tracing) call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def floor_fn(ens, objective: str):
+    """One forward + backward pass of the objective's members: the cost of one attack step, at least."""
+    score_fn = attacks.score_function(ens, objective)
+
+    @tf.function
+    def grad(x, y):
+        return attacks._ce_grad(score_fn, x, y)
+
+    return grad
+
+
+def attack_speed(ens, label: str, x, y, repeats: int = 3, cw_images: int = 100) -> list[dict]:
+    """Images/s of our FGSM, BIM-40, PGD-40 and CW-50 beside cleverhans 4 and the floor."""
+    from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+
+    objective = "member:0" if len(ens.members) == 1 else "mean_prob"
+    score_fn = attacks.score_function(ens, objective)
+    xt, yt = tf.constant(x), tf.constant(y.astype(np.int32))
+    y64 = tf.constant(y.astype(np.int64))
+    grad = floor_fn(ens, objective)
+    # Ten back-to-back gradient calls per timing, best of 2 * repeats: the floor must not be inflated by noise.
+    t_floor = _best_time(lambda: [grad(xt, yt) for _ in range(10)][-1].numpy(), 2 * repeats) / 10
+    rows = []
+    for name in ("fgsm", "bim", "pgd", "cw"):
+        p = attacks.preset("mnist", name)
+        steps = {"fgsm": 1, "bim": p.get("nb_iter"), "pgd": p.get("nb_iter"), "cw": p.get("max_iterations")}[name]
+        xs, ys = (x[:cw_images], y[:cw_images]) if name == "cw" else (x, y)
+        run = attacks.compile_attack(ens, name, objective, p)
+        t_ours = _best_time(lambda: run(xs, ys.astype(np.int32), 0), repeats if name != "cw" else 1)
+        t_ch = t_ch_fn = None
+        ch_error = None
+        xs_t = tf.constant(xs)
+        try:
+            if name == "fgsm":
+                def ch():
+                    return fast_gradient_method(score_fn, xs_t, p["eps"], np.inf, clip_min=0.0, clip_max=1.0,
+                                                y=y64)
+            elif name in ("bim", "pgd"):
+                def ch():
+                    return projected_gradient_descent(score_fn, xs_t, p["eps"], p["eps_iter"], p["nb_iter"],
+                                                      np.inf, clip_min=0.0, clip_max=1.0, y=y64,
+                                                      rand_init=name == "pgd", sanity_checks=False)
+            else:
+                def ch():
+                    return carlini_wagner_l2(score_fn, xs_t, y=tf.constant(ys.astype(np.int64)),
+                                             batch_size=len(ys), binary_search_steps=1, max_iterations=50,
+                                             learning_rate=0.1, initial_const=10.0, abort_early=True,
+                                             clip_min=0.0, clip_max=1.0)
+            t_ch = _best_time(lambda: np.asarray(ch()), 1)
+            if name != "cw":
+                ch_fn = tf.function(ch)
+                t_ch_fn = _best_time(lambda: np.asarray(ch_fn()), 1)
+        except Exception as e:  # cleverhans' CW under Keras 3: record why, do not hide it
+            ch_error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        n = len(xs)
+        per_step_floor = t_floor * n / len(x)
+        rows.append({
+            "model": label, "attack": name, "objective": objective, "images": n, "steps": steps,
+            "ours_images_per_s": round(n / t_ours, 1),
+            "cleverhans_eager_images_per_s": round(n / t_ch, 1) if t_ch else None,
+            "cleverhans_tf_function_images_per_s": round(n / t_ch_fn, 1) if t_ch_fn else None,
+            "cleverhans_error": ch_error,
+            "speedup_vs_cleverhans_eager": round(t_ch / t_ours, 2) if t_ch else None,
+            "speedup_vs_cleverhans_tf_function": round(t_ch_fn / t_ours, 2) if t_ch_fn else None,
+            "floor_images_per_s": round(n / (per_step_floor * steps), 1),
+            "cost_vs_floor": round(t_ours / (per_step_floor * steps), 3),
+        })
+    return rows
+
+
+def training_speed(batches: int = 20, batch_size: int = 128) -> list[dict]:
+    """Training images/s per network and precision, and the quantisers' cost against FP."""
+    rows = []
+    for arch, shape in (("mnist_conv", (28, 28, 1)), ("cifar_conv", (32, 32, 3))):
+        fp_rate = None
+        for wbits, abits in ((32, 32), (2, 4), (4, 2), (1, 1)):
+            model = models.build(arch, wbits, abits)
+            opt = __import__("keras").optimizers.Adam(1e-3)
+            x = tf.random.uniform((batch_size, *shape), seed=1)
+            y = tf.constant(np.arange(batch_size) % 10)
+
+            @tf.function
+            def step():
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x, training=True)))
+                g = tape.gradient(loss, model.trainable_variables)
+                opt.apply_gradients(zip(g, model.trainable_variables))
+                return loss
+
+            t = _best_time(lambda: [step() for _ in range(batches)][-1].numpy(), 3)
+            rate = batches * batch_size / t
+            fp_rate = fp_rate or rate
+            rows.append({"network": arch, "precision": train.precision_tag(wbits, abits),
+                         "images_per_s": round(rate, 1), "cost_vs_fp": round(fp_rate / rate, 3)})
+    return rows
+
+
+def run(out_dir=None, n: int = 500, progress: bool = True) -> dict:
+    """All benchmarks; writes ``results.json`` and the README table in ``benchmarks/``."""
+    out_dir = Path(out_dir or BENCH_DIR)
+    x, y = data.load_sample("mnist", n)
+    t0 = time.perf_counter()
+    rows = attack_speed(ensemble.baseline("mnist"), "MNIST FP baseline", x, y)
+    rows += attack_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)
+    result = {"attacks": rows, "training": training_speed(), "end_to_end": end_to_end(),
+              "wall_time_s": round(time.perf_counter() - t0, 1),
+              "machine": provenance.hardware(), "provenance": provenance.record("empir bench")}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data.atomic_write(out_dir / "results.json",
+                      lambda p: Path(p).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n"))
+    data.atomic_write(out_dir / "README.md", lambda p: Path(p).write_text(readme(result)))
+    return result
+
+
+def end_to_end() -> dict:
+    """The recorded wall times of the long jobs (their own files), gathered in one place."""
+    out = {}
+    for ds in ("mnist", "cifar10"):
+        path = provenance.REPO / "data" / "results" / ds / "timing.json"
+        if path.is_file():
+            t = json.loads(path.read_text())
+            out[f"empir reproduce {ds}"] = {"total_s": t["total_s"], "steps": len(t["steps"])}
+    return out
+
+
+def readme(result: dict) -> str:
+    m = result["machine"]
+    lines = ["# Benchmarks", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, GPUs: {', '.join(m['gpus']) or 'none'}. "
+             "Written by `empir bench` (`empir_lib/bench.py`); every ratio is measured in the same run as its "
+             "baseline. Do not edit by hand.", "",
+             "## Attacks (500 MNIST test images; CW on 100)", "",
+             "| model | attack | ours img/s | cleverhans eager img/s | cleverhans tf.function img/s | "
+             "speed-up (eager / tf.function) | floor img/s | cost vs floor |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["attacks"]:
+        ch = r["cleverhans_eager_images_per_s"]
+        chf = r["cleverhans_tf_function_images_per_s"]
+        lines.append(f"| {r['model']} | {r['attack']} | {r['ours_images_per_s']} | "
+                     f"{ch if ch else 'fails: ' + (r['cleverhans_error'] or '')} | {chf or '-'} | "
+                     f"{r['speedup_vs_cleverhans_eager'] or '-'} / {r['speedup_vs_cleverhans_tf_function'] or '-'} | "
+                     f"{r['floor_images_per_s']} | {r['cost_vs_floor']} |")
+    lines += ["", "## Training (batches of 128)", "", "| network | precision | img/s | cost vs FP |",
+              "| --- | --- | --- | --- |"]
+    lines += [f"| {r['network']} | {r['precision']} | {r['images_per_s']} | {r['cost_vs_fp']} |"
+              for r in result["training"]]
+    lines += ["", "## End to end", "", "| job | total s |", "| --- | --- |"]
+    lines += [f"| {k} | {v['total_s']} |" for k, v in result["end_to_end"].items()]
+    return "\n".join(lines) + "\n"
