@@ -10,16 +10,18 @@ from empir_lib.errors import EmpirError
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-def test_mnist_sample_needs_no_data_dir(monkeypatch):
+@pytest.mark.parametrize("name,shape", [("mnist", (28, 28, 1)), ("cifar10", (32, 32, 3))])
+def test_sample_needs_no_data_dir(monkeypatch, name, shape):
     monkeypatch.delenv("EMPIR_DATA_DIR", raising=False)
-    x, y = data.load_sample("mnist")
-    assert x.shape == (500, 28, 28, 1) and x.dtype == np.float32 and y.shape == (500,)
+    x, y = data.load_sample(name)
+    assert x.shape == (500, *shape) and x.dtype == np.float32 and y.shape == (500,)
     assert 0.0 <= x.min() and x.max() <= 1.0 and len(np.unique(y)) == 10
 
 
-def test_sample_is_the_start_of_the_test_split(data_dir):
-    xs, ys = data.load_sample("mnist", n=50)
-    x, y = data.load("mnist", "test", n=50)
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_sample_is_the_start_of_the_test_split(data_dir, name):
+    xs, ys = data.load_sample(name, n=50)
+    x, y = data.load(name, "test", n=50)
     np.testing.assert_allclose(xs, x, atol=1 / 255 / 2)
     np.testing.assert_array_equal(ys, y)
 
