@@ -271,13 +271,13 @@ def sample_path(name: str) -> Path:
 def load_sample(name: str, n: int | None = None):
     """The small embedded test subset in ``data/samples`` (no data directory needed).
 
-    It is the first images of the test split, written by ``scripts/make_samples.py``.
+    It is the first images of the test split, written by ``empir samples <name>``.
     """
     check_choice(name, DATASETS[:3], "dataset")
     path = sample_path(name)
     if not path.is_file():
         raise EmpirError(f"the embedded sample {path} is missing; regenerate it with "
-                         f"'python scripts/make_samples.py' (needs EMPIR_DATA_DIR).")
+                         f"'empir samples {name}' (needs EMPIR_DATA_DIR).")
     with np.load(path, allow_pickle=False) as f:
         x, y = f["x"], f["y"]
     if n is not None:

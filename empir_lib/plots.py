@@ -190,3 +190,121 @@ def accuracy_grid(entries, dataset: str, bits=(1, 2, 4), seed: int = 1) -> Figur
     ax.set_title(f"{dataset}: clean accuracy, % ({fp_text})", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
+
+
+# --- chapter 2: adversarial examples -------------------------------------------------------
+
+
+def _image(ax, img, **kw):
+    img = np.asarray(img).squeeze()
+    ax.imshow(img, cmap=kw.pop("cmap", "gray" if img.ndim == 2 else None), **kw)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def adversarial_examples(x, adversarial: dict, clean_pred, adv_pred: dict, labels=None) -> Figure:
+    """Clean images (top row) and their adversarial versions, one row per attack.
+
+    ``adversarial`` and ``adv_pred`` map an attack name to the adversarial
+    images and the model's predictions on them; each image is titled with the
+    prediction, in red where it differs from the true label (``labels``) or,
+    without labels, from the clean prediction.
+    """
+    x = np.asarray(x)
+    truth = np.asarray(labels if labels is not None else clean_pred)
+    rows = [("clean", x, np.asarray(clean_pred))] + [(a, np.asarray(adversarial[a]), np.asarray(adv_pred[a]))
+                                                     for a in adversarial]
+    fig = Figure(figsize=(1.3 * len(x) + 0.6, 1.45 * len(rows)), layout="constrained")
+    axes = np.asarray(fig.subplots(len(rows), len(x), squeeze=False))
+    for i, (name, imgs, pred) in enumerate(rows):
+        for j in range(len(x)):
+            ax = axes[i, j]
+            _image(ax, imgs[j], vmin=0, vmax=1)
+            ax.set_title(f"pred {pred[j]}", fontsize=8, color="black" if pred[j] == truth[j] else "tab:red")
+            if j == 0:
+                ax.set_ylabel(name.upper() if name != "clean" else "clean", fontsize=9)
+    return fig
+
+
+def perturbations(x, adversarial: dict) -> Figure:
+    """The perturbations x_adv - x, one row per attack, on a symmetric red-blue scale.
+
+    Each row has its own scale, +-max|delta| of that attack, shown on its
+    colour bar: the L-inf attacks fill +-eps, CW's L2 perturbation is
+    concentrated on a few pixels.
+    """
+    x = np.asarray(x)
+    names = list(adversarial)
+    fig = Figure(figsize=(1.3 * len(x) + 1.2, 1.4 * len(names)), layout="constrained")
+    axes = np.asarray(fig.subplots(len(names), len(x), squeeze=False))
+    for i, name in enumerate(names):
+        delta = np.asarray(adversarial[name]) - x
+        lim = float(np.abs(delta).max()) or 1.0
+        for j in range(len(x)):
+            d = delta[j].mean(-1) if delta.shape[-1] == 3 else delta[j]
+            _image(axes[i, j], d, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axes[i, 0].set_ylabel(name.upper(), fontsize=9)
+        fig.colorbar(axes[i, -1].images[0], ax=axes[i, :].tolist(), shrink=0.9, aspect=8)
+    return fig
+
+
+# --- chapter 6: hardware overheads (Eq. 6) ------------------------------------------------------
+
+
+def overhead_heatmaps(panels, bits) -> Figure:
+    """Eq. 6 terms of one low-precision member over a wbits x abits grid, one panel per model.
+
+    ``panels`` is a list of (title, array indexed [abits, wbits]) from
+    ``overhead.member_grid``; values are fractions of one FP model.
+    """
+    fig = Figure(figsize=(3.4 * len(panels), 3.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, arr) in zip(axes, panels):
+        im = ax.imshow(arr, cmap="magma_r", origin="lower", vmin=0, vmax=max(1.0, float(np.nanmax(arr))))
+        for i in range(len(bits)):
+            for j in range(len(bits)):
+                dark = im.norm(arr[i, j]) > 0.5
+                ax.text(j, i, f"{arr[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+        ax.set_xticks(range(len(bits)), [str(b) for b in bits])
+        ax.set_yticks(range(len(bits)), [str(b) for b in bits])
+        ax.set_xlabel("weight bits (wbits)")
+        ax.set_ylabel("activation bits (abits)")
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | None = None) -> Figure:
+    """Figure 4 (c, d) style: Eq. 6 time and storage against N (LP members), one line per M (FP).
+
+    ``sweep`` is ``overhead.sweep(...)``.  ``measured`` maps (M, N) to a
+    measured storage ratio (bit-packed zoo members), drawn as crosses on the
+    storage panel.  ``paper`` maps a label to (M, N, time, storage), the
+    paper's quoted values, drawn as open diamonds and labelled as the paper's.
+    """
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    n_max = sweep["time"].shape[0] - 1
+    colours = ["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    w, a = sweep["lp"]
+    for ax, key in zip(axes, ("time", "storage")):
+        for m in range(n_max + 1):
+            ns = np.arange(n_max + 1)
+            ax.plot(ns, sweep[key][m], "o-", color=colours[m % len(colours)], label=f"M = {m} FP")
+        if paper:
+            for label, (m, n, t, s) in paper.items():
+                ax.plot(n, t if key == "time" else s, "D", mfc="none", mec="black", ms=9,
+                        label=f"paper: {label}")
+        if key == "storage" and measured:
+            pts = np.array([(n, v) for (m, n), v in measured.items()])
+            ax.plot(pts[:, 0], pts[:, 1], "x", color="black", ms=8, mew=2, label="measured (bit-packed zoo)")
+        ax.set_xticks(range(n_max + 1))
+        ax.set_xlabel(f"N low-precision members (a{a}w{w})")
+        ax.set_ylabel(f"{key} / one FP model")
+        ax.set_title(f"Eq. 6: {'execution time' if key == 'time' else 'storage'}", fontsize=10)
+        ax.grid(alpha=0.3)
+    # one legend for both panels: the lines are the same, the markers are explained once
+    handles, labels = axes[1].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    axes[1].legend(seen.values(), seen.keys(), fontsize=7, loc="upper left")
+    return fig
