@@ -343,3 +343,9 @@ def layerwise_time(model, ops_per_sec="proportional") -> float:
     rows = layer_macs(model)
     cost = sum(r["macs"] * rate(FP) / rate(compute_bits(r["wbits"], r["abits"])) for r in rows)
     return cost / sum(r["macs"] for r in rows)
+
+
+# The paper's own numbers for Figure 4 (c, d), quoted in section 5.4 as multiples of one FP
+# model: shown only labelled as the paper's.  The precisions of the three LP members are not given.
+PAPER_FIGURE4 = {"3 LP members": {"m": 0, "n": 3, "time": 0.38, "storage": 0.25},
+                 "3 FP members": {"m": 3, "n": 0, "time": 3.0, "storage": 3.0}}

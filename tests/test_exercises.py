@@ -189,3 +189,95 @@ def test_readme_gives_the_handout_command():
     text = (REPO / "book" / "exercises" / "README.md").read_text()
     assert "--TagRemovePreprocessor.remove_cell_tags solution" in text
     assert "--ClearOutputPreprocessor.enabled=True" in text
+
+
+# --- chapter 2: the attacks ------------------------------------------------------------
+
+
+def tf_fgsm(model, x, y, eps, sign=1.0, clip=True, use_sign=True):
+    """A student's FGSM written from Eq. 1 with a GradientTape, with switches for typical mistakes."""
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True)
+    g = tape.gradient(loss, x)
+    xa = x + sign * eps * (tf.sign(g) if use_sign else g)
+    return (tf.clip_by_value(xa, 0, 1) if clip else xa).numpy()
+
+
+def test_fgsm_check_accepts_a_tape_solution_and_the_library(capsys):
+    verdict(capsys, exercises.check_fgsm(tf_fgsm), True, "matches Eq. 1")
+    verdict(capsys, exercises.check_fgsm(exercises.reference_fgsm), True)
+
+
+@pytest.mark.parametrize("kwargs, hint", [
+    ({"sign": -1.0}, "down"),
+    ({"clip": False}, "clip"),
+    ({"use_sign": False}, "sign"),
+])
+def test_fgsm_check_rejects_typical_mistakes(capsys, kwargs, hint):
+    verdict(capsys, exercises.check_fgsm(lambda m, x, y, e: tf_fgsm(m, x, y, e, **kwargs)), False, hint)
+
+
+def test_fgsm_check_reports_shape_and_exceptions(capsys):
+    verdict(capsys, exercises.check_fgsm(lambda m, x, y, e: x[:1]), False, "shape")
+
+    def stub(m, x, y, e):
+        raise NotImplementedError("write FGSM")
+
+    verdict(capsys, exercises.check_fgsm(stub), False, "NotImplementedError")
+
+
+def test_linf_check(capsys):
+    def per_image(x, xa):
+        return np.abs(xa - x).reshape(len(x), -1).max(1)
+
+    verdict(capsys, exercises.check_linf_norm(per_image), True)
+    verdict(capsys, exercises.check_linf_norm(lambda x, xa: np.abs(xa - x).max()), False, "one number")
+    verdict(capsys, exercises.check_linf_norm(lambda x, xa: (xa - x).reshape(len(x), -1).max(1)), False,
+            "absolute")
+    verdict(capsys, exercises.check_linf_norm(
+        lambda x, xa: np.sqrt(((xa - x) ** 2).reshape(len(x), -1).sum(1))), False, "L2")
+
+
+def test_gradient_counts_follow_the_presets(capsys):
+    from empir_lib import attacks
+
+    counts = exercises.gradient_counts("mnist")
+    assert counts == {"fgsm": 1, "bim": attacks.PRESETS["mnist"]["bim"]["nb_iter"],
+                      "pgd": attacks.PRESETS["mnist"]["pgd"]["nb_iter"], "cw": 50}
+    verdict(capsys, exercises.check_gradient_counts(counts), True)
+    verdict(capsys, exercises.check_gradient_counts({**counts, "cw": 1}), False, "cw")
+    verdict(capsys, exercises.check_gradient_counts([1, 40, 40, 50]), False, "dict")
+
+
+# --- chapter 6: hardware overheads ------------------------------------------------------
+
+
+CIFAR_EMPIR = [(4, 2), (2, 2), (32, 32)]
+MNIST_EMPIR = [(2, 4), (2, 4), (32, 32)]
+
+
+def test_overheads_check(capsys):
+    verdict(capsys, exercises.check_overheads({"time": 1.1875, "storage": 1.1875}, CIFAR_EMPIR), True)
+    verdict(capsys, exercises.check_overheads({"time": 0.1875, "storage": 0.1875}, CIFAR_EMPIR), False,
+            "LP members' part")
+    # MNIST: time from the weight bits (1 + 2 * 2/32) and storage from max(w, a) (1 + 2 * 4/32) are both wrong
+    verdict(capsys, exercises.check_overheads({"time": 1.125, "storage": 1.25}, MNIST_EMPIR), False,
+            "wider of wbits and abits", "count wbits")
+    verdict(capsys, exercises.check_overheads(1.25, MNIST_EMPIR), False, "dict")
+    verdict(capsys, exercises.check_overheads({"time": 1.25, "storage": 1.25}, CIFAR_EMPIR, "native"), False,
+            "storage")
+
+
+def test_pack_check(capsys):
+    from empir_lib import overhead
+
+    verdict(capsys, exercises.check_pack(overhead.pack_codes), True)
+    verdict(capsys, exercises.check_pack(lambda c, k: c.astype(np.uint8)), False, "not a whole byte")
+    msb_first = lambda c, k: np.packbits(((c[:, None] >> np.arange(k)[::-1]) & 1).astype(np.uint8).ravel(),  # noqa: E731
+                                         bitorder="little")
+    verdict(capsys, exercises.check_pack(msb_first), False, "least significant bit first")
+    verdict(capsys, exercises.check_pack(lambda c, k: overhead.pack_codes(c, k).astype(np.int64)), False, "uint8")
