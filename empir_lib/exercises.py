@@ -378,3 +378,207 @@ def check_pack(student_fn, bits=(1, 2, 3, 4), count: int = 1001) -> bool:
                                    "np.packbits(..., bitorder='little').")
     return _verdict(True, f"correct: {count} codes of k = {', '.join(map(str, bits))} bits pack into "
                           f"ceil({count} k / 8) bytes and unpack exactly.")
+
+
+# --- chapter 4: low-precision members (Figures 1 and 3a) ------------------------------
+
+
+def pareto_front(clean: dict, adv: dict) -> list[str]:
+    """The members no other member beats on both axes of Figure 3a (clean and adversarial accuracy).
+
+    A member is dominated when another has at least its clean *and* its
+    adversarial accuracy and more of one of them.  Returns the others, sorted.
+    """
+    names = sorted(set(clean) & set(adv))
+
+    def dominated(m):
+        return any(clean[o] >= clean[m] and adv[o] >= adv[m] and (clean[o] > clean[m] or adv[o] > adv[m])
+                   for o in names if o != m)
+
+    return [m for m in names if not dominated(m)]
+
+
+def check_pareto(answer, clean: dict, adv: dict) -> bool:
+    """Check the set of undominated members (any order) for the accuracies ``clean`` and ``adv``."""
+    expected = pareto_front(clean, adv)
+    if isinstance(answer, str) or not hasattr(answer, "__iter__"):
+        return _verdict(False, f"give a list of member ids, e.g. [{expected[0]!r}, ...]; got {answer!r}.")
+    got = set(answer)
+    unknown = sorted(map(str, got - (set(clean) & set(adv))))
+    if unknown:
+        return _verdict(False, f"{', '.join(unknown)}: not among the members plotted.")
+    extra = sorted(got - set(expected))
+    if extra:
+        m = extra[0]
+        better = next(o for o in sorted(set(clean) & set(adv)) if o != m and clean[o] >= clean[m]
+                      and adv[o] >= adv[m] and (clean[o] > clean[m] or adv[o] > adv[m]))
+        return _verdict(False, f"{m} is dominated: {better} has clean {clean[better]:.1%} >= {clean[m]:.1%} "
+                               f"and adversarial {adv[better]:.1%} >= {adv[m]:.1%}.")
+    missing = sorted(set(expected) - got)
+    if missing:
+        return _verdict(False, f"{len(missing)} undominated member(s) missing; no member beats "
+                               f"{missing[0]} on both axes.")
+    return _verdict(True, f"correct: {len(expected)} members are undominated: {', '.join(expected)}.")
+
+
+def flippable_fraction(x, bits: int, eps: float) -> float:
+    """Fraction of pixels whose ``bits``-bit quantised value some perturbation in [-eps, eps] changes.
+
+    A low-precision MNIST/CIFAR member quantises its input image (fact sheet
+    section 2), so a pixel moved by an L-inf attack only reaches the network
+    if it crosses a rounding threshold.  The quantiser is monotone, so trying
+    the two ends of the interval (clipped to [0, 1]) is enough.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    q = lambda v: np.asarray(quantize.quantize_activations(v, bits))  # noqa: E731
+    up, down = q(np.clip(x + eps, 0, 1)), q(np.clip(x - eps, 0, 1))
+    here = q(x)
+    return float(np.mean((up != here) | (down != here)))
+
+
+def check_flippable_fraction(answer, x, bits: int = 1, eps: float = 0.3) -> bool:
+    """Check the fraction of pixels of ``x`` an eps-bounded attack can change after ``bits``-bit quantisation."""
+    expected = flippable_fraction(x, bits, eps)
+    try:
+        got = float(answer)
+    except (TypeError, ValueError):
+        return _verdict(False, f"give one number, a fraction between 0 and 1; got {answer!r}.")
+    if math.isclose(got, expected, abs_tol=1e-3):
+        return _verdict(True, f"correct: {expected:.1%} of the pixels can cross a {bits}-bit rounding threshold "
+                              f"with |delta| <= {eps}; the rest of the perturbation never reaches conv1.")
+    if math.isclose(got, 100 * expected, abs_tol=0.1):
+        return _verdict(False, "that looks like a percentage; give a fraction between 0 and 1.")
+    if math.isclose(got, 1 - expected, abs_tol=1e-3):
+        return _verdict(False, "that is the fraction that can NOT change; give the fraction that can.")
+    return _verdict(False, f"not quite: you gave {got:.4f}. A pixel changes only if x + delta lands on "
+                           f"the other side of a rounding threshold, for some |delta| <= {eps}.")
+
+
+# --- chapter 5: ensembling rules (paper section 3.2) -------------------------------
+
+
+def reference_vote(votes, fp) -> np.ndarray:
+    """Max voting with the FP-first tie-break, computed by :func:`empir_lib.ensemble.vote`.
+
+    ``votes`` is an int array (members, images) of each member's class and
+    ``fp`` says which members are full precision.  Each vote becomes a
+    one-hot logit vector, so the library's vote sees exactly these classes.
+    """
+    import types
+
+    from . import ensemble
+
+    votes = np.asarray(votes, dtype=np.int64)
+    order = ensemble.priority(types.SimpleNamespace(fp=tuple(bool(f) for f in fp)))
+    logits = np.eye(int(votes.max()) + 1, dtype=np.float32)[votes]
+    return np.asarray(ensemble.vote(logits, order)[0], dtype=np.int64)
+
+
+def vote_cases(seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
+    """Test cases for a vote: 2 to 5 members, FP members anywhere, few classes so that ties are common."""
+    rng = np.random.default_rng(seed)
+    cases = [(np.array([[0, 1, 2], [1, 1, 0], [2, 0, 1]]).T, (False, False, True)),  # EMPIR's three members
+             (np.array([[3], [5], [7]]), (True, False, False)),                       # FP first in the list
+             (np.array([[1], [2], [2], [1]]), (False, True, False, False)),           # 2-2 tie, FP decides
+             (np.array([[4], [6], [8]]), (False, False, False))]                      # no FP: first member
+    for k in (2, 3, 4, 5):
+        for _ in range(6):
+            fp = tuple(bool(b) for b in rng.integers(0, 2, k))
+            cases.append((rng.integers(0, 4, (k, 40)), fp))
+    return cases
+
+
+def check_vote(student_fn) -> bool:
+    """Compare a student's max vote with the library's (FP-first tie-break) on many small ensembles.
+
+    ``student_fn(votes, fp)`` takes an int array (members, images) of the
+    members' classes and a tuple of bools (is member i full precision?) and
+    returns the ensemble's class per image.
+    """
+    cases = vote_cases()
+    for votes, fp in cases:
+        expected = reference_vote(votes, fp)
+        try:
+            got = np.asarray(student_fn(votes.copy(), fp)).reshape(-1)
+        except Exception as e:  # the student's code failing is an answer to report, not a crash
+            return _verdict(False, f"your function raised {type(e).__name__}: {e}")
+        if got.shape != expected.shape:
+            return _verdict(False, f"for {votes.shape[1]} images you returned {got.size} classes; "
+                                   f"return one class per image (column).")
+        bad = np.flatnonzero(got != expected)
+        if bad.size:
+            i = bad[0]
+            return _verdict(False, f"votes {votes[:, i].tolist()} with full-precision flags {list(fp)}: "
+                                   f"you return {got[i]}, the rule gives {expected[i]}.")
+    return _verdict(True, f"correct: your vote matches ensemble.vote on {sum(v.shape[1] for v, _ in cases)} "
+                          f"images from {len(cases)} ensembles of 2 to 5 members.")
+
+
+def rule_predictions(probs, fp=(False, False, True)) -> dict:
+    """The classes the vote and the average pick for members' probabilities ``probs`` (members, images, classes)."""
+    import types
+
+    from . import ensemble
+
+    p = np.asarray(probs, dtype=np.float32)
+    order = ensemble.priority(types.SimpleNamespace(fp=tuple(bool(f) for f in fp)))
+    # log p are logits whose softmax is p again, so combine() sees these very probabilities
+    logits = np.log(np.maximum(p, 1e-30))
+    return {rule: np.asarray(ensemble.combine(logits, order, rule)["pred"]) for rule in ("vote", "average")}
+
+
+def check_rules_disagree(probs, fp=(False, False, True)) -> bool:
+    """Check that the members' probabilities ``probs`` (members, classes) make voting and averaging disagree."""
+    try:
+        p = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError):
+        return _verdict(False, f"give one row of class probabilities per member; got {probs!r}.")
+    if p.ndim != 2 or p.shape[0] != len(fp) or p.shape[1] < 2:
+        return _verdict(False, f"give a ({len(fp)} members x classes) array, one probability vector per "
+                               f"member; got shape {p.shape}.")
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or not np.allclose(p.sum(1), 1, atol=1e-3):
+        return _verdict(False, "every row must be a probability vector: non-negative, summing to 1.")
+    preds = rule_predictions(p[:, None, :], fp)
+    v, a = int(preds["vote"][0]), int(preds["average"][0])
+    if v == a:
+        return _verdict(False, f"both rules pick class {v}. Try two members that narrowly prefer one class "
+                               f"and one member that is very sure of another.")
+    return _verdict(True, f"correct: the vote picks class {v}, the average picks class {a}.")
+
+
+def prob_as_logits_loss_range(num_classes: int = 10) -> tuple[float, float]:
+    """Smallest and largest softmax cross-entropy when *probabilities* are fed in as logits (fact sheet §0.4).
+
+    L(p) = logsumexp(p) - p_y is convex in p, so over the probability simplex
+    its maximum lies at a vertex; its minimum does too, at p = e_y (every
+    direction into the simplex from there goes uphill, since
+    softmax(e_y)_y < 1).  So the vertices, computed here with TensorFlow's
+    own loss, give both ends.
+    """
+    import tensorflow as tf
+
+    vertices = np.eye(num_classes, dtype=np.float32)
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=np.zeros(num_classes, np.int32), logits=vertices)
+    loss = np.asarray(loss, dtype=np.float64)
+    return float(loss.min()), float(loss.max())
+
+
+def check_prob_as_logits_range(answer, num_classes: int = 10) -> bool:
+    """Check (smallest, largest) loss of the original's FGSM/PGD objective for ``num_classes`` classes."""
+    lo, hi = prob_as_logits_loss_range(num_classes)
+    got, why = _as_float_array(answer, "your (smallest, largest) pair")
+    if got is None:
+        return _verdict(False, why)
+    if got.size != 2:
+        return _verdict(False, f"give two numbers, (smallest, largest); you gave {got.size}.")
+    g_lo, g_hi = sorted(got)
+    if math.isclose(g_lo, lo, abs_tol=1e-3) and math.isclose(g_hi, hi, abs_tol=1e-3):
+        return _verdict(True, f"correct: the loss stays in [{lo:.4f}, {hi:.4f}], a band exactly 1 wide, "
+                              f"however sure or wrong the ensemble is.")
+    if math.isclose(g_lo, 0, abs_tol=1e-3):
+        return _verdict(False, "0 is the minimum of cross-entropy on real logits (or log-probabilities); "
+                               "here the 'logits' are probabilities, between 0 and 1.")
+    if math.isclose(g_hi - g_lo, 1, abs_tol=1e-3):
+        return _verdict(False, "the width is right (1) but the ends are not.")
+    return _verdict(False, f"not quite: you gave ({g_lo:.4f}, {g_hi:.4f}). Evaluate the loss at p = e_y "
+                           f"and at p = e_j for j != y.")

@@ -308,3 +308,157 @@ def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | Non
     seen = dict(zip(labels, handles))
     axes[1].legend(seen.values(), seen.keys(), fontsize=7, loc="upper left")
     return fig
+
+
+# --- chapters 4 and 5: low-precision members and ensembling (Figures 1, 3 and 4) -------------
+
+
+def _heat_panel(fig, ax, values, rows, cols, title, fmt="{:.1f}", cmap="viridis", notes=None):
+    """One annotated heatmap of ``values[(row, col)]`` (fractions, drawn in %); blank where absent.
+
+    ``notes`` maps (row, col) to an extra line of text under the number (for
+    example the paper's value, labelled as such by the caller).
+    """
+    arr = np.full((len(rows), len(cols)), np.nan)
+    for (r, c), v in values.items():
+        if r in rows and c in cols and v is not None:
+            arr[rows.index(r), cols.index(c)] = 100 * v
+    finite = arr[np.isfinite(arr)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
+    im = ax.imshow(arr, cmap=cmap, origin="lower", vmin=vmin, vmax=max(vmax, vmin + 1e-9))
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            note = (notes or {}).get((rows[i], cols[j]))
+            if not np.isfinite(arr[i, j]) and note is None:
+                continue
+            text = fmt.format(arr[i, j]) if np.isfinite(arr[i, j]) else "-"
+            if note is not None:
+                text += f"\n{note}"
+            # dark text on the bright end of viridis, white on the dark end
+            bright = np.isfinite(arr[i, j]) and im.norm(arr[i, j]) > 0.6
+            ax.text(j, i, text, ha="center", va="center", fontsize=8 if note is None else 7,
+                    color="black" if bright or not np.isfinite(arr[i, j]) else "white")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="%")
+    return im
+
+
+def precision_grid_panels(panels: dict, bits=(1, 2, 4), suptitle: str = "") -> Figure:
+    """Paper Figure 1: accuracies of the wbits x abits grid of low-precision members, one panel each.
+
+    ``panels`` maps a panel title (e.g. "clean accuracy (manifest, 10,000
+    images)") to ``{(wbits, abits): accuracy}`` as fractions; missing cells
+    stay blank.  Rows are abits, columns wbits, as in :func:`accuracy_grid`.
+    """
+    fig = Figure(figsize=(3.9 * len(panels), 3.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, values) in zip(axes, panels.items()):
+        by_cell = {(a, w): v for (w, a), v in values.items()}
+        _heat_panel(fig, ax, by_cell, list(bits), list(bits), title)
+        ax.set_xlabel("weight bits (wbits)")
+        ax.set_ylabel("activation bits (abits)")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+TRADEOFF_STYLE = {"lp": dict(marker="o", color="tab:blue", label="individual low-precision member"),
+                  "fp": dict(marker="s", color="black", label="full-precision member (baseline)"),
+                  "empir": dict(marker="D", color="tab:red", label="EMPIR ensemble", s=70)}
+
+
+def accuracy_tradeoff(panels: dict, xlabel: str = "clean (unperturbed) accuracy",
+                      ylabel: str = "adversarial accuracy") -> Figure:
+    """Paper Figure 3a: clean against adversarial accuracy, one panel per dataset.
+
+    ``panels`` maps a title to a list of points ``{"label", "clean", "adv",
+    "kind"}`` with ``kind`` in ``TRADEOFF_STYLE`` (blue circles for the
+    low-precision members, a black square for the FP member, a red diamond
+    for EMPIR).  The top right corner is where a model should be.
+    """
+    fig = Figure(figsize=(4.6 * len(panels), 4.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, points) in zip(axes, panels.items()):
+        for p in points:
+            style = dict(TRADEOFF_STYLE[p["kind"]])
+            ax.scatter(100 * p["clean"], 100 * p["adv"], s=style.pop("s", 40), zorder=3, **style)
+            ax.annotate(p["label"], (100 * p["clean"], 100 * p["adv"]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+        ax.set_xlabel(xlabel + ", %")
+        ax.set_ylabel(ylabel + ", %")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        seen = dict(zip(labels, handles))  # one legend entry per kind
+        ax.legend(seen.values(), seen.keys(), fontsize=7, loc="best")
+    return fig
+
+
+def confusion_matrices(matrices: dict, class_names=None) -> Figure:
+    """Paper Figure 3b: true label (rows) against predicted label (columns), one panel per model.
+
+    ``matrices`` maps a title to a square matrix of image counts (as
+    ``evaluate.adversarial_accuracy`` returns under ``"confusion"``).  Each
+    panel has its own colour scale, since panels may count different numbers
+    of images; every cell shows its count.
+    """
+    fig = Figure(figsize=(4.6 * len(matrices), 4.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(matrices)))
+    for ax, (title, m) in zip(axes, matrices.items()):
+        m = np.asarray(m)
+        k = len(m)
+        names = class_names or [str(i) for i in range(k)]
+        im = ax.imshow(m, cmap="Blues", vmin=0)
+        for i in range(k):
+            for j in range(k):
+                if m[i, j]:
+                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=6 if m.max() >= 1000 else 7,
+                            color="white" if im.norm(m[i, j]) > 0.6 else "black")
+        ax.set_xticks(range(k), names, fontsize=8)
+        ax.set_yticks(range(k), names, fontsize=8)
+        ax.set_xlabel("predicted label")
+        ax.set_ylabel("true label")
+        ax.set_title(f"{title}\n(accuracy {np.trace(m) / m.sum():.1%} of {m.sum():,} images)", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="images")
+    return fig
+
+
+def along_attack_path(t, curves: dict, xlabel: str = "step along the FGSM direction, t") -> Figure:
+    """The loss and the gradient size of several attack objectives along one path (chapter 5).
+
+    ``curves`` maps an objective's label to ``{"loss": [...], "grad": [...]}``
+    (one value per ``t``, e.g. medians over images), computed by the caller
+    with a ``tf.GradientTape``; the gradient panel is on a log scale.
+    """
+    fig = Figure(figsize=(8.6, 3.3), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    for label, c in curves.items():
+        ax1.plot(t, c["loss"], "o-", ms=4, label=label)
+        ax2.plot(t, c["grad"], "o-", ms=4, label=label)
+    ax1.set_ylabel("median cross-entropy loss")
+    ax2.set_ylabel("median L1 norm of the input gradient")
+    ax2.set_yscale("log")
+    for ax in (ax1, ax2):
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    ax1.legend(fontsize=7)
+    return fig
+
+
+def member_count_panels(panels: dict, counts=(0, 1, 2, 3), notes: dict | None = None) -> Figure:
+    """Paper Figure 4 (a, b): accuracy against the number of FP (rows) and LP (columns) members.
+
+    ``panels`` maps a panel title to ``{(n_fp, n_lp): accuracy}`` (fractions);
+    ``notes`` maps the same title to ``{(n_fp, n_lp): text}`` printed under a
+    cell's number (the chapter uses it for the paper's quoted values, labelled
+    "paper").  The empty ensemble (0, 0) stays blank.
+    """
+    fig = Figure(figsize=(4.3 * len(panels), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, values) in zip(axes, panels.items()):
+        _heat_panel(fig, ax, values, list(counts), list(counts), title, notes=(notes or {}).get(title))
+        ax.set_xlabel("low-precision members (N)")
+        ax.set_ylabel("full-precision members (M)")
+    return fig

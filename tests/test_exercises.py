@@ -281,3 +281,128 @@ def test_pack_check(capsys):
                                          bitorder="little")
     verdict(capsys, exercises.check_pack(msb_first), False, "least significant bit first")
     verdict(capsys, exercises.check_pack(lambda c, k: overhead.pack_codes(c, k).astype(np.int64)), False, "uint8")
+
+
+# --- chapter 4: Pareto front and input quantisation ----------------------------------
+
+
+TRADEOFF_CLEAN = {"a": 0.99, "b": 0.97, "c": 0.95, "d": 0.96, "e": 0.99}
+TRADEOFF_ADV = {"a": 0.10, "b": 0.50, "c": 0.90, "d": 0.40, "e": 0.05}
+
+
+def test_pareto_front_drops_dominated_members():
+    # d is beaten by b on both axes; e ties a on clean but is worse under attack
+    assert exercises.pareto_front(TRADEOFF_CLEAN, TRADEOFF_ADV) == ["a", "b", "c"]
+
+
+def test_check_pareto(capsys):
+    verdict(capsys, exercises.check_pareto(["c", "a", "b"], TRADEOFF_CLEAN, TRADEOFF_ADV), True, "a, b, c")
+    verdict(capsys, exercises.check_pareto(["a", "b", "c", "d"], TRADEOFF_CLEAN, TRADEOFF_ADV), False,
+            "d is dominated", "b has")
+    verdict(capsys, exercises.check_pareto(["a", "b"], TRADEOFF_CLEAN, TRADEOFF_ADV), False, "missing", "c")
+    verdict(capsys, exercises.check_pareto(["a", "zz"], TRADEOFF_CLEAN, TRADEOFF_ADV), False, "zz")
+    verdict(capsys, exercises.check_pareto("a", TRADEOFF_CLEAN, TRADEOFF_ADV), False, "list of member ids")
+
+
+def test_flippable_fraction_by_hand():
+    # 1 bit: threshold at 0.5.  0.0 and 1.0 stay put under +-0.3; 0.3 and 0.6 can cross; 0.5 rounds
+    # to even (0) and 0.5 + 0.3 rounds to 1.
+    x = np.float32([0.0, 1.0, 0.3, 0.6, 0.5, 0.1])
+    assert exercises.flippable_fraction(x, 1, 0.3) == pytest.approx(3 / 6)
+    # 2 bits: thresholds at 1/6, 1/2, 5/6: every pixel is within 0.3 of one
+    assert exercises.flippable_fraction(x, 2, 0.3) == 1.0
+    assert exercises.flippable_fraction(x, 1, 0.0) == 0.0
+
+
+def test_check_flippable_fraction(capsys):
+    x = np.float32([0.0, 1.0, 0.3, 0.6, 0.5, 0.1, 0.0, 0.0])
+    expected = exercises.flippable_fraction(x, 1, 0.3)
+    verdict(capsys, exercises.check_flippable_fraction(expected, x), True, "37.5%")
+    verdict(capsys, exercises.check_flippable_fraction(100 * expected, x), False, "percentage")
+    verdict(capsys, exercises.check_flippable_fraction(1 - expected, x), False, "can NOT")
+    verdict(capsys, exercises.check_flippable_fraction(0.9, x), False, "not quite")
+    verdict(capsys, exercises.check_flippable_fraction("half", x), False, "one number")
+
+
+# --- chapter 5: voting, averaging and the original's loss ---------------------------------
+
+
+def numpy_vote(votes, fp):
+    """An independent max vote with the FP-first tie-break, written from the rule's statement."""
+    order = [i for i in range(len(fp)) if fp[i]] + [i for i in range(len(fp)) if not fp[i]]
+    out = []
+    for col in np.asarray(votes).T:
+        counts = np.bincount(col)
+        tied = set(np.flatnonzero(counts == counts.max()))
+        out.append(next(col[i] for i in order if col[i] in tied))
+    return np.array(out)
+
+
+def test_reference_vote_matches_the_rule_statement_and_the_original():
+    # three members (LP, LP, FP): majority wins, a three-way disagreement goes to the FP member
+    votes = np.array([[0, 1, 2], [1, 1, 0], [2, 0, 1]]).T
+    np.testing.assert_array_equal(exercises.reference_vote(votes, (False, False, True)), [2, 1, 1])
+    for votes, fp in exercises.vote_cases():
+        np.testing.assert_array_equal(exercises.reference_vote(votes, fp), numpy_vote(votes, fp))
+
+
+def test_check_vote_accepts_a_correct_vote(capsys):
+    verdict(capsys, exercises.check_vote(numpy_vote), True, "ensemble.vote")
+    verdict(capsys, exercises.check_vote(exercises.reference_vote), True)
+
+
+def plain_majority(votes, fp):
+    # ties go to the smallest class, as np.argmax(bincount) does: the FP member is ignored
+    return np.array([np.bincount(c).argmax() for c in np.asarray(votes).T])
+
+
+def last_member_decides(votes, fp):
+    # right for EMPIR's (LP, LP, FP) order only: wrong when the FP member is elsewhere
+    out = []
+    for col in np.asarray(votes).T:
+        counts = np.bincount(col)
+        out.append(counts.argmax() if counts.max() * 2 > len(col) else col[-1])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("wrong, hint", [
+    (plain_majority, "the rule gives"),
+    (last_member_decides, "the rule gives"),
+    (lambda votes, fp: np.asarray(votes)[0], "the rule gives"),
+    (lambda votes, fp: numpy_vote(votes, fp)[:-1], "one class per image"),
+])
+def test_check_vote_rejects_wrong_votes(capsys, wrong, hint):
+    verdict(capsys, exercises.check_vote(wrong), False, hint)
+
+
+def test_check_vote_reports_an_exception(capsys):
+    def stub(votes, fp):
+        raise NotImplementedError("write the vote")
+
+    verdict(capsys, exercises.check_vote(stub), False, "NotImplementedError")
+
+
+def test_rule_predictions_and_check_rules_disagree(capsys):
+    # two members narrowly for class 0, one member sure of class 1: the vote says 0, the mean says 1
+    probs = [[0.55, 0.45], [0.55, 0.45], [0.0, 1.0]]
+    preds = exercises.rule_predictions(np.asarray(probs)[:, None, :])
+    assert (int(preds["vote"][0]), int(preds["average"][0])) == (0, 1)
+    verdict(capsys, exercises.check_rules_disagree(probs), True, "vote picks class 0", "average picks class 1")
+    verdict(capsys, exercises.check_rules_disagree([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]]), False, "both rules")
+    verdict(capsys, exercises.check_rules_disagree([[0.9, 0.3], [0.8, 0.2], [0.6, 0.4]]), False, "summing to 1")
+    verdict(capsys, exercises.check_rules_disagree([[0.5, 0.5], [0.5, 0.5]]), False, "shape")
+
+
+def test_prob_as_logits_loss_range_by_hand(capsys):
+    lo, hi = exercises.prob_as_logits_loss_range(10)
+    assert lo == pytest.approx(np.log(np.e + 9) - 1, abs=1e-5)
+    assert hi == pytest.approx(np.log(np.e + 9), abs=1e-5)
+    # convexity argument: no probability vector goes below the vertex value
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(10), 1000)
+    loss = np.log(np.exp(p).sum(1)) - p[:, 0]
+    assert loss.min() >= lo - 1e-6 and loss.max() <= hi + 1e-6
+    verdict(capsys, exercises.check_prob_as_logits_range((hi, lo)), True, "exactly 1 wide")
+    verdict(capsys, exercises.check_prob_as_logits_range((0.0, np.log(10))), False, "log-probabilities")
+    verdict(capsys, exercises.check_prob_as_logits_range((1.0, 2.0)), False, "width is right")
+    verdict(capsys, exercises.check_prob_as_logits_range((1.46,)), False, "two numbers")
