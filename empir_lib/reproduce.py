@@ -88,6 +88,8 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
     n8 = n if dataset == "cifar10" else select_n
     later.append(_job("eps8/baseline-paper-pgd", [fp], "pgd", n=n8, eps=EPS8))
     later.append(_job("eps8/empir-paper-pgd", empir, "pgd", n=n8, eps=EPS8))
+    # The one-step FGSM jobs take seconds: run them all before the iterative ones.
+    later.sort(key=lambda j: j["attack"] != "fgsm")
     return first, later
 
 
