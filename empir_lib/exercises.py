@@ -582,3 +582,192 @@ def check_prob_as_logits_range(answer, num_classes: int = 10) -> bool:
         return _verdict(False, "the width is right (1) but the ends are not.")
     return _verdict(False, f"not quite: you gave ({g_lo:.4f}, {g_hi:.4f}). Evaluate the loss at p = e_y "
                            f"and at p = e_j for j != y.")
+
+
+# --- chapter 7: the result tables -----------------------------------------------------
+
+
+def average_gain(dataset: str = "mnist", root=None):
+    """Our EMPIR (paper protocol) average adversarial accuracy minus our baseline's, in points.
+
+    Read from the Table 2 results files (``results.table2``); ``None`` while
+    any of the eight files is missing.
+    """
+    from . import results
+
+    t = results.table2(dataset, root)
+    hi, lo = t["EMPIR, paper protocol"]["average"], t["baseline (FP)"]["average"]
+    return None if hi is None or lo is None else hi - lo
+
+
+def check_average_gain(answer, dataset: str = "mnist", root=None) -> bool:
+    """Check the gain in average adversarial accuracy (EMPIR paper protocol minus baseline), in points."""
+    expected = average_gain(dataset, root)
+    if expected is None:
+        return _verdict(False, f"the {dataset} Table 2 results are not all there yet, so there is nothing to "
+                               f"check against; produce them with 'empir reproduce {dataset} --only table2/'.")
+    try:
+        got = float(answer)
+    except (TypeError, ValueError):
+        return _verdict(False, f"give one number (percentage points); got {answer!r}.")
+    if math.isclose(got, expected, abs_tol=0.01):
+        return _verdict(True, f"correct: on {dataset}, EMPIR's average adversarial accuracy is {expected:.2f} "
+                              f"points above the baseline's (paper protocol).")
+    if math.isclose(100 * got, expected, abs_tol=0.01):
+        return _verdict(False, "that looks like a fraction; multiply by 100 for percentage points.")
+    if math.isclose(-got, expected, abs_tol=0.01):
+        return _verdict(False, "right size, wrong sign: give EMPIR's average minus the baseline's.")
+    from . import results
+
+    paper = results.paper_table2(dataset)
+    if math.isclose(got, paper["empir"]["average"] - paper["baseline"]["average"], abs_tol=0.01):
+        return _verdict(False, "that is the paper's gain; the question asks for ours, from results.table2.")
+    return _verdict(False, f"not quite: you gave {got:.2f} points. The average is the mean of the four "
+                           "attack columns (CW, FGSM, BIM, PGD), not including the clean column.")
+
+
+HALFWIDTH_CASES = ((0.5, 100), (0.15, 200), (0.7341, 10000), (0.9873, 1000), (0.02, 500), (0.0, 500))
+
+
+def binomial_halfwidth(p: float, n: int) -> float:
+    """Half-width of the normal-approximation 95% interval of an accuracy p measured on n images."""
+    return 1.96 * math.sqrt(p * (1 - p) / n)
+
+
+def check_halfwidth(student_fn) -> bool:
+    """Check ``student_fn(p, n)`` -> the 95% half-width 1.96 sqrt(p (1 - p) / n), as a fraction."""
+    for p, n in HALFWIDTH_CASES:
+        expected = binomial_halfwidth(p, n)
+        try:
+            got = float(student_fn(p, n))
+        except Exception as e:  # the student's code failing is an answer to report, not a crash
+            return _verdict(False, f"your function raised {type(e).__name__}: {e}")
+        if math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-9):
+            continue
+        se = math.sqrt(p * (1 - p) / n)
+        if math.isclose(got, se, rel_tol=1e-3):
+            return _verdict(False, f"p={p}, n={n}: that is the standard error; a 95% interval is 1.96 of them "
+                                   "on each side.")
+        if math.isclose(got, 100 * expected, rel_tol=1e-3):
+            return _verdict(False, "that looks like percentage points; return a fraction, like p.")
+        if math.isclose(got, 1.96 * p * (1 - p) / n, rel_tol=1e-3):
+            return _verdict(False, f"p={p}, n={n}: take the square root of the variance p (1 - p) / n.")
+        return _verdict(False, f"p={p}, n={n}: you return {got:.5g}, expected {expected:.5g}.")
+    return _verdict(True, "correct: e.g. 200 images at 15% give \u00b1"
+                          f"{100 * binomial_halfwidth(0.15, 200):.1f} points, 10,000 images at 73% give "
+                          f"\u00b1{100 * binomial_halfwidth(0.7341, 10000):.1f}.")
+
+
+# --- chapter 8: adaptive attacks ------------------------------------------------------------
+
+
+def _stub_ensemble(k: int):
+    """An ensemble whose k "members" read their logits off a stacked (k, batch, classes) input.
+
+    It lets a check run the library's own objectives (``attacks.score_function``)
+    on given member logits, without any network.
+    """
+    from . import ensemble
+
+    members = tuple((lambda x, training=False, i=i: x[i]) for i in range(k))
+    return ensemble.Ensemble(members, tuple(f"m{i}" for i in range(k)), (False,) * (k - 1) + (True,), "vote")
+
+
+def mean_prob_problem(k: int = 3, batch: int = 64, classes: int = 10, seed: int = 0) -> np.ndarray:
+    """Member logits (k, batch, classes) with confident members, as trained networks are."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(0, 1, (k, batch, classes)) * rng.uniform(1, 40, (k, batch, 1))).astype(np.float32)
+
+
+def objective_scores(logits, objective: str) -> np.ndarray:
+    """The library's scores (``attacks.score_function``) for member logits (k, batch, classes)."""
+    import tensorflow as tf
+
+    from . import attacks
+
+    z = tf.constant(np.asarray(logits, np.float32))
+    return np.asarray(attacks.score_function(_stub_ensemble(int(z.shape[0])), objective)(z), np.float64)
+
+
+def _softmax(s):
+    s = np.asarray(s, np.float64)
+    m = np.max(s, -1, keepdims=True)
+    e = np.exp(s - m)
+    return e / e.sum(-1, keepdims=True)
+
+
+def check_mean_prob_scores(student_fn) -> bool:
+    """Check ``student_fn(z)`` -> scores whose softmax is the members' mean probability.
+
+    ``z`` is a float32 NumPy array (members, batch, classes) of member
+    logits.  Cross-entropy on the scores is then the negative log-likelihood
+    of the mixture, the adaptive ``mean_prob`` objective; scores may differ
+    from the library's by a constant per image (softmax ignores it).
+    """
+    z = mean_prob_problem()
+    target = _softmax(objective_scores(z, "mean_prob"))
+    try:
+        got = np.asarray(student_fn(z.copy()), dtype=np.float64)
+    except Exception as e:  # the student's code failing is an answer to report, not a crash
+        return _verdict(False, f"your function raised {type(e).__name__}: {e}")
+    if got.shape != target.shape:
+        return _verdict(False, f"for logits of shape {z.shape} return one score per image and class, shape "
+                               f"{target.shape}; you returned {got.shape}.")
+    if np.isnan(got).any() or np.isposinf(got).any():
+        return _verdict(False, "your scores contain NaN or +inf; work with log_softmax and logsumexp.")
+    if np.isneginf(got).all(-1).any():
+        return _verdict(False, "for some images every score is -inf (log of underflowed probabilities): "
+                               "average in log space with logsumexp over log_softmax(z).")
+    probs = _softmax(got)
+    if np.allclose(probs, target, atol=1e-5):
+        return _verdict(True, "correct: softmax of your scores is the members' mean probability, so "
+                              "cross-entropy on them is the mixture's negative log-likelihood.")
+    if np.allclose(probs, _softmax(objective_scores(z, "original_attack_prob_as_logits")), atol=1e-5) or \
+            np.allclose(probs, _softmax(_softmax(z).mean(0)), atol=1e-5):
+        return _verdict(False, "you return the probabilities themselves; fed to softmax cross-entropy they "
+                               "act as logits (the original code's mistake). Return their log.")
+    if np.allclose(probs, _softmax(objective_scores(z, "mean_logits")), atol=1e-5):
+        return _verdict(False, "that is the mean of the logits (a geometric mean of the probabilities), "
+                               "another adaptive objective; this one averages the probabilities.")
+    return _verdict(False, f"softmax of your scores differs from the mean probability by up to "
+                           f"{np.abs(probs - target).max():.3g}.")
+
+
+def worst_case_problem(seed: int = 0) -> dict:
+    """Per-image "still correct" flags of four attacks on 200 images, deliberately not nested."""
+    rng = np.random.default_rng(seed)
+    rates = {"paper": 0.7, "mean_prob": 0.5, "mean_logits": 0.4, "member:2": 0.45}
+    return {k: rng.random(200) < r for k, r in rates.items()}
+
+
+def worst_case_accuracy(correct: dict) -> float:
+    """Accuracy under the per-image worst case: an image counts only if every attack left it correct."""
+    flags = np.array([np.asarray(v, bool) for v in correct.values()])
+    return float(flags.all(0).mean())
+
+
+def check_worst_case(student_fn) -> bool:
+    """Check ``student_fn(correct)`` -> worst-case accuracy over attacks, per image.
+
+    ``correct`` maps an attack (objective) name to a boolean NumPy array, one
+    flag per image: still classified correctly after that attack?
+    """
+    correct = worst_case_problem()
+    expected = worst_case_accuracy(correct)
+    try:
+        got = float(student_fn({k: v.copy() for k, v in correct.items()}))
+    except Exception as e:  # the student's code failing is an answer to report, not a crash
+        return _verdict(False, f"your function raised {type(e).__name__}: {e}")
+    if math.isclose(got, expected, abs_tol=1e-9):
+        best = min(float(np.mean(v)) for v in correct.values())
+        return _verdict(True, f"correct: {expected:.1%} of the images survive every attack, below the "
+                              f"{best:.1%} of the strongest single attack.")
+    if math.isclose(got, 100 * expected, abs_tol=1e-6):
+        return _verdict(False, "that looks like a percentage; return a fraction, like np.mean does.")
+    if math.isclose(got, min(float(np.mean(v)) for v in correct.values()), abs_tol=1e-9):
+        return _verdict(False, "that is the strongest single attack. Different attacks fool different images: "
+                               "an image is robust only if it survives all of them.")
+    if math.isclose(got, float(np.array(list(correct.values())).any(0).mean()), abs_tol=1e-9):
+        return _verdict(False, "you count an image as robust if it survives *any* attack; the attacker "
+                               "picks the attack that works, so it must survive *all*.")
+    return _verdict(False, f"not quite: you gave {got:.4f}.")

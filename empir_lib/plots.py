@@ -282,7 +282,7 @@ def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | Non
     storage panel.  ``paper`` maps a label to (M, N, time, storage), the
     paper's quoted values, drawn as open diamonds and labelled as the paper's.
     """
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    fig = Figure(figsize=(10.5, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     n_max = sweep["time"].shape[0] - 1
     colours = ["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
@@ -303,10 +303,10 @@ def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | Non
         ax.set_ylabel(f"{key} / one FP model")
         ax.set_title(f"Eq. 6: {'execution time' if key == 'time' else 'storage'}", fontsize=10)
         ax.grid(alpha=0.3)
-    # one legend for both panels: the lines are the same, the markers are explained once
+    # one legend for both panels, outside them: inside it would hide the M = 3 line's start
     handles, labels = axes[1].get_legend_handles_labels()
     seen = dict(zip(labels, handles))
-    axes[1].legend(seen.values(), seen.keys(), fontsize=7, loc="upper left")
+    fig.legend(seen.values(), seen.keys(), fontsize=8, loc="outside right center")
     return fig
 
 
@@ -461,4 +461,100 @@ def member_count_panels(panels: dict, counts=(0, 1, 2, 3), notes: dict | None = 
         _heat_panel(fig, ax, values, list(counts), list(counts), title, notes=(notes or {}).get(title))
         ax.set_xlabel("low-precision members (N)")
         ax.set_ylabel("full-precision members (M)")
+    return fig
+
+
+# --- chapters 7 and 8: the result tables, Figure 5 and the two protocols ---------------------
+
+
+TABLE2_COLUMNS = ("clean", "cw", "fgsm", "bim", "pgd", "average")
+ROW_COLOURS = {"baseline": "tab:gray", "empir-paper": "tab:red", "empir-adaptive": "tab:blue"}
+
+
+def table2_bars(panels: dict, columns=TABLE2_COLUMNS) -> Figure:
+    """Table 2 as grouped bars, ours beside the paper's, one panel per dataset.
+
+    ``panels`` maps a panel title to a list of series, each a dict with
+    ``label``, ``values`` ({column: accuracy in %, or None}), ``colour`` and
+    ``paper`` (True for the paper's own numbers, drawn unfilled and hatched
+    so they are never mistaken for ours).  A missing value gets no bar, only
+    a dash at the foot of its slot, so a gap in the results stays visible.
+    """
+    fig = Figure(figsize=(5.2 * len(panels), 3.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    for ax, (title, series) in zip(axes, panels.items()):
+        k = max(len(series), 1)
+        width = 0.8 / k
+        xs = np.arange(len(columns))
+        for i, s in enumerate(series):
+            pos = xs - 0.4 + width * (i + 0.5)
+            vals = [s["values"].get(c) for c in columns]
+            have = [v is not None for v in vals]
+            heights = [v if v is not None else 0.0 for v in vals]
+            style = (dict(facecolor="none", edgecolor=s["colour"], hatch="///", linewidth=1.0) if s.get("paper")
+                     else dict(color=s["colour"]))
+            ax.bar(pos[have], np.asarray(heights)[have], width * 0.95, label=s["label"], **style)
+            for p, h in zip(pos, have):
+                if not h:
+                    ax.text(p, 1.0, "\u2013", ha="center", va="bottom", color=s["colour"], fontsize=9)
+        ax.set_xticks(xs, [c if c == "average" else c.upper() if c != "clean" else "clean" for c in columns])
+        ax.set_ylim(0, 105)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("accuracy, %")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def strength_sweeps(panels: dict) -> Figure:
+    """Paper Figure 5: adversarial accuracy against attack strength, one panel per attack.
+
+    ``panels`` maps a title to ``{"x": [...], "xlabel": str, "series": {label:
+    [accuracy in % or None, one per x]}}``.  Only measured points get a
+    marker; a line joins consecutive measured points and breaks at a gap.
+    """
+    fig = Figure(figsize=(4.6 * len(panels), 3.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    colours = {"baseline": ROW_COLOURS["baseline"], "empir": ROW_COLOURS["empir-paper"]}
+    for ax, (title, p) in zip(axes, panels.items()):
+        for label, ys in p["series"].items():
+            y = np.array([np.nan if v is None else v for v in ys], dtype=float)
+            colour = next((c for k, c in colours.items() if label.lower().startswith(k)), None)
+            ax.plot(p["x"], y, "o-", ms=5, color=colour, label=label)
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel("adversarial accuracy, %")
+        ax.set_ylim(-3, 103)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def objective_bars(accuracies: dict, title: str = "", reference: float | None = None,
+                   reference_label: str = "") -> Figure:
+    """One bar per attack objective (accuracy in %), the lowest in a darker shade (chapter 8).
+
+    ``accuracies`` maps an objective's label to an adversarial accuracy in %;
+    ``reference`` draws a dashed horizontal line (e.g. the clean accuracy).
+    """
+    labels = list(accuracies)
+    vals = np.array([accuracies[k] for k in labels], dtype=float)
+    fig = Figure(figsize=(1.1 * len(labels) + 2.2, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    worst = int(np.nanargmin(vals)) if np.isfinite(vals).any() else -1
+    colours = ["tab:red" if l.startswith("paper") else "tab:blue" for l in labels]
+    bars = ax.bar(range(len(labels)), vals, color=colours, alpha=0.55)
+    if worst >= 0:
+        bars[worst].set_alpha(1.0)
+        bars[worst].set_edgecolor("black")
+    ax.bar_label(bars, [f"{v:.0f}" for v in vals], fontsize=8)
+    if reference is not None:
+        ax.axhline(reference, color="black", ls="--", lw=1, label=reference_label or None)
+        if reference_label:
+            ax.legend(fontsize=7, loc="upper right")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("adversarial accuracy, %")
+    ax.set_ylim(0, 105)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
     return fig

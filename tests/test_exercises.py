@@ -406,3 +406,113 @@ def test_prob_as_logits_loss_range_by_hand(capsys):
     verdict(capsys, exercises.check_prob_as_logits_range((0.0, np.log(10))), False, "log-probabilities")
     verdict(capsys, exercises.check_prob_as_logits_range((1.0, 2.0)), False, "width is right")
     verdict(capsys, exercises.check_prob_as_logits_range((1.46,)), False, "two numbers")
+
+
+# --- chapter 7: the result tables ------------------------------------------------------
+
+
+def write_table2(root, dataset, accuracies):
+    """Fake Table 2 results files: {stem: {attack: accuracy}} under root/<dataset>/table2/."""
+    folder = root / dataset / "table2"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, cells in accuracies.items():
+        for attack, acc in cells.items():
+            (folder / f"{stem}-{attack}.json").write_text(json.dumps(
+                {"adversarial_accuracy": acc, "clean_accuracy": 0.99, "n": 100}))
+
+
+FAKE_TABLE2 = {"baseline-paper": {"cw": 0.04, "fgsm": 0.12, "bim": 0.01, "pgd": 0.01},
+               "empir-paper": {"cw": 0.80, "fgsm": 0.70, "bim": 0.20, "pgd": 0.18}}
+
+
+def test_average_gain_by_hand(tmp_path, capsys):
+    write_table2(tmp_path, "mnist", FAKE_TABLE2)
+    # (80 + 70 + 20 + 18) / 4 - (4 + 12 + 1 + 1) / 4 = 47 - 4.5
+    assert exercises.average_gain("mnist", tmp_path) == pytest.approx(42.5)
+    verdict(capsys, exercises.check_average_gain(42.5, "mnist", tmp_path), True, "42.50")
+    verdict(capsys, exercises.check_average_gain(0.425, "mnist", tmp_path), False, "fraction")
+    verdict(capsys, exercises.check_average_gain(-42.5, "mnist", tmp_path), False, "sign")
+    verdict(capsys, exercises.check_average_gain(47.48 - 4.92, "mnist", tmp_path), False, "paper's gain")
+    verdict(capsys, exercises.check_average_gain(50.0, "mnist", tmp_path), False, "not quite")
+    verdict(capsys, exercises.check_average_gain("lots", "mnist", tmp_path), False, "one number")
+
+
+def test_average_gain_waits_for_missing_results(tmp_path, capsys):
+    write_table2(tmp_path, "mnist", {"baseline-paper": FAKE_TABLE2["baseline-paper"],
+                                     "empir-paper": {"fgsm": 0.7}})
+    assert exercises.average_gain("mnist", tmp_path) is None
+    verdict(capsys, exercises.check_average_gain(42.5, "mnist", tmp_path), False, "empir reproduce mnist")
+
+
+def test_halfwidth_check(capsys):
+    verdict(capsys, exercises.check_halfwidth(lambda p, n: 1.96 * np.sqrt(p * (1 - p) / n)), True)
+    verdict(capsys, exercises.check_halfwidth(exercises.binomial_halfwidth), True)
+    verdict(capsys, exercises.check_halfwidth(lambda p, n: np.sqrt(p * (1 - p) / n)), False, "standard error")
+    verdict(capsys, exercises.check_halfwidth(lambda p, n: 196 * np.sqrt(p * (1 - p) / n)), False,
+            "percentage")
+    verdict(capsys, exercises.check_halfwidth(lambda p, n: 1.96 * p * (1 - p) / n), False, "square root")
+    verdict(capsys, exercises.check_halfwidth(lambda p, n: 1.96 * np.sqrt(p / n)), False, "expected")
+
+
+def test_halfwidth_by_hand():
+    assert exercises.binomial_halfwidth(0.5, 100) == pytest.approx(0.098)
+    assert exercises.binomial_halfwidth(0.0, 500) == 0.0
+
+
+# --- chapter 8: adaptive attacks ---------------------------------------------------------
+
+
+def log_mean_prob(z):
+    """The mixture's log-probability, written from its definition in NumPy (stable)."""
+    z = np.asarray(z, np.float64)
+    logp = z - z.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    m = logp.max(0)
+    return m + np.log(np.exp(logp - m).mean(0))
+
+
+def softmax_np(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_library_mean_prob_objective_is_the_mixture_log_probability():
+    z = exercises.mean_prob_problem()
+    np.testing.assert_allclose(exercises.objective_scores(z, "mean_prob"), log_mean_prob(z), atol=1e-4)
+    # softmax of the scores is the plain mean of the members' probabilities
+    np.testing.assert_allclose(softmax_np(exercises.objective_scores(z, "mean_prob")),
+                               softmax_np(z.astype(np.float64)).mean(0), atol=1e-6)
+
+
+def test_mean_prob_check(capsys):
+    verdict(capsys, exercises.check_mean_prob_scores(log_mean_prob), True, "mixture")
+    # plus a constant per image: softmax does not see it
+    verdict(capsys, exercises.check_mean_prob_scores(lambda z: log_mean_prob(z) + 3.0), True)
+    verdict(capsys, exercises.check_mean_prob_scores(lambda z: softmax_np(z).mean(0)), False, "log")
+    verdict(capsys, exercises.check_mean_prob_scores(lambda z: z.mean(0)), False, "mean of the logits")
+    verdict(capsys, exercises.check_mean_prob_scores(lambda z: z[-1]), False, "differs")
+    verdict(capsys, exercises.check_mean_prob_scores(lambda z: log_mean_prob(z)[:3]), False, "shape")
+
+
+def test_mean_prob_check_catches_underflow(capsys):
+    def naive(z):  # float32 softmax of confident members underflows to 0 for whole rows
+        with np.errstate(divide="ignore"):
+            return np.log(np.zeros(z.shape[1:], np.float32))
+
+    verdict(capsys, exercises.check_mean_prob_scores(naive), False, "-inf")
+
+
+def test_worst_case_by_hand():
+    correct = {"a": np.array([1, 1, 0, 1], bool), "b": np.array([1, 0, 1, 1], bool)}
+    assert exercises.worst_case_accuracy(correct) == 0.5  # images 0 and 3 survive both
+
+
+def test_worst_case_check(capsys):
+    per_image = lambda c: np.mean(np.all(list(c.values()), axis=0))  # noqa: E731
+    verdict(capsys, exercises.check_worst_case(per_image), True, "every attack")
+    verdict(capsys, exercises.check_worst_case(lambda c: min(np.mean(v) for v in c.values())), False,
+            "strongest single attack")
+    verdict(capsys, exercises.check_worst_case(lambda c: np.mean(np.any(list(c.values()), axis=0))), False,
+            "*any*")
+    verdict(capsys, exercises.check_worst_case(lambda c: 100 * per_image(c)), False, "percentage")
+    verdict(capsys, exercises.check_worst_case(lambda c: 0.5), False, "not quite")
