@@ -200,7 +200,7 @@ def fgsm(score_fn, x, y, eps, clip=CLIP):
 
 
 def iterative(score_fn, x, y, eps, eps_iter, nb_iter, eta0, clip=CLIP):
-    """BIM (Eq. 2, ``eta0 = 0``) and PGD (Eq. 3, random ``eta0``), the original's update order.
+    """BIM (Eq. 2, ``eta0 = 0``) and PGD (Eq. 4, random ``eta0``), the original's update order.
 
     Each step: ``x_adv = clip_box(x + eta + eps_iter * sign(grad))``, then
     ``eta = clip(x_adv - x, -eps, eps)``.  The last image is ``clip_box(x + eta)``.
@@ -215,7 +215,7 @@ def iterative(score_fn, x, y, eps, eps_iter, nb_iter, eta0, clip=CLIP):
 
 
 def cw_l2(score_fn, x, y, const, num_classes, max_iterations, learning_rate, confidence, abort_early, clip=CLIP):
-    """One binary-search step of Carlini & Wagner's L2 attack, as cleverhans 1.0 runs it.
+    """One binary-search step of Carlini & Wagner's L2 attack (Eq. 3), as cleverhans 1.0 runs it.
 
     Optimises ``w`` in tanh space with Adam: ``x' = (tanh(w + atanh(x)) + 1) / 2``
     (box-scaled), loss ``sum(c * max(0, z_y - max_{j!=y} z_j + kappa)) + ||x' - x||^2``.
