@@ -418,7 +418,7 @@ def check_pareto(answer, clean: dict, adv: dict) -> bool:
     if missing:
         return _verdict(False, f"{len(missing)} undominated member(s) missing; no member beats "
                                f"{missing[0]} on both axes.")
-    return _verdict(True, f"correct: {len(expected)} members are undominated: {', '.join(expected)}.")
+    return _verdict(True, f"correct: {len(expected)} points are undominated: {', '.join(expected)}.")
 
 
 def flippable_fraction(x, bits: int, eps: float) -> float:
