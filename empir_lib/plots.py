@@ -480,7 +480,7 @@ def table2_bars(panels: dict, columns=TABLE2_COLUMNS) -> Figure:
     so they are never mistaken for ours).  A missing value gets no bar, only
     a dash at the foot of its slot, so a gap in the results stays visible.
     """
-    fig = Figure(figsize=(5.2 * len(panels), 3.9), layout="constrained")
+    fig = Figure(figsize=(5.2 * len(panels), 4.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     for ax, (title, series) in zip(axes, panels.items()):
         k = max(len(series), 1)
@@ -493,16 +493,22 @@ def table2_bars(panels: dict, columns=TABLE2_COLUMNS) -> Figure:
             heights = [v if v is not None else 0.0 for v in vals]
             style = (dict(facecolor="none", edgecolor=s["colour"], hatch="///", linewidth=1.0) if s.get("paper")
                      else dict(color=s["colour"]))
-            ax.bar(pos[have], np.asarray(heights)[have], width * 0.95, label=s["label"], **style)
+            ax.bar(pos[have], np.asarray(heights)[have], width * 0.95, **style)
             for p, h in zip(pos, have):
                 if not h:
                     ax.text(p, 1.0, "\u2013", ha="center", va="bottom", color=s["colour"], fontsize=9)
-        ax.set_xticks(xs, [c if c == "average" else c.upper() if c != "clean" else "clean" for c in columns])
+        ax.set_xticks(xs, [c if c in ("clean", "average") else c.upper() for c in columns])
         ax.set_ylim(0, 105)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("accuracy, %")
-    axes[-1].legend(fontsize=7, loc="upper right")
+    # legend patches drawn from the styles, so a series with no bar yet still shows its colour
+    from matplotlib.patches import Patch
+
+    first = next(iter(panels.values()), [])
+    handles = [Patch(facecolor="none", edgecolor=s["colour"], hatch="///", label=s["label"]) if s.get("paper")
+               else Patch(color=s["colour"], label=s["label"]) for s in first]
+    fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=min(len(handles), 3))
     return fig
 
 
@@ -557,4 +563,32 @@ def objective_bars(accuracies: dict, title: str = "", reference: float | None = 
     ax.set_ylim(0, 105)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def objective_paths(t, curves: dict, xlabel: str = "step along the objective's own FGSM direction, t") -> Figure:
+    """Loss, gradient size and ensemble accuracy along each objective's attack path (chapter 8).
+
+    ``curves`` maps an objective's label to ``{"loss", "grad", "acc"}``, one
+    value per ``t`` (medians over images for the first two, accuracy as a
+    fraction), computed by the caller.  Loss and gradient are on log scales:
+    the objectives differ by orders of magnitude, which is the point.
+    """
+    fig = Figure(figsize=(12, 3.5), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for label, c in curves.items():
+        style = dict(marker="o", ms=4, ls="--" if label.startswith("paper") else "-", label=label)
+        axes[0].plot(t, np.maximum(c["loss"], 1e-12), **style)
+        axes[1].plot(t, np.maximum(c["grad"], 1e-12), **style)
+        axes[2].plot(t, 100 * np.asarray(c["acc"]), **style)
+    axes[0].set_ylabel("median cross-entropy loss")
+    axes[1].set_ylabel("median L1 norm of the input gradient")
+    axes[2].set_ylabel("ensemble (vote) accuracy, %")
+    for ax in axes[:2]:
+        ax.set_yscale("log")
+    axes[2].set_ylim(-3, 103)
+    for ax in axes:
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[2].legend(fontsize=7)
     return fig
