@@ -86,10 +86,12 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
     run = attacks.compile_attack(ens, attack, objective, params, clip_start=protocol != "paper")
     done = _load_partial(partial_path, config)
     starts = list(range(0, len(x), batch_size))
-    from tqdm.auto import tqdm
+    if progress:
+        from tqdm.auto import tqdm  # only when shown: tqdm.auto warns in a notebook without ipywidgets
 
-    bar = tqdm(starts, desc=f"{attack}/{protocol}/{objective}", unit="batch", disable=not progress,
-               mininterval=2)
+        bar = tqdm(starts, desc=f"{attack}/{protocol}/{objective}", unit="batch", mininterval=2)
+    else:
+        bar = starts
     for bi, i in enumerate(bar):
         if bi < done["batches"]:
             continue
@@ -102,7 +104,8 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
         done["batches"] = bi + 1
         if partial_path is not None:
             _save_partial(partial_path, config, done)
-    bar.close()
+    if progress:
+        bar.close()
     adv_pred = np.concatenate(done["adv_pred"])
     l2, linf = np.concatenate(done["l2"]), np.concatenate(done["linf"])
     correct = adv_pred == y
