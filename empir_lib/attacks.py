@@ -194,6 +194,21 @@ def _ce_grad(score_fn, x, y):
     return tape.gradient(loss, x)
 
 
+def loss_and_gradient(ens, objective: str, x, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image softmax cross-entropy of an objective's scores and its gradient w.r.t. the images.
+
+    This is exactly what FGSM, BIM and PGD step along (for reading and plotting
+    an attack's loss landscape): ``loss`` has shape (N,), ``grad`` the images' shape.
+    """
+    x = tf.constant(check_images(x, ens.input_shape))
+    labels = tf.constant(np.asarray(labels).reshape(-1).astype(np.int32))
+    score_fn = score_function(ens, objective)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=score_fn(x))
+    return loss.numpy(), tape.gradient(loss, x).numpy()
+
+
 def fgsm(score_fn, x, y, eps, clip=CLIP):
     """Eq. 1: one step of size eps along the sign of the loss gradient, then clip."""
     return tf.clip_by_value(x + eps * tf.sign(_ce_grad(score_fn, x, y)), *clip)

@@ -163,6 +163,8 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None,
             secs = time.perf_counter() - t0
             log.append({"name": job["name"], "ran": ran, "seconds": round(secs, 1),
                         "adversarial_accuracy": record["adversarial_accuracy"]})
+            if ran:  # after every job, so a reader sees the times of a run still going
+                _write_timing(out_dir, log[-1:], time.perf_counter() - t_start, command)
             print(f"{dataset} {job['name']:40s} acc={record['adversarial_accuracy']:.4f} "
                   f"{'ran' if ran else 'kept'} {secs:7.1f} s", flush=True)
 
@@ -172,7 +174,6 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None,
     run_all([j for j in adaptive if j["name"].startswith("table2/")])
     run_all(later)
     run_all([j for j in adaptive if not j["name"].startswith("table2/")])
-    _write_timing(out_dir, log, time.perf_counter() - t_start, command)
     return log
 
 
@@ -186,7 +187,7 @@ def plan_members(dataset: str) -> list[list[str]]:
 
 
 def _write_timing(out_dir: Path, log: list, total: float, command: str) -> None:
-    """Seconds per step of this invocation, merged into ``timing.json`` (jobs kept from earlier runs keep their time)."""
+    """Merge the seconds of jobs just run into ``timing.json`` (jobs kept from earlier runs keep their time)."""
     path = out_dir / "timing.json"
     old = json.loads(path.read_text()) if path.is_file() else {"steps": {}}
     for entry in log:

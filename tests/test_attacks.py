@@ -150,3 +150,13 @@ def test_evaluate_refuses_bad_input_and_writes_nothing(empir, mnist, tmp_path):
     with pytest.raises(EmpirError, match="4 images but 3 labels"):
         evaluate.adversarial_accuracy(empir, "fgsm", x, y[:3], dataset="mnist", partial_path=partial)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_loss_and_gradient_is_what_fgsm_steps_along(empir, mnist):
+    x = mnist[0][:16]
+    labels = ensemble.predict(empir, x)
+    loss, grad = attacks.loss_and_gradient(empir, "mean_prob", x, labels)
+    assert loss.shape == (16,) and grad.shape == x.shape and np.all(loss >= 0)
+    xa = attacks.compile_attack(empir, "fgsm", "mean_prob", {"eps": 0.1})(x, labels.astype(np.int32))
+    # Equal but for pixels whose gradient is ~0, where eager and traced float rounding can flip the sign.
+    assert np.mean(np.abs(xa - np.clip(x + 0.1 * np.sign(grad), 0, 1)) > 1e-6) < 2e-3
