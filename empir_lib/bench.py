@@ -131,14 +131,15 @@ def training_speed(batches: int = 20, batch_size: int = 128) -> list[dict]:
     return rows
 
 
-def run(out_dir=None, n: int = 500, progress: bool = True) -> dict:
+def run(out_dir=None, n: int = 500, progress: bool = True, book: bool = False) -> dict:
     """All benchmarks; writes ``results.json`` and the README table in ``benchmarks/``."""
     out_dir = Path(out_dir or BENCH_DIR)
     x, y = data.load_sample("mnist", n)
     t0 = time.perf_counter()
     rows = attack_speed(ensemble.baseline("mnist"), "MNIST FP baseline", x, y)
     rows += attack_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)
-    result = {"attacks": rows, "training": training_speed(), "end_to_end": end_to_end(),
+    result = {"attacks": rows, "training": training_speed(),
+              "end_to_end": {**end_to_end(), **(book_times() if book else {})},
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "machine": provenance.hardware(), "provenance": provenance.record("empir bench")}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,6 +147,27 @@ def run(out_dir=None, n: int = 500, progress: bool = True) -> dict:
                       lambda p: Path(p).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n"))
     data.atomic_write(out_dir / "README.md", lambda p: Path(p).write_text(readme(result)))
     return result
+
+
+def book_times() -> dict:
+    """Wall time of the quick-profile notebook run (nbval, every chapter) and of the HTML build."""
+    import subprocess
+    import sys
+    import tempfile
+
+    out = {}
+    root = provenance.REPO
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cmd in (("quick-profile notebook run (pytest --nbval-lax book)",
+                           [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "book", "-p", "no:cacheprovider"]),
+                          ("HTML build (jupyter-book build)",
+                           [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--path-output",
+                            tmp, "--warningiserror", "--keep-going"])):
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                                     "EMPIR_DATA_DIR": ""})
+            out[name] = {"total_s": round(time.perf_counter() - t0, 1), "ok": r.returncode == 0}
+    return out
 
 
 def end_to_end() -> dict:
@@ -182,4 +204,6 @@ def readme(result: dict) -> str:
               for r in result["training"]]
     lines += ["", "## End to end", "", "| job | total s |", "| --- | --- |"]
     lines += [f"| {k} | {v['total_s']} |" for k, v in result["end_to_end"].items()]
+    lines += ["", "Ratios against the floor are the time of the attack divided by (steps x the time of one",
+              "forward + backward pass of the members it differentiates), both measured here in one run."]
     return "\n".join(lines) + "\n"

@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed of attacks (vs cleverhans and the gradient floor) and training")
     b.add_argument("--n", type=int, default=500, help="MNIST sample images per attack")
     b.add_argument("--out-dir", default=None, help="default: benchmarks/")
+    b.add_argument("--book", action="store_true", help="also time the quick-profile notebooks and the HTML build")
 
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
     s.add_argument("names", nargs="*", help="datasets (default: all)")
@@ -146,7 +147,7 @@ def _run(args) -> int:
         return 0
     if args.cmd == "bench":
         from .bench import run
-        result = run(args.out_dir, args.n)
+        result = run(args.out_dir, args.n, book=args.book)
         print(f"wrote benchmarks in {result['wall_time_s']:.0f} s")
         return 0
     if args.cmd == "samples":
