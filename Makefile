@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 SUDO    = $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup browser book test lab zoo samples reproduce clean
+.PHONY: setup browser book test lab zoo samples reproduce bench clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ samples: setup
 reproduce: setup
 	$(BIN)/empir reproduce mnist
 	$(BIN)/empir reproduce cifar10
+
+# Speed of attacks and training, and the book's run and build times -> benchmarks/
+bench: setup
+	$(BIN)/empir bench --book
 
 clean:
 	rm -rf _build .pytest_cache
