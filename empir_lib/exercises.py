@@ -179,18 +179,29 @@ def check_accuracy_gap(answer, dataset: str = "mnist", wbits: int = 1, abits: in
                        zoo_dir=None) -> bool:
     """Check the accuracy a LP member loses against the FP member, in percentage points."""
     expected = accuracy_gap(dataset, wbits, abits, zoo_dir=zoo_dir)
+    got, verdict = _points_verdict(answer, expected,
+                                   f"correct: the a{abits}w{wbits} member is {expected:.2f} points below the "
+                                   "FP member.", "give FP accuracy minus low-precision accuracy.")
+    return verdict if verdict is not None else _verdict(False, f"not quite: you gave {got:.2f} points.")
+
+
+def _points_verdict(answer, expected: float, correct: str, sign_hint: str):
+    """(the answer as a float, a verdict) for a difference in percentage points.
+
+    The verdict is None when the answer is a number but none of the usual
+    slips (a fraction, the wrong sign) explains it: the caller says more.
+    """
     try:
         got = float(answer)
     except (TypeError, ValueError):
-        return _verdict(False, f"give one number (percentage points); got {answer!r}.")
+        return None, _verdict(False, f"give one number (percentage points); got {answer!r}.")
     if math.isclose(got, expected, abs_tol=0.01):
-        return _verdict(True, f"correct: the a{abits}w{wbits} member is {expected:.2f} points below the "
-                              f"FP member.")
+        return got, _verdict(True, correct)
     if math.isclose(100 * got, expected, abs_tol=0.01):
-        return _verdict(False, "that looks like a fraction; multiply by 100 for percentage points.")
+        return got, _verdict(False, "that looks like a fraction; multiply by 100 for percentage points.")
     if math.isclose(-got, expected, abs_tol=0.01):
-        return _verdict(False, "right size, wrong sign: give FP accuracy minus low-precision accuracy.")
-    return _verdict(False, f"not quite: you gave {got:.2f} points.")
+        return got, _verdict(False, "right size, wrong sign: " + sign_hint)
+    return got, None
 
 
 # --- chapter 2: the attacks (paper section 2) ----------------------------------------
@@ -606,17 +617,12 @@ def check_average_gain(answer, dataset: str = "mnist", root=None) -> bool:
     if expected is None:
         return _verdict(False, f"the {dataset} Table 2 results are not all there yet, so there is nothing to "
                                f"check against; produce them with 'empir reproduce {dataset} --only table2/'.")
-    try:
-        got = float(answer)
-    except (TypeError, ValueError):
-        return _verdict(False, f"give one number (percentage points); got {answer!r}.")
-    if math.isclose(got, expected, abs_tol=0.01):
-        return _verdict(True, f"correct: on {dataset}, EMPIR's average adversarial accuracy is {expected:.2f} "
-                              f"points above the baseline's (paper protocol).")
-    if math.isclose(100 * got, expected, abs_tol=0.01):
-        return _verdict(False, "that looks like a fraction; multiply by 100 for percentage points.")
-    if math.isclose(-got, expected, abs_tol=0.01):
-        return _verdict(False, "right size, wrong sign: give EMPIR's average minus the baseline's.")
+    got, verdict = _points_verdict(answer, expected,
+                                   f"correct: on {dataset}, EMPIR's average adversarial accuracy is "
+                                   f"{expected:.2f} points above the baseline's (paper protocol).",
+                                   "give EMPIR's average minus the baseline's.")
+    if verdict is not None:
+        return verdict
     from . import results
 
     paper = results.paper_table2(dataset)
