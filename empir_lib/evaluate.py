@@ -85,6 +85,7 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
     labels = clean_pred.astype(np.int32) if protocol == "paper" else attacks.attack_labels(ens, x, y, protocol)
     run = attacks.compile_attack(ens, attack, objective, params, clip_start=protocol != "paper")
     done = _load_partial(partial_path, config)
+    before = done["elapsed_s"]  # seconds spent by earlier, interrupted invocations
     starts = list(range(0, len(x), batch_size))
     if progress:
         from tqdm.auto import tqdm  # only when shown: tqdm.auto warns in a notebook without ipywidgets
@@ -102,6 +103,7 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
         done["l2"].append(l2)
         done["linf"].append(linf)
         done["batches"] = bi + 1
+        done["elapsed_s"] = before + time.perf_counter() - t0
         if partial_path is not None:
             _save_partial(partial_path, config, done)
     if progress:
@@ -114,7 +116,7 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
            "adversarial_accuracy": round(float(np.mean(correct)), 6),
            "attack_success_rate": round(float(np.mean(adv_pred != clean_pred)), 6),
            "mean_l2": round(float(l2.mean()), 6), "max_linf": round(float(linf.max()), 6),
-           "wall_time_s": round(time.perf_counter() - t0, 1),
+           "wall_time_s": round(before + time.perf_counter() - t0, 1),
            "adv_pred": adv_pred, "l2": l2, "linf": linf, "clean_pred": clean_pred}
     if ens.num_classes <= 10:
         out["confusion"] = np.bincount(y * ens.num_classes + adv_pred,
@@ -123,7 +125,7 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
 
 
 def _load_partial(path, config) -> dict:
-    empty = {"batches": 0, "adv_pred": [], "l2": [], "linf": []}
+    empty = {"batches": 0, "adv_pred": [], "l2": [], "linf": [], "elapsed_s": 0.0}
     if path is None or not Path(path).is_file():
         return empty
     with np.load(path, allow_pickle=False) as f:
@@ -134,14 +136,15 @@ def _load_partial(path, config) -> dict:
         sizes = f["sizes"].tolist()
         split = np.cumsum(sizes)[:-1]
         return {"batches": b, "adv_pred": np.split(f["adv_pred"], split), "l2": np.split(f["l2"], split),
-                "linf": np.split(f["linf"], split)}
+                "linf": np.split(f["linf"], split),
+                "elapsed_s": float(f["elapsed_s"]) if "elapsed_s" in f.files else 0.0}
 
 
 def _save_partial(path, config, done) -> None:
     arrays = {"config": np.array(json.dumps(config)), "batches": np.array(done["batches"]),
               "sizes": np.array([len(a) for a in done["adv_pred"]]),
               "adv_pred": np.concatenate(done["adv_pred"]), "l2": np.concatenate(done["l2"]),
-              "linf": np.concatenate(done["linf"])}
+              "linf": np.concatenate(done["linf"]), "elapsed_s": np.array(done["elapsed_s"])}
     data_mod.atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
 
 
