@@ -119,7 +119,7 @@ def run_job(job: dict, dataset: str, x, y, out_dir: Path, partial_dir: Path, pro
             prov: dict | None = None) -> tuple[dict, bool]:
     """Run one job unless its results file already holds the same configuration."""
     path = out_dir / f"{job['name']}.json"
-    ens = ensemble.from_zoo(job["members"], job["rule"])
+    ens = _ensemble(tuple(job["members"]), job["rule"])
     params = attacks.preset(dataset, job["attack"], **job["params"])
     n = min(job["n"], len(y))
     objective = job["objective"] or attacks.objective_for(ens, job["attack"], job["protocol"])
@@ -136,6 +136,17 @@ def run_job(job: dict, dataset: str, x, y, out_dir: Path, partial_dir: Path, pro
     record = evaluate.write_result(path, result, dataset, extra=job.get("extra"), prov=prov)
     partial.unlink(missing_ok=True)
     return record, True
+
+
+_ENSEMBLES: dict = {}
+
+
+def _ensemble(members: tuple, rule: str):
+    # Many jobs share an ensemble: load (and hash-check) each one once per run, and
+    # let its traced prediction function be reused across jobs.
+    if (members, rule) not in _ENSEMBLES:
+        _ENSEMBLES[(members, rule)] = ensemble.from_zoo(list(members), rule)
+    return _ENSEMBLES[(members, rule)]
 
 
 def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None, out_dir=None,
