@@ -75,3 +75,34 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, data_dir):
 
     for u, v in zip(_weights(tmp_path / "whole"), _weights(killed)):
         np.testing.assert_array_equal(u, v)
+
+
+def test_augment_batch_crops_and_flips_deterministically():
+    rng = np.random.RandomState(0)
+    x = rng.rand(64, 8, 8, 3).astype(np.float32)
+    a = train.augment_batch(x, np.random.RandomState([5, 0, 1]))
+    b = train.augment_batch(x, np.random.RandomState([5, 0, 1]))
+    assert a.shape == x.shape and a.dtype == x.dtype and np.array_equal(a, b)
+    pad = train.AUGMENT_PAD
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    flipped = 0
+    for i in range(len(x)):
+        # Every output is one of the (2 pad + 1)^2 crops of its own padded image, maybe mirrored.
+        crops = [padded[i, dy:dy + 8, dx:dx + 8] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+        plain = any(np.array_equal(a[i], c) for c in crops)
+        mirrored = any(np.array_equal(a[i], c[:, ::-1]) for c in crops)
+        assert plain or mirrored
+        flipped += mirrored and not plain
+    assert 10 < flipped < 54  # about half are mirrored
+    assert not np.array_equal(a, x)
+
+
+def test_recipe_augmentation_and_cosine_schedule_are_recorded_and_used(tmp_path, data_dir, monkeypatch):
+    recipe = {**train.RECIPES["mnist"], "augment": "crop-flip", "lr_schedule": "cosine"}
+    monkeypatch.setitem(train.RECIPES, "mnist", recipe)
+    r = train.train_member("mnist", epochs=1, n_train=256, progress=False, run_dir=tmp_path / "aug")
+    assert r["config"]["augment"] == "crop-flip" and r["config"]["lr_schedule"] == "cosine"
+    monkeypatch.setitem(train.RECIPES, "mnist", {k: v for k, v in recipe.items() if k != "augment"})
+    train.train_member("mnist", epochs=1, n_train=256, progress=False, run_dir=tmp_path / "plain")
+    # The same seed without augmentation ends elsewhere: the crops and flips reached the model.
+    assert not all(np.array_equal(u, v) for u, v in zip(_weights(tmp_path / "aug"), _weights(tmp_path / "plain")))
