@@ -4,7 +4,7 @@
     empir zoo list | verify | build --dataset mnist
     empir samples [mnist cifar10 tiny-imagenet]
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
-    empir reproduce mnist|cifar10 [--n 10000] [--select-n 1000] [--only table2/]
+    empir reproduce mnist|cifar10|tiny-imagenet [--n 10000] [--select-n 1000] [--only table2/]
     empir bench [--n 500]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--data-dir", default=None)
 
     e = sub.add_parser("evaluate", help="one ensemble, one attack, one protocol: adversarial accuracy")
-    e.add_argument("--dataset", required=True, help="mnist or cifar10")
+    e.add_argument("--dataset", required=True, help="mnist, cifar10 or tiny-imagenet")
     e.add_argument("--members", default=None,
                    help="comma-separated zoo ids (default: the paper's EMPIR configuration)")
     e.add_argument("--rule", default="vote", help="vote or average")
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
 
     r = sub.add_parser("reproduce", help="every result the chapters need, resumable")
-    r.add_argument("dataset", help="mnist or cifar10")
+    r.add_argument("dataset", help="mnist, cifar10 or tiny-imagenet")
     r.add_argument("--n", type=int, default=10000, help="test images per full job")
     r.add_argument("--select-n", type=int, default=1000, help="test images per sweep/selection job")
     r.add_argument("--only", default=None, help="run only jobs whose name starts with this, e.g. table2/")

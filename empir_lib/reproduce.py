@@ -1,4 +1,4 @@
-"""``empir reproduce mnist|cifar10``: every result the chapters read, as one resumable plan.
+"""``empir reproduce mnist|cifar10|tiny-imagenet``: every result the chapters read, as one resumable plan.
 
 The plan is a list of jobs; each job is one ensemble, one attack, one
 protocol and objective, on the first ``n`` test images, and writes one JSON
@@ -12,11 +12,14 @@ What it produces (paper section 5 and appendix B):
   paper protocol, and the EMPIR row under the adaptive protocol: every
   adaptive objective is tried on the first ``select_n`` images
   (``adaptive-select/``) and the worst one is run on all ``n``;
-* ``eps8/``: PGD at 8/255 (Tramer et al.'s setting) for the same three rows
-  (all ``n`` images for CIFAR-10, where that setting comes from; ``select_n`` for MNIST);
+* ``eps8/`` (``eps4/`` for Tiny ImageNet): PGD at a second, smaller eps for the
+  same three rows: 8/255, Tramer et al.'s setting (all ``n`` images for CIFAR-10,
+  where that setting comes from; ``select_n`` for MNIST), and 4/255 for Tiny ImageNet;
 * ``members/``: each EMPIR member alone under the four attacks;
 * ``rules/``: averaging against voting for ensembles of two and three;
 * ``grid/``: the wbits x abits grid under FGSM (Figure 1) and CW (Figure 3a);
+* Tiny ImageNet (the stand-in for the paper's ImageNet row) has Table 2,
+  the selection, the members and ``eps4/`` only: its zoo holds no grid;
 * MNIST only, ``fig4/``: 0-3 FP and 0-3 LP members under FGSM (Figure 4),
   and ``fig5/``: FGSM eps 0.1-0.8 and CW iterations 10-90 (Figure 5).
 
@@ -34,8 +37,11 @@ from pathlib import Path
 from . import attacks, data, ensemble, evaluate, provenance, zoo
 from .errors import EmpirError, check_choice, check_positive_int
 
-DATASETS = ("mnist", "cifar10")
+DATASETS = ("mnist", "cifar10", "tiny-imagenet")
 EPS8 = 8 / 255
+# The second eps of each dataset's PGD rows: (folder, eps, on all n images?).
+SECOND_EPS = {"mnist": ("eps8", EPS8, False), "cifar10": ("eps8", EPS8, True),
+              "tiny-imagenet": ("eps4", 4 / 255, True)}
 FIG4_FP = ["mnist-fp-s1", "mnist-fp-s2", "mnist-fp-s3"]
 FIG4_LP = ["mnist-a4w2-s1", "mnist-a4w2-s2", "mnist-a4w2-s3"]
 
@@ -67,14 +73,15 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
             for l in range(4):
                 if f + l:
                     later.append(_job(f"fig4/fp{f}-lp{l}", FIG4_LP[:l] + FIG4_FP[:f], "fgsm", n=n))
-    for w, a in zoo.GRID:
-        mid = zoo.find(dataset, w, a)
-        later.append(_job(f"grid/{mid}-fgsm", [mid], "fgsm", n=n))
-        later.append(_job(f"grid/{mid}-cw", [mid], "cw", n=select_n))
-    for rule in ensemble.RULES:
-        for size, members in ((2, [lps[0], fp]), (3, empir)):
-            later.append(_job(f"rules/{size}-{rule}-fgsm", members, "fgsm", rule=rule, n=n))
-            later.append(_job(f"rules/{size}-{rule}-pgd", members, "pgd", rule=rule, n=select_n))
+    if dataset != "tiny-imagenet":
+        for w, a in zoo.GRID:
+            mid = zoo.find(dataset, w, a)
+            later.append(_job(f"grid/{mid}-fgsm", [mid], "fgsm", n=n))
+            later.append(_job(f"grid/{mid}-cw", [mid], "cw", n=select_n))
+        for rule in ensemble.RULES:
+            for size, members in ((2, [lps[0], fp]), (3, empir)):
+                later.append(_job(f"rules/{size}-{rule}-fgsm", members, "fgsm", rule=rule, n=n))
+                later.append(_job(f"rules/{size}-{rule}-pgd", members, "pgd", rule=rule, n=select_n))
     for m in lps:
         for a in attacks.ATTACKS:
             later.append(_job(f"members/{m}-{a}", [m], a, n=select_n))
@@ -85,15 +92,16 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
         for it in range(10, 100, 10):
             for row, members in (("baseline", [fp]), ("empir", empir)):
                 later.append(_job(f"fig5/{row}-cw-iter{it}", members, "cw", n=select_n, max_iterations=it))
-    n8 = n if dataset == "cifar10" else select_n
-    later.append(_job("eps8/baseline-paper-pgd", [fp], "pgd", n=n8, eps=EPS8))
-    later.append(_job("eps8/empir-paper-pgd", empir, "pgd", n=n8, eps=EPS8))
+    folder, eps2, full = SECOND_EPS[dataset]
+    n2 = n if full else select_n
+    later.append(_job(f"{folder}/baseline-paper-pgd", [fp], "pgd", n=n2, eps=eps2))
+    later.append(_job(f"{folder}/empir-paper-pgd", empir, "pgd", n=n2, eps=eps2))
     # The one-step FGSM jobs take seconds: run them all before the iterative ones.
     later.sort(key=lambda j: j["attack"] != "fgsm")
     return first, later
 
 
-def adaptive_jobs(dataset: str, n: int, n8: int, out_dir: Path) -> list[dict]:
+def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[dict]:
     """The adaptive Table 2 row: for each attack, the worst objective of the selection, on all n."""
     empir = zoo.EMPIR_MEMBERS[dataset]
     jobs = []
@@ -109,7 +117,9 @@ def adaptive_jobs(dataset: str, n: int, n8: int, out_dir: Path) -> list[dict]:
         job["extra"] = {"selected_from": tried, "selection_n": r["n"]}
         jobs.append(job)
         if a == "pgd":
-            job8 = _job("eps8/empir-adaptive-pgd", empir, "pgd", "adaptive", worst, n=n8, eps=EPS8)
+            folder, eps2, full = SECOND_EPS[dataset]
+            job8 = _job(f"{folder}/empir-adaptive-pgd", empir, "pgd", "adaptive", worst,
+                        n=n if full else select_n, eps=eps2)
             job8["extra"] = dict(job["extra"])
             jobs.append(job8)
     return jobs
@@ -181,7 +191,7 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None,
 
     first, later = plan(dataset, n, select_n)
     run_all(first)
-    adaptive = adaptive_jobs(dataset, n, n if dataset == "cifar10" else select_n, out_dir)
+    adaptive = adaptive_jobs(dataset, n, select_n, out_dir)
     run_all([j for j in adaptive if j["name"].startswith("table2/")])
     run_all(later)
     run_all([j for j in adaptive if not j["name"].startswith("table2/")])

@@ -44,6 +44,8 @@ REQUIRED = {
 EMPIR_MEMBERS = {
     "mnist": ["mnist-a4w2-s1", "mnist-a4w2-s2", "mnist-fp-s1"],
     "cifar10": ["cifar10-a2w4-s2", "cifar10-a2w2-s2", "cifar10-fp-s1"],
+    # The paper's ImageNet configuration (a2w2, a4w4, FP) on Tiny ImageNet.
+    "tiny-imagenet": ["tiny-imagenet-a2w2-s1", "tiny-imagenet-a4w4-s1", "tiny-imagenet-fp-s1"],
 }
 
 

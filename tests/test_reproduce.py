@@ -1,0 +1,65 @@
+"""The reproduce plan: which jobs each dataset gets, and a small real run."""
+import json
+
+import pytest
+
+from empir_lib import reproduce, zoo
+from empir_lib.errors import EmpirError
+
+
+@pytest.mark.parametrize("dataset", reproduce.DATASETS)
+def test_plan_names_are_unique_and_sized(dataset):
+    first, later = reproduce.plan(dataset, n=10000, select_n=1000)
+    names = [j["name"] for j in first + later]
+    assert len(names) == len(set(names))
+    for j in first + later:
+        # Table 2 runs on every image; the selection on the first select_n.
+        if j["name"].startswith("table2/"):
+            assert j["n"] == 10000
+        if j["name"].startswith(("adaptive-select/", "members/")):
+            assert j["n"] == 1000
+    folder, eps, full = reproduce.SECOND_EPS[dataset]
+    second = [j for j in later if j["name"].startswith(folder + "/")]
+    assert {j["name"] for j in second} == {f"{folder}/baseline-paper-pgd", f"{folder}/empir-paper-pgd"}
+    assert all(j["params"] == {"eps": eps} and j["n"] == (10000 if full else 1000) for j in second)
+
+
+def test_tiny_imagenet_plan_is_table2_members_and_eps4_only():
+    first, later = reproduce.plan("tiny-imagenet", n=10000, select_n=1000)
+    groups = {j["name"].split("/")[0] for j in first + later}
+    assert groups == {"table2", "adaptive-select", "members", "eps4"}
+    assert reproduce.SECOND_EPS["tiny-imagenet"][1] == pytest.approx(4 / 255)
+
+
+def test_adaptive_jobs_pick_the_worst_objective(tmp_path):
+    sel = tmp_path / "adaptive-select"
+    sel.mkdir()
+    from empir_lib import evaluate
+    for obj, acc in (("mean_prob", 0.30), ("member:0", 0.10), ("mean_logits", 0.20)):
+        result = {"members": zoo.EMPIR_MEMBERS["mnist"], "rule": "vote", "attack": "pgd", "protocol": "adaptive",
+                  "objective": obj, "params": {}, "n": 1000, "clean_accuracy": 0.99, "adversarial_accuracy": acc,
+                  "seed": 0, "batch_size": 500, "wall_time_s": 1.0}
+        evaluate.write_result(sel / f"pgd-{obj.replace(':', '')}.json", result, "mnist")
+    jobs = reproduce.adaptive_jobs("mnist", 10000, 1000, tmp_path)
+    assert [j["name"] for j in jobs] == ["table2/empir-adaptive-pgd", "eps8/empir-adaptive-pgd"]
+    assert all(j["objective"] == "member:0" for j in jobs)
+    assert jobs[0]["n"] == 10000 and jobs[1]["n"] == 1000  # MNIST's 8/255 row runs on the selection size
+    assert jobs[0]["extra"]["selected_from"] == {"mean_prob": 0.30, "member:0": 0.10, "mean_logits": 0.20}
+
+
+def test_small_real_run_writes_results_and_keeps_them(tmp_path, data_dir, capsys):
+    out = tmp_path / "res"
+    log = reproduce.reproduce("mnist", n=20, select_n=10, out_dir=out, partial_dir=tmp_path / "p",
+                              only="table2/baseline-paper-fgsm", progress=False)
+    assert [e["name"] for e in log] == ["table2/baseline-paper-fgsm"] and log[0]["ran"]
+    record = json.loads((out / "table2" / "baseline-paper-fgsm.json").read_text())
+    assert record["n"] == 20 and record["members"] == ["mnist-fp-s1"]
+    assert "table2/baseline-paper-fgsm" in json.loads((out / "timing.json").read_text())["steps"]
+    again = reproduce.reproduce("mnist", n=20, select_n=10, out_dir=out, partial_dir=tmp_path / "p",
+                                only="table2/baseline-paper-fgsm", progress=False)
+    assert not again[0]["ran"]  # same configuration: kept, not recomputed
+
+
+def test_unknown_dataset_is_refused():
+    with pytest.raises(EmpirError, match="dataset"):
+        reproduce.reproduce("svhn", n=10)
