@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_mod
-from . import models
+from . import distribute, models
 from .errors import EmpirError, check_bits, check_choice, check_finite_number, check_positive_int
 
 RECIPES = {
@@ -160,26 +160,34 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
     num_classes = data_mod.NUM_CLASSES[dataset]
 
     _seed_everything(seed)
-    model = models.build(arch, wbits, abits, **arch_kwargs)
-    steps_per_epoch = -(-len(x) // batch_size)
-    schedule = (keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch)
-                if config.get("lr_schedule") == "cosine" else lr)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)
-    optimizer.build(model.trainable_variables)
+    strat = distribute.strategy()
+    with strat.scope():  # variables live on every replica (a no-op on one device)
+        model = models.build(arch, wbits, abits, **arch_kwargs)
+        steps_per_epoch = -(-len(x) // batch_size)
+        schedule = (keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch)
+                    if config.get("lr_schedule") == "cosine" else lr)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)
+        optimizer.build(model.trainable_variables)
     state = {"epoch": 0, "history": [], "train_time_s": 0.0}
     if ckpt_path.exists():
         state = _load_checkpoint(ckpt_path, model, optimizer)
     smoothing = recipe["label_smoothing"]
 
-    @tf.function
-    def step(xb, yb):
+    def replica_step(xb, yb, n):
         with tf.GradientTape() as tape:
             logits = model(xb, training=True)
-            loss = tf.reduce_mean(keras.losses.categorical_crossentropy(
-                smoothed_targets(yb, num_classes, smoothing), logits, from_logits=True))
+            per_image = keras.losses.categorical_crossentropy(
+                smoothed_targets(yb, num_classes, smoothing), logits, from_logits=True)
+            # Divided by the *whole* batch: the replicas' gradients are summed.
+            loss = tf.reduce_sum(per_image) / tf.cast(n, per_image.dtype)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, tf.reduce_sum(tf.cast(tf.argmax(logits, -1) == yb, tf.float32))
+
+    @tf.function
+    def step(xb, yb):
+        loss, correct = strat.run(replica_step, args=(*distribute.shard(strat, xb, yb), tf.shape(xb)[0]))
+        return strat.reduce("SUM", loss, None), strat.reduce("SUM", correct, None)
 
     from tqdm.auto import tqdm
 
@@ -210,4 +218,4 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
     save_model(model, model_path)
     return {"run_dir": str(run_dir), "model_path": str(model_path), "config": config,
             "history": state["history"], "train_time_s": state["train_time_s"], "interrupted": False,
-            "model": model}
+            "model": model, "distribute": distribute.describe(strat)}

@@ -117,6 +117,7 @@ def add(result: dict, data_dir=None, zoo_dir=None, command: str | None = None) -
              "n_train": cfg["n_train"] or len(data_mod.load(cfg["dataset"], "train", data_dir)[1]),
              "train_time_s": round(result["train_time_s"], 1), "history": result["history"],
              "test_accuracy": acc, "n_test": int(len(y)), "eval_time_s": round(time.perf_counter() - t0, 1),
+             "distribute": result.get("distribute", {"strategy": "_DefaultDistributionStrategy", "replicas": 1}),
              "file": dest.name, "sha256": data_mod.sha256(dest), "size_bytes": dest.stat().st_size, **prov}
     manifest = read_manifest(zoo)
     manifest["members"][mid] = entry

@@ -106,3 +106,42 @@ def test_recipe_augmentation_and_cosine_schedule_are_recorded_and_used(tmp_path,
     train.train_member("mnist", epochs=1, n_train=256, progress=False, run_dir=tmp_path / "plain")
     # The same seed without augmentation ends elsewhere: the crops and flips reached the model.
     assert not all(np.array_equal(u, v) for u, v in zip(_weights(tmp_path / "aug"), _weights(tmp_path / "plain")))
+
+
+_TWO_REPLICAS = r"""
+import sys, numpy as np, tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from empir_lib import train
+r = train.train_member("mnist", 2, 4, seed=3, epochs=1, n_train=300, batch_size=100, progress=False,
+                       run_dir=sys.argv[1])
+print("REPLICAS", r["distribute"]["replicas"])
+print("HISTORY", r["history"][0]["loss"], r["history"][0]["train_accuracy"])
+"""
+
+
+def test_two_replica_mirrored_training_matches_one_device(tmp_path, data_dir):
+    """tf.distribute: the batch split over two (logical CPU) replicas gives the one-device weights."""
+    env = {**os.environ, "EMPIR_STRATEGY": "mirrored", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", _TWO_REPLICAS, str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "REPLICAS 2" in out.stdout
+    one = train.train_member("mnist", 2, 4, seed=3, epochs=1, n_train=300, batch_size=100, progress=False,
+                             run_dir=tmp_path / "one")
+    assert one["distribute"]["replicas"] == 1
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    # MNISTconv has no batch norm, so the summed per-replica gradients equal the whole batch's.
+    assert all(np.allclose(u, v, atol=1e-4) for u, v in zip(a, b))
+    assert not all(np.array_equal(u, w) for u, w in zip(a, _initial_weights(3)))
+    # Loss and accuracy count every image once (not once per replica).
+    loss, acc = map(float, out.stdout.split("HISTORY")[1].split())
+    assert loss == pytest.approx(one["history"][0]["loss"], rel=1e-4)
+    assert acc == pytest.approx(one["history"][0]["train_accuracy"], abs=1e-9)
+
+
+def _initial_weights(seed):
+    import keras
+    from empir_lib import models
+    keras.utils.set_random_seed(seed)
+    return [w.numpy() for w in models.build("mnist_conv", 2, 4).weights]
