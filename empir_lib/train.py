@@ -39,6 +39,10 @@ RECIPES = {
     # decay because a 2-core CPU affords only a few epochs, and AlexNet at a
     # quarter of its width (measured: 667 images/s for FP, 589 for a2w2, against
     # 240 / 202 at half width; benchmarks/README.md).
+    # Full ImageNet (224 pixels, 1000 classes, full-width AlexNet) streams from
+    # its folder layout; not run here (a 2-core CPU trains it at about 25 images/s).
+    "imagenet": {"epochs": 90, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0,
+                 "augment": "crop-flip", "lr_schedule": "cosine"},
     "tiny-imagenet": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0,
                       "augment": "crop-flip", "lr_schedule": "cosine", "arch_kwargs": {"width": 0.25}},
 }
@@ -115,6 +119,39 @@ def save_model(model, path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _training_batches(dataset, data_dir, n_train, batch_size, seed, augment):
+    """``(epoch -> iterator of (x, y) batches, images per epoch)`` for a dataset.
+
+    MNIST, CIFAR-10 and Tiny ImageNet sit in memory: the order of an epoch is
+    ``RandomState([seed, epoch])`` and the augmentation ``RandomState([seed,
+    epoch, 1])``.  Full ImageNet streams from its folder layout
+    (:func:`empir_lib.data.imagenet_dataset`), shuffled and cropped by seeds
+    derived from (seed, epoch), so a rerun of an epoch sees the same batches.
+    """
+    if dataset == "imagenet":
+        root = data_mod.imagenet_root(data_dir)
+        n_images = len(data_mod.imagenet_files(root, "train")[0])
+        n_images = min(n_images, n_train or n_images)
+        size = data_mod.INPUT_SHAPES["imagenet"][0]
+
+        def stream(epoch):
+            ds = data_mod.imagenet_dataset(root, "train", size, batch_size, shuffle=True, seed=seed * 1000 + epoch,
+                                           augment=augment == "crop-flip", n=n_train)
+            return ((xb.numpy(), yb.numpy()) for xb, yb in ds)
+
+        return stream, n_images
+    x, y = data_mod.load(dataset, "train", data_dir, n_train)
+
+    def in_memory(epoch):
+        order = np.random.RandomState([seed, epoch]).permutation(len(x))
+        aug_rng = np.random.RandomState([seed, epoch, 1])
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            yield (augment_batch(x[idx], aug_rng) if augment == "crop-flip" else x[idx]), y[idx]
+
+    return in_memory, len(x)
+
+
 def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | None = None,
                  run_dir=None, data_dir=None, n_train: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, progress: bool = True, arch_kwargs: dict | None = None,
@@ -156,14 +193,14 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
                              "pass another run_dir or delete that folder.")
     data_mod.atomic_write(cfg_path, lambda p: Path(p).write_text(json.dumps(config, indent=1)))
 
-    x, y = data_mod.load(dataset, "train", data_dir, n_train)
+    batches, n_images = _training_batches(dataset, data_dir, n_train, batch_size, seed, config.get("augment"))
     num_classes = data_mod.NUM_CLASSES[dataset]
 
     _seed_everything(seed)
     strat = distribute.strategy()
     with strat.scope():  # variables live on every replica (a no-op on one device)
         model = models.build(arch, wbits, abits, **arch_kwargs)
-        steps_per_epoch = -(-len(x) // batch_size)
+        steps_per_epoch = -(-n_images // batch_size)
         schedule = (keras.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch)
                     if config.get("lr_schedule") == "cosine" else lr)
         optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=1e-8)
@@ -193,18 +230,14 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
 
     batches_done = 0
     for epoch in range(state["epoch"], epochs):
-        order = np.random.RandomState([seed, epoch]).permutation(len(x))
-        aug_rng = np.random.RandomState([seed, epoch, 1])
         t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0.0, 0
-        bar = tqdm(range(0, len(x), batch_size), desc=f"{run_dir.name} epoch {epoch + 1}/{epochs}",
+        bar = tqdm(batches(epoch), total=steps_per_epoch, desc=f"{run_dir.name} epoch {epoch + 1}/{epochs}",
                    unit="batch", disable=not progress, mininterval=1)
-        for i in bar:
-            idx = order[i:i + batch_size]
-            xb = augment_batch(x[idx], aug_rng) if config.get("augment") == "crop-flip" else x[idx]
-            loss, c = step(tf.constant(xb), tf.constant(y[idx]))
-            loss_sum += float(loss) * len(idx)
+        for xb, yb in bar:
+            loss, c = step(tf.constant(xb), tf.constant(yb))
+            loss_sum += float(loss) * len(yb)
             correct += float(c)
-            seen += len(idx)
+            seen += len(yb)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
             batches_done += 1
             if stop_after_batches is not None and batches_done >= stop_after_batches:

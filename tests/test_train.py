@@ -145,3 +145,15 @@ def _initial_weights(seed):
     from empir_lib import models
     keras.utils.set_random_seed(seed)
     return [w.numpy() for w in models.build("mnist_conv", 2, 4).weights]
+
+
+def test_imagenet_trains_from_the_folder_layout(tmp_path):
+    """The full-ImageNet path: streamed from <root>/train/<wnid>/*.JPEG, 224 pixels, resumable config."""
+    from test_data import _fake_imagenet
+    root = _fake_imagenet(tmp_path / "imagenet", per_class=2, size=(240, 260))
+    r = train.train_member("imagenet", 2, 2, seed=1, epochs=1, batch_size=3, data_dir=root, progress=False,
+                           run_dir=tmp_path / "run", arch_kwargs={"width": 0.0625})
+    assert r["config"]["augment"] == "crop-flip" and len(r["history"]) == 1
+    assert r["model"].input_shape == (None, 224, 224, 3) and r["model"].output_shape == (None, 1000)
+    assert np.isfinite(r["history"][0]["loss"])
+    assert (tmp_path / "run" / "model.keras").is_file()
