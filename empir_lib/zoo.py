@@ -3,9 +3,11 @@
 ``data/models/manifest.json`` records, for every member: dataset, network,
 precision, seed, epochs, the command that trained it, git commit, training
 time and hardware, its clean accuracy on the *full* test set, and the sha256
-of its ``.keras`` file.  Loading checks that sha256 first and then uses Keras'
-safe mode (no pickle, no arbitrary code): a truncated or edited file is
-refused with a message, never half-loaded.
+of its file.  Loading checks that sha256 first and then uses Keras' safe mode
+(no pickle, no arbitrary code): a truncated or edited file is refused with a
+message, never half-loaded.  Tiny ImageNet (and ImageNet) members are stored
+as float16 weights in an ``.npz`` (``storage: float16``), rebuilt from the
+manifest's network and precision, to keep ``data/models`` under its size budget.
 
 ``REQUIRED`` lists the members the chapters need; ``build_zoo`` trains what
 is missing, one member at a time, resuming interrupted runs.
@@ -18,9 +20,10 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from . import data as data_mod
-from . import evaluate, provenance, train
+from . import evaluate, models, provenance, train
 from .errors import EmpirError, check_choice
 
 ZOO_DIR = provenance.REPO / "data" / "models"
@@ -93,23 +96,64 @@ def load(member: str, zoo_dir=None) -> keras.Model:
     if actual != entry["sha256"]:
         raise EmpirError(f"{path} has sha256 {actual} but the manifest says {entry['sha256']}: the file is "
                          f"truncated or tampered with. Restore it with 'git checkout -- {path}'.")
+    if entry.get("storage") == "float16":
+        return _load_float16(path, entry)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # a file that matches its hash but will not load is a bug, say so plainly
         raise EmpirError(f"{path} could not be loaded by Keras ({type(e).__name__}: {e}).") from None
 
 
+# Members of these datasets are stored as float16 weights (half the bytes of
+# float32) so that three AlexNets fit the zoo's size budget beside the others.
+FLOAT16_DATASETS = ("tiny-imagenet", "imagenet")
+
+
+def _save_float16(model, path: Path) -> None:
+    """The weights rounded to float16, one array per variable in ``model.weights`` order (no pickle)."""
+    arrays = {f"w{i:03d}": np.asarray(v.numpy(), np.float16) for i, v in enumerate(model.weights)}
+    data_mod.atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+
+
+def _load_float16(path: Path, entry: dict) -> keras.Model:
+    """Rebuild the member's network from its manifest entry and load its float16 weights into it."""
+    model = models.build(entry["arch"], entry["wbits"], entry["abits"], **entry.get("arch_kwargs", {}))
+    with np.load(path, allow_pickle=False) as f:
+        if len(f.files) != len(model.weights):
+            raise EmpirError(f"{path} holds {len(f.files)} arrays but {entry['arch']} has {len(model.weights)} "
+                             f"weights; restore it with 'git checkout -- {path}'.")
+        for i, v in enumerate(model.weights):
+            a = f[f"w{i:03d}"]
+            if a.shape != tuple(v.shape):
+                raise EmpirError(f"{path}: weight {v.path} has shape {a.shape}, expected {tuple(v.shape)}.")
+            v.assign(a.astype(np.float32))
+    return model
+
+
 def add(result: dict, data_dir=None, zoo_dir=None, command: str | None = None) -> dict:
-    """Register a finished training run: full-test accuracy, copy, hash, manifest entry."""
+    """Register a finished training run: copy (or float16 weights), hash, full-test accuracy, manifest entry.
+
+    For float16 members the accuracy is measured on the stored, rounded
+    weights: the number in the manifest is the one a reader's load reproduces.
+    """
     cfg = result["config"]
     mid = train.member_id(cfg["dataset"], cfg["wbits"], cfg["abits"], cfg["seed"])
     zoo = Path(zoo_dir or ZOO_DIR)
     model = result.get("model") or keras.saving.load_model(result["model_path"], compile=False, safe_mode=True)
     t0 = time.perf_counter()
+    storage = "float16" if cfg["dataset"] in FLOAT16_DATASETS else "keras"
     x, y = data_mod.load(cfg["dataset"], "test", data_dir)
+    extra = {}
+    if storage == "float16":
+        dest = zoo / f"{mid}.f16.npz"
+        _save_float16(model, dest)
+        # Rounding can flip a quantiser's decision near a level boundary: record both accuracies.
+        extra["test_accuracy_float32"] = evaluate.accuracy(model, x, y)
+        model = _load_float16(dest, cfg)
+    else:
+        dest = zoo / f"{mid}.keras"
+        data_mod.atomic_write(dest, lambda p: shutil.copyfile(result["model_path"], p))
     acc = evaluate.accuracy(model, x, y)
-    dest = zoo / f"{mid}.keras"
-    data_mod.atomic_write(dest, lambda p: shutil.copyfile(result["model_path"], p))
     prov = provenance.record(command)
     entry = {"dataset": cfg["dataset"], "arch": cfg["arch"], "arch_kwargs": cfg["arch_kwargs"],
              "wbits": cfg["wbits"], "abits": cfg["abits"], "seed": cfg["seed"], "epochs": cfg["epochs"],
@@ -118,7 +162,7 @@ def add(result: dict, data_dir=None, zoo_dir=None, command: str | None = None) -
              "train_time_s": round(result["train_time_s"], 1), "history": result["history"],
              "test_accuracy": acc, "n_test": int(len(y)), "eval_time_s": round(time.perf_counter() - t0, 1),
              "distribute": result.get("distribute", {"strategy": "_DefaultDistributionStrategy", "replicas": 1}),
-             "file": dest.name, "sha256": data_mod.sha256(dest), "size_bytes": dest.stat().st_size, **prov}
+             **extra, "storage": storage, "file": dest.name, "sha256": data_mod.sha256(dest), "size_bytes": dest.stat().st_size, **prov}
     manifest = read_manifest(zoo)
     manifest["members"][mid] = entry
     _write_manifest(manifest, zoo)

@@ -89,3 +89,34 @@ def test_loading_uses_keras_safe_mode(tmp_path):
 def test_unknown_member_lists_the_available_ones():
     with pytest.raises(EmpirError, match="unknown zoo member 'mnist-a9w9-s1'; available: "):
         zoo.load("mnist-a9w9-s1")
+
+
+def test_tiny_imagenet_member_is_stored_as_float16_and_loads_back(tmp_path, data_dir):
+    from empir_lib import models, train
+    keras.utils.set_random_seed(0)
+    model = models.alexnet_tiny(width=0.125)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    cfg = {"dataset": "tiny-imagenet", "arch": "alexnet_tiny", "arch_kwargs": {"width": 0.125}, "wbits": 32,
+           "abits": 32, "seed": 9, "epochs": 1, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0,
+           "n_train": 10}
+    result = {"config": cfg, "model_path": str(path), "model": model, "train_time_s": 1.0, "history": []}
+    (tmp_path / "zoo").mkdir()
+    entry = zoo.add(result, zoo_dir=tmp_path / "zoo", command="test")
+    assert entry["storage"] == "float16" and entry["file"] == "tiny-imagenet-fp-s9.f16.npz"
+    assert 0 <= entry["test_accuracy_float32"] <= 1
+    assert entry["size_bytes"] < 0.6 * path.stat().st_size  # half the bytes of the float32 .keras
+    loaded = zoo.load("tiny-imagenet-fp-s9", zoo_dir=tmp_path / "zoo")
+    for a, b in zip(model.weights, loaded.weights):
+        assert np.array_equal(np.asarray(a.numpy(), np.float16).astype(np.float32), b.numpy())
+    x, _ = data.load_sample("tiny-imagenet", 32)
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-2 * float(np.abs(model(x)).max()))
+    # The manifest's accuracy is the stored (rounded) model's, the one a reader loads.
+    xt, yt = data.load("tiny-imagenet", "test", data_dir)
+    assert entry["test_accuracy"] == pytest.approx(float(np.mean(np.argmax(loaded.predict(xt, 500, verbose=0), -1)
+                                                                 == yt)))
+    # Tampering is caught before loading.
+    f = tmp_path / "zoo" / entry["file"]
+    f.write_bytes(f.read_bytes()[:-10])
+    with pytest.raises(EmpirError, match="sha256"):
+        zoo.load("tiny-imagenet-fp-s9", zoo_dir=tmp_path / "zoo")
