@@ -7,8 +7,10 @@ it.  Set ``EMPIR_BOOK_HTML=_build/html`` to check an existing build instead.
 
 Each page listed in ``_toc.yml`` must exist, load, show every image (an ``img``
 whose ``naturalWidth`` is 0 did not decode), show at least as many images as
-its notebook has stored figures, and contain no Sphinx error marker and no
-figure that fell back to its text form (``<Figure size ...>``).  One
+its notebook has stored figures, typeset every equation (MathJax is served
+from the book's ``_static``, so raw TeX means the offline set-up broke), and
+contain no Sphinx error marker and no figure that fell back to its text form
+(``<Figure size ...>``).  One
 screenshot per page goes to ``_build/screenshots/``.
 
 Chromium is driven through its DevTools protocol (``websocket-client``).  It
@@ -144,7 +146,7 @@ def browser(tmp_path_factory):
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-port=0",
             "--window-size=1280,1000", "--hide-scrollbars",
-            # No page may depend on the network (the MathJax CDN just fails).
+            # No page may depend on the network: any CDN request just fails.
             "--host-resolver-rules=MAP * ~NOTFOUND", "about:blank"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -196,6 +198,23 @@ def open_page(conn, url: str) -> dict:
     return json.loads(cdp(conn, "Runtime.evaluate", expression=PAGE_REPORT, returnByValue=True)["result"]["value"])
 
 
+MATH_REPORT = """(() => JSON.stringify({
+  math: document.querySelectorAll('span.math, div.math').length,
+  mathjax: !!(window.MathJax && window.MathJax.Hub),
+  raw: [...document.querySelectorAll('span.math, div.math')]
+         .filter(e => /\\\\[(\\[]/.test(e.textContent)).length}))()"""
+
+
+def math_report(conn, timeout: float = 20) -> dict:
+    """Wait for MathJax (served from the book, not a CDN) to typeset every equation on the page."""
+    end = time.monotonic() + timeout
+    while True:
+        r = json.loads(cdp(conn, "Runtime.evaluate", expression=MATH_REPORT, returnByValue=True)["result"]["value"])
+        if r["math"] == 0 or (r["mathjax"] and r["raw"] == 0) or time.monotonic() > end:
+            return r
+        time.sleep(0.25)
+
+
 def screenshot(conn, path: Path, height: int) -> None:
     """The whole page (capped at 12000 px), so every figure is on it."""
     h = min(max(height, 1000), 12000)
@@ -222,7 +241,11 @@ def test_page_renders(book_html, browser, page):
     html = book_html / f"{page}.html"
     assert html.is_file(), f"{page}: no page {html} in the build"
     report = open_page(browser, html.as_uri())
+    math = math_report(browser)  # before the screenshot, so it shows typeset equations
     screenshot(browser, SCREENSHOTS / f"{page.replace('/', '__')}.png", report["height"])
+    if math["math"]:
+        assert math["mathjax"], f"{page}: MathJax did not load (it must come from _static, offline)"
+        assert math["raw"] == 0, f"{page}: {math['raw']} of {math['math']} equations still show raw TeX"
 
     assert report["h1"].strip(), f"{page}: the page has no title heading"
     broken = [i["src"] for i in report["images"] if not i["complete"] or i["width"] == 0]
