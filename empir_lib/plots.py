@@ -592,3 +592,61 @@ def objective_paths(t, curves: dict, xlabel: str = "step along the objective's o
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=7)
     return fig
+
+
+# --- chapter 9: ImageNet scale ------------------------------------------------------------------
+
+
+DASH = "\u2014"
+
+
+def percent_cell(value, signed: bool = False) -> str:
+    """A table cell in %: the number to two decimals (with its sign if ``signed``), or a dash when None."""
+    if value is None:
+        return DASH
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def missing_line(what: str, missing, command: str) -> str:
+    """One Markdown line saying how many ``what`` are missing, naming one and the command that makes them.
+
+    Empty when nothing is missing, so a chapter can display it unconditionally.
+    """
+    missing = list(missing)
+    if not missing:
+        return ""
+    return f"{DASH} {len(missing)} {what} not produced yet (e.g. `{missing[0]}`); `{command}` writes them."
+
+
+def overhead_bars(panels: dict, reference: float | None = None, reference_label: str = "") -> Figure:
+    """Ensemble overheads as grouped bars, one panel per quantity (e.g. storage, time).
+
+    ``panels`` maps a panel title to ``{ensemble label: {estimate label: value}}``,
+    values in multiples of one FP model (computed by :mod:`empir_lib.overhead`).
+    The first estimate of each group is drawn hatched and unfilled (the
+    formula), the others filled.  ``reference`` draws a dashed line, e.g. the
+    paper's stated bound, which the caller labels as the paper's.
+    """
+    fig = Figure(figsize=(5.4 * len(panels), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    colours = ["tab:gray", "tab:blue", "tab:orange", "tab:green"]
+    for ax, (title, groups) in zip(axes, panels.items()):
+        estimates = list(dict.fromkeys(k for g in groups.values() for k in g))
+        width = 0.8 / max(len(estimates), 1)
+        xs = np.arange(len(groups))
+        for i, est in enumerate(estimates):
+            vals = np.array([g.get(est, np.nan) for g in groups.values()], dtype=float)
+            style = (dict(facecolor="none", edgecolor=colours[0], hatch="///") if i == 0
+                     else dict(color=colours[i % len(colours)]))
+            bars = ax.bar(xs - 0.4 + width * (i + 0.5), vals, width * 0.95, label=est, **style)
+            ax.bar_label(bars, [f"{v:.3g}" if np.isfinite(v) else "" for v in vals], fontsize=7)
+        if reference is not None:
+            ax.axhline(reference, color="black", ls="--", lw=1, label=reference_label or None)
+        ax.set_xticks(xs, list(groups), fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("multiples of one FP model")
+    axes[0].set_ylim(0, None)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=min(len(labels), 4))
+    return fig

@@ -512,3 +512,49 @@ def test_worst_case_check(capsys):
             "*any*")
     verdict(capsys, exercises.check_worst_case(lambda c: 100 * per_image(c)), False, "percentage")
     verdict(capsys, exercises.check_worst_case(lambda c: 0.5), False, "not quite")
+
+
+# --- chapter 9: ImageNet scale -------------------------------------------------------------
+
+
+def test_eps_in_255ths_follows_the_preset(capsys):
+    assert exercises.eps_in_255ths() == pytest.approx(255 * 0.1 * 0.226)
+    verdict(capsys, exercises.check_eps_in_255ths(0.1 * 0.226 * 255), True, "5.76")
+    verdict(capsys, exercises.check_eps_in_255ths(5.76), True)
+    verdict(capsys, exercises.check_eps_in_255ths(0.0226), False, "multiply by 255")
+    verdict(capsys, exercises.check_eps_in_255ths(25.5), False, "standard deviation")
+    verdict(capsys, exercises.check_eps_in_255ths(0.1 / 0.226 * 255), False, "divided")
+    verdict(capsys, exercises.check_eps_in_255ths(8.0), False, "not quite")
+    verdict(capsys, exercises.check_eps_in_255ths("small"), False, "one number")
+
+
+def layerwise_fraction(f, k):
+    return f + (1 - f) * k / 32
+
+
+def test_member_storage_reference_is_the_packed_size():
+    from empir_lib import models, overhead
+
+    model = models.alexnet_tiny(2, 2, width=0.25)
+    report = overhead.storage_report(model)
+    f, k, expected = exercises.storage_cases()[3]
+    assert (f, k) == (pytest.approx(report["fp_share"]), 2)
+    assert expected == pytest.approx(layerwise_fraction(f, k))
+    # packing pads each tensor to whole bytes: at most one byte per weight tensor more
+    assert 0 <= report["packed_bytes"] - expected * report["float_bytes"] <= len(model.weights)
+
+
+def test_member_storage_check(capsys):
+    verdict(capsys, exercises.check_member_storage(layerwise_fraction), True, "Eq. 6")
+    verdict(capsys, exercises.check_member_storage(lambda f, k: k / 32), False, "float32")
+    verdict(capsys, exercises.check_member_storage(lambda f, k: f * k / 32 + (1 - f)), False, "swapped")
+    verdict(capsys, exercises.check_member_storage(lambda f, k: 100 * layerwise_fraction(f, k)), False,
+            "percentage")
+    verdict(capsys, exercises.check_member_storage(lambda f, k: 1 + layerwise_fraction(f, k)), False,
+            "whole FP model")
+    verdict(capsys, exercises.check_member_storage(lambda f, k: f), False, "expected")
+
+    def stub(f, k):
+        raise NotImplementedError("not written yet")
+
+    verdict(capsys, exercises.check_member_storage(stub), False, "NotImplementedError")
