@@ -47,6 +47,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from . import distribute
 from . import ensemble as ens_mod
 from .errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from .models import check_images
@@ -302,28 +303,39 @@ def compile_attack(ens, attack: str, objective: str, params: dict, clip=CLIP, cl
     """A function ``(x, y, seed) -> x_adv`` on numpy batches, traced once per batch shape.
 
     ``seed`` (an int) fixes PGD's random start for that batch, so a resumed
-    evaluation draws the same starts as an uninterrupted one.
+    evaluation draws the same starts as an uninterrupted one.  FGSM, BIM and
+    PGD split each batch over the replicas of the ``tf.distribute`` strategy
+    (:mod:`empir_lib.distribute`; one device here): every image's attack is
+    independent of the others', and PGD's start is drawn for the whole batch
+    first, so the result does not depend on the number of replicas.  CW runs
+    on one replica (its early abort looks at the whole batch's loss).
     """
     p = check_params(attack, params)
     score_fn = score_function(ens, objective)
     lo, hi = clip
+    strat = distribute.strategy()
 
     if attack == "fgsm":
-        fn = tf.function(lambda x, y: fgsm(score_fn, x, y, p["eps"], clip), reduce_retracing=True)
-        return lambda x, y, seed=0: fn(tf.constant(x), tf.constant(y)).numpy()
+        fn = distribute.sharded(strat, lambda x, y: fgsm(score_fn, x, y, p["eps"], clip), 2)
+        return lambda x, y, seed=0: fn(tf.constant(x), tf.constant(y))
     if attack in ("bim", "pgd"):
         @tf.function(reduce_retracing=True)
-        def run(x, y, seed):
+        def start(x, seed):
             if attack == "pgd":
                 eta = tf.random.stateless_uniform(tf.shape(x), seed, -p["eps"], p["eps"])
                 if clip_start:  # cleverhans 4 clips the start; the original did not
                     eta = tf.clip_by_value(x + eta, lo, hi) - x
-            else:
-                eta = tf.zeros_like(x)
-            return iterative(score_fn, x, y, p["eps"], p["eps_iter"], p["nb_iter"], eta, clip)
+                return eta
+            return tf.zeros_like(x)
 
-        return lambda x, y, seed=0: run(tf.constant(x), tf.constant(y),
-                                        tf.constant([seed, 0x5EED], tf.int64)).numpy()
+        run = distribute.sharded(
+            strat, lambda x, y, eta: iterative(score_fn, x, y, p["eps"], p["eps_iter"], p["nb_iter"], eta, clip), 3)
+
+        def run_iterative(x, y, seed=0):
+            x = tf.constant(x)
+            return run(x, tf.constant(y), start(x, tf.constant([seed, 0x5EED], tf.int64)))
+
+        return run_iterative
     step = tf.function(lambda x, y, c: cw_l2(score_fn, x, y, c, ens.num_classes, p["max_iterations"], p["learning_rate"],
                                              p["confidence"], p["abort_early"], clip), reduce_retracing=True)
 

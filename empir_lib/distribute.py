@@ -73,3 +73,21 @@ def gather(strat: tf.distribute.Strategy, per_replica) -> np.ndarray:
     """Concatenate per-replica results in replica order (the inverse of :func:`shard`)."""
     parts = strat.experimental_local_results(per_replica)
     return np.concatenate([np.asarray(p) for p in parts])
+
+
+def sharded(strat: tf.distribute.Strategy, fn, n_split: int):
+    """``fn`` as a traced function of numpy-convertible arguments that returns numpy.
+
+    The first ``n_split`` arguments are split over the replicas (:func:`shard`),
+    the rest go to every replica whole, and the replicas' outputs are
+    concatenated back in order.  On one replica this is just ``tf.function(fn)``.
+    """
+    traced = tf.function(fn, reduce_retracing=True)
+    if strat.num_replicas_in_sync == 1:
+        return lambda *args: traced(*args).numpy()
+
+    @tf.function(reduce_retracing=True)
+    def run(*args):
+        return strat.run(traced, args=(*shard(strat, *args[:n_split]), *args[n_split:]))
+
+    return lambda *args: gather(strat, run(*args))

@@ -160,3 +160,35 @@ def test_loss_and_gradient_is_what_fgsm_steps_along(empir, mnist):
     xa = attacks.compile_attack(empir, "fgsm", "mean_prob", {"eps": 0.1})(x, labels.astype(np.int32))
     # Equal but for pixels whose gradient is ~0, where eager and traced float rounding can flip the sign.
     assert np.mean(np.abs(xa - np.clip(x + 0.1 * np.sign(grad), 0, 1)) > 1e-6) < 2e-3
+
+
+_SHARDED = r"""
+import sys, numpy as np, tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from empir_lib import attacks, data, distribute, ensemble
+assert distribute.strategy().num_replicas_in_sync == 2
+ens = ensemble.empir("mnist")
+x, y = data.load_sample("mnist", 51)  # odd: the two shards differ in size
+out = {a: attacks.generate(ens, a, x, y, "adaptive", params=attacks.preset("mnist", a, **kw), seed=4)
+       for a, kw in (("fgsm", {}), ("pgd", {"nb_iter": 5}))}
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_attacks_split_over_two_replicas_equal_one_device(tmp_path):
+    """tf.distribute: FGSM and PGD over two (logical CPU) replicas give the one-device images."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "EMPIR_STRATEGY": "mirrored", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", _SHARDED, str(tmp_path / "two.npz")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ens = ensemble.empir("mnist")
+    x, y = data.load_sample("mnist", 51)
+    with np.load(tmp_path / "two.npz") as two:
+        for a, kw in (("fgsm", {}), ("pgd", {"nb_iter": 5})):
+            one = attacks.generate(ens, a, x, y, "adaptive", params=attacks.preset("mnist", a, **kw), seed=4)
+            assert two[a].shape == one.shape
+            np.testing.assert_allclose(two[a], one, atol=1e-6)
