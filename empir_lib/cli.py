@@ -30,12 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train one ensemble member")
-    t.add_argument("--dataset", required=True, help="mnist, cifar10 or tiny-imagenet")
+    t.add_argument("--dataset", required=True,
+                   help="mnist, cifar10, tiny-imagenet, or imagenet (its folder layout in --data-dir)")
     t.add_argument("--wbits", type=_bits_arg, default="32", help="weight bits: 1..16 or 32, or a per-layer list a,b,c")
     t.add_argument("--abits", type=_bits_arg, default="32", help="activation bits: 1..16 or 32, or a per-layer list")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--epochs", type=int, default=None, help="default: the dataset's recipe")
     t.add_argument("--n-train", type=int, default=None, help="train on the first N images only")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="global batch, split between tf.distribute replicas (default: the recipe's)")
     t.add_argument("--run-dir", default=None, help="default: runs/<member id>")
     t.add_argument("--data-dir", default=None, help="default: $EMPIR_DATA_DIR")
     t.add_argument("--zoo", action="store_true", help="add the trained member to data/models")
@@ -116,7 +119,7 @@ def _run(args) -> int:
 
     if args.cmd == "train":
         result = train.train_member(args.dataset, _int_or_list(args.wbits), _int_or_list(args.abits), args.seed,
-                                    args.epochs, args.run_dir, args.data_dir, args.n_train)
+                                    args.epochs, args.run_dir, args.data_dir, args.n_train, args.batch_size)
         print(f"trained {result['run_dir']}: {result['model_path']}")
         if args.zoo:
             entry = zoo.add(result, args.data_dir)

@@ -311,7 +311,8 @@ def imagenet_files(root, split: str) -> tuple[list[str], np.ndarray, list[str]]:
     folder = Path(root) / split
     if not folder.is_dir():
         raise EmpirError(f"{folder} does not exist; expected the standard layout "
-                         f"<root>/{{train,val}}/<wnid>/*.JPEG.")
+                         f"<root>/{{train,val}}/<wnid>/*.JPEG. Pass --data-dir /path/to/imagenet "
+                         "(data_dir=...) or set EMPIR_IMAGENET_DIR.")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise EmpirError(f"{folder} has no class folders.")

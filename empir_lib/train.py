@@ -170,7 +170,7 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
     abits = [check_bits(b, "abits") for b in abits] if isinstance(abits, (list, tuple)) else check_bits(abits, "abits")
     seed = check_positive_int(seed, "seed", 0)
     epochs = check_positive_int(epochs if epochs is not None else recipe["epochs"], "epochs")
-    batch_size = check_positive_int(batch_size or recipe["batch_size"], "batch_size")
+    batch_size = check_positive_int(batch_size if batch_size is not None else recipe["batch_size"], "batch_size")
     lr = check_finite_number(lr if lr is not None else recipe["lr"], "lr", 1e-8, 1.0)
     if n_train is not None:
         n_train = check_positive_int(n_train, "n_train")

@@ -18,9 +18,11 @@ def run(*args, env_extra=None):
     (["train", "--dataset", "svhn"], "unknown dataset 'svhn'; choose one of: mnist, cifar10"),
     (["zoo", "build"], "needs --dataset"),
     (["samples", "svhn"], "unknown dataset 'svhn'"),
+    (["train", "--dataset", "mnist", "--batch-size", "0"], "batch_size=0 must be an integer >= 1"),
+    (["train", "--dataset", "imagenet"], "EMPIR_IMAGENET_DIR"),
 ])
 def test_bad_input_is_one_clear_line(args, msg):
-    r = run(*args)
+    r = run(*args, env_extra={"EMPIR_DATA_DIR": "", "EMPIR_IMAGENET_DIR": ""})
     assert r.returncode == 2
     assert msg in r.stderr
     assert "Traceback" not in r.stderr
