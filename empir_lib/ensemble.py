@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import distribute
 from .errors import EmpirError, check_choice, check_positive_int
 from .models import FP, check_images
 
@@ -180,7 +181,7 @@ def predict(ens: Ensemble, x, batch_size: int = 500) -> np.ndarray:
     x = check_images(x, ens.input_shape)
     batch_size = check_positive_int(batch_size, "batch_size")
     fn = _predict_fn(ens)
-    out = [fn(tf.constant(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+    out = [fn(tf.constant(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
@@ -199,7 +200,8 @@ _PREDICT_FNS: dict = {}
 def _predict_fn(ens: Ensemble):
     # One traced function per ensemble (keyed by member identity), reused across
     # calls; the entry keeps the ensemble alive so that an id is never reused.
+    # Each batch is split over the tf.distribute replicas (one device here).
     key = (tuple(id(m) for m in ens.members), ens.rule)
     if key not in _PREDICT_FNS:
-        _PREDICT_FNS[key] = (ens, tf.function(lambda x: outputs(ens, x)["pred"], reduce_retracing=True))
+        _PREDICT_FNS[key] = (ens, distribute.sharded(distribute.strategy(), lambda x: outputs(ens, x)["pred"], 1))
     return _PREDICT_FNS[key][1]

@@ -172,12 +172,13 @@ ens = ensemble.empir("mnist")
 x, y = data.load_sample("mnist", 51)  # odd: the two shards differ in size
 out = {a: attacks.generate(ens, a, x, y, "adaptive", params=attacks.preset("mnist", a, **kw), seed=4)
        for a, kw in (("fgsm", {}), ("pgd", {"nb_iter": 5}))}
+out["pred"] = ensemble.predict(ens, x)
 np.savez(sys.argv[1], **out)
 """
 
 
 def test_attacks_split_over_two_replicas_equal_one_device(tmp_path):
-    """tf.distribute: FGSM and PGD over two (logical CPU) replicas give the one-device images."""
+    """tf.distribute: FGSM, PGD and the vote over two (logical CPU) replicas give the one-device results."""
     import os
     import subprocess
     import sys
@@ -192,3 +193,4 @@ def test_attacks_split_over_two_replicas_equal_one_device(tmp_path):
             one = attacks.generate(ens, a, x, y, "adaptive", params=attacks.preset("mnist", a, **kw), seed=4)
             assert two[a].shape == one.shape
             np.testing.assert_allclose(two[a], one, atol=1e-6)
+        assert np.array_equal(two["pred"], ensemble.predict(ens, x))  # the vote, split over replicas too
