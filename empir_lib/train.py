@@ -37,8 +37,8 @@ RECIPES = {
     # flips, as the original's tensorpack pipeline did for ImageNet (without its
     # constant "lighting" offset, fact sheet section 3), a cosine learning-rate
     # decay because a 2-core CPU affords only a few epochs, and AlexNet at a
-    # quarter of its width (measured: 667 images/s for FP, 589 for a2w2, against
-    # 240 / 202 at half width; benchmarks/README.md).
+    # quarter of its width: about 660 images/s for FP and 600 for a2w2 on 2 cores,
+    # against 240 / 210 at half width (benchmarks/README.md, "Training").
     # Full ImageNet (224 pixels, 1000 classes, full-width AlexNet) streams from
     # its folder layout; not run here (a 2-core CPU trains it at about 25 images/s).
     "imagenet": {"epochs": 90, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0,
