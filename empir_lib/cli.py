@@ -139,7 +139,7 @@ def _run(args) -> int:
             return 1 if problems else 0
         if not args.dataset:
             from .errors import EmpirError
-            raise EmpirError("'empir zoo build' needs --dataset (mnist or cifar10).")
+            raise EmpirError("'empir zoo build' needs --dataset (mnist, cifar10 or tiny-imagenet).")
         zoo.build_zoo(args.dataset, args.epochs, args.data_dir)
         return 0
     if args.cmd == "evaluate":

@@ -40,6 +40,8 @@ REQUIRED = {
     "mnist": [(32, 32, 1)] + [(w, a, 1) for w, a in GRID]
              + [(2, 4, 2), (32, 32, 2), (32, 32, 3), (2, 4, 3)],
     "cifar10": [(32, 32, 1)] + [(w, a, 1) for w, a in GRID] + [(4, 2, 2, 40), (2, 2, 2, 40)],
+    # The paper's ImageNet EMPIR members (FP, a2w2, a4w4) on Tiny ImageNet, at the recipe's 10 epochs.
+    "tiny-imagenet": [(32, 32, 1), (2, 2, 1), (4, 4, 1)],
 }
 
 # The paper's EMPIR configurations (Table 2 and the README of the original
