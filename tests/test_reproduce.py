@@ -63,3 +63,37 @@ def test_small_real_run_writes_results_and_keeps_them(tmp_path, data_dir, capsys
 def test_unknown_dataset_is_refused():
     with pytest.raises(EmpirError, match="dataset"):
         reproduce.reproduce("svhn", n=10)
+
+
+def test_jobs_run_one_whole_table2_column_at_a_time(tmp_path, monkeypatch):
+    """Each attack's paper rows, selection and adaptive row finish before the next attack starts."""
+    from empir_lib import evaluate
+    ran = []
+
+    def fake_run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov):
+        ran.append(job["name"])
+        if job["name"].startswith("adaptive-select/"):  # adaptive_jobs reads the selection from disk
+            result = {"members": job["members"], "rule": "vote", "attack": job["attack"], "protocol": "adaptive",
+                      "objective": job["objective"], "params": {}, "n": 10, "clean_accuracy": 0.9,
+                      "adversarial_accuracy": 0.5, "seed": 0, "batch_size": 10, "wall_time_s": 0.0}
+            evaluate.write_result(out_dir / f"{job['name']}.json", result, dataset)
+        return {"adversarial_accuracy": 0.5}, True
+
+    monkeypatch.setattr(reproduce, "run_job", fake_run_job)
+    monkeypatch.setattr(reproduce.data, "load", lambda *a, **k: (None, None))
+    monkeypatch.setattr(reproduce.zoo, "members", lambda d: reproduce._all_members(d))
+    reproduce.reproduce("tiny-imagenet", n=10, select_n=10, out_dir=tmp_path, partial_dir=tmp_path / "p",
+                        progress=False)
+    first, later = reproduce.plan("tiny-imagenet", 10, 10)
+    assert sorted(ran) == sorted([j["name"] for j in first + later]
+                                 + [f"table2/empir-adaptive-{a}" for a in reproduce.ATTACK_ORDER]
+                                 + ["eps4/empir-adaptive-pgd"])
+    table2_part = [r for r in ran if r.startswith(("table2/", "adaptive-select/"))]
+    attack_of = [next(a for a in reproduce.ATTACK_ORDER if f"-{a}" in r or f"/{a}-" in r) for r in table2_part]
+    blocks = [a for i, a in enumerate(attack_of) if i == 0 or attack_of[i - 1] != a]
+    assert blocks == list(reproduce.ATTACK_ORDER)  # one contiguous block per attack, cheapest first
+    for a in reproduce.ATTACK_ORDER:  # inside a block the adaptive row comes after its selection
+        assert ran.index(f"table2/empir-adaptive-{a}") > max(i for i, r in enumerate(ran)
+                                                             if r.startswith(f"adaptive-select/{a}-"))
+    # Table 2 and the selection finish before the members' sweeps begin.
+    assert max(ran.index(r) for r in table2_part) < min(i for i, r in enumerate(ran) if r.startswith("members/"))
