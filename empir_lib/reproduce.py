@@ -23,6 +23,11 @@ What it produces (paper section 5 and appendix B):
 * MNIST only, ``fig4/``: 0-3 FP and 0-3 LP members under FGSM (Figure 4),
   and ``fig5/``: FGSM eps 0.1-0.8 and CW iterations 10-90 (Figure 5).
 
+Jobs run one attack at a time, cheapest first (``ATTACK_ORDER``): for each
+attack the paper rows, its adaptive selection and its adaptive row, so that
+a run stopped part-way (Tiny ImageNet takes several hours on a 2-core CPU)
+leaves whole columns of Table 2; the sweeps come after.
+
 Table 2 runs on all ``n`` test images.  The selections and sweeps (members,
 rules' PGD, the grid's CW, Figure 5's CW, MNIST's 8/255 rows) run on the
 first ``select_n`` (default 1,000) to keep the command within hours rather
