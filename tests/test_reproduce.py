@@ -65,8 +65,8 @@ def test_unknown_dataset_is_refused():
         reproduce.reproduce("svhn", n=10)
 
 
-def test_jobs_run_one_whole_table2_column_at_a_time(tmp_path, monkeypatch):
-    """Each attack's paper rows, selection and adaptive row finish before the next attack starts."""
+def test_jobs_run_one_attack_at_a_time_table2_column_first(tmp_path, monkeypatch):
+    """Each attack's paper rows, selection, adaptive row and sweeps finish before the next attack starts."""
     from empir_lib import evaluate
     ran = []
 
@@ -88,12 +88,17 @@ def test_jobs_run_one_whole_table2_column_at_a_time(tmp_path, monkeypatch):
     assert sorted(ran) == sorted([j["name"] for j in first + later]
                                  + [f"table2/empir-adaptive-{a}" for a in reproduce.ATTACK_ORDER]
                                  + ["eps4/empir-adaptive-pgd"])
-    table2_part = [r for r in ran if r.startswith(("table2/", "adaptive-select/"))]
-    attack_of = [next(a for a in reproduce.ATTACK_ORDER if f"-{a}" in r or f"/{a}-" in r) for r in table2_part]
-    blocks = [a for i, a in enumerate(attack_of) if i == 0 or attack_of[i - 1] != a]
+    def attack_of(name):
+        params = next(j for j in first + later + reproduce.adaptive_jobs("tiny-imagenet", 10, 10, tmp_path)
+                      if j["name"] == name)
+        return params["attack"]
+
+    attacks_in_order = [attack_of(r) for r in ran]
+    blocks = [a for i, a in enumerate(attacks_in_order) if i == 0 or attacks_in_order[i - 1] != a]
     assert blocks == list(reproduce.ATTACK_ORDER)  # one contiguous block per attack, cheapest first
-    for a in reproduce.ATTACK_ORDER:  # inside a block the adaptive row comes after its selection
-        assert ran.index(f"table2/empir-adaptive-{a}") > max(i for i, r in enumerate(ran)
-                                                             if r.startswith(f"adaptive-select/{a}-"))
-    # Table 2 and the selection finish before the members' sweeps begin.
-    assert max(ran.index(r) for r in table2_part) < min(i for i, r in enumerate(ran) if r.startswith("members/"))
+    for a in reproduce.ATTACK_ORDER:  # inside a block: paper rows, selection, adaptive row, then the sweeps
+        block = [r for r in ran if attack_of(r) == a]
+        kinds = [r.split("/")[0] if not r.startswith("table2/empir-adaptive") else "adaptive" for r in block]
+        kinds = ["paper" if k == "table2" else k for k in kinds]
+        order = {"paper": 0, "adaptive-select": 1, "adaptive": 2, "members": 3, "eps4": 3}
+        assert [order[k] for k in kinds] == sorted(order[k] for k in kinds), block
