@@ -190,6 +190,8 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None,
             t0 = time.perf_counter()
             record, ran = run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov)
             secs = time.perf_counter() - t0
+            if ran:  # a job resumed from its partial file also spent the earlier invocations' attack time
+                secs = max(secs, record.get("timing", {}).get("wall_time_s", 0.0))
             log.append({"name": job["name"], "ran": ran, "seconds": round(secs, 1),
                         "adversarial_accuracy": record["adversarial_accuracy"]})
             if ran:  # after every job, so a reader sees the times of a run still going

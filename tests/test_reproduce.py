@@ -102,3 +102,19 @@ def test_jobs_run_one_attack_at_a_time_table2_column_first(tmp_path, monkeypatch
         kinds = ["paper" if k == "table2" else k for k in kinds]
         order = {"paper": 0, "adaptive-select": 1, "adaptive": 2, "members": 3, "eps4": 3}
         assert [order[k] for k in kinds] == sorted(order[k] for k in kinds), block
+
+
+def test_a_resumed_job_is_timed_with_its_earlier_invocations(tmp_path, monkeypatch):
+    """timing.json takes a job's attack time across invocations from its results file, not just the last one."""
+    def fake_run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov):
+        # As if 16 of 20 batches had run before an interruption: the results file holds the whole time.
+        return {"adversarial_accuracy": 0.5, "timing": {"wall_time_s": 566.3}}, True
+
+    monkeypatch.setattr(reproduce, "run_job", fake_run_job)
+    monkeypatch.setattr(reproduce.data, "load", lambda *a, **k: (None, None))
+    monkeypatch.setattr(reproduce.zoo, "members", lambda d: reproduce._all_members(d))
+    log = reproduce.reproduce("tiny-imagenet", n=10, select_n=10, out_dir=tmp_path, partial_dir=tmp_path / "p",
+                              only="table2/baseline-paper-bim", progress=False)
+    assert [e["seconds"] for e in log] == [566.3]
+    steps = json.loads((tmp_path / "timing.json").read_text())["steps"]
+    assert steps == {"table2/baseline-paper-bim": 566.3}
