@@ -104,8 +104,6 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
     n2 = n if full else select_n
     later.append(_job(f"{folder}/baseline-paper-pgd", [fp], "pgd", n=n2, eps=eps2))
     later.append(_job(f"{folder}/empir-paper-pgd", empir, "pgd", n=n2, eps=eps2))
-    # Cheapest attacks first: the one-step FGSM jobs take seconds, PGD's few steps minutes.
-    later.sort(key=lambda j: ATTACK_ORDER.index(j["attack"]))
     return first, later
 
 

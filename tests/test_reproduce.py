@@ -65,7 +65,15 @@ def test_unknown_dataset_is_refused():
         reproduce.reproduce("svhn", n=10)
 
 
-def test_jobs_run_one_attack_at_a_time_table2_column_first(tmp_path, monkeypatch):
+
+@pytest.fixture
+def offline_plan(monkeypatch):
+    """reproduce() with no dataset and every member taken as present: for tests that replace run_job."""
+    monkeypatch.setattr(reproduce.data, "load", lambda *a, **k: (None, None))
+    monkeypatch.setattr(reproduce.zoo, "members", lambda d: reproduce._all_members(d))
+
+
+def test_jobs_run_one_attack_at_a_time_table2_column_first(tmp_path, monkeypatch, offline_plan):
     """Each attack's paper rows, selection, adaptive row and sweeps finish before the next attack starts."""
     from empir_lib import evaluate
     ran = []
@@ -80,39 +88,33 @@ def test_jobs_run_one_attack_at_a_time_table2_column_first(tmp_path, monkeypatch
         return {"adversarial_accuracy": 0.5}, True
 
     monkeypatch.setattr(reproduce, "run_job", fake_run_job)
-    monkeypatch.setattr(reproduce.data, "load", lambda *a, **k: (None, None))
-    monkeypatch.setattr(reproduce.zoo, "members", lambda d: reproduce._all_members(d))
     reproduce.reproduce("tiny-imagenet", n=10, select_n=10, out_dir=tmp_path, partial_dir=tmp_path / "p",
                         progress=False)
     first, later = reproduce.plan("tiny-imagenet", 10, 10)
-    assert sorted(ran) == sorted([j["name"] for j in first + later]
-                                 + [f"table2/empir-adaptive-{a}" for a in reproduce.ATTACK_ORDER]
-                                 + ["eps4/empir-adaptive-pgd"])
-    def attack_of(name):
-        params = next(j for j in first + later + reproduce.adaptive_jobs("tiny-imagenet", 10, 10, tmp_path)
-                      if j["name"] == name)
-        return params["attack"]
-
-    attacks_in_order = [attack_of(r) for r in ran]
+    jobs = {j["name"]: j for j in first + later + reproduce.adaptive_jobs("tiny-imagenet", 10, 10, tmp_path)}
+    assert sorted(ran) == sorted(jobs)  # every job once, the adaptive rows included
+    attacks_in_order = [jobs[r]["attack"] for r in ran]
     blocks = [a for i, a in enumerate(attacks_in_order) if i == 0 or attacks_in_order[i - 1] != a]
     assert blocks == list(reproduce.ATTACK_ORDER)  # one contiguous block per attack, cheapest first
-    for a in reproduce.ATTACK_ORDER:  # inside a block: paper rows, selection, adaptive row, then the sweeps
-        block = [r for r in ran if attack_of(r) == a]
-        kinds = [r.split("/")[0] if not r.startswith("table2/empir-adaptive") else "adaptive" for r in block]
-        kinds = ["paper" if k == "table2" else k for k in kinds]
-        order = {"paper": 0, "adaptive-select": 1, "adaptive": 2, "members": 3, "eps4": 3}
-        assert [order[k] for k in kinds] == sorted(order[k] for k in kinds), block
+
+    def stage(name):  # inside a block: paper rows, selection, adaptive row, then the sweeps
+        if name.startswith("table2/empir-adaptive"):
+            return 2
+        return {"table2": 0, "adaptive-select": 1}.get(name.split("/")[0], 3)
+
+    for a in reproduce.ATTACK_ORDER:
+        block = [r for r in ran if jobs[r]["attack"] == a]
+        assert [stage(r) for r in block] == sorted(stage(r) for r in block), block
+    assert len(jobs) == len(first) + len(later) + 5  # four adaptive Table 2 rows and the 4/255 one
 
 
-def test_a_resumed_job_is_timed_with_its_earlier_invocations(tmp_path, monkeypatch):
+def test_a_resumed_job_is_timed_with_its_earlier_invocations(tmp_path, monkeypatch, offline_plan):
     """timing.json takes a job's attack time across invocations from its results file, not just the last one."""
     def fake_run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov):
         # As if 16 of 20 batches had run before an interruption: the results file holds the whole time.
         return {"adversarial_accuracy": 0.5, "timing": {"wall_time_s": 566.3}}, True
 
     monkeypatch.setattr(reproduce, "run_job", fake_run_job)
-    monkeypatch.setattr(reproduce.data, "load", lambda *a, **k: (None, None))
-    monkeypatch.setattr(reproduce.zoo, "members", lambda d: reproduce._all_members(d))
     log = reproduce.reproduce("tiny-imagenet", n=10, select_n=10, out_dir=tmp_path, partial_dir=tmp_path / "p",
                               only="table2/baseline-paper-bim", progress=False)
     assert [e["seconds"] for e in log] == [566.3]
