@@ -1,7 +1,7 @@
 """Speed measurements: attacks against cleverhans 4 and against the bare gradient cost, and training.
 
 Every figure is a ratio measured in one run beside its baseline, on the same
-model, batch and machine (DEVELOPERS.md, "Performance figures").  The
+model, batch and machine (benchmarks/README.md shows them beside that machine).  The
 *floor* of a gradient attack is one forward plus one backward pass through
 every member it differentiates; an attack step cannot cost less.  Results go
 to ``benchmarks/results.json`` with the machine they ran on; ``empir bench``
@@ -10,19 +10,26 @@ reruns them.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from . import attacks, data, ensemble, models, provenance, train
+from . import attacks, data, ensemble, models, provenance, settings
+from .files import atomic_write
+from .reproduce import DATASETS
 
 BENCH_DIR = provenance.REPO / "benchmarks"
 
 
-def _best_time(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up (tracing) call."""
+def best_time(fn, repeats: int = 5) -> float:
+    """Best wall time in seconds of ``repeats`` calls of ``fn()`` after one warm-up (tracing) call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -38,13 +45,14 @@ def floor_fn(ens, objective: str):
 
     @tf.function
     def grad(x, y):
-        return attacks._ce_grad(score_fn, x, y)
+        return attacks.ce_grad(score_fn, x, y)
 
     return grad
 
 
 def attack_speed(ens, label: str, x, y, repeats: int = 3, cw_images: int = 100) -> list[dict]:
     """Images/s of our FGSM, BIM-40, PGD-40 and CW-50 beside cleverhans 4 and the floor."""
+    # cleverhans is needed by the benchmarks only (installed with --no-deps, see the Makefile): import it here.
     from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2
     from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
@@ -55,14 +63,14 @@ def attack_speed(ens, label: str, x, y, repeats: int = 3, cw_images: int = 100) 
     y64 = tf.constant(y.astype(np.int64))
     grad = floor_fn(ens, objective)
     # Ten back-to-back gradient calls per timing, best of 2 * repeats: the floor must not be inflated by noise.
-    t_floor = _best_time(lambda: [grad(xt, yt) for _ in range(10)][-1].numpy(), 2 * repeats) / 10
+    t_floor = best_time(lambda: [grad(xt, yt) for _ in range(10)][-1].numpy(), 2 * repeats) / 10
     rows = []
     for name in ("fgsm", "bim", "pgd", "cw"):
         p = attacks.preset("mnist", name)
         steps = {"fgsm": 1, "bim": p.get("nb_iter"), "pgd": p.get("nb_iter"), "cw": p.get("max_iterations")}[name]
         xs, ys = (x[:cw_images], y[:cw_images]) if name == "cw" else (x, y)
         run = attacks.compile_attack(ens, name, objective, p)
-        t_ours = _best_time(lambda: run(xs, ys.astype(np.int32), 0), repeats if name != "cw" else 1)
+        t_ours = best_time(lambda: run(xs, ys.astype(np.int32), 0), repeats if name != "cw" else 1)
         t_ch = t_ch_fn = None
         ch_error = None
         xs_t = tf.constant(xs)
@@ -82,10 +90,10 @@ def attack_speed(ens, label: str, x, y, repeats: int = 3, cw_images: int = 100) 
                                              batch_size=len(ys), binary_search_steps=1, max_iterations=50,
                                              learning_rate=0.1, initial_const=10.0, abort_early=True,
                                              clip_min=0.0, clip_max=1.0)
-            t_ch = _best_time(lambda: np.asarray(ch()), 1)
+            t_ch = best_time(lambda: np.asarray(ch()), 1)
             if name != "cw":
                 ch_fn = tf.function(ch)
-                t_ch_fn = _best_time(lambda: np.asarray(ch_fn()), 1)
+                t_ch_fn = best_time(lambda: np.asarray(ch_fn()), 1)
         except Exception as e:  # cleverhans' CW under Keras 3: record why, do not hide it
             ch_error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         n = len(xs)
@@ -109,7 +117,7 @@ TRAINING_CONFIGS = [
     ("mnist_conv", {}, (28, 28, 1), 10, ((32, 32), (2, 4), (4, 2), (1, 1))),
     ("cifar_conv", {}, (32, 32, 3), 10, ((32, 32), (2, 4), (4, 2), (1, 1))),
     # Tiny ImageNet's AlexNet at the recipe's quarter width and at half width:
-    # the measurement behind the width chosen in train.RECIPES["tiny-imagenet"].
+    # the measurement behind the width chosen in settings.TINY_IMAGENET.recipe.
     ("alexnet_tiny", {"width": 0.25}, (64, 64, 3), 200, ((32, 32), (2, 2), (4, 4))),
     ("alexnet_tiny", {"width": 0.5}, (64, 64, 3), 200, ((32, 32), (2, 2), (4, 4))),
 ]
@@ -122,7 +130,7 @@ def training_speed(batches: int = 20, batch_size: int = 128, configs=None) -> li
         fp_rate = None
         for wbits, abits in precisions:
             model = models.build(arch, wbits, abits, **kwargs)
-            opt = __import__("keras").optimizers.Adam(1e-3)
+            opt = keras.optimizers.Adam(1e-3)
             x = tf.random.uniform((batch_size, *shape), seed=1)
             y = tf.constant(np.arange(batch_size) % classes)
 
@@ -134,11 +142,11 @@ def training_speed(batches: int = 20, batch_size: int = 128, configs=None) -> li
                 opt.apply_gradients(zip(g, model.trainable_variables))
                 return loss
 
-            t = _best_time(lambda: [step() for _ in range(batches)][-1].numpy(), 3)
+            t = best_time(lambda: [step() for _ in range(batches)][-1].numpy(), 3)
             rate = batches * batch_size / t
             fp_rate = fp_rate or rate
             name = arch + "".join(f" {k}={v}" for k, v in kwargs.items())
-            rows.append({"network": name, "precision": train.precision_tag(wbits, abits),
+            rows.append({"network": name, "precision": settings.precision_tag(wbits, abits),
                          "images_per_s": round(rate, 1), "cost_vs_fp": round(fp_rate / rate, 3)})
     return rows
 
@@ -155,18 +163,14 @@ def run(out_dir=None, n: int = 500, progress: bool = True, book: bool = False) -
               "wall_time_s": round(time.perf_counter() - t0, 1),
               "machine": provenance.hardware(), "provenance": provenance.record("empir bench")}
     out_dir.mkdir(parents=True, exist_ok=True)
-    data.atomic_write(out_dir / "results.json",
-                      lambda p: Path(p).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n"))
-    data.atomic_write(out_dir / "README.md", lambda p: Path(p).write_text(readme(result)))
+    atomic_write(out_dir / "results.json",
+                 lambda p: Path(p).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n"))
+    atomic_write(out_dir / "README.md", lambda p: Path(p).write_text(readme(result)))
     return result
 
 
 def book_times() -> dict:
     """Wall time of the quick-profile notebook run (nbval, every chapter) and of the HTML build."""
-    import subprocess
-    import sys
-    import tempfile
-
     out = {}
     root = provenance.REPO
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,8 +180,8 @@ def book_times() -> dict:
                            [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--path-output",
                             tmp, "--warningiserror", "--keep-going"])):
             t0 = time.perf_counter()
-            r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                                     "EMPIR_DATA_DIR": ""})
+            r = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                               env={**os.environ, "EMPIR_DATA_DIR": ""})
             out[name] = {"total_s": round(time.perf_counter() - t0, 1), "ok": r.returncode == 0}
     return out
 
@@ -185,8 +189,6 @@ def book_times() -> dict:
 def end_to_end() -> dict:
     """The recorded wall times of the long jobs (their own files), gathered in one place."""
     out = {}
-    from .reproduce import DATASETS
-
     for ds in DATASETS:
         path = provenance.REPO / "data" / "results" / ds / "timing.json"
         if path.is_file():
