@@ -53,9 +53,9 @@ def floor_fn(ens, objective: str):
 def attack_speed(ens, label: str, x, y, repeats: int = 3, cw_images: int = 100) -> list[dict]:
     """Images/s of our FGSM, BIM-40, PGD-40 and CW-50 beside cleverhans 4 and the floor."""
     # cleverhans is needed by the benchmarks only (installed with --no-deps, see the Makefile): import it here.
-    from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2
-    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
-    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+    from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2  # noqa: PLC0415
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method  # noqa: PLC0415
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent  # noqa: PLC0415
 
     objective = "member:0" if len(ens.members) == 1 else "mean_prob"
     score_fn = attacks.score_function(ens, objective)

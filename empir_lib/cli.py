@@ -15,10 +15,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import traceback
+from pathlib import Path
+
+# A command line should not open with TensorFlow's C++ start-up log: set the default before TF is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from . import attacks, bench, data, ensemble, evaluate, results, settings, train, zoo
+from .errors import EmpirError, check_choice
+from .reproduce import reproduce
+from .samples import write_samples
 
 
-def _bits_arg(text: str):
+def _bits_arg(text: str) -> str | list[str]:
     """'4' -> 4, '2,2,4' -> [2, 2, 4]; values are checked by the library."""
     parts = text.split(",")
     return parts[0] if len(parts) == 1 else parts
@@ -87,23 +97,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _int_or_list(v):
+def _int_or_list(v: str | list[str]) -> int | str | list:
     if isinstance(v, list):
         return [int(b) if b.strip().isdigit() else b for b in v]
     return int(v) if v.strip().isdigit() else v
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``empir`` command; return its exit status."""
     args = _parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return _run(args)
     except KeyboardInterrupt:
         print("empir: interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
     except Exception as e:
-        from .errors import EmpirError
-
         if args.debug:
             traceback.print_exc()
         if isinstance(e, (EmpirError, OSError)):
@@ -114,9 +122,7 @@ def main(argv=None) -> int:
         return 2
 
 
-def _run(args) -> int:
-    from . import train, zoo
-
+def _run(args: argparse.Namespace) -> int:
     if args.cmd == "train":
         result = train.train_member(args.dataset, _int_or_list(args.wbits), _int_or_list(args.abits), args.seed,
                                     args.epochs, args.run_dir, args.data_dir, args.n_train, args.batch_size)
@@ -138,40 +144,32 @@ def _run(args) -> int:
             print("zoo OK" if not problems else f"{len(problems)} problem(s)")
             return 1 if problems else 0
         if not args.dataset:
-            from .errors import EmpirError
             raise EmpirError("'empir zoo build' needs --dataset (mnist, cifar10 or tiny-imagenet).")
         zoo.build_zoo(args.dataset, args.epochs, args.data_dir)
         return 0
     if args.cmd == "evaluate":
         return _evaluate(args)
     if args.cmd == "reproduce":
-        from .reproduce import reproduce
         reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
         return 0
     if args.cmd == "bench":
-        from .bench import run
-        result = run(args.out_dir, args.n, book=args.book)
+        result = bench.run(args.out_dir, args.n, book=args.book)
         print(f"wrote benchmarks in {result['wall_time_s']:.0f} s")
         return 0
     if args.cmd == "samples":
-        from .samples import write_samples
         for path in write_samples(args.names or None, args.data_dir):
             print(path)
         return 0
     return 2
 
 
-def _evaluate(args) -> int:
-    from . import attacks, data, ensemble, evaluate, zoo
-    from .errors import check_choice
-
-    check_choice(args.dataset, tuple(zoo.EMPIR_MEMBERS), "dataset")
-    ids = args.members.split(",") if args.members else zoo.EMPIR_MEMBERS[args.dataset]
+def _evaluate(args: argparse.Namespace) -> int:
+    check_choice(args.dataset, tuple(settings.EMPIR_MEMBERS), "dataset")
+    ids = args.members.split(",") if args.members else settings.EMPIR_MEMBERS[args.dataset]
     overrides = {k: v for k, v in (("eps", args.eps), ("nb_iter", args.nb_iter),
                                    ("max_iterations", args.max_iterations)) if v is not None}
     params = attacks.preset(args.dataset, args.attack, **overrides)
     if args.out and not _writable(args.out):
-        from .errors import EmpirError
         raise EmpirError(f"cannot write {args.out}: its folder is not writable; pass --out in a folder you own.")
     ens = ensemble.from_zoo(ids, args.rule)
     x, y = (data.load_sample(args.dataset) if args.quick else data.load(args.dataset, "test", args.data_dir))
@@ -184,18 +182,16 @@ def _evaluate(args) -> int:
           f"({res['wall_time_s']:.0f} s)")
     if args.out:
         info = {"source": "embedded sample data/samples"} if args.quick else None
-        evaluate.write_result(args.out, res, args.dataset, extra={"data": {"split": "test", "first_n": len(y),
+        results.write_result(args.out, res, args.dataset, extra={"data": {"split": "test", "first_n": len(y),
                               **(info or data.describe_source(args.dataset, args.data_dir))}})
-        os.path.exists(partial) and os.unlink(partial)
+        if os.path.exists(partial):
+            os.unlink(partial)
         print(f"wrote {args.out}")
     return 0
 
 
-def _writable(path) -> bool:
+def _writable(path: str) -> bool:
     """Try it: a scratch file in the nearest existing folder (root passes every os.access test)."""
-    import tempfile
-    from pathlib import Path
-
     folder = Path(path).resolve().parent
     while not folder.exists():
         folder = folder.parent

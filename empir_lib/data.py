@@ -1,4 +1,6 @@
-"""MNIST, CIFAR-10, Tiny ImageNet and (folder-layout) ImageNet, offline first.
+"""MNIST, CIFAR-10 and Tiny ImageNet loaded into memory, offline first.
+
+(Full ImageNet streams from its folder layout: :mod:`empir_lib.imagenet`.)
 
 Where data is looked for, in order:
 
@@ -20,61 +22,34 @@ the cache is built, so that "the first N test images" is a class-mixed subset.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import tarfile
 from pathlib import Path
 
+import keras
 import numpy as np
+from PIL import Image
 
+from . import settings
 from .errors import EmpirError, check_choice, check_positive_int
+from .files import atomic_write, cache_dir, sha256
 
-DATASETS = ("mnist", "cifar10", "tiny-imagenet", "imagenet")
-SPLITS = ("train", "test")
-INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "tiny-imagenet": (64, 64, 3),
-                "imagenet": (224, 224, 3)}
-NUM_CLASSES = {"mnist": 10, "cifar10": 10, "tiny-imagenet": 200, "imagenet": 1000}
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
+DATASETS = tuple(settings.DATASETS)
+SPLITS = settings.SPLITS
+# Views of settings.DATASETS under the names the chapters use.
+INPUT_SHAPES = settings.INPUT_SHAPES
+NUM_CLASSES = settings.NUM_CLASSES
+CIFAR_CLASSES = settings.CIFAR10.class_names
 # The offline copies and their sha256 (shared/datasets/README.md).
-ARCHIVES = {
-    "mnist": ("mnist.npz", "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"),
-    "cifar10": ("cifar-10-jpg.tar.gz", "cfad878d779b53aac9f135c9b76d6eeec73f74a1b2b93dbbb6a631788b1ec712"),
-    "tiny-imagenet": ("tiny-imagenet-200.tar.gz",
-                      "513436d53eb30679b47b0205e8dad9d7fb30e2a6173aa056a48e0065f202e258"),
-}
+ARCHIVES = settings.ARCHIVES
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
 CACHE_VERSION = 1
+DataDir = str | os.PathLike | None
 
 
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EMPIR_CACHE_DIR") or Path.home() / ".cache" / "empir")
-
-
-def atomic_write(path, write) -> None:
-    """Write through ``write(tmp_path)`` then rename: a crash leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _candidate_dirs(data_dir) -> list[tuple[str, Path]]:
+def _candidate_dirs(data_dir: DataDir) -> list[tuple[str, Path]]:
     out = []
     if data_dir is not None:
         out.append(("data_dir argument", Path(data_dir)))
@@ -83,7 +58,7 @@ def _candidate_dirs(data_dir) -> list[tuple[str, Path]]:
     return out
 
 
-def find_archive(name: str, data_dir=None) -> Path | None:
+def find_archive(name: str, data_dir: DataDir = None) -> Path | None:
     """The offline copy of ``name`` in the first directory that has it."""
     fname = ARCHIVES[name][0]
     for _, d in _candidate_dirs(data_dir):
@@ -92,7 +67,7 @@ def find_archive(name: str, data_dir=None) -> Path | None:
     return None
 
 
-def _missing(name: str, data_dir, download_error=None) -> EmpirError:
+def _missing(name: str, data_dir: DataDir, download_error: Exception | None = None) -> EmpirError:
     looked = [f"{label} = {d.resolve()}" for label, d in _candidate_dirs(data_dir)] or \
              ["no data_dir argument and no EMPIR_DATA_DIR set"]
     msg = (f"dataset {name!r} not found. Looked for {ARCHIVES[name][0]} in: " + "; ".join(looked) + ".")
@@ -116,12 +91,12 @@ def _verify_archive(path: Path, name: str) -> None:
 # --- the cache ------------------------------------------------------------------------
 
 
-def _cache_paths(name: str):
+def _cache_paths(name: str) -> tuple[Path, Path]:
     base = cache_dir() / f"{name}-v{CACHE_VERSION}"
     return base.with_suffix(".npz"), base.with_suffix(".json")
 
 
-def _load_cache(name: str, archive: Path):
+def _load_cache(name: str, archive: Path) -> dict | None:
     npz, meta_path = _cache_paths(name)
     if not (npz.is_file() and meta_path.is_file()):
         return None
@@ -145,9 +120,9 @@ def _save_cache(name: str, archive: Path, arrays: dict) -> None:
     atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
 
 
-def _decode_jpegs(items, desc: str) -> np.ndarray:
-    from PIL import Image
-    from tqdm.auto import tqdm
+def _decode_jpegs(items: list[bytes], desc: str) -> np.ndarray:
+    # Only when decoding: tqdm.auto warns in a notebook without ipywidgets.
+    from tqdm.auto import tqdm  # noqa: PLC0415
 
     return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.uint8)
                      for b in tqdm(items, desc=desc, unit="img", mininterval=2)])
@@ -203,14 +178,12 @@ def _decode_tiny_imagenet(archive: Path) -> dict:
 
 
 def _keras_download(name: str) -> dict:
-    import keras
-
     (xtr, ytr), (xte, yte) = getattr(keras.datasets, name).load_data()
     return {"x_train": xtr, "y_train": ytr.reshape(-1).astype(np.int64),
             "x_test": xte, "y_test": yte.reshape(-1).astype(np.int64)}
 
 
-def _raw(name: str, data_dir) -> dict:
+def _raw(name: str, data_dir: DataDir) -> dict:
     archive = find_archive(name, data_dir)
     if archive is None:
         if name == "tiny-imagenet":
@@ -231,7 +204,7 @@ def _raw(name: str, data_dir) -> dict:
     return cached
 
 
-def describe_source(name: str, data_dir=None) -> dict:
+def describe_source(name: str, data_dir: DataDir = None) -> dict:
     """Which copy of ``name`` a full-split load reads: the offline archive (and its sha256) or Keras."""
     archive = find_archive(name, data_dir) if name in ARCHIVES else None
     if archive is None:
@@ -246,14 +219,15 @@ def to_float(x: np.ndarray, name: str) -> np.ndarray:
     return x.reshape((-1, *INPUT_SHAPES[name]))
 
 
-def load(name: str, split: str = "test", data_dir=None, n: int | None = None):
+def load(name: str, split: str = "test", data_dir: DataDir = None, n: int | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(x, y)`` for one split: x float32 NHWC in [0, 1], y int64.
 
     ``split`` is 'train' or 'test' (Tiny ImageNet's 'test' is its labelled
     ``val`` folder, as is usual).  ``n`` keeps the first n images.
-    For full ImageNet use :func:`imagenet_dataset`.
+    For full ImageNet use :func:`empir_lib.imagenet.imagenet_dataset`.
     """
-    check_choice(name, DATASETS[:3], "dataset")
+    check_choice(name, settings.IN_MEMORY, "dataset")
     split = "test" if split == "val" else split
     check_choice(split, SPLITS, "split")
     raw = _raw(name, data_dir)
@@ -268,12 +242,12 @@ def sample_path(name: str) -> Path:
     return SAMPLES_DIR / f"{name}-test-sample.npz"
 
 
-def load_sample(name: str, n: int | None = None):
+def load_sample(name: str, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The small embedded test subset in ``data/samples`` (no data directory needed).
 
     It is the first images of the test split, written by ``empir samples <name>``.
     """
-    check_choice(name, DATASETS[:3], "dataset")
+    check_choice(name, settings.IN_MEMORY, "dataset")
     path = sample_path(name)
     if not path.is_file():
         raise EmpirError(f"the embedded sample {path} is missing; regenerate it with "
@@ -288,78 +262,8 @@ def load_sample(name: str, n: int | None = None):
     return to_float(x, name), y.astype(np.int64)
 
 
-def load_for_profile(name: str, profile: str = "quick", n: int | None = None, data_dir=None):
+def load_for_profile(name: str, profile: str = "quick", n: int | None = None, data_dir: DataDir = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Test images for a profile: the embedded sample (quick) or the full test set (full)."""
     check_choice(profile, ("quick", "full"), "profile")
     return load_sample(name, n) if profile == "quick" else load(name, "test", data_dir, n)
-
-
-def imagenet_root(data_dir=None) -> Path:
-    """Where full ImageNet lives: ``data_dir``, else ``$EMPIR_IMAGENET_DIR``, else ``$EMPIR_DATA_DIR/imagenet``."""
-    if data_dir is not None:
-        return Path(data_dir)
-    if os.environ.get("EMPIR_IMAGENET_DIR"):
-        return Path(os.environ["EMPIR_IMAGENET_DIR"])
-    if os.environ.get("EMPIR_DATA_DIR"):
-        return Path(os.environ["EMPIR_DATA_DIR"]) / "imagenet"
-    raise EmpirError("full ImageNet is not bundled anywhere: pass --data-dir /path/to/imagenet (holding "
-                     "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG) or set EMPIR_IMAGENET_DIR.")
-
-
-def imagenet_files(root, split: str) -> tuple[list[str], np.ndarray, list[str]]:
-    """(files, labels, classes) of ``root/<split>/<wnid>/*.JPEG``; classes are the sorted folder names."""
-    folder = Path(root) / split
-    if not folder.is_dir():
-        raise EmpirError(f"{folder} does not exist; expected the standard layout "
-                         f"<root>/{{train,val}}/<wnid>/*.JPEG. Pass --data-dir /path/to/imagenet "
-                         "(data_dir=...) or set EMPIR_IMAGENET_DIR.")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if not classes:
-        raise EmpirError(f"{folder} has no class folders.")
-    files, labels = [], []
-    for i, c in enumerate(classes):
-        for f in sorted((folder / c).iterdir()):
-            if f.suffix.lower() in (".jpeg", ".jpg", ".png"):
-                files.append(str(f))
-                labels.append(i)
-    if not files:
-        raise EmpirError(f"{folder} has class folders but no .JPEG/.jpg/.png images in them.")
-    return files, np.array(labels, np.int64), classes
-
-
-def imagenet_dataset(root, split: str = "val", image_size: int = 224, batch_size: int = 100,
-                     shuffle: bool = False, seed: int = 0, augment: bool = False, n: int | None = None):
-    """ImageNet (or any dataset) in the standard folder layout, as a ``tf.data`` pipeline of [0, 1] images.
-
-    ``root/<split>/<wnid>/*.JPEG``; labels are 0-based indices of the sorted
-    folder names (the fact sheet's section 8: use 0..999 for both splits).
-    Both paths resize the short side to 256/224 of ``image_size``; evaluation
-    then centre-crops, training (``augment``) takes a random crop and a random
-    left-right flip, seeded by ``seed``.  ``n`` keeps the first n files (after
-    shuffling).  Streams from disk, so 224-pixel ImageNet never sits in memory.
-    """
-    import tensorflow as tf
-
-    files, labels, _ = imagenet_files(root, split)
-    resize_to = int(round(image_size * 256 / 224))
-
-    def load_one(i, path, label):
-        img = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        shape = tf.cast(tf.shape(img)[:2], tf.float32)
-        scale = resize_to / tf.reduce_min(shape)
-        img = tf.image.resize(img, tf.cast(tf.round(shape * scale), tf.int32))
-        if augment:  # stateless, keyed by (seed, position): a rerun sees the same crops
-            key = tf.stack([tf.cast(seed, tf.int64), i])
-            img = tf.image.stateless_random_crop(img, (image_size, image_size, 3), key)
-            img = tf.image.stateless_random_flip_left_right(img, key + 1)
-        else:
-            img = tf.image.resize_with_crop_or_pad(img, image_size, image_size)
-        return tf.clip_by_value(img / 255.0, 0.0, 1.0), label
-
-    ds = tf.data.Dataset.from_tensor_slices((files, labels))
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
-    if n is not None:
-        ds = ds.take(check_positive_int(n, "n"))
-    ds = ds.enumerate().map(lambda i, fl: load_one(i, *fl), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch_size).prefetch(2)

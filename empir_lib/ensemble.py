@@ -8,8 +8,8 @@ The paper names two combination rules (section 3.2):
   the most votes wins.
 
 The original code implements only voting for three members and breaks a
-three-way disagreement in favour of the full-precision member (fact sheet
-section 4).  We generalise that rule to any number of members without
+three-way disagreement in favour of the full-precision member (the original
+code, appendix section 4, book/appendix_original_code.ipynb).  We generalise that rule to any number of members without
 changing it for three: *among the classes with the most votes, the winner is
 the one chosen by the first full-precision member that voted for one of
 them* (members are ranked FP first, in the order given, then LP).  With three
@@ -25,15 +25,18 @@ as in the original ``tf.while_loop``.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import keras
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
-from . import distribute
+from . import distribute, settings, zoo
 from .errors import EmpirError, check_choice, check_positive_int
-from .models import FP, check_images
+from .models import check_images
 
 RULES = ("vote", "average")
 
@@ -47,7 +50,7 @@ class Ensemble(NamedTuple):
     rule: str
 
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple:
         return tuple(self.members[0].input_shape[1:])
 
     @property
@@ -61,10 +64,12 @@ class Ensemble(NamedTuple):
 
 def is_full_precision(model: keras.Model) -> bool:
     """True when no layer of ``model`` quantises its weights or inputs."""
-    return all(getattr(l, "wbits", FP) == FP and getattr(l, "abits", FP) == FP for l in model.layers)
+    fp = settings.FULL_PRECISION
+    return all(settings.is_full_precision(getattr(layer, "wbits", fp), getattr(layer, "abits", fp))
+               for layer in model.layers)
 
 
-def make(members, rule: str = "vote", names=None) -> Ensemble:
+def make(members: Sequence[keras.Model], rule: str = "vote", names: Sequence[str] | None = None) -> Ensemble:
     """Build an ensemble from Keras models that output logits.
 
     Refuses an empty list, members that disagree on input shape or number of
@@ -91,10 +96,8 @@ def make(members, rule: str = "vote", names=None) -> Ensemble:
     return Ensemble(members, names, tuple(is_full_precision(m) for m in members), rule)
 
 
-def from_zoo(ids, rule: str = "vote", zoo_dir=None) -> Ensemble:
+def from_zoo(ids: Sequence[str], rule: str = "vote", zoo_dir: str | os.PathLike | None = None) -> Ensemble:
     """An ensemble of zoo members by id, e.g. ``from_zoo(['mnist-a4w2-s1', 'mnist-fp-s1'])``."""
-    from . import zoo
-
     ids = list(ids or ())
     if not ids:
         raise EmpirError("an ensemble needs at least one member; pass one or more zoo ids.")
@@ -103,18 +106,14 @@ def from_zoo(ids, rule: str = "vote", zoo_dir=None) -> Ensemble:
 
 def empir(dataset: str, rule: str = "vote") -> Ensemble:
     """The paper's EMPIR configuration for ``dataset`` (two LP members and one FP member)."""
-    from . import zoo
-
-    check_choice(dataset, tuple(zoo.EMPIR_MEMBERS), "dataset")
-    return from_zoo(zoo.EMPIR_MEMBERS[dataset], rule)
+    check_choice(dataset, tuple(settings.EMPIR_MEMBERS), "dataset")
+    return from_zoo(settings.EMPIR_MEMBERS[dataset], rule)
 
 
 def baseline(dataset: str) -> Ensemble:
     """The FP baseline of the paper's Table 2 as a one-member ensemble."""
-    from . import zoo
-
-    check_choice(dataset, tuple(zoo.EMPIR_MEMBERS), "dataset")
-    return from_zoo([zoo.find(dataset)], "vote")
+    check_choice(dataset, tuple(settings.EMPIR_MEMBERS), "dataset")
+    return from_zoo([settings.get(dataset).empir_fp], "vote")
 
 
 def priority(ens: Ensemble) -> np.ndarray:
@@ -123,12 +122,12 @@ def priority(ens: Ensemble) -> np.ndarray:
     return np.concatenate([idx[np.array(ens.fp, bool)], idx[~np.array(ens.fp, bool)]]).astype(np.int32)
 
 
-def member_logits(ens: Ensemble, x) -> tf.Tensor:
+def member_logits(ens: Ensemble, x: tf.Tensor) -> tf.Tensor:
     """Every member's logits, stacked: shape (members, batch, classes)."""
     return tf.stack([m(x, training=False) for m in ens.members])
 
 
-def vote(logits, order) -> tuple[tf.Tensor, tf.Tensor]:
+def vote(logits: tf.Tensor, order: ArrayLike) -> tuple[tf.Tensor, tf.Tensor]:
     """Max voting with the FP-first tie-break.  Returns (winner, voter mask (members, batch)).
 
     ``order`` is :func:`priority`.  Vectorised: one-hot votes are counted,
@@ -145,7 +144,7 @@ def vote(logits, order) -> tuple[tf.Tensor, tf.Tensor]:
     return winner, tf.equal(preds, winner[None])
 
 
-def combine(logits, order, rule: str) -> dict:
+def combine(logits: tf.Tensor, order: ArrayLike, rule: str) -> dict:
     """The ensemble's outputs from stacked member logits (section 3.2 and 4.2).
 
     Returns a dict of tensors:
@@ -171,12 +170,12 @@ def combine(logits, order, rule: str) -> dict:
             "logits": logits}
 
 
-def outputs(ens: Ensemble, x) -> dict:
+def outputs(ens: Ensemble, x: tf.Tensor) -> dict:
     """:func:`combine` for a batch of images (a tensor; no checks: for use inside attacks)."""
     return combine(member_logits(ens, x), priority(ens), ens.rule)
 
 
-def predict(ens: Ensemble, x, batch_size: int = 500) -> np.ndarray:
+def predict(ens: Ensemble, x: ArrayLike, batch_size: int = 500) -> np.ndarray:
     """The ensemble's class for every image, in batches, after checking the images."""
     x = check_images(x, ens.input_shape)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -185,7 +184,7 @@ def predict(ens: Ensemble, x, batch_size: int = 500) -> np.ndarray:
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
-def predict_all(ens: Ensemble, x, batch_size: int = 500) -> dict:
+def predict_all(ens: Ensemble, x: ArrayLike, batch_size: int = 500) -> dict:
     """Numpy versions of every :func:`combine` output for checked images (for chapters and tests)."""
     x = check_images(x, ens.input_shape)
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -197,7 +196,7 @@ def predict_all(ens: Ensemble, x, batch_size: int = 500) -> dict:
 _PREDICT_FNS: dict = {}
 
 
-def _predict_fn(ens: Ensemble):
+def _predict_fn(ens: Ensemble) -> Callable:
     # One traced function per ensemble (keyed by member identity), reused across
     # calls; the entry keeps the ensemble alive so that an id is never reused.
     # Each batch is split over the tf.distribute replicas (one device here).

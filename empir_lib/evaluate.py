@@ -1,56 +1,37 @@
-"""Clean and adversarial accuracy of a model or ensemble, and the results files.
+"""Adversarial accuracy of an ensemble: attack batch by batch, resumably, and score the result.
 
 Accuracy is the fraction of images whose predicted class equals the *true*
-label, as in the original ``model_eval`` (fact sheet section 5).  Results
-files are JSON, written atomically, with full provenance (DESIGN.md, "The
-data flow").
+label, as in the original ``model_eval`` (the original code, appendix
+section 5, book/appendix_original_code.ipynb).  Clean accuracy of one model
+is :mod:`empir_lib.metrics`; the results files (JSON, written atomically,
+with full provenance) are read and written by :mod:`empir_lib.results`.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from . import data as data_mod
-from . import provenance
+from . import attacks, ensemble, metrics
 from .errors import EmpirError, check_choice, check_positive_int
+from .files import atomic_write
+from .metrics import accuracy, predict_logits
 from .models import check_images
+from .results import RESULTS_DIR, read_result, write_result
+
+# Names other modules and the chapters import from here.
+__all__ = ["RESULTS_DIR", "accuracy", "adversarial_accuracy", "predict_logits", "read_result", "write_result"]
 
 
-def predict_logits(model, x, batch_size: int = 500) -> np.ndarray:
-    """Logits for ``x`` in batches, after checking the images fit the model."""
-    x = check_images(x, model.input_shape[1:])
-    batch_size = check_positive_int(batch_size, "batch_size")
-    out = [np.asarray(model(x[i:i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
-
-
-def accuracy(model, x, y, batch_size: int = 500) -> float:
-    """Clean top-1 accuracy of ``model`` on ``(x, y)``."""
-    y = np.asarray(y).reshape(-1)
-    if len(y) != len(x):
-        raise EmpirError(f"{len(x)} images but {len(y)} labels.")
-    if len(y) == 0:
-        raise EmpirError("accuracy of an empty set is undefined; pass at least one image.")
-    return float(np.mean(predict_logits(model, x, batch_size).argmax(-1) == y))
-
-
-# --- adversarial accuracy, batched, resumable, with provenance ---------------------------------
-
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "data" / "results"
-
-
-def _norms(x, xa) -> tuple[np.ndarray, np.ndarray]:
-    d = (xa - x).reshape(len(x), -1)
-    return np.sqrt((d ** 2).sum(1)), np.abs(d).max(1)
-
-
-def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", objective: str | None = None,
-                         params: dict | None = None, dataset: str | None = None, seed: int = 0,
-                         batch_size: int = 500, progress: bool = True, partial_path=None) -> dict:
-    """Attack ``x`` batch by batch and score the ensemble on the result (fact sheet section 5).
+def adversarial_accuracy(ens: ensemble.Ensemble, attack: str, x: ArrayLike, y: ArrayLike, protocol: str = "paper",
+                         objective: str | None = None, params: dict | None = None, dataset: str | None = None,
+                         seed: int = 0, batch_size: int = 500, progress: bool = True,
+                         partial_path: str | os.PathLike | None = None) -> dict:
+    """Attack ``x`` batch by batch and score the ensemble on the result (appendix section 5).
 
     Adversarial accuracy is the fraction of adversarial images whose
     predicted class equals the *true* label (clean mistakes count as
@@ -59,8 +40,6 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
     different configuration is refused rather than mixed in.
     Returns the summary plus per-image arrays (``adv_pred``, ``l2``, ``linf``).
     """
-    from . import attacks, ensemble
-
     check_choice(attack, attacks.ATTACKS, "attack")
     check_choice(protocol, attacks.PROTOCOLS, "protocol")
     x = check_images(x, ens.input_shape)
@@ -88,7 +67,8 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
     before = done["elapsed_s"]  # seconds spent by earlier, interrupted invocations
     starts = list(range(0, len(x), batch_size))
     if progress:
-        from tqdm.auto import tqdm  # only when shown: tqdm.auto warns in a notebook without ipywidgets
+        # Only when shown: tqdm.auto warns in a notebook without ipywidgets.
+        from tqdm.auto import tqdm  # noqa: PLC0415
 
         bar = tqdm(starts, desc=f"{attack}/{protocol}/{objective}", unit="batch", mininterval=2)
     else:
@@ -98,7 +78,7 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
             continue
         xb = x[i:i + batch_size]
         xa = run(xb, labels[i:i + batch_size], seed * 1_000_003 + bi)
-        l2, linf = _norms(xb, xa)
+        l2, linf = metrics.perturbation_norms(xb, xa)
         done["adv_pred"].append(ensemble.predict(ens, xa))
         done["l2"].append(l2)
         done["linf"].append(linf)
@@ -124,7 +104,7 @@ def adversarial_accuracy(ens, attack: str, x, y, protocol: str = "paper", object
     return out
 
 
-def _load_partial(path, config) -> dict:
+def _load_partial(path: str | os.PathLike | None, config: dict) -> dict:
     empty = {"batches": 0, "adv_pred": [], "l2": [], "linf": [], "elapsed_s": 0.0}
     if path is None or not Path(path).is_file():
         return empty
@@ -140,40 +120,9 @@ def _load_partial(path, config) -> dict:
                 "elapsed_s": float(f["elapsed_s"]) if "elapsed_s" in f.files else 0.0}
 
 
-def _save_partial(path, config, done) -> None:
+def _save_partial(path: str | os.PathLike, config: dict, done: dict) -> None:
     arrays = {"config": np.array(json.dumps(config)), "batches": np.array(done["batches"]),
               "sizes": np.array([len(a) for a in done["adv_pred"]]),
               "adv_pred": np.concatenate(done["adv_pred"]), "l2": np.concatenate(done["l2"]),
               "linf": np.concatenate(done["linf"]), "elapsed_s": np.array(done["elapsed_s"])}
-    data_mod.atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
-
-
-def write_result(path, result: dict, dataset: str, command: str | None = None, extra: dict | None = None,
-                 prov: dict | None = None) -> dict:
-    """Write a results file atomically: the summary, provenance and data description.
-
-    Per-image arrays are dropped (the confusion matrix stays); time and
-    provenance sit under their own keys so that two runs of the same
-    configuration differ only there.  ``prov`` is a provenance record taken
-    when the run started (so a commit made meanwhile is not misattributed).
-    """
-    summary = {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
-    wall = summary.pop("wall_time_s", None)
-    record = {"dataset": dataset,
-              "data": {"split": "test", "first_n": summary["n"], **data_mod.describe_source(dataset)},
-              **summary, **(extra or {}),
-              "timing": {"wall_time_s": wall, "written": provenance.now()},
-              "provenance": prov or provenance.record(command)}
-    data_mod.atomic_write(Path(path), lambda p: Path(p).write_text(json.dumps(record, indent=1, sort_keys=True)
-                                                                   + "\n"))
-    return record
-
-
-def read_result(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise EmpirError(f"no results file at {path}; produce it with 'empir reproduce' or 'empir evaluate'.")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise EmpirError(f"{path} is not valid JSON ({e}); restore it with git or rerun its command.") from None
+    atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))

@@ -2,23 +2,26 @@
 
 Every builder takes ``(wbits, abits)``: one int for every quantisable layer,
 or a list with one entry per quantisable layer (the original's
-``--wbitsList/--abitsList``).  32 means full precision.  Every model outputs
+``--wbitsList/--abitsList``).  ``FULL_PRECISION`` (32) means full precision.  Every model outputs
 **logits**; softmax is applied by whoever needs probabilities.
 
-The layer tables are in the fact sheet, section 1, and the paper's Table 3.
+The layer tables are in the original code, appendix section 1
+(book/appendix_original_code.ipynb), and the paper's Table 3.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
+from numpy.typing import ArrayLike
 
-from .errors import EmpirError, check_bits, check_choice, check_positive_int
-from .quantize import QuantConv2D, QuantDense, UnitNorm
+from . import settings
+from .errors import FULL_PRECISION, EmpirError, check_bits, check_choice, check_positive_int
+from .quantize import QuantConv2D, QuantDense
 
-FP = 32
+Bits = int | list[int] | tuple[int, ...]
 
 
-def _per_layer(bits, n: int, what: str) -> list[int]:
+def _per_layer(bits: Bits, n: int, what: str) -> list[int]:
     """Expand one precision to ``n`` layers, or check a per-layer list."""
     if isinstance(bits, (list, tuple)):
         if len(bits) != n:
@@ -27,12 +30,12 @@ def _per_layer(bits, n: int, what: str) -> list[int]:
     return [check_bits(bits, what)] * n
 
 
-def _name(wbits, abits) -> str:
-    return "fp" if all(b == FP for b in (*wbits, *abits)) else "lp"
+def _name(wbits: list[int], abits: list[int]) -> str:
+    return "fp" if settings.is_full_precision(wbits, abits) else "lp"
 
 
-def mnist_conv(wbits=FP, abits=FP) -> keras.Model:
-    """MNISTconv (fact sheet 1.2; paper Table 3): 709,888 weights, no biases.
+def mnist_conv(wbits: Bits = FULL_PRECISION, abits: Bits = FULL_PRECISION) -> keras.Model:
+    """MNISTconv (the original code, appendix section 1.2; paper Table 3): 709,888 weights, no biases.
 
     conv 8x8x64 s2 SAME -> ReLU -> conv 6x6x128 s2 VALID -> ReLU
     -> conv 5x5x128 VALID -> ReLU -> flatten -> FC 128->10 (always FP).
@@ -49,8 +52,8 @@ def mnist_conv(wbits=FP, abits=FP) -> keras.Model:
     return keras.Model(inp, out, name=f"mnist_conv_{_name(w, a)}")
 
 
-def cifar_conv(wbits=FP, abits=FP) -> keras.Model:
-    """CIFARconv as the original code builds it (fact sheet 1.3): 116,704 weights.
+def cifar_conv(wbits: Bits = FULL_PRECISION, abits: Bits = FULL_PRECISION) -> keras.Model:
+    """CIFARconv as the original code builds it (appendix section 1.3): 116,704 weights.
 
     The paper's Table 3 lists 8x8x64 convolutions; the released code builds
     Caffe's ``cifar10_quick`` instead, and its checkpoints are that network, so
@@ -78,17 +81,18 @@ def cifar_conv(wbits=FP, abits=FP) -> keras.Model:
     return keras.Model(inp, out, name=f"cifar_conv_{_name(w, a)}")
 
 
-def _grouped_init(wbits: int):
+def _grouped_init(wbits: int) -> keras.initializers.Initializer:
     # Conv2DGroup (FP) uses He init; Conv2DGroup_lowprecision a plain
-    # truncated normal of std 0.2 that is *not* normalised (fact sheet 1.1).
-    if wbits == FP:
+    # truncated normal of std 0.2 that is *not* normalised (the original code, appendix section 1.1).
+    if wbits == FULL_PRECISION:
         return keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal")
     return keras.initializers.TruncatedNormal(stddev=0.2)
 
 
-def alexnet(wbits=FP, abits=FP, input_shape=(224, 224, 3), num_classes=1000, width=1.0,
-            conv1_kernel=12, conv1_stride=4) -> keras.Model:
-    """AlexNet as the original builds it (fact sheet 1.4; tensorpack's DoReFa AlexNet).
+def alexnet(wbits: Bits = FULL_PRECISION, abits: Bits = FULL_PRECISION, input_shape: tuple = (224, 224, 3),
+            num_classes: int = 1000, width: float = 1.0, conv1_kernel: int = 12, conv1_stride: int = 4
+            ) -> keras.Model:
+    """AlexNet as the original builds it (appendix section 1.4; tensorpack's DoReFa AlexNet).
 
     conv1 12x12x96 s4 VALID + untied bias (always FP) -> ReLU
     -> conv2 5x5x256, 2 groups -> BN -> maxpool 3/2 SAME -> ReLU
@@ -108,10 +112,10 @@ def alexnet(wbits=FP, abits=FP, input_shape=(224, 224, 3), num_classes=1000, wid
         raise EmpirError(f"width={width!r} must be a number in (0, 4].")
     check_positive_int(num_classes, "num_classes", 2)
 
-    def c(n):
+    def c(n: int) -> int:
         return max(2, int(round(n * width / 2)) * 2)
 
-    def bn(name):
+    def bn(name: str) -> keras.layers.Layer:
         return keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3, name=name)
 
     x = inp = keras.Input(tuple(input_shape), name="image")
@@ -146,7 +150,7 @@ def alexnet(wbits=FP, abits=FP, input_shape=(224, 224, 3), num_classes=1000, wid
     return keras.Model(inp, out, name=f"alexnet_{_name(w, a)}")
 
 
-def alexnet_tiny(wbits=FP, abits=FP, width=0.5) -> keras.Model:
+def alexnet_tiny(wbits: Bits = FULL_PRECISION, abits: Bits = FULL_PRECISION, width: float = 0.5) -> keras.Model:
     """AlexNet adapted to Tiny ImageNet (64x64 RGB, 200 classes).
 
     Same topology and quantisation rules as :func:`alexnet`.  Two changes make
@@ -161,17 +165,16 @@ def alexnet_tiny(wbits=FP, abits=FP, width=0.5) -> keras.Model:
 
 ARCHITECTURES = {"mnist_conv": mnist_conv, "cifar_conv": cifar_conv,
                  "alexnet": alexnet, "alexnet_tiny": alexnet_tiny}
-ARCH_FOR_DATASET = {"mnist": "mnist_conv", "cifar10": "cifar_conv",
-                    "tiny-imagenet": "alexnet_tiny", "imagenet": "alexnet"}
+ARCH_FOR_DATASET = settings.ARCH_FOR_DATASET
 
 
-def build(arch: str, wbits=FP, abits=FP, **kwargs) -> keras.Model:
+def build(arch: str, wbits: Bits = FULL_PRECISION, abits: Bits = FULL_PRECISION, **kwargs: object) -> keras.Model:
     """Build a network by name: ``build('mnist_conv', wbits=2, abits=4)``."""
     check_choice(arch, tuple(ARCHITECTURES), "architecture")
     return ARCHITECTURES[arch](wbits, abits, **kwargs)
 
 
-def check_images(x, input_shape, what: str = "images") -> np.ndarray:
+def check_images(x: ArrayLike, input_shape: tuple, what: str = "images") -> np.ndarray:
     """Validate a batch of images for a model: shape, dtype, finiteness, range.
 
     Returns float32 NHWC.  A batch that is NaN/Inf, out of the [0, 1] pixel
@@ -199,5 +202,6 @@ def check_images(x, input_shape, what: str = "images") -> np.ndarray:
 
 def quantised_layers(model: keras.Model) -> list[tuple[str, int, int]]:
     """(layer name, wbits, abits) for every layer that has a quantiser."""
-    return [(l.name, l.wbits, l.abits) for l in model.layers
-            if isinstance(l, (QuantConv2D, QuantDense)) and (l.wbits != FP or l.abits != FP)]
+    return [(layer.name, layer.wbits, layer.abits) for layer in model.layers
+            if isinstance(layer, (QuantConv2D, QuantDense))
+            and not settings.is_full_precision(layer.wbits, layer.abits)]

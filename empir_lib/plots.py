@@ -1,4 +1,4 @@
-"""Figures and tables for the chapters: small functions, each returning one object.
+"""Figures for the chapters: small functions, each returning one figure.
 
 Every figure function returns a :class:`matplotlib.figure.Figure` and never
 calls ``plt.show()``: a notebook displays the returned figure, a script can
@@ -6,15 +6,27 @@ calls ``plt.show()``: a notebook displays the returned figure, a script can
 the library modules (``quantize``, ``zoo``, ...), never here; this module
 only draws.  Figures are created with :class:`matplotlib.figure.Figure`
 directly, not through ``pyplot``, so building many of them leaks no global
-state.
+state.  Every annotated grid (precision grids, member counts, overheads,
+confusion matrices) is drawn by one function, :func:`heatmap`.  Markdown
+tables are :mod:`empir_lib.tables`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.patches import Patch
+from numpy.typing import ArrayLike
 
 from . import quantize
 from .errors import FULL_PRECISION, EmpirError
+from .tables import DASH, markdown_table, missing_line, percent_cell
+
+# The table helpers, under the names the chapters import them from here.
+__all__ = ["DASH", "markdown_table", "missing_line", "percent_cell"]
 
 BITS_COLOURS = {1: "tab:red", 2: "tab:orange", 3: "tab:olive", 4: "tab:green", 8: "tab:blue"}
 
@@ -110,7 +122,8 @@ def weight_histograms(kernel, wbits: int, title: str = "") -> Figure:
 
 
 def quantised_images(images, bits=(FULL_PRECISION, 4, 2, 1), labels=None) -> Figure:
-    """Images as a low-precision member's first layer sees them (fact sheet section 2).
+    """Images as a low-precision member's first layer sees them (the original code,
+    appendix section 2, book/appendix_original_code.ipynb).
 
     A LP MNIST/CIFAR member quantises its conv1 *input*, the image itself, to
     2^abits levels with ``quantize_activations``.  Rows are images, columns
@@ -135,55 +148,71 @@ def quantised_images(images, bits=(FULL_PRECISION, 4, 2, 1), labels=None) -> Fig
     return fig
 
 
-def markdown_table(rows, columns, headers=None, formats=None) -> str:
-    """A Markdown pipe table of ``rows`` (dicts); the chapters ``display(Markdown(...))`` it.
+def heatmap(ax: Axes, values: ArrayLike, rows: Sequence, cols: Sequence, title: str = "", fmt: str = "{:.1f}",
+            cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None, origin: str = "lower",
+            fontsize: float = 8, notes: dict | None = None, show: Callable[[float], bool] = np.isfinite
+            ) -> AxesImage:
+    """One annotated heatmap: ``values[i, j]`` drawn at row ``rows[i]``, column ``cols[j]``.
 
-    ``formats`` maps a column to a format spec (e.g. ``{'test_accuracy': '.2%'}``).
-    Text, not HTML, so that nbval can compare it and the book renders it with
-    the theme's table style.
+    Every cell for which ``show(value)`` holds gets its number (``fmt``), in
+    black on a light cell and white on a dark one (read from the colour map
+    itself, so any ``cmap`` works).  A NaN cell stays blank.  ``notes`` maps
+    (row, col) to an extra line under the number (for example the paper's
+    value, labelled as such by the caller); a blank cell with a note shows
+    "-" and the note.
     """
-    headers = headers or columns
-    formats = formats or {}
-    if len(headers) != len(columns):
-        raise EmpirError(f"{len(headers)} headers for {len(columns)} columns.")
+    arr = np.asarray(values, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 100.0)
+    im = ax.imshow(arr, cmap=cmap, origin=origin, vmin=lo, vmax=max(hi, lo + 1e-9))
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            v, note = arr[i, j], (notes or {}).get((rows[i], cols[j]))
+            if not (np.isfinite(v) and show(v)) and note is None:
+                continue
+            text = fmt.format(v) if np.isfinite(v) else "-"
+            if note is not None:
+                text += f"\n{note}"
+            r, g, b, _ = im.cmap(im.norm(v)) if np.isfinite(v) else (1.0, 1.0, 1.0, 1.0)
+            light = 0.299 * r + 0.587 * g + 0.114 * b > 0.5
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize if note is None else fontsize - 1,
+                    color="black" if light else "white")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return im
 
-    def cell(row, c):
-        v = row.get(c, "")
-        return format(v, formats[c]) if c in formats and v != "" else str(v)
 
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
-    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+def _in_percent(values: dict, rows: Sequence, cols: Sequence) -> np.ndarray:
+    """``{(row, col): fraction}`` as an array in %, NaN where a cell is absent."""
+    arr = np.full((len(rows), len(cols)), np.nan)
+    for (r, c), v in values.items():
+        if r in rows and c in cols and v is not None:
+            arr[rows.index(r), cols.index(c)] = 100 * v
+    return arr
 
 
-def accuracy_grid(entries, dataset: str, bits=(1, 2, 4), seed: int = 1) -> Figure:
+def accuracy_grid(entries: dict, dataset: str, bits: Sequence[int] = (1, 2, 4), seed: int = 1) -> Figure:
     """Clean full-test accuracy of the wbits x abits grid (paper Figure 1's question).
 
     ``entries`` is ``zoo.members(dataset)``; cells whose member is not in the
     zoo stay blank.  The full-precision member's accuracy is in the title, so
     the cost of quantisation can be read off directly.
     """
-    acc = np.full((len(bits), len(bits)), np.nan)
-    fp = None
+    bits = list(bits)
+    acc, fp = {}, None
     for e in entries.values():
         if e["dataset"] != dataset or e["seed"] != seed:
             continue
         if (e["wbits"], e["abits"]) == (FULL_PRECISION, FULL_PRECISION):
             fp = e["test_accuracy"]
-        elif e["wbits"] in bits and e["abits"] in bits:
-            acc[bits.index(e["abits"]), bits.index(e["wbits"])] = e["test_accuracy"]
+        else:
+            acc[(e["abits"], e["wbits"])] = e["test_accuracy"]
     fig = Figure(figsize=(4.4, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    im = ax.imshow(100 * acc, cmap="viridis", origin="lower")
-    for i in range(len(bits)):
-        for j in range(len(bits)):
-            if np.isfinite(acc[i, j]):
-                # dark text on the bright end of viridis, white on the dark end
-                bright = im.norm(100 * acc[i, j]) > 0.6
-                ax.text(j, i, f"{100 * acc[i, j]:.1f}", ha="center", va="center",
-                        color="black" if bright else "white", fontsize=9)
-    ax.set_xticks(range(len(bits)), [str(b) for b in bits])
-    ax.set_yticks(range(len(bits)), [str(b) for b in bits])
+    im = heatmap(ax, _in_percent(acc, bits, bits), bits, bits, fontsize=9)
     ax.set_xlabel("weight bits (wbits)")
     ax.set_ylabel("activation bits (abits)")
     fp_text = f"FP member {100 * fp:.1f}%" if fp is not None else "no FP member"
@@ -251,7 +280,7 @@ def perturbations(x, adversarial: dict) -> Figure:
 # --- chapter 6: hardware overheads (Eq. 6) ------------------------------------------------------
 
 
-def overhead_heatmaps(panels, bits) -> Figure:
+def overhead_heatmaps(panels: Sequence[tuple[str, np.ndarray]], bits: Sequence[int]) -> Figure:
     """Eq. 6 terms of one low-precision member over a wbits x abits grid, one panel per model.
 
     ``panels`` is a list of (title, array indexed [abits, wbits]) from
@@ -260,17 +289,10 @@ def overhead_heatmaps(panels, bits) -> Figure:
     fig = Figure(figsize=(3.4 * len(panels), 3.3), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (title, arr) in zip(axes, panels):
-        im = ax.imshow(arr, cmap="magma_r", origin="lower", vmin=0, vmax=max(1.0, float(np.nanmax(arr))))
-        for i in range(len(bits)):
-            for j in range(len(bits)):
-                dark = im.norm(arr[i, j]) > 0.5
-                ax.text(j, i, f"{arr[i, j]:.3g}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")
-        ax.set_xticks(range(len(bits)), [str(b) for b in bits])
-        ax.set_yticks(range(len(bits)), [str(b) for b in bits])
+        heatmap(ax, arr, list(bits), list(bits), title, fmt="{:.3g}", cmap="magma_r", vmin=0,
+                vmax=max(1.0, float(np.nanmax(arr))))
         ax.set_xlabel("weight bits (wbits)")
         ax.set_ylabel("activation bits (abits)")
-        ax.set_title(title, fontsize=9)
     return fig
 
 
@@ -292,7 +314,7 @@ def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | Non
             ns = np.arange(n_max + 1)
             ax.plot(ns, sweep[key][m], "o-", color=colours[m % len(colours)], label=f"M = {m} FP")
         if paper:
-            for label, (m, n, t, s) in paper.items():
+            for label, (_, n, t, s) in paper.items():
                 ax.plot(n, t if key == "time" else s, "D", mfc="none", mec="black", ms=9,
                         label=f"paper: {label}")
         if key == "storage" and measured:
@@ -313,38 +335,6 @@ def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | Non
 # --- chapters 4 and 5: low-precision members and ensembling (Figures 1, 3 and 4) -------------
 
 
-def _heat_panel(fig, ax, values, rows, cols, title, fmt="{:.1f}", cmap="viridis", notes=None):
-    """One annotated heatmap of ``values[(row, col)]`` (fractions, drawn in %); blank where absent.
-
-    ``notes`` maps (row, col) to an extra line of text under the number (for
-    example the paper's value, labelled as such by the caller).
-    """
-    arr = np.full((len(rows), len(cols)), np.nan)
-    for (r, c), v in values.items():
-        if r in rows and c in cols and v is not None:
-            arr[rows.index(r), cols.index(c)] = 100 * v
-    finite = arr[np.isfinite(arr)]
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 100.0)
-    im = ax.imshow(arr, cmap=cmap, origin="lower", vmin=vmin, vmax=max(vmax, vmin + 1e-9))
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            note = (notes or {}).get((rows[i], cols[j]))
-            if not np.isfinite(arr[i, j]) and note is None:
-                continue
-            text = fmt.format(arr[i, j]) if np.isfinite(arr[i, j]) else "-"
-            if note is not None:
-                text += f"\n{note}"
-            # dark text on the bright end of viridis, white on the dark end
-            bright = np.isfinite(arr[i, j]) and im.norm(arr[i, j]) > 0.6
-            ax.text(j, i, text, ha="center", va="center", fontsize=8 if note is None else 7,
-                    color="black" if bright or not np.isfinite(arr[i, j]) else "white")
-    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
-    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="%")
-    return im
-
-
 def precision_grid_panels(panels: dict, bits=(1, 2, 4), suptitle: str = "") -> Figure:
     """Paper Figure 1: accuracies of the wbits x abits grid of low-precision members, one panel each.
 
@@ -356,7 +346,8 @@ def precision_grid_panels(panels: dict, bits=(1, 2, 4), suptitle: str = "") -> F
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (title, values) in zip(axes, panels.items()):
         by_cell = {(a, w): v for (w, a), v in values.items()}
-        _heat_panel(fig, ax, by_cell, list(bits), list(bits), title)
+        im = heatmap(ax, _in_percent(by_cell, list(bits), list(bits)), list(bits), list(bits), title)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="%")
         ax.set_xlabel("weight bits (wbits)")
         ax.set_ylabel("activation bits (abits)")
     if suptitle:
@@ -410,12 +401,8 @@ def confusion_matrices(matrices: dict, class_names=None) -> Figure:
         m = np.asarray(m)
         k = len(m)
         names = class_names or [str(i) for i in range(k)]
-        im = ax.imshow(m, cmap="Blues", vmin=0)
-        for i in range(k):
-            for j in range(k):
-                if m[i, j]:
-                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=6 if m.max() >= 1000 else 7,
-                            color="white" if im.norm(m[i, j]) > 0.6 else "black")
+        im = heatmap(ax, m, names, names, fmt="{:.0f}", cmap="Blues", vmin=0, vmax=float(m.max()), origin="upper",
+                     fontsize=6 if m.max() >= 1000 else 7, show=lambda v: v != 0)
         ax.set_xticks(range(k), names, fontsize=8)
         ax.set_yticks(range(k), names, fontsize=8)
         ax.set_xlabel("predicted label")
@@ -458,7 +445,9 @@ def member_count_panels(panels: dict, counts=(0, 1, 2, 3), notes: dict | None = 
     fig = Figure(figsize=(4.3 * len(panels), 3.8), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (title, values) in zip(axes, panels.items()):
-        _heat_panel(fig, ax, values, list(counts), list(counts), title, notes=(notes or {}).get(title))
+        im = heatmap(ax, _in_percent(values, list(counts), list(counts)), list(counts), list(counts), title,
+                     notes=(notes or {}).get(title))
+        fig.colorbar(im, ax=ax, shrink=0.8, label="%")
         ax.set_xlabel("low-precision members (N)")
         ax.set_ylabel("full-precision members (M)")
     return fig
@@ -503,8 +492,6 @@ def table2_bars(panels: dict, columns=TABLE2_COLUMNS) -> Figure:
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("accuracy, %")
     # legend patches drawn from the styles, so a series with no bar yet still shows its colour
-    from matplotlib.patches import Patch
-
     first = next(iter(panels.values()), [])
     handles = [Patch(facecolor="none", edgecolor=s["colour"], hatch="///", label=s["label"]) if s.get("paper")
                else Patch(color=s["colour"], label=s["label"]) for s in first]
@@ -548,7 +535,7 @@ def objective_bars(accuracies: dict, title: str = "", reference: float | None = 
     fig = Figure(figsize=(1.1 * len(labels) + 2.2, 3.4), layout="constrained")
     ax = fig.add_subplot()
     worst = int(np.nanargmin(vals)) if np.isfinite(vals).any() else -1
-    colours = ["tab:red" if l.startswith("paper") else "tab:blue" for l in labels]
+    colours = ["tab:red" if label.startswith("paper") else "tab:blue" for label in labels]
     bars = ax.bar(range(len(labels)), vals, color=colours, alpha=0.55)
     if worst >= 0:
         bars[worst].set_alpha(1.0)
@@ -595,27 +582,6 @@ def objective_paths(t, curves: dict, xlabel: str = "step along the objective's o
 
 
 # --- chapter 9: ImageNet scale ------------------------------------------------------------------
-
-
-DASH = "\u2014"
-
-
-def percent_cell(value, signed: bool = False) -> str:
-    """A table cell in %: the number to two decimals (with its sign if ``signed``), or a dash when None."""
-    if value is None:
-        return DASH
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
-
-def missing_line(what: str, missing, command: str) -> str:
-    """One Markdown line saying how many ``what`` are missing, naming one and the command that makes them.
-
-    Empty when nothing is missing, so a chapter can display it unconditionally.
-    """
-    missing = list(missing)
-    if not missing:
-        return ""
-    return f"{DASH} {len(missing)} {what} not produced yet (e.g. `{missing[0]}`); `{command}` writes them."
 
 
 def overhead_bars(panels: dict, reference: float | None = None, reference_label: str = "") -> Figure:

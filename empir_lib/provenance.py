@@ -12,10 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
+import numpy
+import tensorflow as tf
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
+    """The commit of this checkout, with '+dirty' when empir_lib has uncommitted changes."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
         commit = out.stdout.strip() or "unknown"
@@ -27,6 +32,7 @@ def git_commit() -> str:
 
 
 def cpu_model() -> str:
+    """The CPU's model name."""
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
@@ -37,23 +43,20 @@ def cpu_model() -> str:
 
 
 def hardware() -> dict:
-    import tensorflow as tf
-
+    """CPU, cores, GPUs and platform of this machine."""
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "gpus": gpus, "platform": platform.platform()}
 
 
 def versions() -> dict:
-    import keras
-    import numpy
-    import tensorflow as tf
-
+    """Versions of Python and the libraries a result depends on."""
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "numpy": numpy.__version__}
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    """The UTC time, to the second, in ISO 8601."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def record(command: str | None = None) -> dict:

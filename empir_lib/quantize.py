@@ -1,6 +1,7 @@
 """DoReFa quantisation (paper Eq. 5) as Keras 3 layers.
 
-The paper's Eq. 5, as the original code implements it (fact sheet section 2):
+The paper's Eq. 5, as the original code implements it (its appendix section 2,
+book/appendix_original_code.ipynb):
 
     quantize_k(x) = round((2^k - 1) x) / (2^k - 1)                (forward)
     d quantize_k / dx = 1                                          (straight-through)
@@ -90,7 +91,7 @@ def levels(bits: int, kind: str = "activations") -> np.ndarray:
 class UnitNorm(keras.initializers.Initializer):
     """Draw, then rescale every output unit's fan-in vector to unit L2 norm.
 
-    The original ``Conv2D``/``Linear`` layers do this (fact sheet 1.1); with
+    The original ``Conv2D``/``Linear`` layers do this (appendix section 1.1); with
     the normalisation the draw's std does not matter, only its shape.
     ``distribution`` is 'truncated_normal' (convolutions) or 'normal' (dense).
     """

@@ -36,17 +36,21 @@ than a day on a 2-core CPU; every file records its n.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
-from . import attacks, data, ensemble, evaluate, provenance, zoo
-from .errors import EmpirError, check_choice, check_positive_int
+import numpy as np
 
-DATASETS = ("mnist", "cifar10", "tiny-imagenet")
-EPS8 = 8 / 255
-# The second eps of each dataset's PGD rows: (folder, eps, on all n images?).
-SECOND_EPS = {"mnist": ("eps8", EPS8, False), "cifar10": ("eps8", EPS8, True),
-              "tiny-imagenet": ("eps4", 4 / 255, True)}
+from . import attacks, data, ensemble, evaluate, provenance, results, settings, zoo
+from .errors import EmpirError, check_choice, check_positive_int
+from .files import atomic_write
+
+# The datasets with an EMPIR configuration (settings.DATASETS[name].empir).
+DATASETS = tuple(settings.EMPIR_MEMBERS)
+EPS8 = settings.EPS8
+# The second eps of each dataset's PGD rows: (folder, eps, on all n images?); settings.DATASETS[name].second_eps.
+SECOND_EPS = settings.SECOND_EPS
 # The attacks from cheapest to dearest per image (1 step; PGD's 5 on Tiny ImageNet,
 # 40 elsewhere; BIM's 40; CW's 50 with its own optimiser): the order jobs run in.
 ATTACK_ORDER = ("fgsm", "pgd", "bim", "cw")
@@ -54,7 +58,8 @@ FIG4_FP = ["mnist-fp-s1", "mnist-fp-s2", "mnist-fp-s3"]
 FIG4_LP = ["mnist-a4w2-s1", "mnist-a4w2-s2", "mnist-a4w2-s3"]
 
 
-def _job(name, members, attack, protocol="paper", objective=None, rule="vote", n=None, **params):
+def _job(name: str, members: list[str], attack: str, protocol: str = "paper", objective: str | None = None,
+         rule: str = "vote", n: int | None = None, **params: float) -> dict:
     return {"name": name, "members": list(members), "rule": rule, "attack": attack, "protocol": protocol,
             "objective": objective, "params": params, "n": n}
 
@@ -65,9 +70,8 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
     Table 2 runs on all ``n`` images (and, for CIFAR-10, the 8/255 PGD rows);
     the sweeps and selections run on the first ``select_n``.
     """
-    empir = zoo.EMPIR_MEMBERS[dataset]
-    fp = [m for m in empir if "-fp-" in m][0]
-    lps = [m for m in empir if m != fp]
+    empir = settings.EMPIR_MEMBERS[dataset]
+    fp, lps = settings.get(dataset).empir_fp, settings.get(dataset).empir_lp
     first, later = [], []
     for a in attacks.ATTACKS:
         first.append(_job(f"table2/baseline-paper-{a}", [fp], a, n=n))
@@ -77,10 +81,10 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
             first.append(_job(f"adaptive-select/{a}-{obj.replace(':', '')}", empir, a, "adaptive", obj,
                               n=select_n))
     if dataset == "mnist":
-        for f in range(4):
-            for l in range(4):
-                if f + l:
-                    later.append(_job(f"fig4/fp{f}-lp{l}", FIG4_LP[:l] + FIG4_FP[:f], "fgsm", n=n))
+        for n_fp in range(4):
+            for n_lp in range(4):
+                if n_fp + n_lp:
+                    later.append(_job(f"fig4/fp{n_fp}-lp{n_lp}", FIG4_LP[:n_lp] + FIG4_FP[:n_fp], "fgsm", n=n))
     if dataset != "tiny-imagenet":
         for w, a in zoo.GRID:
             mid = zoo.find(dataset, w, a)
@@ -109,12 +113,12 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
 
 def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[dict]:
     """The adaptive Table 2 row: for each attack, the worst objective of the selection, on all n."""
-    empir = zoo.EMPIR_MEMBERS[dataset]
+    empir = settings.EMPIR_MEMBERS[dataset]
     jobs = []
     for a in attacks.ATTACKS:
         tried = {}
         for f in sorted((out_dir / "adaptive-select").glob(f"{a}-*.json")):
-            r = evaluate.read_result(f)
+            r = results.read_result(f)
             tried[r["objective"]] = r["adversarial_accuracy"]
         if not tried:
             continue
@@ -131,8 +135,8 @@ def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[di
     return jobs
 
 
-def run_job(job: dict, dataset: str, x, y, out_dir: Path, partial_dir: Path, progress=True,
-            prov: dict | None = None) -> tuple[dict, bool]:
+def run_job(job: dict, dataset: str, x: np.ndarray, y: np.ndarray, out_dir: Path, partial_dir: Path,
+            progress: bool = True, prov: dict | None = None) -> tuple[dict, bool]:
     """Run one job unless its results file already holds the same configuration."""
     path = out_dir / f"{job['name']}.json"
     ens = _ensemble(tuple(job["members"]), job["rule"])
@@ -140,7 +144,7 @@ def run_job(job: dict, dataset: str, x, y, out_dir: Path, partial_dir: Path, pro
     n = min(job["n"], len(y))
     objective = job["objective"] or attacks.objective_for(ens, job["attack"], job["protocol"])
     if path.is_file():
-        old = evaluate.read_result(path)
+        old = results.read_result(path)
         same = (old.get("members") == job["members"] and old.get("rule") == job["rule"]
                 and old.get("objective") == objective and old.get("params") == json.loads(json.dumps(params))
                 and old.get("n") == n)
@@ -149,7 +153,7 @@ def run_job(job: dict, dataset: str, x, y, out_dir: Path, partial_dir: Path, pro
     partial = partial_dir / f"{dataset}-{job['name'].replace('/', '-')}.npz"
     result = evaluate.adversarial_accuracy(ens, job["attack"], x[:n], y[:n], job["protocol"], objective, params,
                                            progress=progress, partial_path=partial)
-    record = evaluate.write_result(path, result, dataset, extra=job.get("extra"), prov=prov)
+    record = results.write_result(path, result, dataset, extra=job.get("extra"), prov=prov)
     partial.unlink(missing_ok=True)
     return record, True
 
@@ -157,7 +161,7 @@ def run_job(job: dict, dataset: str, x, y, out_dir: Path, partial_dir: Path, pro
 _ENSEMBLES: dict = {}
 
 
-def _ensemble(members: tuple, rule: str):
+def _ensemble(members: tuple, rule: str) -> ensemble.Ensemble:
     # Many jobs share an ensemble: load (and hash-check) each one once per run, and
     # let its traced prediction function be reused across jobs.
     if (members, rule) not in _ENSEMBLES:
@@ -165,13 +169,14 @@ def _ensemble(members: tuple, rule: str):
     return _ENSEMBLES[(members, rule)]
 
 
-def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None, out_dir=None,
-              partial_dir="runs/eval", only: str | None = None, progress: bool = True) -> list[dict]:
+def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str | os.PathLike | None = None,
+              out_dir: str | os.PathLike | None = None, partial_dir: str | os.PathLike = "runs/eval",
+              only: str | None = None, progress: bool = True) -> list[dict]:
     """Run the whole plan for ``dataset`` (or the jobs whose name starts with ``only``)."""
     check_choice(dataset, DATASETS, "dataset")
     n = check_positive_int(n, "n")
     select_n = min(check_positive_int(select_n, "select_n"), n)
-    out_dir = Path(out_dir or evaluate.RESULTS_DIR / dataset)
+    out_dir = Path(out_dir or results.RESULTS_DIR / dataset)
     partial_dir = Path(partial_dir)
     missing = [m for m in _all_members(dataset) if m not in zoo.members(dataset)]
     if missing:
@@ -181,7 +186,7 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir=None,
     command = f"empir reproduce {dataset} --n {n} --select-n {select_n}"
     prov = provenance.record(command)  # taken now: the code that runs is the code at this commit
 
-    def run_all(jobs):
+    def run_all(jobs: list[dict]) -> None:
         for job in jobs:
             if only and not job["name"].startswith(only):
                 continue
@@ -227,4 +232,4 @@ def _write_timing(out_dir: Path, log: list, total: float, command: str) -> None:
             old["steps"][entry["name"]] = entry["seconds"]
     old["total_s"] = round(sum(old["steps"].values()), 1)
     old["last_invocation"] = {"seconds": round(total, 1), **provenance.record(command)}
-    data.atomic_write(path, lambda p: Path(p).write_text(json.dumps(old, indent=1, sort_keys=True) + "\n"))
+    atomic_write(path, lambda p: Path(p).write_text(json.dumps(old, indent=1, sort_keys=True) + "\n"))

@@ -1,54 +1,49 @@
-"""Reading the committed results (``data/results``) and the paper's own figures.
+"""The results files in ``data/results``: writing one with provenance, reading them back as tables.
 
 Every measured number a chapter shows comes from a results file written by
 ``empir reproduce`` / ``empir evaluate`` (see :mod:`empir_lib.reproduce`), or
-from a live computation.  The paper's numbers live here, in ``PAPER_TABLE2``,
-copied from the paper's Table 2 and always labelled as the paper's.
+from a live computation.  A results file is JSON, written atomically, with
+full provenance (DESIGN.md, "The data flow").  The paper's own numbers live in
+:mod:`empir_lib.paper` and are always labelled as the paper's.
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
-from . import evaluate
+import numpy as np
+
+from . import data, paper, provenance
 from .errors import EmpirError, check_choice
+from .files import atomic_write
 
+RESULTS_DIR = provenance.REPO / "data" / "results"
 ATTACK_COLUMNS = ("cw", "fgsm", "bim", "pgd")
-
-# The paper's Table 2 (accuracy in %; "average" is the mean of the four attacks).
-PAPER_TABLE2 = {
-    "mnist": {"baseline": {"clean": 98.87, "cw": 3.69, "fgsm": 14.32, "bim": 0.90, "pgd": 0.77, "average": 4.92},
-              "empir": {"clean": 98.89, "cw": 86.73, "fgsm": 67.06, "bim": 18.61, "pgd": 17.51, "average": 47.48}},
-    "cifar10": {"baseline": {"clean": 74.54, "cw": 13.38, "fgsm": 10.28, "bim": 11.97, "pgd": 10.69,
-                             "average": 11.58},
-                "empir": {"clean": 72.56, "cw": 48.51, "fgsm": 20.45, "bim": 24.59, "pgd": 13.55,
-                          "average": 26.78}},
-    "imagenet": {"baseline": {"clean": 53.23, "cw": 9.94, "fgsm": 10.29, "bim": 10.81, "pgd": 10.30,
-                              "average": 10.34},
-                 "empir": {"clean": 55.09, "cw": 29.36, "fgsm": 21.65, "bim": 20.67, "pgd": 11.76,
-                           "average": 20.86}},
-}
+PAPER_TABLE2 = paper.TABLE2  # the paper's Table 2, under its old name
 
 ROWS = {"baseline (FP)": "baseline-paper", "EMPIR, paper protocol": "empir-paper",
         "EMPIR, adaptive protocol": "empir-adaptive"}
 
 
-def results_dir(dataset: str, root=None) -> Path:
-    return Path(root or evaluate.RESULTS_DIR) / dataset
+def results_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of one dataset's results files."""
+    return Path(root or RESULTS_DIR) / dataset
 
 
-def load(dataset: str, name: str, root=None) -> dict:
+def load(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict:
     """One results file, e.g. ``load('mnist', 'table2/empir-paper-pgd')``."""
-    return evaluate.read_result(results_dir(dataset, root) / f"{name}.json")
+    return read_result(results_dir(dataset, root) / f"{name}.json")
 
 
-def names(dataset: str, prefix: str = "", root=None) -> list[str]:
+def names(dataset: str, prefix: str = "", root: str | os.PathLike | None = None) -> list[str]:
     """The results present for ``dataset`` whose name starts with ``prefix`` (e.g. 'fig4/')."""
     base = results_dir(dataset, root)
     return sorted(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.json")
                   if p.name != "timing.json" and str(p.relative_to(base)).startswith(prefix))
 
 
-def table2(dataset: str, root=None, prefix: str = "table2") -> dict:
+def table2(dataset: str, root: str | os.PathLike | None = None, prefix: str = "table2") -> dict:
     """Our Table 2: {row: {clean, cw, fgsm, bim, pgd, average, n}} in %, from the results files.
 
     A cell whose file is missing is ``None`` (and then so is the average).
@@ -59,7 +54,7 @@ def table2(dataset: str, root=None, prefix: str = "table2") -> dict:
         for a in ATTACK_COLUMNS:
             path = results_dir(dataset, root) / prefix / f"{stem}-{a}.json"
             if path.is_file():
-                r = evaluate.read_result(path)
+                r = read_result(path)
                 cells[a] = 100 * r["adversarial_accuracy"]
                 clean = 100 * r["clean_accuracy"]
                 ns.add(r["n"])
@@ -73,14 +68,45 @@ def table2(dataset: str, root=None, prefix: str = "table2") -> dict:
 
 def paper_table2(dataset: str) -> dict:
     """The paper's Table 2 rows for ``dataset`` (labelled as the paper's wherever shown)."""
-    check_choice(dataset, tuple(PAPER_TABLE2), "dataset")
-    return PAPER_TABLE2[dataset]
+    check_choice(dataset, tuple(paper.TABLE2), "dataset")
+    return paper.TABLE2[dataset]
 
 
-def require(dataset: str, name: str, root=None) -> dict:
+def require(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict:
     """Like :func:`load`, with a message that says which command produces the file."""
     try:
         return load(dataset, name, root)
     except EmpirError:
         raise EmpirError(f"results {dataset}/{name} are missing; produce them with "
                          f"'empir reproduce {dataset} --only {name}'.") from None
+
+
+def write_result(path: str | os.PathLike, result: dict, dataset: str, command: str | None = None,
+                 extra: dict | None = None, prov: dict | None = None) -> dict:
+    """Write a results file atomically: the summary, provenance and data description.
+
+    Per-image arrays are dropped (the confusion matrix stays); time and
+    provenance sit under their own keys so that two runs of the same
+    configuration differ only there.  ``prov`` is a provenance record taken
+    when the run started (so a commit made meanwhile is not misattributed).
+    """
+    summary = {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+    wall = summary.pop("wall_time_s", None)
+    record = {"dataset": dataset,
+              "data": {"split": "test", "first_n": summary["n"], **data.describe_source(dataset)},
+              **summary, **(extra or {}),
+              "timing": {"wall_time_s": wall, "written": provenance.now()},
+              "provenance": prov or provenance.record(command)}
+    atomic_write(Path(path), lambda p: Path(p).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+    return record
+
+
+def read_result(path: str | os.PathLike) -> dict:
+    """One results file, or a message that says which command writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmpirError(f"no results file at {path}; produce it with 'empir reproduce' or 'empir evaluate'.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise EmpirError(f"{path} is not valid JSON ({e}); restore it with git or rerun its command.") from None

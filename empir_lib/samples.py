@@ -1,26 +1,30 @@
 """The small embedded test subsets in ``data/samples`` (quick profile, no data dir).
 
 Each file holds the first images of a test split as uint8, so the quick
-profile can run anywhere, offline.  Rewritten by ``empir samples``.
+profile can run anywhere, offline.  Rewritten by ``empir samples``; the
+number of images per dataset is ``settings.DATASETS[name].sample_size``.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from . import data
+from . import data, settings
 from .errors import check_choice
+from .files import atomic_write
 
-SAMPLE_SIZES = {"mnist": 500, "cifar10": 500, "tiny-imagenet": 200}
+SAMPLE_SIZES = settings.SAMPLE_SIZES
 
 
-def write_samples(names=None, data_dir=None) -> list[str]:
+def write_samples(names: list[str] | None = None, data_dir: str | os.PathLike | None = None) -> list[str]:
     """Write ``data/samples/<name>-test-sample.npz`` for each dataset named (default: all)."""
     written = []
     for name in names or SAMPLE_SIZES:
-        n = SAMPLE_SIZES[check_choice(name, tuple(SAMPLE_SIZES), 'dataset')]
+        n = SAMPLE_SIZES[check_choice(name, tuple(SAMPLE_SIZES), "dataset")]
         x, y = data.load(name, "test", data_dir, n)
         x8 = np.round(x * 255).astype(np.uint8)
         path = data.sample_path(name)
-        data.atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), x=x8, y=y))
+        atomic_write(path, lambda p, x8=x8, y=y: np.savez_compressed(open(p, "wb"), x=x8, y=y))
         written.append(str(path))
     return written

@@ -1,13 +1,14 @@
 """Training one ensemble member, seeded, checkpointed every epoch, resumable.
 
-Recipes follow the original code (fact sheet section 3): each member is
+Recipes follow the original code (the original code, appendix section 3,
+book/appendix_original_code.ipynb): each member is
 trained separately from random initialisation with Adam (lr 1e-3, the TF1
 epsilon 1e-8), batch 128, softmax cross-entropy on the logits, no
 augmentation; CIFAR-10 adds the original's label smoothing, which *clips* the
 one-hot target to [0.1/9, 0.9] (not Keras' ``label_smoothing``, which gives
 0.91 / 0.01).  The original's epoch counts (15 for MNIST, 6 for CIFAR) were
-argparse defaults, not what the released checkpoints used; our defaults are in
-``RECIPES`` and every zoo entry records the epochs it really ran.
+argparse defaults, not what the released checkpoints used; our defaults are the
+``recipe`` of each dataset in :mod:`empir_lib.settings`, and every zoo entry records the epochs it really ran.
 
 Determinism: the seed fixes the initial weights (``keras.utils.set_random_seed``)
 and the order of every epoch (``RandomState([seed, epoch])``); TensorFlow's op
@@ -27,25 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_mod
-from . import distribute, models
-from .errors import EmpirError, check_bits, check_choice, check_finite_number, check_positive_int
+from . import distribute, imagenet, models, settings
+from .errors import FULL_PRECISION, EmpirError, check_bits, check_choice, check_finite_number, check_positive_int
+from .files import atomic_write
 
-RECIPES = {
-    "mnist": {"epochs": 6, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0},
-    "cifar10": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.1},
-    # Tiny ImageNet (the stand-in for the paper's ImageNet row): random crops and
-    # flips, as the original's tensorpack pipeline did for ImageNet (without its
-    # constant "lighting" offset, fact sheet section 3), a cosine learning-rate
-    # decay because a 2-core CPU affords only a few epochs, and AlexNet at a
-    # quarter of its width: about 660 images/s for FP and 600 for a2w2 on 2 cores,
-    # against 240 / 210 at half width (benchmarks/README.md, "Training").
-    # Full ImageNet (224 pixels, 1000 classes, full-width AlexNet) streams from
-    # its folder layout; not run here (a 2-core CPU trains it at about 25 images/s).
-    "imagenet": {"epochs": 90, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0,
-                 "augment": "crop-flip", "lr_schedule": "cosine"},
-    "tiny-imagenet": {"epochs": 10, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0,
-                      "augment": "crop-flip", "lr_schedule": "cosine", "arch_kwargs": {"width": 0.25}},
-}
+RECIPES = settings.RECIPES
+precision_tag = settings.precision_tag  # the chapters' name for it
 AUGMENT_PAD = 4
 
 
@@ -66,20 +54,7 @@ def augment_batch(xb: np.ndarray, rng: np.random.RandomState, pad: int = AUGMENT
     return out
 
 
-def precision_tag(wbits, abits) -> str:
-    """'fp' or the paper's 'a4w2' naming (per-layer lists joined with '-')."""
-    def s(b):
-        return "-".join(map(str, b)) if isinstance(b, (list, tuple)) else str(b)
-    if all(b == 32 for b in np.ravel([wbits, abits]).tolist()):
-        return "fp"
-    return f"a{s(abits)}w{s(wbits)}"
-
-
-def member_id(dataset: str, wbits, abits, seed: int) -> str:
-    return f"{dataset}-{precision_tag(wbits, abits)}-s{seed}"
-
-
-def smoothed_targets(y, num_classes: int, smoothing: float):
+def smoothed_targets(y: tf.Tensor, num_classes: int, smoothing: float) -> tf.Tensor:
     """The original's label smoothing: one-hot clipped to [s/(K-1), 1-s]."""
     onehot = tf.one_hot(y, num_classes)
     if smoothing == 0:
@@ -92,14 +67,14 @@ def _seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
+def _save_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict) -> None:
     arrays = {f"w{i}": v.numpy() for i, v in enumerate(model.weights)}
     arrays.update({f"o{i}": v.numpy() for i, v in enumerate(optimizer.variables)})
     arrays["state"] = np.array(json.dumps(state))
-    data_mod.atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+    atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
 
 
-def _load_checkpoint(path: Path, model, optimizer) -> dict:
+def _load_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict:
     with np.load(path, allow_pickle=False) as f:
         for i, v in enumerate(model.weights):
             v.assign(f[f"w{i}"])
@@ -108,7 +83,7 @@ def _load_checkpoint(path: Path, model, optimizer) -> dict:
         return json.loads(str(f["state"]))
 
 
-def save_model(model, path) -> None:
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
     """``model.save`` to a temporary ``.keras`` file, then rename (never a half file)."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
@@ -125,17 +100,17 @@ def _training_batches(dataset, data_dir, n_train, batch_size, seed, augment):
     MNIST, CIFAR-10 and Tiny ImageNet sit in memory: the order of an epoch is
     ``RandomState([seed, epoch])`` and the augmentation ``RandomState([seed,
     epoch, 1])``.  Full ImageNet streams from its folder layout
-    (:func:`empir_lib.data.imagenet_dataset`), shuffled and cropped by seeds
+    (:func:`empir_lib.imagenet.imagenet_dataset`), shuffled and cropped by seeds
     derived from (seed, epoch), so a rerun of an epoch sees the same batches.
     """
     if dataset == "imagenet":
-        root = data_mod.imagenet_root(data_dir)
-        n_images = len(data_mod.imagenet_files(root, "train")[0])
+        root = imagenet.imagenet_root(data_dir)
+        n_images = len(imagenet.imagenet_files(root, "train")[0])
         n_images = min(n_images, n_train or n_images)
-        size = data_mod.INPUT_SHAPES["imagenet"][0]
+        size = settings.IMAGENET.input_shape[0]
 
         def stream(epoch):
-            ds = data_mod.imagenet_dataset(root, "train", size, batch_size, shuffle=True, seed=seed * 1000 + epoch,
+            ds = imagenet.imagenet_dataset(root, "train", size, batch_size, shuffle=True, seed=seed * 1000 + epoch,
                                            augment=augment == "crop-flip", n=n_train)
             return ((xb.numpy(), yb.numpy()) for xb, yb in ds)
 
@@ -152,8 +127,9 @@ def _training_batches(dataset, data_dir, n_train, batch_size, seed, augment):
     return in_memory, len(x)
 
 
-def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | None = None,
-                 run_dir=None, data_dir=None, n_train: int | None = None, batch_size: int | None = None,
+def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: models.Bits = FULL_PRECISION,
+                 seed: int = 1, epochs: int | None = None, run_dir: str | os.PathLike | None = None,
+                 data_dir: str | os.PathLike | None = None, n_train: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, progress: bool = True, arch_kwargs: dict | None = None,
                  stop_after_batches: int | None = None) -> dict:
     """Train one member and return its summary (run directory, model path, history, time).
@@ -183,7 +159,7 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
     for key in ("augment", "lr_schedule"):
         if key in recipe:
             config[key] = recipe[key]
-    run_dir = Path(run_dir or Path("runs") / member_id(dataset, wbits, abits, seed))
+    run_dir = Path(run_dir or Path("runs") / settings.member_id(dataset, wbits, abits, seed))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path, ckpt_path, model_path = run_dir / "config.json", run_dir / "checkpoint.npz", run_dir / "model.keras"
     if cfg_path.exists():
@@ -191,10 +167,10 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
         if {k: v for k, v in old.items() if k != "epochs"} != {k: v for k, v in config.items() if k != "epochs"}:
             raise EmpirError(f"{run_dir} holds a run with a different configuration ({old}); "
                              "pass another run_dir or delete that folder.")
-    data_mod.atomic_write(cfg_path, lambda p: Path(p).write_text(json.dumps(config, indent=1)))
+    atomic_write(cfg_path, lambda p: Path(p).write_text(json.dumps(config, indent=1)))
 
     batches, n_images = _training_batches(dataset, data_dir, n_train, batch_size, seed, config.get("augment"))
-    num_classes = data_mod.NUM_CLASSES[dataset]
+    num_classes = settings.get(dataset).num_classes
 
     _seed_everything(seed)
     strat = distribute.strategy()
@@ -226,7 +202,8 @@ def train_member(dataset: str, wbits=32, abits=32, seed: int = 1, epochs: int | 
         loss, correct = strat.run(replica_step, args=(*distribute.shard(strat, xb, yb), tf.shape(xb)[0]))
         return strat.reduce("SUM", loss, None), strat.reduce("SUM", correct, None)
 
-    from tqdm.auto import tqdm
+    # Only when training: tqdm.auto warns in a notebook without ipywidgets.
+    from tqdm.auto import tqdm  # noqa: PLC0415
 
     batches_done = 0
     for epoch in range(state["epoch"], epochs):

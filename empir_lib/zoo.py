@@ -9,12 +9,14 @@ message, never half-loaded.  Tiny ImageNet (and ImageNet) members are stored
 as float16 weights in an ``.npz`` (``storage: float16``), rebuilt from the
 manifest's network and precision, to keep ``data/models`` under its size budget.
 
-``REQUIRED`` lists the members the chapters need; ``build_zoo`` trains what
-is missing, one member at a time, resuming interrupted runs.
+``REQUIRED`` lists the members the chapters need (``settings.DATASETS[name].zoo``);
+``build_zoo`` trains what is missing, one member at a time, resuming
+interrupted runs.  Zoo ids are built by :func:`empir_lib.settings.member_id`.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,42 +25,26 @@ import keras
 import numpy as np
 
 from . import data as data_mod
-from . import evaluate, models, provenance, train
-from .errors import EmpirError, check_choice
+from . import metrics, models, provenance, settings, train
+from .errors import FULL_PRECISION, EmpirError, check_choice
+from .files import atomic_write, sha256
 
 ZOO_DIR = provenance.REPO / "data" / "models"
-GRID = [(w, a) for w in (1, 2, 4) for a in (1, 2, 4)]
-
-# (wbits, abits, seed[, epochs]) per dataset: the FP baseline, the wbits x abits
-# grid of Figures 1 and 3a (seed 1, the recipe's epochs), the paper's EMPIR
-# members (Table 2) and the extra FP and a4w2 members of the Figure 4 sweep
-# (up to three of each).  Two members of the same precision get distinct seeds
-# (the original would have trained them identically: fact sheet section 3).
-# The CIFAR EMPIR pair is trained longer (40 epochs) than the grid: at 15 epochs
-# its training accuracy was still rising by about a point an epoch.
-REQUIRED = {
-    "mnist": [(32, 32, 1)] + [(w, a, 1) for w, a in GRID]
-             + [(2, 4, 2), (32, 32, 2), (32, 32, 3), (2, 4, 3)],
-    "cifar10": [(32, 32, 1)] + [(w, a, 1) for w, a in GRID] + [(4, 2, 2, 40), (2, 2, 2, 40)],
-    # The paper's ImageNet EMPIR members (FP, a2w2, a4w4) on Tiny ImageNet, at the recipe's 10 epochs.
-    "tiny-imagenet": [(32, 32, 1), (2, 2, 1), (4, 4, 1)],
-}
-
-# The paper's EMPIR configurations (Table 2 and the README of the original
-# code): two low-precision members and one FP member, by zoo id.
-EMPIR_MEMBERS = {
-    "mnist": ["mnist-a4w2-s1", "mnist-a4w2-s2", "mnist-fp-s1"],
-    "cifar10": ["cifar10-a2w4-s2", "cifar10-a2w2-s2", "cifar10-fp-s1"],
-    # The paper's ImageNet configuration (a2w2, a4w4, FP) on Tiny ImageNet.
-    "tiny-imagenet": ["tiny-imagenet-a2w2-s1", "tiny-imagenet-a4w4-s1", "tiny-imagenet-fp-s1"],
-}
+GRID = settings.GRID
+# (wbits, abits, seed[, epochs]) per dataset: see settings.DATASETS[name].zoo.
+REQUIRED = settings.ZOO_MEMBERS
+# The paper's EMPIR configurations by zoo id: see settings.DATASETS[name].empir.
+EMPIR_MEMBERS = settings.EMPIR_MEMBERS
+ZooDir = str | os.PathLike | None
 
 
-def manifest_path(zoo_dir=None) -> Path:
+def manifest_path(zoo_dir: ZooDir = None) -> Path:
+    """Where the zoo's manifest lives."""
     return Path(zoo_dir or ZOO_DIR) / "manifest.json"
 
 
-def read_manifest(zoo_dir=None) -> dict:
+def read_manifest(zoo_dir: ZooDir = None) -> dict:
+    """The manifest (``{'members': {}}`` when the zoo is empty)."""
     path = manifest_path(zoo_dir)
     if not path.exists():
         return {"members": {}}
@@ -68,23 +54,24 @@ def read_manifest(zoo_dir=None) -> dict:
         raise EmpirError(f"{path} is not valid JSON ({e}); restore it with 'git checkout {path}'.") from None
 
 
-def _write_manifest(manifest: dict, zoo_dir=None) -> None:
-    data_mod.atomic_write(manifest_path(zoo_dir),
+def _write_manifest(manifest: dict, zoo_dir: ZooDir = None) -> None:
+    atomic_write(manifest_path(zoo_dir),
                           lambda p: Path(p).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
 
 
-def members(dataset: str | None = None, zoo_dir=None) -> dict:
+def members(dataset: str | None = None, zoo_dir: ZooDir = None) -> dict:
     """Manifest entries, optionally only those of one dataset."""
     m = read_manifest(zoo_dir)["members"]
     return {k: v for k, v in m.items() if dataset is None or v["dataset"] == dataset}
 
 
-def find(dataset: str, wbits=32, abits=32, seed: int = 1) -> str:
+def find(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: models.Bits = FULL_PRECISION,
+         seed: int = 1) -> str:
     """The zoo id for a precision, e.g. ``find('mnist', 2, 4)`` -> 'mnist-a4w2-s1'."""
-    return train.member_id(dataset, wbits, abits, seed)
+    return settings.member_id(dataset, wbits, abits, seed)
 
 
-def load(member: str, zoo_dir=None) -> keras.Model:
+def load(member: str, zoo_dir: ZooDir = None) -> keras.Model:
     """Load a zoo member by id after checking its sha256; Keras safe mode."""
     entries = read_manifest(zoo_dir)["members"]
     if member not in entries:
@@ -94,7 +81,7 @@ def load(member: str, zoo_dir=None) -> keras.Model:
     if not path.is_file():
         raise EmpirError(f"{path} is missing; restore it with 'git checkout -- {path}' or retrain with "
                          f"'{entry['command']}'.")
-    actual = data_mod.sha256(path)
+    actual = sha256(path)
     if actual != entry["sha256"]:
         raise EmpirError(f"{path} has sha256 {actual} but the manifest says {entry['sha256']}: the file is "
                          f"truncated or tampered with. Restore it with 'git checkout -- {path}'.")
@@ -111,10 +98,10 @@ def load(member: str, zoo_dir=None) -> keras.Model:
 FLOAT16_DATASETS = ("tiny-imagenet", "imagenet")
 
 
-def _save_float16(model, path: Path) -> None:
+def _save_float16(model: keras.Model, path: Path) -> None:
     """The weights rounded to float16, one array per variable in ``model.weights`` order (no pickle)."""
     arrays = {f"w{i:03d}": np.asarray(v.numpy(), np.float16) for i, v in enumerate(model.weights)}
-    data_mod.atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+    atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
 
 
 def _load_float16(path: Path, entry: dict) -> keras.Model:
@@ -132,14 +119,15 @@ def _load_float16(path: Path, entry: dict) -> keras.Model:
     return model
 
 
-def add(result: dict, data_dir=None, zoo_dir=None, command: str | None = None) -> dict:
+def add(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir = None,
+        command: str | None = None) -> dict:
     """Register a finished training run: copy (or float16 weights), hash, full-test accuracy, manifest entry.
 
     For float16 members the accuracy is measured on the stored, rounded
     weights: the number in the manifest is the one a reader's load reproduces.
     """
     cfg = result["config"]
-    mid = train.member_id(cfg["dataset"], cfg["wbits"], cfg["abits"], cfg["seed"])
+    mid = settings.member_id(cfg["dataset"], cfg["wbits"], cfg["abits"], cfg["seed"])
     zoo = Path(zoo_dir or ZOO_DIR)
     model = result.get("model") or keras.saving.load_model(result["model_path"], compile=False, safe_mode=True)
     t0 = time.perf_counter()
@@ -150,12 +138,12 @@ def add(result: dict, data_dir=None, zoo_dir=None, command: str | None = None) -
         dest = zoo / f"{mid}.f16.npz"
         _save_float16(model, dest)
         # Rounding can flip a quantiser's decision near a level boundary: record both accuracies.
-        extra["test_accuracy_float32"] = evaluate.accuracy(model, x, y)
+        extra["test_accuracy_float32"] = metrics.accuracy(model, x, y)
         model = _load_float16(dest, cfg)
     else:
         dest = zoo / f"{mid}.keras"
-        data_mod.atomic_write(dest, lambda p: shutil.copyfile(result["model_path"], p))
-    acc = evaluate.accuracy(model, x, y)
+        atomic_write(dest, lambda p: shutil.copyfile(result["model_path"], p))
+    acc = metrics.accuracy(model, x, y)
     prov = provenance.record(command)
     entry = {"dataset": cfg["dataset"], "arch": cfg["arch"], "arch_kwargs": cfg["arch_kwargs"],
              "wbits": cfg["wbits"], "abits": cfg["abits"], "seed": cfg["seed"], "epochs": cfg["epochs"],
@@ -164,32 +152,33 @@ def add(result: dict, data_dir=None, zoo_dir=None, command: str | None = None) -
              "train_time_s": round(result["train_time_s"], 1), "history": result["history"],
              "test_accuracy": acc, "n_test": int(len(y)), "eval_time_s": round(time.perf_counter() - t0, 1),
              "distribute": result.get("distribute", {"strategy": "_DefaultDistributionStrategy", "replicas": 1}),
-             **extra, "storage": storage, "file": dest.name, "sha256": data_mod.sha256(dest), "size_bytes": dest.stat().st_size, **prov}
+             **extra, "storage": storage, "file": dest.name, "sha256": sha256(dest),
+             "size_bytes": dest.stat().st_size, **prov}
     manifest = read_manifest(zoo)
     manifest["members"][mid] = entry
     _write_manifest(manifest, zoo)
     return entry
 
 
-def verify(zoo_dir=None) -> list[str]:
+def verify(zoo_dir: ZooDir = None) -> list[str]:
     """Problems with the zoo (missing or mismatched files); empty when all is well."""
     problems = []
     for mid, e in read_manifest(zoo_dir)["members"].items():
         path = Path(zoo_dir or ZOO_DIR) / e["file"]
         if not path.is_file():
             problems.append(f"{mid}: {path} is missing")
-        elif data_mod.sha256(path) != e["sha256"]:
+        elif sha256(path) != e["sha256"]:
             problems.append(f"{mid}: {path} does not match its sha256")
     return problems
 
 
-def build_zoo(dataset: str, epochs: int | None = None, data_dir=None, progress: bool = True,
-              runs_dir="runs", only: list[str] | None = None) -> list[str]:
+def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLike | None = None,
+              progress: bool = True, runs_dir: str | os.PathLike = "runs", only: list[str] | None = None) -> list[str]:
     """Train and register every ``REQUIRED`` member of ``dataset`` not yet in the zoo."""
     check_choice(dataset, tuple(REQUIRED), "dataset")
     done = []
     for wbits, abits, seed, *own_epochs in REQUIRED[dataset]:
-        mid = train.member_id(dataset, wbits, abits, seed)
+        mid = settings.member_id(dataset, wbits, abits, seed)
         if mid in members(dataset) or (only and mid not in only):
             continue
         n_epochs = epochs or (own_epochs[0] if own_epochs else None)

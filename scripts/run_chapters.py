@@ -23,7 +23,7 @@ def clean(nb):
         outs = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                text = "".join(l for l in out["text"].splitlines(keepends=True) if not NOISE.match(l))
+                text = "".join(line for line in out["text"].splitlines(keepends=True) if not NOISE.match(line))
                 if not text.strip():
                     continue
                 out["text"] = text

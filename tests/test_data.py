@@ -132,7 +132,7 @@ def test_imagenet_training_augmentation_is_seeded(tmp_path):
         x, y = next(iter(ds))
         return x.numpy(), y.numpy()
 
-    (a, ya), (b, yb), (c, yc) = first(1), first(1), first(2)
+    (a, ya), (b, yb), (c, _) = first(1), first(1), first(2)
     assert np.array_equal(a, b) and np.array_equal(ya, yb)
     assert not np.array_equal(a, c)
     plain = np.concatenate([x.numpy() for x, _ in data.imagenet_dataset(root, "train", 32, batch_size=12)])

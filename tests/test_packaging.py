@@ -17,7 +17,7 @@ def test_environment_yml_matches_pyproject():
     # Only the entries under "- pip:" are Python packages (not the channels or conda's python/pip).
     pip_block = (REPO / "environment.yml").read_text().split("- pip:", 1)[1]
     pip_lines = re.findall(r"^\s+-\s+([^#\s].*?)\s*$", pip_block, re.M)
-    listed = {_norm(l) for l in pip_lines} - {"-e."}
+    listed = {_norm(line) for line in pip_lines} - {"-e."}
     assert listed == wanted
 
 

@@ -142,6 +142,7 @@ def test_two_replica_mirrored_training_matches_one_device(tmp_path, data_dir):
 
 def _initial_weights(seed):
     import keras
+
     from empir_lib import models
     keras.utils.set_random_seed(seed)
     return [w.numpy() for w in models.build("mnist_conv", 2, 4).weights]

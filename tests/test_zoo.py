@@ -1,6 +1,5 @@
 """The model zoo: required members, accuracy floors, integrity and safe loading."""
 import json
-import shutil
 
 import keras
 import numpy as np
@@ -92,7 +91,7 @@ def test_unknown_member_lists_the_available_ones():
 
 
 def test_tiny_imagenet_member_is_stored_as_float16_and_loads_back(tmp_path, data_dir):
-    from empir_lib import models, train
+    from empir_lib import models
     keras.utils.set_random_seed(0)
     model = models.alexnet_tiny(width=0.125)
     path = tmp_path / "model.keras"

@@ -1,0 +1,43 @@
+"""What every exercise check shares: the verdict line, and reading an answer as numbers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OK, NO = "\u2713", "\u2717"  # tick, cross
+
+
+def verdict(ok: bool, message: str) -> bool:
+    print(f"{OK if ok else NO} {message}")
+    return ok
+
+
+def as_float_array(answer, what: str):
+    """The answer as a 1-D float array, or a message saying why it is not one."""
+    try:
+        arr = np.asarray(answer, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None, f"{what} should be a list of numbers; got {answer!r}."
+    if not np.all(np.isfinite(arr)):
+        return None, f"{what} contains NaN or Inf: {answer!r}."
+    return arr, ""
+
+
+def points_verdict(answer, expected: float, correct: str, sign_hint: str):
+    """(the answer as a float, a verdict) for a difference in percentage points.
+
+    The verdict is None when the answer is a number but none of the usual
+    slips (a fraction, the wrong sign) explains it: the caller says more.
+    """
+    try:
+        got = float(answer)
+    except (TypeError, ValueError):
+        return None, verdict(False, f"give one number (percentage points); got {answer!r}.")
+    if math.isclose(got, expected, abs_tol=0.01):
+        return got, verdict(True, correct)
+    if math.isclose(100 * got, expected, abs_tol=0.01):
+        return got, verdict(False, "that looks like a fraction; multiply by 100 for percentage points.")
+    if math.isclose(-got, expected, abs_tol=0.01):
+        return got, verdict(False, "right size, wrong sign: " + sign_hint)
+    return got, None
