@@ -48,11 +48,15 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from . import distribute, settings
 from . import ensemble as ens_mod
 from .errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from .models import check_images
+
+Ensemble = ens_mod.Ensemble
+ScoreFn = Callable[[tf.Tensor], tf.Tensor]
 
 ATTACKS = ("fgsm", "bim", "pgd", "cw")
 PROTOCOLS = ("paper", "adaptive")
@@ -68,7 +72,7 @@ PARAMS = {"fgsm": ("eps",), "bim": ("eps", "eps_iter", "nb_iter"), "pgd": ("eps"
           "cw": tuple(_CW)}
 
 
-def preset(dataset: str, attack: str, **overrides) -> dict:
+def preset(dataset: str, attack: str, **overrides: float) -> dict:
     """Table 1's parameters for ``attack`` on ``dataset``, with checked overrides."""
     check_choice(dataset, tuple(PRESETS), "dataset")
     check_choice(attack, ATTACKS, "attack")
@@ -117,7 +121,7 @@ def adaptive_objectives(n_members: int) -> list[str]:
     return ["mean_prob", "mean_logits", "temperature"] + [f"member:{i}" for i in range(n_members)]
 
 
-def paper_objective(ens, attack: str) -> str:
+def paper_objective(ens: Ensemble, attack: str) -> str:
     """The objective the original code differentiates for ``attack`` (the original code, appendix section 5)."""
     check_choice(attack, ATTACKS, "attack")
     if len(ens.members) == 1:
@@ -127,13 +131,13 @@ def paper_objective(ens, attack: str) -> str:
     return "original_fp_member"
 
 
-def objective_for(ens, attack: str, protocol: str) -> str:
+def objective_for(ens: Ensemble, attack: str, protocol: str) -> str:
     """The default objective of a protocol: the paper's, or the first adaptive variant."""
     check_choice(protocol, PROTOCOLS, "protocol")
     return paper_objective(ens, attack) if protocol == "paper" else adaptive_objectives(len(ens.members))[0]
 
 
-def _member_index(ens, objective: str) -> int:
+def _member_index(ens: Ensemble, objective: str) -> int:
     try:
         i = int(objective.split(":", 1)[1])
     except ValueError:
@@ -144,7 +148,7 @@ def _member_index(ens, objective: str) -> int:
     return i
 
 
-def score_function(ens, objective: str):
+def score_function(ens: Ensemble, objective: str) -> ScoreFn:
     """The map images -> scores that an attack differentiates (see the module docstring)."""
     if isinstance(objective, str) and objective.startswith("member:"):
         i = _member_index(ens, objective)
@@ -179,7 +183,7 @@ def score_function(ens, objective: str):
 # --- the attacks on one batch (tensors in, tensors out) -----------------------------------------
 
 
-def ce_grad(score_fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+def ce_grad(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """The gradient of the softmax cross-entropy of ``score_fn(x)`` w.r.t. the images."""
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -187,7 +191,8 @@ def ce_grad(score_fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return tape.gradient(loss, x)
 
 
-def loss_and_gradient(ens, objective: str, x, labels) -> tuple[np.ndarray, np.ndarray]:
+def loss_and_gradient(ens: Ensemble, objective: str, x: ArrayLike, labels: ArrayLike
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image softmax cross-entropy of an objective's scores and its gradient w.r.t. the images.
 
     This is exactly what FGSM, BIM and PGD step along (for reading and plotting
@@ -205,12 +210,13 @@ def loss_and_gradient(ens, objective: str, x, labels) -> tuple[np.ndarray, np.nd
 _ce_grad = ce_grad  # its old, private name
 
 
-def fgsm(score_fn, x, y, eps, clip=CLIP):
+def fgsm(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, eps: float, clip: tuple[float, float] = CLIP) -> tf.Tensor:
     """Eq. 1: one step of size eps along the sign of the loss gradient, then clip."""
     return tf.clip_by_value(x + eps * tf.sign(ce_grad(score_fn, x, y)), *clip)
 
 
-def iterative(score_fn, x, y, eps, eps_iter, nb_iter, eta0, clip=CLIP):
+def iterative(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, eps: float, eps_iter: float, nb_iter: int,
+              eta0: tf.Tensor, clip: tuple[float, float] = CLIP) -> tf.Tensor:
     """BIM (Eq. 2, ``eta0 = 0``) and PGD (Eq. 4, random ``eta0``), the original's update order.
 
     Each step: ``x_adv = clip_box(x + eta + eps_iter * sign(grad))``, then
@@ -225,8 +231,9 @@ def iterative(score_fn, x, y, eps, eps_iter, nb_iter, eta0, clip=CLIP):
     return tf.clip_by_value(x + eta, lo, hi)
 
 
-def cw_l2(score_fn, x, y, const, num_classes, max_iterations, learning_rate, confidence, abort_early, clip=CLIP,
-          decide=None):
+def cw_l2(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, const: tf.Tensor, num_classes: int, max_iterations: int,
+          learning_rate: float, confidence: float, abort_early: bool, clip: tuple[float, float] = CLIP,
+          decide: ScoreFn | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """One binary-search step of Carlini & Wagner's L2 attack (Eq. 3), as cleverhans 1.0 runs it.
 
     Optimises ``w`` in tanh space with Adam: ``x' = (tanh(w + atanh(x)) + 1) / 2``
@@ -280,7 +287,7 @@ def cw_l2(score_fn, x, y, const, num_classes, max_iterations, learning_rate, con
     return best, best_l2
 
 
-def cw_search(attack_step, x, y, p):
+def cw_search(attack_step: Callable, x: np.ndarray, y: np.ndarray, p: dict) -> np.ndarray:
     """CW's binary search over the constant c (``binary_search_steps`` rounds, per image)."""
     n = len(y)
     const = np.full(n, p["initial_const"], np.float32)
@@ -300,7 +307,8 @@ def cw_search(attack_step, x, y, p):
 # --- compiled attacks for an ensemble ----------------------------------------------------------
 
 
-def compile_attack(ens, attack: str, objective: str, params: dict, clip=CLIP, clip_start: bool = True):
+def compile_attack(ens: Ensemble, attack: str, objective: str, params: dict, clip: tuple[float, float] = CLIP,
+                   clip_start: bool = True) -> Callable[..., np.ndarray]:
     """A function ``(x, y, seed) -> x_adv`` on numpy batches, traced once per batch shape.
 
     ``seed`` (an int) fixes PGD's random start for that batch, so a resumed
@@ -349,8 +357,8 @@ def compile_attack(ens, attack: str, objective: str, params: dict, clip=CLIP, cl
     return run_cw
 
 
-def generate(ens, attack: str, x, y=None, protocol: str = "paper", objective: str | None = None,
-             params: dict | None = None, dataset: str | None = None, seed: int = 0,
+def generate(ens: Ensemble, attack: str, x: ArrayLike, y: ArrayLike | None = None, protocol: str = "paper",
+             objective: str | None = None, params: dict | None = None, dataset: str | None = None, seed: int = 0,
              batch_size: int = 500) -> np.ndarray:
     """Adversarial images for ``x`` against ``ens`` (a convenience over :func:`compile_attack`).
 
@@ -373,7 +381,7 @@ def generate(ens, attack: str, x, y=None, protocol: str = "paper", objective: st
                            for i in range(0, len(x), batch_size)])
 
 
-def attack_labels(ens, x, y, protocol: str) -> np.ndarray:
+def attack_labels(ens: Ensemble, x: ArrayLike, y: ArrayLike | None, protocol: str) -> np.ndarray:
     """The labels an attack moves away from: the clean prediction (paper) or the truth (adaptive)."""
     if protocol == "paper":
         return ens_mod.predict(ens, x).astype(np.int32)

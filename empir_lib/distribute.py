@@ -21,6 +21,7 @@ single-GPU training), so each replica's share of a batch should stay large.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -50,7 +51,7 @@ def describe(strat: tf.distribute.Strategy) -> dict:
     return {"strategy": type(strat).__name__, "replicas": int(strat.num_replicas_in_sync)}
 
 
-def shard(strat: tf.distribute.Strategy, *tensors):
+def shard(strat: tf.distribute.Strategy, *tensors: tf.Tensor) -> tuple:
     """Split each tensor along its first axis, one contiguous shard per replica (inside ``tf.function``).
 
     With one replica the tensors pass through unchanged.  Shards may differ
@@ -69,13 +70,13 @@ def shard(strat: tf.distribute.Strategy, *tensors):
     return tuple(split(t) for t in tensors)
 
 
-def gather(strat: tf.distribute.Strategy, per_replica) -> np.ndarray:
+def gather(strat: tf.distribute.Strategy, per_replica: object) -> np.ndarray:
     """Concatenate per-replica results in replica order (the inverse of :func:`shard`)."""
     parts = strat.experimental_local_results(per_replica)
     return np.concatenate([np.asarray(p) for p in parts])
 
 
-def sharded(strat: tf.distribute.Strategy, fn, n_split: int):
+def sharded(strat: tf.distribute.Strategy, fn: Callable, n_split: int) -> Callable[..., np.ndarray]:
     """``fn`` as a traced function of numpy-convertible arguments that returns numpy.
 
     The first ``n_split`` arguments are split over the replicas (:func:`shard`),

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
+from numpy.typing import ArrayLike
 
 from .errors import FULL_PRECISION, EmpirError, check_bits
 
@@ -44,7 +45,7 @@ def _round_ste(x):
     return f(x)
 
 
-def quantize_k(x, bits: int):
+def quantize_k(x: ArrayLike | tf.Tensor, bits: int) -> tf.Tensor:
     """Eq. 5, left: uniform k-bit quantisation of x in [0, 1], identity gradient."""
     bits = check_bits(bits)
     if bits == FULL_PRECISION:
@@ -53,7 +54,7 @@ def quantize_k(x, bits: int):
     return _round_ste(x * n) / n
 
 
-def quantize_weights(w, bits: int):
+def quantize_weights(w: ArrayLike | tf.Tensor, bits: int) -> tf.Tensor:
     """Eq. 5, middle: DoReFa weights in [-1, 1], layer-wide max (no stop-gradient)."""
     bits = check_bits(bits, "wbits")
     if bits == FULL_PRECISION:
@@ -63,7 +64,7 @@ def quantize_weights(w, bits: int):
     return 2.0 * quantize_k(u, bits) - 1.0
 
 
-def quantize_activations(a, bits: int):
+def quantize_activations(a: ArrayLike | tf.Tensor, bits: int) -> tf.Tensor:
     """Eq. 5, right: clip to [0, 1] (zero gradient outside), then quantise."""
     bits = check_bits(bits, "abits")
     if bits == FULL_PRECISION:
@@ -96,7 +97,7 @@ class UnitNorm(keras.initializers.Initializer):
     ``distribution`` is 'truncated_normal' (convolutions) or 'normal' (dense).
     """
 
-    def __init__(self, distribution: str = "truncated_normal", seed=None):
+    def __init__(self, distribution: str = "truncated_normal", seed: int | None = None):
         self.distribution = distribution
         self.seed = seed
 
@@ -108,7 +109,7 @@ class UnitNorm(keras.initializers.Initializer):
         axes = tuple(range(len(shape) - 1))
         return w / ops.sqrt(ops.sum(ops.square(w), axis=axes, keepdims=True))
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"distribution": self.distribution, "seed": self.seed}
 
 
@@ -126,8 +127,9 @@ class QuantConv2D(keras.layers.Layer):
     as AlexNet's conv1 does.
     """
 
-    def __init__(self, filters, kernel_size, strides=1, padding="same", wbits=32, abits=32,
-                 groups=1, untied_bias=False, kernel_initializer=None, **kwargs):
+    def __init__(self, filters: int, kernel_size: int | tuple[int, int], strides: int = 1, padding: str = "same",
+                 wbits: int = FULL_PRECISION, abits: int = FULL_PRECISION, groups: int = 1, untied_bias: bool = False,
+                 kernel_initializer: keras.initializers.Initializer | None = None, **kwargs: object):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 2
@@ -139,7 +141,7 @@ class QuantConv2D(keras.layers.Layer):
         self.untied_bias = bool(untied_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer or UnitNorm())
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         cin = int(input_shape[-1])
         if cin % self.groups or self.filters % self.groups:
             raise EmpirError(f"{self.name}: {cin} input and {self.filters} output channels "
@@ -151,7 +153,7 @@ class QuantConv2D(keras.layers.Layer):
             out = self.compute_output_shape(input_shape)
             self.bias = self.add_weight(name="bias", shape=(1, *out[1:]), initializer="zeros")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         h, w = input_shape[1], input_shape[2]
         kh, kw = self.kernel_size
         s = self.strides
@@ -163,7 +165,7 @@ class QuantConv2D(keras.layers.Layer):
 
         return (input_shape[0], size(h, kh), size(w, kw), self.filters)
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         x = quantize_activations(x, self.abits)
         k = quantize_weights(self.kernel, self.wbits)
         if self.groups == 1:
@@ -177,7 +179,7 @@ class QuantConv2D(keras.layers.Layer):
             y = y + self.bias
         return y
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "wbits": self.wbits,
                 "abits": self.abits, "groups": self.groups, "untied_bias": self.untied_bias,
@@ -192,7 +194,8 @@ class QuantDense(keras.layers.Layer):
     The bias, when present, stays full precision, as in the original.
     """
 
-    def __init__(self, units, wbits=32, abits=32, use_bias=False, kernel_initializer=None, **kwargs):
+    def __init__(self, units: int, wbits: int = FULL_PRECISION, abits: int = FULL_PRECISION, use_bias: bool = False,
+                 kernel_initializer: keras.initializers.Initializer | None = None, **kwargs: object):
         super().__init__(**kwargs)
         self.units = int(units)
         self.wbits = check_bits(wbits, "wbits")
@@ -200,20 +203,20 @@ class QuantDense(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer or UnitNorm("normal"))
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.units),
                                       initializer=self.kernel_initializer)
         if self.use_bias:
             self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (*input_shape[:-1], self.units)
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tf.Tensor:
         y = tf.matmul(quantize_activations(x, self.abits), quantize_weights(self.kernel, self.wbits))
         return y + self.bias if self.use_bias else y
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units, "wbits": self.wbits, "abits": self.abits,
                 "use_bias": self.use_bias,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
