@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -28,7 +29,7 @@ from .reproduce import DATASETS
 BENCH_DIR = provenance.REPO / "benchmarks"
 
 
-def best_time(fn, repeats: int = 5) -> float:
+def best_time(fn: Callable[[], object], repeats: int = 5) -> float:
     """Best wall time in seconds of ``repeats`` calls of ``fn()`` after one warm-up (tracing) call."""
     fn()
     times = []
@@ -39,7 +40,7 @@ def best_time(fn, repeats: int = 5) -> float:
     return min(times)
 
 
-def floor_fn(ens, objective: str):
+def floor_fn(ens: ensemble.Ensemble, objective: str) -> Callable:
     """One forward + backward pass of the objective's members: the cost of one attack step, at least."""
     score_fn = attacks.score_function(ens, objective)
 
@@ -50,7 +51,8 @@ def floor_fn(ens, objective: str):
     return grad
 
 
-def attack_speed(ens, label: str, x, y, repeats: int = 3, cw_images: int = 100) -> list[dict]:
+def attack_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray, repeats: int = 3,
+                 cw_images: int = 100) -> list[dict]:
     """Images/s of our FGSM, BIM-40, PGD-40 and CW-50 beside cleverhans 4 and the floor."""
     # cleverhans is needed by the benchmarks only (installed with --no-deps, see the Makefile): import it here.
     from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2  # noqa: PLC0415
@@ -123,7 +125,7 @@ TRAINING_CONFIGS = [
 ]
 
 
-def training_speed(batches: int = 20, batch_size: int = 128, configs=None) -> list[dict]:
+def training_speed(batches: int = 20, batch_size: int = 128, configs: list | None = None) -> list[dict]:
     """Training images/s per network and precision, and the quantisers' cost against FP."""
     rows = []
     for arch, kwargs, shape, classes, precisions in configs or TRAINING_CONFIGS:
@@ -151,7 +153,7 @@ def training_speed(batches: int = 20, batch_size: int = 128, configs=None) -> li
     return rows
 
 
-def run(out_dir=None, n: int = 500, progress: bool = True, book: bool = False) -> dict:
+def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool = True, book: bool = False) -> dict:
     """All benchmarks; writes ``results.json`` and the README table in ``benchmarks/``."""
     out_dir = Path(out_dir or BENCH_DIR)
     x, y = data.load_sample("mnist", n)

@@ -35,7 +35,8 @@ def _colour(bits: int) -> str:
     return BITS_COLOURS.get(bits, "tab:gray")
 
 
-def quantizer_transfer(kind: str = "activations", bits=(1, 2, 4), lo=None, hi=None,
+def quantizer_transfer(kind: str = "activations", bits: Sequence[int] = (1, 2, 4), lo: float | None = None,
+                       hi: float | None = None,
                        n: int = 2001) -> Figure:
     """Transfer curves of the DoReFa quantisers of paper Eq. 5, one line per k.
 
@@ -73,7 +74,7 @@ def quantizer_transfer(kind: str = "activations", bits=(1, 2, 4), lo=None, hi=No
     return fig
 
 
-def forward_and_gradient(x, y, grad, bits: int) -> Figure:
+def forward_and_gradient(x: ArrayLike, y: ArrayLike, grad: ArrayLike, bits: int) -> Figure:
     """The forward pass of a quantiser beside the gradient the STE lets through.
 
     ``y`` and ``grad`` are computed by the caller (a ``tf.GradientTape`` over
@@ -93,7 +94,7 @@ def forward_and_gradient(x, y, grad, bits: int) -> Figure:
     return fig
 
 
-def weight_histograms(kernel, wbits: int, title: str = "") -> Figure:
+def weight_histograms(kernel: ArrayLike, wbits: int, title: str = "") -> Figure:
     """Histogram of a layer's full-precision weights and of the same weights after Eq. 5.
 
     The right panel is a bar per quantisation level: the k-bit rule maps the
@@ -121,7 +122,8 @@ def weight_histograms(kernel, wbits: int, title: str = "") -> Figure:
     return fig
 
 
-def quantised_images(images, bits=(FULL_PRECISION, 4, 2, 1), labels=None) -> Figure:
+def quantised_images(images: ArrayLike, bits: Sequence[int] = (FULL_PRECISION, 4, 2, 1),
+                     labels: Sequence | None = None) -> Figure:
     """Images as a low-precision member's first layer sees them (the original code,
     appendix section 2, book/appendix_original_code.ipynb).
 
@@ -224,14 +226,15 @@ def accuracy_grid(entries: dict, dataset: str, bits: Sequence[int] = (1, 2, 4), 
 # --- chapter 2: adversarial examples -------------------------------------------------------
 
 
-def _image(ax, img, **kw):
+def _image(ax: Axes, img: ArrayLike, **kw: object) -> None:
     img = np.asarray(img).squeeze()
     ax.imshow(img, cmap=kw.pop("cmap", "gray" if img.ndim == 2 else None), **kw)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def adversarial_examples(x, adversarial: dict, clean_pred, adv_pred: dict, labels=None) -> Figure:
+def adversarial_examples(x: ArrayLike, adversarial: dict, clean_pred: ArrayLike, adv_pred: dict,
+                         labels: ArrayLike | None = None) -> Figure:
     """Clean images (top row) and their adversarial versions, one row per attack.
 
     ``adversarial`` and ``adv_pred`` map an attack name to the adversarial
@@ -255,7 +258,7 @@ def adversarial_examples(x, adversarial: dict, clean_pred, adv_pred: dict, label
     return fig
 
 
-def perturbations(x, adversarial: dict) -> Figure:
+def perturbations(x: ArrayLike, adversarial: dict) -> Figure:
     """The perturbations x_adv - x, one row per attack, on a symmetric red-blue scale.
 
     Each row has its own scale, +-max|delta| of that attack, shown on its
@@ -335,7 +338,7 @@ def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | Non
 # --- chapters 4 and 5: low-precision members and ensembling (Figures 1, 3 and 4) -------------
 
 
-def precision_grid_panels(panels: dict, bits=(1, 2, 4), suptitle: str = "") -> Figure:
+def precision_grid_panels(panels: dict, bits: Sequence[int] = (1, 2, 4), suptitle: str = "") -> Figure:
     """Paper Figure 1: accuracies of the wbits x abits grid of low-precision members, one panel each.
 
     ``panels`` maps a panel title (e.g. "clean accuracy (manifest, 10,000
@@ -387,7 +390,7 @@ def accuracy_tradeoff(panels: dict, xlabel: str = "clean (unperturbed) accuracy"
     return fig
 
 
-def confusion_matrices(matrices: dict, class_names=None) -> Figure:
+def confusion_matrices(matrices: dict, class_names: Sequence[str] | None = None) -> Figure:
     """Paper Figure 3b: true label (rows) against predicted label (columns), one panel per model.
 
     ``matrices`` maps a title to a square matrix of image counts (as
@@ -412,7 +415,7 @@ def confusion_matrices(matrices: dict, class_names=None) -> Figure:
     return fig
 
 
-def along_attack_path(t, curves: dict, xlabel: str = "step along the FGSM direction, t") -> Figure:
+def along_attack_path(t: ArrayLike, curves: dict, xlabel: str = "step along the FGSM direction, t") -> Figure:
     """The loss and the gradient size of several attack objectives along one path (chapter 5).
 
     ``curves`` maps an objective's label to ``{"loss": [...], "grad": [...]}``
@@ -434,7 +437,7 @@ def along_attack_path(t, curves: dict, xlabel: str = "step along the FGSM direct
     return fig
 
 
-def member_count_panels(panels: dict, counts=(0, 1, 2, 3), notes: dict | None = None) -> Figure:
+def member_count_panels(panels: dict, counts: Sequence[int] = (0, 1, 2, 3), notes: dict | None = None) -> Figure:
     """Paper Figure 4 (a, b): accuracy against the number of FP (rows) and LP (columns) members.
 
     ``panels`` maps a panel title to ``{(n_fp, n_lp): accuracy}`` (fractions);
@@ -460,7 +463,7 @@ TABLE2_COLUMNS = ("clean", "cw", "fgsm", "bim", "pgd", "average")
 ROW_COLOURS = {"baseline": "tab:gray", "empir-paper": "tab:red", "empir-adaptive": "tab:blue"}
 
 
-def table2_bars(panels: dict, columns=TABLE2_COLUMNS) -> Figure:
+def table2_bars(panels: dict, columns: Sequence[str] = TABLE2_COLUMNS) -> Figure:
     """Table 2 as grouped bars, ours beside the paper's, one panel per dataset.
 
     ``panels`` maps a panel title to a list of series, each a dict with
@@ -553,7 +556,8 @@ def objective_bars(accuracies: dict, title: str = "", reference: float | None = 
     return fig
 
 
-def objective_paths(t, curves: dict, xlabel: str = "step along the objective's own FGSM direction, t") -> Figure:
+def objective_paths(t: ArrayLike, curves: dict, xlabel: str = "step along the objective's own FGSM direction, t"
+                    ) -> Figure:
     """Loss, gradient size and ensemble accuracy along each objective's attack path (chapter 8).
 
     ``curves`` maps an objective's label to ``{"loss", "grad", "acc"}``, one

@@ -1,32 +1,36 @@
 """Exercise checks, chapter 2: the attacks (paper section 2)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import keras
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from .. import attacks, data, metrics, zoo
 from .verdict import verdict
 
 
-def _close_pixels(got, expected, tol=1e-5) -> float:
+def _close_pixels(got: np.ndarray, expected: np.ndarray, tol: float = 1e-5) -> float:
     """Fraction of pixels that differ by more than ``tol``."""
     return float(np.mean(np.abs(got - expected) > tol))
 
 
-def fgsm_problem(n: int = 16, eps: float = 0.3):
+def fgsm_problem(n: int = 16, eps: float = 0.3) -> tuple[keras.Model, np.ndarray, np.ndarray, float]:
     """The check's setting for FGSM: the MNIST FP baseline, ``n`` sample images, true labels."""
     model = zoo.load(zoo.find("mnist"))
     x, y = data.load_sample("mnist", n)
     return model, x, y, eps
 
 
-def reference_fgsm(model, x, y, eps) -> np.ndarray:
+def reference_fgsm(model: keras.Model, x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
     """Eq. 1 as the library computes it (:func:`empir_lib.attacks.fgsm`) on the model's logits."""
     return attacks.fgsm(lambda v: model(v, training=False), tf.constant(x), tf.constant(y.astype(np.int32)),
                         eps).numpy()
 
 
-def check_fgsm(student_fn, n: int = 16, eps: float = 0.3) -> bool:
+def check_fgsm(student_fn: Callable, n: int = 16, eps: float = 0.3) -> bool:
     """Compare a student's FGSM step (Eq. 1) with :func:`empir_lib.attacks.fgsm`.
 
     ``student_fn(model, x, y, eps)`` takes a Keras model that outputs logits,
@@ -56,12 +60,12 @@ def check_fgsm(student_fn, n: int = 16, eps: float = 0.3) -> bool:
     return verdict(False, f"{_close_pixels(got, expected):.1%} of the pixels differ from Eq. 1.")
 
 
-def linf_norms(x, x_adv) -> np.ndarray:
+def linf_norms(x: ArrayLike, x_adv: ArrayLike) -> np.ndarray:
     """Per-image L-infinity norm of the perturbation, as the library's evaluation records it."""
     return metrics.perturbation_norms(np.asarray(x, np.float32), np.asarray(x_adv, np.float32))[1]
 
 
-def norm_problem(n: int = 6, seed: int = 0):
+def norm_problem(n: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Images and perturbed copies with a different perturbation size per image."""
     x, _ = data.load_sample("mnist", n)
     rng = np.random.default_rng(seed)
@@ -71,7 +75,7 @@ def norm_problem(n: int = 6, seed: int = 0):
     return x, x + delta
 
 
-def check_linf_norm(student_fn) -> bool:
+def check_linf_norm(student_fn: Callable) -> bool:
     """Check ``student_fn(x, x_adv)`` -> one L-infinity norm max|x_adv - x| per image."""
     x, xa = norm_problem()
     expected = linf_norms(x, xa)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +26,7 @@ def quantizer_inputs(bits: int, n_random: int = 2000, seed: int = 0) -> np.ndarr
     return x[np.abs(frac - 0.5) > 1e-4]
 
 
-def check_quantizer(student_fn, bits=range(1, 9)) -> bool:
+def check_quantizer(student_fn: Callable, bits: Iterable[int] = range(1, 9)) -> bool:
     """Compare a student's k-bit quantiser with Eq. 5 (left) for k = 1..8.
 
     ``student_fn(x, k)`` takes a float32 NumPy array in [0, 1] and an int and
@@ -55,7 +56,7 @@ def check_quantizer(student_fn, bits=range(1, 9)) -> bool:
                           f"on {total} inputs.")
 
 
-def check_levels(answer, bits: int, kind: str = "weights") -> bool:
+def check_levels(answer: object, bits: int, kind: str = "weights") -> bool:
     """Check the set of values a ``bits``-bit quantiser can output (any order)."""
     expected = quantize.levels(bits, kind)
     got, why = as_float_array(answer, "your levels")
@@ -74,7 +75,7 @@ def check_levels(answer, bits: int, kind: str = "weights") -> bool:
 STE_POINTS = (-0.25, 0.4, 0.9, 1.3)
 
 
-def ste_gradients(x=STE_POINTS, bits: int = 2) -> np.ndarray:
+def ste_gradients(x: Sequence[float] = STE_POINTS, bits: int = 2) -> np.ndarray:
     """d quantize_activations(a) / d a at the points ``x``, from a GradientTape."""
     a = tf.constant(np.asarray(x, dtype=np.float32))
     with tf.GradientTape() as tape:
@@ -83,7 +84,7 @@ def ste_gradients(x=STE_POINTS, bits: int = 2) -> np.ndarray:
     return np.asarray(tape.gradient(y, a), dtype=np.float64)
 
 
-def check_ste_gradients(answer, x=STE_POINTS, bits: int = 2) -> bool:
+def check_ste_gradients(answer: object, x: Sequence[float] = STE_POINTS, bits: int = 2) -> bool:
     """Check predicted gradients of the activation quantiser at the points ``x``.
 
     The truth is what TensorFlow returns through the straight-through

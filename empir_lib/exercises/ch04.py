@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import quantize
 from .verdict import verdict
@@ -24,7 +25,7 @@ def pareto_front(clean: dict, adv: dict) -> list[str]:
     return [m for m in names if not dominated(m)]
 
 
-def check_pareto(answer, clean: dict, adv: dict) -> bool:
+def check_pareto(answer: object, clean: dict, adv: dict) -> bool:
     """Check the set of undominated members (any order) for the accuracies ``clean`` and ``adv``."""
     expected = pareto_front(clean, adv)
     if isinstance(answer, str) or not hasattr(answer, "__iter__"):
@@ -47,7 +48,7 @@ def check_pareto(answer, clean: dict, adv: dict) -> bool:
     return verdict(True, f"correct: {len(expected)} points are undominated: {', '.join(expected)}.")
 
 
-def flippable_fraction(x, bits: int, eps: float) -> float:
+def flippable_fraction(x: ArrayLike, bits: int, eps: float) -> float:
     """Fraction of pixels whose ``bits``-bit quantised value some perturbation in [-eps, eps] changes.
 
     A low-precision MNIST/CIFAR member quantises its input image (the original
@@ -63,7 +64,7 @@ def flippable_fraction(x, bits: int, eps: float) -> float:
     return float(np.mean((up != here) | (down != here)))
 
 
-def check_flippable_fraction(answer, x, bits: int = 1, eps: float = 0.3) -> bool:
+def check_flippable_fraction(answer: object, x: ArrayLike, bits: int = 1, eps: float = 0.3) -> bool:
     """Check the fraction of pixels of ``x`` an eps-bounded attack can change after ``bits``-bit quantisation."""
     expected = flippable_fraction(x, bits, eps)
     try:

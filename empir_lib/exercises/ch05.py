@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from .. import ensemble
 from .verdict import as_float_array, verdict
 
 
-def reference_vote(votes, fp) -> np.ndarray:
+def reference_vote(votes: ArrayLike, fp: Sequence[bool]) -> np.ndarray:
     """Max voting with the FP-first tie-break, computed by :func:`empir_lib.ensemble.vote`.
 
     ``votes`` is an int array (members, images) of each member's class and
@@ -38,7 +40,7 @@ def vote_cases(seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
     return cases
 
 
-def check_vote(student_fn) -> bool:
+def check_vote(student_fn: Callable) -> bool:
     """Compare a student's max vote with the library's (FP-first tie-break) on many small ensembles.
 
     ``student_fn(votes, fp)`` takes an int array (members, images) of the
@@ -64,7 +66,7 @@ def check_vote(student_fn) -> bool:
                           f"images from {len(cases)} ensembles of 2 to 5 members.")
 
 
-def rule_predictions(probs, fp=(False, False, True)) -> dict:
+def rule_predictions(probs: ArrayLike, fp: Sequence[bool] = (False, False, True)) -> dict:
     """The classes the vote and the average pick for members' probabilities ``probs`` (members, images, classes)."""
     p = np.asarray(probs, dtype=np.float32)
     order = ensemble.priority(types.SimpleNamespace(fp=tuple(bool(f) for f in fp)))
@@ -73,7 +75,7 @@ def rule_predictions(probs, fp=(False, False, True)) -> dict:
     return {rule: np.asarray(ensemble.combine(logits, order, rule)["pred"]) for rule in ("vote", "average")}
 
 
-def check_rules_disagree(probs, fp=(False, False, True)) -> bool:
+def check_rules_disagree(probs: ArrayLike, fp: Sequence[bool] = (False, False, True)) -> bool:
     """Check that the members' probabilities ``probs`` (members, classes) make voting and averaging disagree."""
     try:
         p = np.asarray(probs, dtype=np.float64)
@@ -109,7 +111,7 @@ def prob_as_logits_loss_range(num_classes: int = 10) -> tuple[float, float]:
     return float(loss.min()), float(loss.max())
 
 
-def check_prob_as_logits_range(answer, num_classes: int = 10) -> bool:
+def check_prob_as_logits_range(answer: object, num_classes: int = 10) -> bool:
     """Check (smallest, largest) loss of the original's FGSM/PGD objective for ``num_classes`` classes."""
     lo, hi = prob_as_logits_loss_range(num_classes)
     got, why = as_float_array(answer, "your (smallest, largest) pair")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -9,7 +10,7 @@ from .. import overhead
 from .verdict import verdict
 
 
-def check_overheads(answer: dict, precisions, ops_per_sec: str = "proportional") -> bool:
+def check_overheads(answer: dict, precisions: Sequence[tuple[int, int]], ops_per_sec: str = "proportional") -> bool:
     """Check Eq. 6's time and storage for an ensemble given as (wbits, abits) per member."""
     expected = overhead.ensemble_overheads(precisions, ops_per_sec)
     if not isinstance(answer, dict) or set(answer) != {"time", "storage"}:
@@ -39,7 +40,7 @@ def check_overheads(answer: dict, precisions, ops_per_sec: str = "proportional")
                           "one FP model.")
 
 
-def check_pack(student_fn, bits=(1, 2, 3, 4), count: int = 1001) -> bool:
+def check_pack(student_fn: Callable, bits: Sequence[int] = (1, 2, 3, 4), count: int = 1001) -> bool:
     """Check ``student_fn(codes, k)`` -> uint8 array packing k-bit codes as :func:`overhead.pack_codes`.
 
     The layout is the library's: code i occupies bits i*k .. i*k+k-1 of the

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 
 from .. import results
 from .verdict import points_verdict, verdict
 
 
-def average_gain(dataset: str = "mnist", root=None):
+def average_gain(dataset: str = "mnist", root: str | os.PathLike | None = None) -> float | None:
     """Our EMPIR (paper protocol) average adversarial accuracy minus our baseline's, in points.
 
     Read from the Table 2 results files (``results.table2``); ``None`` while
@@ -18,7 +20,7 @@ def average_gain(dataset: str = "mnist", root=None):
     return None if hi is None or lo is None else hi - lo
 
 
-def check_average_gain(answer, dataset: str = "mnist", root=None) -> bool:
+def check_average_gain(answer: object, dataset: str = "mnist", root: str | os.PathLike | None = None) -> bool:
     """Check the gain in average adversarial accuracy (EMPIR paper protocol minus baseline), in points."""
     expected = average_gain(dataset, root)
     if expected is None:
@@ -45,7 +47,7 @@ def binomial_halfwidth(p: float, n: int) -> float:
     return 1.96 * math.sqrt(p * (1 - p) / n)
 
 
-def check_halfwidth(student_fn) -> bool:
+def check_halfwidth(student_fn: Callable) -> bool:
     """Check ``student_fn(p, n)`` -> the 95% half-width 1.96 sqrt(p (1 - p) / n), as a fraction."""
     for p, n in HALFWIDTH_CASES:
         expected = binomial_halfwidth(p, n)

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
+from numpy.typing import ArrayLike
 
 from .. import attacks, ensemble
 from .verdict import verdict
 
 
-def _stub_ensemble(k: int):
+def _stub_ensemble(k: int) -> ensemble.Ensemble:
     """An ensemble whose k "members" read their logits off a stacked (k, batch, classes) input.
 
     It lets a check run the library's own objectives (``attacks.score_function``)
@@ -26,20 +28,20 @@ def mean_prob_problem(k: int = 3, batch: int = 64, classes: int = 10, seed: int 
     return (rng.normal(0, 1, (k, batch, classes)) * rng.uniform(1, 40, (k, batch, 1))).astype(np.float32)
 
 
-def objective_scores(logits, objective: str) -> np.ndarray:
+def objective_scores(logits: ArrayLike, objective: str) -> np.ndarray:
     """The library's scores (``attacks.score_function``) for member logits (k, batch, classes)."""
     z = tf.constant(np.asarray(logits, np.float32))
     return np.asarray(attacks.score_function(_stub_ensemble(int(z.shape[0])), objective)(z), np.float64)
 
 
-def _softmax(s):
+def _softmax(s: ArrayLike) -> np.ndarray:
     s = np.asarray(s, np.float64)
     m = np.max(s, -1, keepdims=True)
     e = np.exp(s - m)
     return e / e.sum(-1, keepdims=True)
 
 
-def check_mean_prob_scores(student_fn) -> bool:
+def check_mean_prob_scores(student_fn: Callable) -> bool:
     """Check ``student_fn(z)`` -> scores whose softmax is the members' mean probability.
 
     ``z`` is a float32 NumPy array (members, batch, classes) of member
@@ -89,7 +91,7 @@ def worst_case_accuracy(correct: dict) -> float:
     return float(flags.all(0).mean())
 
 
-def check_worst_case(student_fn) -> bool:
+def check_worst_case(student_fn: Callable) -> bool:
     """Check ``student_fn(correct)`` -> worst-case accuracy over attacks, per image.
 
     ``correct`` maps an attack (objective) name to a boolean NumPy array, one

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from .. import attacks, models, overhead
 from ..settings import FULL_PRECISION
@@ -13,7 +14,7 @@ def eps_in_255ths(dataset: str = "tiny-imagenet") -> float:
     return 255 * attacks.PRESETS[dataset]["fgsm"]["eps"]
 
 
-def check_eps_in_255ths(answer, normalised: float = 0.1, std: float = 0.226) -> bool:
+def check_eps_in_255ths(answer: object, normalised: float = 0.1, std: float = 0.226) -> bool:
     """Check the original's ImageNet eps (``normalised`` units, per-channel ``std``) converted to x/255.
 
     The reference is the Tiny ImageNet preset in :mod:`empir_lib.attacks`,
@@ -62,7 +63,7 @@ def storage_cases() -> list[tuple[float, int, float]]:
     return [_STORAGE_CACHE[c] for c in STORAGE_CASES]
 
 
-def check_member_storage(student_fn) -> bool:
+def check_member_storage(student_fn: Callable) -> bool:
     """Check ``student_fn(f, k)`` -> one LP member's storage as a fraction of the same network in float32.
 
     A fraction ``f`` of the member's weights stays float32 (its FP layers,

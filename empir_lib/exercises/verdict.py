@@ -9,11 +9,12 @@ OK, NO = "\u2713", "\u2717"  # tick, cross
 
 
 def verdict(ok: bool, message: str) -> bool:
+    """Print one verdict line (a tick or a cross, then ``message``) and return ``ok``."""
     print(f"{OK if ok else NO} {message}")
     return ok
 
 
-def as_float_array(answer, what: str):
+def as_float_array(answer: object, what: str) -> tuple[np.ndarray | None, str]:
     """The answer as a 1-D float array, or a message saying why it is not one."""
     try:
         arr = np.asarray(answer, dtype=np.float64).reshape(-1)
@@ -24,7 +25,7 @@ def as_float_array(answer, what: str):
     return arr, ""
 
 
-def points_verdict(answer, expected: float, correct: str, sign_hint: str):
+def points_verdict(answer: object, expected: float, correct: str, sign_hint: str) -> tuple[float | None, bool | None]:
     """(the answer as a float, a verdict) for a difference in percentage points.
 
     The verdict is None when the answer is a number but none of the usual
