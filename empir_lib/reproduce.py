@@ -54,8 +54,9 @@ SECOND_EPS = settings.SECOND_EPS
 # The attacks from cheapest to dearest per image (1 step; PGD's 5 on Tiny ImageNet,
 # 40 elsewhere; BIM's 40; CW's 50 with its own optimiser): the order jobs run in.
 ATTACK_ORDER = ("fgsm", "pgd", "bim", "cw")
-FIG4_FP = ["mnist-fp-s1", "mnist-fp-s2", "mnist-fp-s3"]
-FIG4_LP = ["mnist-a4w2-s1", "mnist-a4w2-s2", "mnist-a4w2-s3"]
+# Figure 4's sweep: up to three FP and three a4w2 MNIST members (settings.MNIST.zoo trains them).
+FIG4_FP = [settings.member_id("mnist", settings.FULL_PRECISION, settings.FULL_PRECISION, s) for s in (1, 2, 3)]
+FIG4_LP = [settings.member_id("mnist", 2, 4, s) for s in (1, 2, 3)]
 
 
 def _job(name: str, members: list[str], attack: str, protocol: str = "paper", objective: str | None = None,

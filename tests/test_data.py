@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from empir_lib import data
+from empir_lib import data, files, imagenet
 from empir_lib.errors import EmpirError
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -95,7 +95,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        data.atomic_write(tmp_path / "out.json", broken)
+        files.atomic_write(tmp_path / "out.json", broken)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -114,10 +114,10 @@ def _fake_imagenet(root, classes=("n01", "n02", "n03"), per_class=4, size=(40, 5
 
 def test_imagenet_folder_layout_streams_labelled_batches(tmp_path):
     root = _fake_imagenet(tmp_path / "imagenet")
-    files, labels, classes = data.imagenet_files(root, "val")
+    files, labels, classes = imagenet.imagenet_files(root, "val")
     assert classes == ["n01", "n02", "n03"] and len(files) == 12
-    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # 0-based, sorted wnids (fact sheet section 8)
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in data.imagenet_dataset(root, "val", 32, batch_size=5)])
+    assert labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # 0-based, sorted wnids (appendix section 8)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in imagenet.imagenet_dataset(root, "val", 32, batch_size=5)])
     assert [len(x) for x in xs] == [5, 5, 2]
     x = np.concatenate(xs)
     assert x.shape == (12, 32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
@@ -128,28 +128,28 @@ def test_imagenet_training_augmentation_is_seeded(tmp_path):
     root = _fake_imagenet(tmp_path / "imagenet")
 
     def first(seed):
-        ds = data.imagenet_dataset(root, "train", 32, batch_size=12, shuffle=True, seed=seed, augment=True)
+        ds = imagenet.imagenet_dataset(root, "train", 32, batch_size=12, shuffle=True, seed=seed, augment=True)
         x, y = next(iter(ds))
         return x.numpy(), y.numpy()
 
     (a, ya), (b, yb), (c, _) = first(1), first(1), first(2)
     assert np.array_equal(a, b) and np.array_equal(ya, yb)
     assert not np.array_equal(a, c)
-    plain = np.concatenate([x.numpy() for x, _ in data.imagenet_dataset(root, "train", 32, batch_size=12)])
+    plain = np.concatenate([x.numpy() for x, _ in imagenet.imagenet_dataset(root, "train", 32, batch_size=12)])
     assert not any(np.array_equal(a[0], p) for p in plain)  # a random crop, not the centre crop
 
 
 def test_imagenet_layout_errors_name_the_fix(tmp_path):
     with pytest.raises(EmpirError, match="standard layout"):
-        data.imagenet_files(tmp_path, "train")
+        imagenet.imagenet_files(tmp_path, "train")
     (tmp_path / "train" / "n01").mkdir(parents=True)
     with pytest.raises(EmpirError, match="no .JPEG"):
-        data.imagenet_files(tmp_path, "train")
+        imagenet.imagenet_files(tmp_path, "train")
     os.environ.pop("EMPIR_IMAGENET_DIR", None)
     env = os.environ.pop("EMPIR_DATA_DIR", None)
     try:
         with pytest.raises(EmpirError, match="EMPIR_IMAGENET_DIR"):
-            data.imagenet_root()
+            imagenet.imagenet_root()
     finally:
         if env is not None:
             os.environ["EMPIR_DATA_DIR"] = env

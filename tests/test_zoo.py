@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from empir_lib import data, zoo
+from empir_lib import data, files, zoo
 from empir_lib.errors import EmpirError
 
 MANIFEST = zoo.read_manifest()["members"]
@@ -55,7 +55,7 @@ def test_loaded_member_reproduces_its_accuracy_on_the_sample():
 def _tiny_zoo(tmp_path, model):
     path = tmp_path / "m.keras"
     model.save(path)
-    manifest = {"members": {"m": {"file": "m.keras", "sha256": data.sha256(path), "command": "test"}}}
+    manifest = {"members": {"m": {"file": "m.keras", "sha256": files.sha256(path), "command": "test"}}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     return path
 
