@@ -291,3 +291,24 @@ def test_own_paths_gives_one_curve_per_objective(small):
     paths = landscape.own_paths(ens, {"p": ("paper", "original_attack_prob_as_logits"),
                                       "m": ("adaptive", "mean_prob")}, x, y, [0.0, 0.3])
     assert set(paths) == {"p", "m"} and all(len(c["acc"]) == 2 for c in paths.values())
+
+
+# --- four attacks (chapter 2) -------------------------------------------------------------------
+
+
+def test_describe_and_parameters_table():
+    from empir_lib.chapters import four_attacks
+    assert four_attacks.describe({"eps": 0.3, "nb_iter": 40, "other": 1}) == "ε = 0.3, iterations = 40, other = 1"
+    md = four_attacks.parameters_table()
+    assert "| mnist |" in md and "CW-L2" in md and "ε = 0.3" in md
+
+
+def test_bound_checks_and_summary(small):
+    from empir_lib.chapters import four_attacks
+    ens, x, y = small
+    far = {"fgsm": np.clip(x + 0.5, 0, 1), "cw": x}
+    lines = four_attacks.bound_checks(x, far, "mnist")
+    assert lines[0].endswith("eps = 0.3: False") and lines[1].endswith("no eps (L2 attack)")
+    md = four_attacks.summary_table(ens, x, y, {"cw": x}, "mnist")
+    cw = next(line for line in md.splitlines() if line.startswith("| CW"))
+    assert "| 0.00 | 0.000 |" in cw and "3.69%" in cw  # no change; the paper's baseline under CW

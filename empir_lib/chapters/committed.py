@@ -8,24 +8,27 @@ takes ``root`` (default: ``data/results``) so tests can point it elsewhere.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 
 from .. import attacks, plots, results, zoo
 
 DASH = plots.DASH
+Root = str | os.PathLike | None  # where the results files are; None: data/results
 
 
-def counts(ns) -> str:
+def counts(ns: Iterable[int]) -> str:
     """The image counts of a set of results files, e.g. '1,000, 10,000', or a dash when there are none."""
     return ", ".join(f"{v:,}" for v in sorted(set(ns))) or DASH
 
 
-def missing_note(dataset: str, missing, what: str | None = None) -> str:
+def missing_note(dataset: str, missing: Iterable[str], what: str | None = None) -> str:
     """One Markdown line naming the command that writes the ``missing`` files ('' when none is missing)."""
     return plots.missing_line(what or f"{dataset} results file(s)", missing, f"empir reproduce {dataset}")
 
 
-def committed(dataset: str, names, only: str, root=None) -> dict:
+def committed(dataset: str, names: Iterable[str], only: str, root: Root = None) -> dict:
     """The committed results among ``names``, as {name: results dict}.
 
     For the missing ones, prints one line naming the command that writes them
@@ -41,7 +44,7 @@ def committed(dataset: str, names, only: str, root=None) -> dict:
     return found
 
 
-def table2_missing(dataset: str, root=None) -> list[str]:
+def table2_missing(dataset: str, root: Root = None) -> list[str]:
     """The Table 2 results files (all three rows, four attacks) not yet written for ``dataset``."""
     have = set(results.names(dataset, "table2/", root))
     return [f"table2/{stem}-{a}" for stem in results.ROWS.values() for a in results.ATTACK_COLUMNS
@@ -60,7 +63,7 @@ def worst_objective(tried: dict) -> str | None:
     return min(tried, key=lambda k: (tried[k], k)) if tried else None
 
 
-def adaptive_selection(dataset: str, root=None) -> dict:
+def adaptive_selection(dataset: str, root: Root = None) -> dict:
     """The committed adaptive selection: every attack under every adaptive objective.
 
     Returns ``{"objectives": [...], "accuracy": {attack: {objective: %}},
@@ -84,7 +87,7 @@ def adaptive_selection(dataset: str, root=None) -> dict:
     return {"objectives": objectives, "accuracy": accuracy, "worst": worst, "n": sorted(ns), "missing": missing}
 
 
-def selection_table(dataset: str, root=None) -> str:
+def selection_table(dataset: str, root: Root = None) -> str:
     """The adaptive selection as Markdown: one row per attack, the worst objective in bold.
 
     A member objective's header names the member; a missing file is a dash,
@@ -109,7 +112,7 @@ def selection_table(dataset: str, root=None) -> str:
 # --- single results files shown as table rows ---------------------------------------------------
 
 
-def pgd_rows_table(dataset: str, folder: str, eps_label: str, root=None) -> str:
+def pgd_rows_table(dataset: str, folder: str, eps_label: str, root: Root = None) -> str:
     """The three Table 2 rows under PGD at a second epsilon (``<folder>/<row>-pgd``, e.g. ``eps8/``)."""
     present = set(results.names(dataset, f"{folder}/", root))
     rows, missing = [], []
@@ -132,7 +135,7 @@ def pgd_rows_table(dataset: str, folder: str, eps_label: str, root=None) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def members_attack_table(dataset: str, members, root=None) -> str:
+def members_attack_table(dataset: str, members: Iterable[str], root: Root = None) -> str:
     """Each member alone under the four attacks (``members/<member>-<attack>``), accuracy in %."""
     present = set(results.names(dataset, "members/", root))
     rows, missing = [], []
@@ -155,7 +158,7 @@ def members_attack_table(dataset: str, members, root=None) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def provenance_table(datasets, prefix: str = "table2/", root=None) -> str:
+def provenance_table(datasets: Sequence[str], prefix: str = "table2/", root: Root = None) -> str:
     """Where each results file came from: images, objective, labels, parameters, commit, date, wall time."""
     rows = []
     for ds in datasets:
@@ -174,7 +177,7 @@ def provenance_table(datasets, prefix: str = "table2/", root=None) -> str:
     return "\n\n".join([table, *missing])
 
 
-def job_hours(dataset: str, root=None) -> tuple[dict, str]:
+def job_hours(dataset: str, root: Root = None) -> tuple[dict, str]:
     """Hours of job time per results folder, from ``timing.json`` (or, before it exists, the files' own times).
 
     Returns ``({folder: (jobs, seconds)}, source)``.
@@ -193,7 +196,7 @@ def job_hours(dataset: str, root=None) -> tuple[dict, str]:
     return {k: tuple(v) for k, v in sorted(folders.items())}, source
 
 
-def timing_table(datasets, root=None) -> str:
+def timing_table(datasets: Sequence[str], root: Root = None) -> str:
     """How long ``empir reproduce`` took, per dataset and results folder, and on what hardware."""
     rows, lines = [], []
     for ds in datasets:
@@ -219,7 +222,7 @@ FIG5 = {"fgsm": ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "eps{:.1f}", "FGSM $\
         "cw": (list(range(10, 100, 10)), "iter{}", "CW iterations")}
 
 
-def strength_sweeps(dataset: str = "mnist", root=None) -> tuple[dict, list[str]]:
+def strength_sweeps(dataset: str = "mnist", root: Root = None) -> tuple[dict, list[str]]:
     """Figure 5's panels for ``plots.strength_sweeps`` from ``fig5/<row>-<attack>-<strength>``, and the missing files.
 
     A missing point is ``None`` in its series.

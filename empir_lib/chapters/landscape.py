@@ -11,29 +11,34 @@ median over the images, so a few saturated images do not dominate it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import attacks, ensemble
 
 
-def loss_and_gradient(ens, objective: str, x, labels) -> tuple[np.ndarray, np.ndarray]:
+def loss_and_gradient(ens: ensemble.Ensemble, objective: str, x: ArrayLike,
+                      labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Per-image loss (N,) and gradient flattened per image (N, pixels), as FGSM sees them."""
     loss, grad = attacks.loss_and_gradient(ens, objective, np.asarray(x, np.float32), labels)
     return loss, grad.reshape(len(loss), -1)
 
 
-def gradient_sign(ens, objective: str, x, labels) -> np.ndarray:
+def gradient_sign(ens: ensemble.Ensemble, objective: str, x: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """The objective's FGSM direction at the clean images: the sign of its gradient, in the images' shape."""
     _, grad = loss_and_gradient(ens, objective, x, labels)
     return np.sign(grad).reshape(np.shape(x)).astype(np.float32)
 
 
-def point(x, t: float, direction) -> np.ndarray:
+def point(x: ArrayLike, t: float, direction: ArrayLike) -> np.ndarray:
     """``clip(x + t * direction, 0, 1)``: the path's point at step size ``t``."""
     return np.clip(np.asarray(x) + float(t) * np.asarray(direction), 0.0, 1.0).astype(np.float32)
 
 
-def along_path(ens, objective: str, x, labels, ts, direction, y=None) -> dict:
+def along_path(ens: ensemble.Ensemble, objective: str, x: ArrayLike, labels: ArrayLike, ts: Iterable[float],
+               direction: ArrayLike, y: ArrayLike | None = None) -> dict:
     """The median loss and median L1 gradient norm at every ``t`` (and the ensemble's accuracy if ``y`` is given).
 
     Returns ``{"loss": [...], "grad": [...]}`` (plus ``"acc"``), one value per ``t``.
@@ -49,7 +54,7 @@ def along_path(ens, objective: str, x, labels, ts, direction, y=None) -> dict:
     return curve
 
 
-def own_paths(ens, objectives: dict, x, y, ts) -> dict:
+def own_paths(ens: ensemble.Ensemble, objectives: dict, x: ArrayLike, y: ArrayLike, ts: Iterable[float]) -> dict:
     """Each objective along its own FGSM direction (chapter 8).
 
     ``objectives`` maps a label to ``(protocol, objective)``; the protocol
@@ -63,7 +68,8 @@ def own_paths(ens, objectives: dict, x, y, ts) -> dict:
     return paths
 
 
-def compare_on_path(ens, objectives: dict, x, labels, ts, direction) -> tuple[dict, list[dict]]:
+def compare_on_path(ens: ensemble.Ensemble, objectives: dict, x: ArrayLike, labels: ArrayLike,
+                    ts: Iterable[float], direction: ArrayLike) -> tuple[dict, list[dict]]:
     """Two objectives along one shared path (chapter 5).
 
     Returns the curves of :func:`along_path` per objective label, and one row

@@ -8,14 +8,17 @@ sample; committed ones from the results files under ``grid/`` and ``table2/``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+import numpy as np
 
 from .. import attacks, ensemble, evaluate, plots, results, zoo
-from .committed import committed
+from .committed import Root, committed
 
 DASH = plots.DASH
 
 
-def precision(wbits, abits) -> str:
+def precision(wbits: int, abits: int) -> str:
     """'FP' for a full-precision member, else the paper's 'a4w2' naming."""
     return "FP" if (wbits, abits) == (32, 32) else f"a{abits}w{wbits}"
 
@@ -30,7 +33,7 @@ def train_command(member: str) -> str:
             f"--seed {seed} --zoo")
 
 
-def fgsm_accuracies(models: dict, x, y, dataset: str) -> dict:
+def fgsm_accuracies(models: dict, x: np.ndarray, y: np.ndarray, dataset: str) -> dict:
     """FGSM (paper preset) on each model alone: {id: evaluate.adversarial_accuracy result}."""
     return {m: evaluate.adversarial_accuracy(ensemble.make([model], names=[m]), "fgsm", x, y,
                                              dataset=dataset, progress=False)
@@ -42,16 +45,18 @@ def grid_summary(grid: dict, fp: str, live: dict, manifest: dict) -> str:
     fp_adv = live[fp]["adversarial_accuracy"]
     more_robust = [m for m in grid.values() if live[m]["adversarial_accuracy"] > fp_adv]
     less_accurate = [m for m in grid.values() if manifest[m]["test_accuracy"] < manifest[fp]["test_accuracy"]]
-    lines = [f"live FGSM: {len(more_robust)} of {len(grid)} low-precision members keep more accuracy than the FP member",
-             f"manifest:  {len(less_accurate)} of {len(grid)} low-precision members are less accurate on clean images"]
+    n = len(grid)
+    lines = [f"live FGSM: {len(more_robust)} of {n} low-precision members keep more accuracy than the FP member",
+             f"manifest:  {len(less_accurate)} of {n} low-precision members are less accurate on clean images"]
     ws = sorted({w for w, _ in grid})
     for a in sorted({a for _, a in grid}):
         row = [live[grid[(w, a)]]["adversarial_accuracy"] for w in ws]
-        lines.append(f"abits={a}: mean live FGSM accuracy over wbits {', '.join(map(str, ws))} = {sum(row) / len(row):.1%}")
+        lines.append(f"abits={a}: mean live FGSM accuracy over wbits {', '.join(map(str, ws))} "
+                     f"= {sum(row) / len(row):.1%}")
     return "\n".join(lines)
 
 
-def committed_grid(dataset: str, attack: str, root=None) -> tuple[dict, list[int]]:
+def committed_grid(dataset: str, attack: str, root: Root = None) -> tuple[dict, list[int]]:
     """The committed grid results for ``attack``: ({(wbits, abits): adversarial accuracy}, image counts)."""
     ids = {wa: zoo.find(dataset, *wa) for wa in zoo.GRID}
     found = committed(dataset, [f"grid/{m}-{attack}" for m in ids.values()], "grid/", root)
@@ -60,7 +65,7 @@ def committed_grid(dataset: str, attack: str, root=None) -> tuple[dict, list[int
     return acc, sorted({r["n"] for r in found.values()})
 
 
-def tradeoff_points(dataset: str, x, y, attack: str = "cw") -> list[dict]:
+def tradeoff_points(dataset: str, x: np.ndarray, y: np.ndarray, attack: str = "cw") -> list[dict]:
     """Clean (manifest) against live adversarial accuracy: the grid, the FP member and EMPIR (Figure 3a).
 
     EMPIR is skipped, with a printed line naming the command, while one of its members is missing.
@@ -88,7 +93,7 @@ def tradeoff_points(dataset: str, x, y, attack: str = "cw") -> list[dict]:
     return points
 
 
-def committed_points(dataset: str, attack: str = "cw", root=None) -> tuple[list[dict], list[int]]:
+def committed_points(dataset: str, attack: str = "cw", root: Root = None) -> tuple[list[dict], list[int]]:
     """Figure 3a from the committed files: the grid members, the FP baseline and EMPIR; and the image counts."""
     entries = zoo.members(dataset)
     ids = [zoo.find(dataset, w, a) for w, a in zoo.GRID]
@@ -109,7 +114,8 @@ def committed_points(dataset: str, attack: str = "cw", root=None) -> tuple[list[
     return points, sorted({r["n"] for r in [*grid.values(), *table2.values()]})
 
 
-def transfer_table(models: dict, grid: dict, fp: str, live: dict, x, y, dataset: str) -> tuple[str, list[dict]]:
+def transfer_table(models: dict, grid: dict, fp: str, live: dict, x: np.ndarray, y: np.ndarray,
+                   dataset: str) -> tuple[str, list[dict]]:
     """FGSM on each grid member itself (``live``) against FGSM crafted on the FP member and transferred.
 
     Returns the Markdown table and its rows (``stronger``: which attack left less accuracy).
@@ -129,7 +135,7 @@ def transfer_table(models: dict, grid: dict, fp: str, live: dict, x, y, dataset:
     return table, rows
 
 
-def zoo_table(members, zoo_dir=None) -> str:
+def zoo_table(members: Iterable[str], zoo_dir: zoo.ZooDir = None) -> str:
     """The members as trained: precision, seed, epochs, clean accuracy and training time, as Markdown.
 
     A member not in the zoo yet gets dashes and the command that trains it.
@@ -153,7 +159,7 @@ def zoo_table(members, zoo_dir=None) -> str:
                                 ["member", "precision", "seed", "epochs", "clean accuracy, %", "training"])
 
 
-def accuracy_gaps(datasets, zoo_dir=None) -> str:
+def accuracy_gaps(datasets: Iterable[str], zoo_dir: zoo.ZooDir = None) -> str:
     """Each EMPIR low-precision member's clean accuracy against its FP member's, per dataset, as Markdown."""
     manifest = zoo.members(zoo_dir=zoo_dir)
     rows = []
@@ -168,18 +174,17 @@ def accuracy_gaps(datasets, zoo_dir=None) -> str:
                                  "FP \u2212 LP, points"])
 
 
-def members_under_attack(ens, x, y, adversarial: dict) -> str:
+def members_under_attack(ens: ensemble.Ensemble, x: np.ndarray, y: np.ndarray, adversarial: dict,
+                         decimals: int = 0) -> str:
     """Each member's accuracy and the ensemble vote's, clean and on each set of adversarial images, in %.
 
     ``adversarial`` maps a column header to adversarial images (crafted against ``ens``).
     """
-    def acc(pred):
-        return f"{100 * float((pred == y).mean()):.0f}"
-
     columns = {"clean": x, **adversarial}
+    vote = {c: float((ensemble.predict(ens, xs) == y).mean()) for c, xs in columns.items()}
     rows = [{"model": f"{name} ({'FP' if fp else 'low precision'})",
-             **{c: acc(evaluate.predict_logits(m, xs).argmax(-1)) for c, xs in columns.items()}}
+             **{c: f"{100 * evaluate.accuracy(m, xs, y):.{decimals}f}" for c, xs in columns.items()}}
             for name, m, fp in zip(ens.names, ens.members, ens.fp)]
-    rows.append({"model": "**EMPIR vote**", **{c: acc(ensemble.predict(ens, xs)) for c, xs in columns.items()}})
-    heads = [f"{c}, % ({len(y)} images)" if c == "clean" else c for c in columns]
+    rows.append({"model": "**EMPIR vote**", **{c: f"{100 * v:.{decimals}f}" for c, v in vote.items()}})
+    heads = [f"clean accuracy, % ({len(y)} images)" if c == "clean" else c for c in columns]
     return plots.markdown_table(rows, ["model", *columns], ["", *heads])

@@ -6,17 +6,20 @@ because several figures of the chapter share the same ensembles.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import ensemble, evaluate, plots, zoo
-from .committed import committed
+from .committed import Root, committed
 
 # The paper's section 5.4 quotes two points of Figure 4 in its text (the rest is only drawn):
 # (M FP members, N LP members) -> accuracy in %.
 PAPER_FIG4 = {(0, 3): {"clean": 98.8, "fgsm": 56.9}, (3, 0): {"clean": 99.2, "fgsm": 31.0}}
 
 
-def rule_example(probs, order) -> str:
+def rule_example(probs: ArrayLike, order: ArrayLike) -> str:
     """Votes, the two rules' classes and their probabilities for a few hand-made images, as Markdown.
 
     ``probs`` has shape (members, images, classes); ``order`` is the tie-break order.
@@ -39,11 +42,11 @@ def rule_example(probs, order) -> str:
 class LiveFGSM:
     """FGSM (paper protocol) on the embedded sample, once per (members, rule); call it with member ids."""
 
-    def __init__(self, x, y, dataset: str = "mnist"):
+    def __init__(self, x: np.ndarray, y: np.ndarray, dataset: str = "mnist"):
         self.x, self.y, self.dataset = x, y, dataset
         self.models, self.results = {}, {}
 
-    def __call__(self, ids, rule: str = "vote") -> dict:
+    def __call__(self, ids: Sequence[str], rule: str = "vote") -> dict:
         key = (tuple(ids), rule)
         if key not in self.results:
             for m in ids:
@@ -55,7 +58,7 @@ class LiveFGSM:
         return self.results[key]
 
 
-def top_confusion(matrix) -> tuple[int, int, int, int, int]:
+def top_confusion(matrix: ArrayLike) -> tuple[int, int, int, int, int]:
     """(images on the diagonal, all images, true class, predicted class, count) of the most frequent confusion."""
     m = np.asarray(matrix)
     off = m - np.diag(np.diag(m))
@@ -63,7 +66,7 @@ def top_confusion(matrix) -> tuple[int, int, int, int, int]:
     return int(np.trace(m)), int(m.sum()), int(i), int(j), int(off[i, j])
 
 
-def rules_table(live: LiveFGSM, sizes: dict, dataset: str = "mnist", root=None) -> tuple[str, list[dict]]:
+def rules_table(live: LiveFGSM, sizes: dict, dataset: str = "mnist", root: Root = None) -> tuple[str, list[dict]]:
     """Vote against average for each ensemble size: live FGSM, and committed FGSM/PGD from ``rules/``.
 
     ``sizes`` maps an ensemble size to its member ids.  Returns the Markdown table and its rows.
@@ -87,7 +90,7 @@ def rules_table(live: LiveFGSM, sizes: dict, dataset: str = "mnist", root=None) 
     return table, rows
 
 
-def better_rule(rows) -> dict:
+def better_rule(rows: Iterable[dict]) -> dict:
     """Per ensemble size, the rule with the higher live FGSM accuracy (or 'neither (a tie)')."""
     out = {}
     for size in dict.fromkeys(r["size"] for r in rows):
@@ -96,7 +99,7 @@ def better_rule(rows) -> dict:
     return out
 
 
-def member_count_sweep(live: LiveFGSM, lp_ids, fp_ids, n_max: int = 3) -> dict:
+def member_count_sweep(live: LiveFGSM, lp_ids: Sequence[str], fp_ids: Sequence[str], n_max: int = 3) -> dict:
     """Figure 4: every (M FP, N LP) with M, N <= n_max and M + N >= 1, live: {(M, N): result}."""
     return {(f, n): live(list(lp_ids[:n]) + list(fp_ids[:f]))
             for f in range(n_max + 1) for n in range(n_max + 1) if f + n}
@@ -111,7 +114,7 @@ def count_panels(cells: dict, where: str) -> tuple[dict, dict]:
     return panels, notes
 
 
-def committed_counts(keys, dataset: str = "mnist", root=None) -> dict:
+def committed_counts(keys: Iterable[tuple[int, int]], dataset: str = "mnist", root: Root = None) -> dict:
     """Figure 4's committed cells (``fig4/fp<M>-lp<N>``) among ``keys``: {(M, N): results}."""
     found = committed(dataset, [f"fig4/fp{f}-lp{n}" for f, n in keys], "fig4/", root)
     return {(f, n): found[f"fig4/fp{f}-lp{n}"] for f, n in keys if f"fig4/fp{f}-lp{n}" in found}

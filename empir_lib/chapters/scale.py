@@ -24,20 +24,20 @@ BUILD = {"mnist": models.mnist_conv, "cifar10": models.cifar_conv,
 _nets = {}
 
 
-def net(name: str, wbits=32, abits=32):
+def net(name: str, wbits: int = 32, abits: int = 32) -> keras.Model:
     """The untrained network of ``name`` ('mnist', 'cifar10', 'tiny-imagenet', 'imagenet'), built once."""
     if (name, wbits, abits) not in _nets:
         _nets[name, wbits, abits] = BUILD[name](wbits, abits)
     return _nets[name, wbits, abits]
 
 
-def conv1(model) -> str:
+def conv1(model: keras.Model) -> str:
     """The first convolution in words: kernel, stride and filters."""
     layer = model.get_layer("conv1")
     return f"{layer.kernel_size[0]}\u00d7{layer.kernel_size[1]}, stride {layer.strides}, {layer.filters} filters"
 
 
-def macs(model) -> int:
+def macs(model: keras.Model) -> int:
     """Multiply-accumulates per image."""
     return sum(r["macs"] for r in overhead.layer_macs(model))
 
@@ -68,7 +68,7 @@ def settings_table() -> str:
                                 ["", "paper: AlexNet on ImageNet", "ours: AlexNet on Tiny ImageNet"])
 
 
-def train_rate(model, batch: int = 32, repeats: int = 2, dataset: str = DATASET) -> float:
+def train_rate(model: keras.Model, batch: int = 32, repeats: int = 2, dataset: str = DATASET) -> float:
     """Images per second of one Keras training step (Adam, cross-entropy) on random images."""
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -77,7 +77,7 @@ def train_rate(model, batch: int = 32, repeats: int = 2, dataset: str = DATASET)
     return batch / bench.best_time(lambda: model.train_on_batch(xb, yb), repeats)
 
 
-def width_rates(widths=(WIDTH, 2 * WIDTH), batch: int = 32) -> tuple[str, str]:
+def width_rates(widths: tuple[float, ...] = (WIDTH, 2 * WIDTH), batch: int = 32) -> tuple[str, str]:
     """Training rates of the FP and a2w2 Tiny ImageNet AlexNet at each width: a Markdown table and a summary."""
     t0 = time.perf_counter()
     rates, rows = {}, []
@@ -94,7 +94,7 @@ def width_rates(widths=(WIDTH, 2 * WIDTH), batch: int = 32) -> tuple[str, str]:
     return table, summary
 
 
-def fp_mac_share(model) -> float:
+def fp_mac_share(model: keras.Model) -> float:
     """Fraction of a member's multiply-accumulates done at 32 bits (its full-precision layers)."""
     rows = overhead.layer_macs(model)
     return sum(r["macs"] for r in rows if overhead.compute_bits(r["wbits"], r["abits"]) == 32) / sum(

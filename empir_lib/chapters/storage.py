@@ -5,6 +5,10 @@ gathers its numbers into the tables and curves the chapter shows.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+import keras
+
 from .. import overhead, plots, zoo
 from .members import precision
 
@@ -27,7 +31,7 @@ def packed_size(member: str) -> int:
     return overhead.packed_bytes(overhead.pack_model(zoo.load(member)))
 
 
-def measured_storage(fp_ids, lp_ids) -> dict:
+def measured_storage(fp_ids: Sequence[str], lp_ids: Sequence[str]) -> dict:
     """Bit-packed storage of (M FP, N LP) ensembles in units of one float32 FP member: {(M, N): ratio}."""
     size = {mid: packed_size(mid) for mid in [*fp_ids, *lp_ids]}
     unit = overhead.float_bytes(zoo.load(fp_ids[0]))
@@ -35,7 +39,7 @@ def measured_storage(fp_ids, lp_ids) -> dict:
             for m in range(len(fp_ids) + 1) for n in range(len(lp_ids) + 1) if m + n}
 
 
-def storage_reports(datasets=("mnist", "cifar10")) -> dict:
+def storage_reports(datasets: Iterable[str] = ("mnist", "cifar10")) -> dict:
     """``overhead.storage_report`` of each seed-1 member of the grid and FP, with its ``.keras`` file size."""
     entries = zoo.members()
     reports = {}
@@ -80,7 +84,7 @@ def ensembles_table(reports: dict) -> str:
         {"bytes": ",", "measured": ".4f", "eq6": ".4f"})
 
 
-def macs_table(model, name: str) -> str:
+def macs_table(model: keras.Model, name: str) -> str:
     """A member's multiply-accumulates per layer, their share and the bits they run at, as Markdown."""
     macs = overhead.layer_macs(model)
     total = sum(r["macs"] for r in macs)

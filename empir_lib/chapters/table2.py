@@ -7,8 +7,12 @@ every cell is in %, a dash where a file is missing.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import numpy as np
+
 from .. import evaluate, plots, results
-from .committed import counts, missing_note, table2_missing
+from .committed import Root, counts, missing_note, table2_missing
 
 COLUMNS = ("clean", "cw", "fgsm", "bim", "pgd", "average")
 HEADERS = ["", "clean", "CW", "FGSM", "BIM", "PGD", "average", "images (n)"]
@@ -34,7 +38,7 @@ def _with_note(dataset, table, root) -> str:
     return "\n\n".join(p for p in (f"**{dataset}** (accuracy in %)", table, note) if p)
 
 
-def comparison(dataset: str, root=None) -> str:
+def comparison(dataset: str, root: Root = None) -> str:
     """Our rows, the paper's, and the differences (chapter 7), as Markdown."""
     ours, paper = results.table2(dataset, root), results.paper_table2(dataset)
     rows = []
@@ -49,7 +53,7 @@ def comparison(dataset: str, root=None) -> str:
     return _with_note(dataset, _table(rows), root)
 
 
-def protocols(dataset: str, root=None) -> str:
+def protocols(dataset: str, root: Root = None) -> str:
     """Our three rows, the drop from the paper protocol to the adaptive one, and the objectives used (chapter 8)."""
     t = results.table2(dataset, root)
     rows = [{"": f"**{row}**", **cells(t[row]), "n": counts(t[row]["n"])} for row in results.ROWS]
@@ -62,7 +66,7 @@ def protocols(dataset: str, root=None) -> str:
     return _with_note(dataset, _table(rows), root)
 
 
-def beside_paper(dataset: str, paper_dataset: str, root=None) -> str:
+def beside_paper(dataset: str, paper_dataset: str, root: Root = None) -> str:
     """The paper's rows for ``paper_dataset`` and its gain, then ours and our gains (chapter 9)."""
     ours, paper = results.table2(dataset, root), results.paper_table2(paper_dataset)
     where = f"paper ({paper_dataset})"
@@ -79,7 +83,7 @@ def beside_paper(dataset: str, paper_dataset: str, root=None) -> str:
     return "\n\n".join(p for p in (_table(rows), note) if p)
 
 
-def bars(dataset: str, paper_dataset: str | None = None, root=None) -> list[dict]:
+def bars(dataset: str, paper_dataset: str | None = None, root: Root = None) -> list[dict]:
     """The bars of one ``plots.table2_bars`` panel: the paper's rows (hatched) and our three."""
     ours, paper = results.table2(dataset, root), results.paper_table2(paper_dataset or dataset)
     where = "" if paper_dataset is None else f" ({paper_dataset})"
@@ -99,7 +103,7 @@ def versus(difference: float) -> str:
     return f"{abs(difference):.2f} points {'above' if difference >= 0 else 'below'}"
 
 
-def gain_summary(dataset: str, paper_dataset: str | None = None, root=None) -> str:
+def gain_summary(dataset: str, paper_dataset: str | None = None, root: Root = None) -> str:
     """One sentence: EMPIR's average gain over the baseline under both protocols, beside the paper's.
 
     Until the paper-protocol averages exist, one line per attack column that is complete.
@@ -130,7 +134,7 @@ def gain_summary(dataset: str, paper_dataset: str | None = None, root=None) -> s
     return line + "."
 
 
-def surviving_share(dataset: str, root=None) -> str:
+def surviving_share(dataset: str, root: Root = None) -> str:
     """The three averages, and which share of the paper protocol's gain survives the adaptive one (chapter 8)."""
     t = results.table2(dataset, root)
     base, emp, ada = (t[r]["average"] for r in results.ROWS)
@@ -143,7 +147,7 @@ def surviving_share(dataset: str, root=None) -> str:
     return line + "."
 
 
-def gains_across(pairs, root=None) -> str:
+def gains_across(pairs: Iterable[tuple[str, str]], root: Root = None) -> str:
     """Clean and average-adversarial gains over the baseline, the paper's and ours, one row per dataset.
 
     ``pairs``: (our dataset, the paper's dataset it stands for), e.g. ``("tiny-imagenet", "imagenet")``.
@@ -165,7 +169,7 @@ def gains_across(pairs, root=None) -> str:
          "average adversarial, ours (paper protocol)", "average adversarial, ours (adaptive protocol)"])
 
 
-def bim_versus_fgsm(dataset: str, root=None) -> list[str]:
+def bim_versus_fgsm(dataset: str, root: Root = None) -> list[str]:
     """For each EMPIR row: BIM against FGSM, flagged when the iterative attack is the weaker one."""
     t, lines = results.table2(dataset, root), []
     for row in (PAPER_ROW, ADAPTIVE):
@@ -178,7 +182,8 @@ def bim_versus_fgsm(dataset: str, root=None) -> list[str]:
     return lines
 
 
-def live_check(runs, x, y, dataset: str, attacks=("fgsm", "pgd"), root=None) -> tuple[str, dict]:
+def live_check(runs: Iterable[tuple], x: np.ndarray, y: np.ndarray, dataset: str,
+               attacks: Iterable[str] = ("fgsm", "pgd"), root: Root = None) -> tuple[str, dict]:
     """Recompute a few Table 2 cells live on the sample, beside the committed files' values.
 
     ``runs``: ``(row, ensemble, protocol)`` triples, ``row`` one of ``results.ROWS``.

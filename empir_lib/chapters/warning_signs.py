@@ -12,15 +12,18 @@ The paper's own Table 2 is checked too, labelled as the paper's.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .. import results, zoo
+from .committed import Root
 
 
-def iterative_weaker(bim, fgsm) -> bool:
+def iterative_weaker(bim: float | None, fgsm: float | None) -> bool:
     """True when both are known and BIM leaves more accuracy than FGSM."""
     return bim is not None and fgsm is not None and bim > fgsm
 
 
-def warning_signs(dataset: str, root=None) -> list[str]:
+def warning_signs(dataset: str, root: Root = None) -> list[str]:
     """The red flags found in ``dataset``'s results files, one sentence each (empty when none)."""
     t, signs = results.table2(dataset, root), []
     for row in ("EMPIR, paper protocol", "EMPIR, adaptive protocol"):
@@ -43,7 +46,7 @@ def warning_signs(dataset: str, root=None) -> list[str]:
     return signs
 
 
-def report(datasets, root=None) -> str:
+def report(datasets: Iterable[str], root: Root = None) -> str:
     """The warning signs of every dataset, as indented text lines."""
     lines = []
     for ds in datasets:
