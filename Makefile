@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 
 SUDO    = $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup browser book test lab zoo samples reproduce bench clean
+.PHONY: setup browser book lint test lab zoo samples reproduce bench clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian's chromium for the browser check"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser
+# ruff (configured in pyproject.toml) over the library, tests, scripts and the notebooks.
+lint: setup
+	$(BIN)/ruff check empir_lib tests scripts benchmarks book
+
+# The lint runs first: CI (.ci/run) calls `make test`, so it checks both.
+test: setup browser lint
 	$(BIN)/python -m pytest --nbval-lax tests book
 
 lab: setup

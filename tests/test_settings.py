@@ -1,0 +1,48 @@
+"""One source for every dataset's settings: the old per-module tables are views of it, zoo ids round-trip."""
+import pytest
+
+from empir_lib import attacks, data, models, paper, reproduce, results, samples, settings, train, zoo
+from empir_lib.errors import EmpirError
+
+
+def test_the_old_tables_are_views_of_settings():
+    assert attacks.PRESETS is settings.ATTACK_PRESETS and train.RECIPES is settings.RECIPES
+    assert zoo.EMPIR_MEMBERS is settings.EMPIR_MEMBERS and zoo.REQUIRED is settings.ZOO_MEMBERS
+    assert data.INPUT_SHAPES is settings.INPUT_SHAPES and data.NUM_CLASSES is settings.NUM_CLASSES
+    assert models.ARCH_FOR_DATASET is settings.ARCH_FOR_DATASET and samples.SAMPLE_SIZES is settings.SAMPLE_SIZES
+    assert reproduce.SECOND_EPS is settings.SECOND_EPS and results.PAPER_TABLE2 is paper.TABLE2
+    for name, d in settings.DATASETS.items():
+        assert attacks.PRESETS.get(name, {}) == d.attacks and train.RECIPES[name] is d.recipe
+
+
+@pytest.mark.parametrize("wbits,abits,seed,expected", [
+    (2, 4, 1, "mnist-a4w2-s1"), (32, 32, 3, "mnist-fp-s3"), ([1, 2, 4], [4, 4, 4], 2, "mnist-a4-4-4w1-2-4-s2")])
+def test_member_ids_round_trip(wbits, abits, seed, expected):
+    assert settings.member_id("mnist", wbits, abits, seed) == expected
+    assert settings.parse_member_id(expected) == ("mnist", wbits, abits, seed)
+    assert settings.parse_member_id(f"tiny-imagenet-{expected[6:]}")[0] == "tiny-imagenet"
+
+
+@pytest.mark.parametrize("bad", ["mnist-s1", "mnist-a4w2", "a4w2", "mnist-a0w2-s1", 7])
+def test_bad_member_ids_are_refused(bad):
+    with pytest.raises(EmpirError):
+        settings.parse_member_id(bad)
+
+
+def test_which_member_is_full_precision_comes_from_its_precision():
+    assert settings.is_full_precision(32, 32) and settings.is_full_precision([32, 32], 32)
+    assert not settings.is_full_precision(32, 4) and not settings.is_full_precision([32, 2], 32)
+    for name in settings.EMPIR_MEMBERS:
+        d = settings.get(name)
+        assert d.empir_fp == f"{name}-fp-s1" and d.empir_fp not in d.empir_lp
+        assert sorted(d.empir_lp + [d.empir_fp]) == sorted(d.empir_ids)
+
+
+def test_every_dataset_has_what_the_library_reads():
+    for name, d in settings.DATASETS.items():
+        assert d.arch in models.ARCHITECTURES and d.num_classes >= 10 and len(d.input_shape) == 3
+        for w, a, s, *_ in d.zoo:
+            settings.member_id(name, w, a, s)
+        assert set(d.empir_ids) <= {settings.member_id(name, *m[:3]) for m in d.zoo}
+    with pytest.raises(EmpirError, match="unknown dataset 'svhn'"):
+        settings.get("svhn")
