@@ -1,7 +1,17 @@
 """empir_lib: ensembles of mixed-precision networks (EMPIR, ICLR 2020) in TF2 / Keras 3.
 
-Modules, one idea each: ``quantize`` (DoReFa, Eq. 5), ``models`` (MNISTconv,
-CIFARconv, AlexNet), ``data``, ``train``, ``zoo``, ``evaluate``,
-``provenance``, ``samples`` and ``cli``.
+One idea per module; imports run one way, from the bottom of this list up
+(``tests/test_imports.py`` checks it):
+
+* ``errors``, ``settings`` (every dataset's settings, zoo ids), ``paper`` (the paper's numbers),
+  ``files``, ``provenance``;
+* ``quantize`` (DoReFa, Eq. 5), ``distribute``, ``models``, ``metrics``;
+* ``data``, ``imagenet``, ``samples``, ``train``, ``zoo``;
+* ``ensemble``, ``attacks`` and the worst-case evaluation (``surrogates``, ``apgd``, ``suite``, ...);
+* ``results``, ``evaluate``, ``reproduce``;
+* ``overhead`` (Eq. 6), ``packing``, ``tables``, ``plots``, ``chapters``, ``exercises``;
+* ``bench`` and ``cli`` (the ``empir`` command).
+
+README.md, "What is where", has one line per module.
 """
 __version__ = "0.1.0"
