@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def _use_bundled_mathjax(app, config):
-    import jupyter_server_mathjax
+    # Imported when Sphinx configures the build, so that only a book build needs the package.
+    import jupyter_server_mathjax  # noqa: PLC0415
 
     static = Path(jupyter_server_mathjax.__file__).parent / "static"
     if not (static / "MathJax.js").is_file():
