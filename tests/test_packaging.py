@@ -24,3 +24,12 @@ def test_environment_yml_matches_pyproject():
 def test_console_script_points_at_cli():
     proj = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert proj["scripts"]["empir"] == "empir_lib.cli:main"
+
+
+def test_every_subpackage_is_packaged():
+    from setuptools import find_packages
+
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packaged = set(find_packages(str(REPO), include=find["include"]))
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "empir_lib").rglob("__init__.py")}
+    assert {"empir_lib", "empir_lib.exercises", "empir_lib.plots"} <= on_disk == packaged
