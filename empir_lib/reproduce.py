@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, data, ensemble, evaluate, provenance, results, settings, zoo
+from . import attacks, data, ensemble, evaluate, provenance, results, settings, worstcase, zoo
 from .errors import EmpirError, check_choice, check_positive_int
 from .files import atomic_write
 
@@ -192,7 +192,12 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
             if only and not job["name"].startswith(only):
                 continue
             t0 = time.perf_counter()
-            record, ran = run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov)
+            if "threat" in job:  # the worst-case suite (adaptive protocol, per threat model)
+                record, ran = worstcase.run_job(job, dataset, _ensemble(tuple(job["members"]), "vote"), x, y,
+                                                out_dir, partial_dir, progress, prov)
+                record = {**record, "adversarial_accuracy": record["robust_accuracy"]}
+            else:
+                record, ran = run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov)
             secs = time.perf_counter() - t0
             if ran:  # a job resumed from its partial file also spent the earlier invocations' attack time
                 secs = max(secs, record.get("timing", {}).get("wall_time_s", 0.0))
@@ -212,6 +217,8 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
         run_all([j for j in first if j["attack"] == a])
         run_all([j for j in adaptive_jobs(dataset, n, select_n, out_dir) if j["attack"] == a])
         run_all([j for j in later if j["attack"] == a])
+    # The worst-case suite last: it reports per threat model, not per attack.
+    run_all(worstcase.jobs(dataset, n, select_n))
     return log
 
 
