@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from . import attacks, data, ensemble, models, provenance, settings
 from .files import atomic_write
-from .reproduce import DATASETS
 
 BENCH_DIR = provenance.REPO / "benchmarks"
 
@@ -191,7 +190,7 @@ def book_times() -> dict:
 def end_to_end() -> dict:
     """The recorded wall times of the long jobs (their own files), gathered in one place."""
     out = {}
-    for ds in DATASETS:
+    for ds in settings.EMPIR_MEMBERS:  # the datasets empir reproduce runs
         path = provenance.REPO / "data" / "results" / ds / "timing.json"
         if path.is_file():
             t = json.loads(path.read_text())

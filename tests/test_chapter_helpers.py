@@ -146,6 +146,7 @@ def test_gain_summary_and_surviving_share(tmp_path):
     line = table2.gain_summary("mnist", root=tmp_path)
     assert "40.00 points above the baseline's" in line and "5.00 points below under the adaptive" in line
     assert "+42.56" in line  # the paper's gain, 47.48 - 4.92
+    assert line.endswith("EMPIR is above the baseline under every attack.")
     assert "-12%" in table2.surviving_share("mnist", tmp_path)  # (5 - 10) / (50 - 10)
     empty = tmp_path / "empty"
     assert "not complete yet" in table2.gain_summary("mnist", root=empty)
@@ -213,6 +214,14 @@ def test_zoo_table_and_accuracy_gaps():
     lp = zoo.EMPIR_MEMBERS["mnist"][0]
     m = zoo.members()
     assert f"{100 * (m['mnist-fp-s1']['test_accuracy'] - m[lp]['test_accuracy']):.2f}" in md
+
+
+def test_overhead_verdicts():
+    from empir_lib.chapters import scale
+    lines = scale.overhead_verdicts({"eq6_storage": 1.1, "layer_storage": 1.3, "eq6_time": 1.1, "layer_time": 1.2},
+                                    "FP AlexNet")
+    assert lines == ["storage overhead over one FP AlexNet: Eq. 6 10.0%, layer by layer 30.0% (above the paper's <25%)",
+                     "time overhead over one FP AlexNet: Eq. 6 10.0%, layer by layer 20.0% (within the paper's <25%)"]
 
 
 def test_storage_configurations_and_macs():

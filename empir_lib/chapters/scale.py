@@ -145,12 +145,12 @@ def cost_panels(costs: dict) -> dict:
                                                     for k, v in costs.items()}}
 
 
-def overhead_verdicts(cost: dict, bound: float = PAPER_OVERHEAD_BOUND) -> list[str]:
-    """Storage and time overhead over one FP model, Eq. 6 and layer by layer, against the paper's bound."""
+def overhead_verdicts(cost: dict, unit: str = "FP model", bound: float = PAPER_OVERHEAD_BOUND) -> list[str]:
+    """Storage and time overhead over one ``unit``, Eq. 6 and layer by layer, against the paper's bound."""
     lines = []
     for what in ("storage", "time"):
         eq6, layer = cost[f"eq6_{what}"] - 1, cost[f"layer_{what}"] - 1
         verdict = "within" if layer < bound else "above"
-        lines.append(f"{what} overhead over one FP model: Eq. 6 {eq6:.1%}, layer by layer {layer:.1%} "
+        lines.append(f"{what} overhead over one {unit}: Eq. 6 {eq6:.1%}, layer by layer {layer:.1%} "
                      f"({verdict} the paper's <{bound:.0%})")
     return lines

@@ -16,6 +16,8 @@ from .committed import Root, counts, missing_note, table2_missing
 
 COLUMNS = ("clean", "cw", "fgsm", "bim", "pgd", "average")
 HEADERS = ["", "clean", "CW", "FGSM", "BIM", "PGD", "average", "images (n)"]
+# How a dataset is named in a sentence or a label.
+LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "tiny-imagenet": "Tiny ImageNet", "imagenet": "ImageNet"}
 BASE, PAPER_ROW, ADAPTIVE = results.ROWS  # "baseline (FP)", "EMPIR, paper protocol", "EMPIR, adaptive protocol"
 
 
@@ -69,13 +71,14 @@ def protocols(dataset: str, root: Root = None) -> str:
 def beside_paper(dataset: str, paper_dataset: str, root: Root = None) -> str:
     """The paper's rows for ``paper_dataset`` and its gain, then ours and our gains (chapter 9)."""
     ours, paper = results.table2(dataset, root), results.paper_table2(paper_dataset)
-    where = f"paper ({paper_dataset})"
+    where = f"paper ({LABELS.get(paper_dataset, paper_dataset)})"
     rows = [{"": f"baseline (FP), *{where}*", **cells(paper["baseline"]), "n": "50,000"},
             {"": f"EMPIR, *{where}*", **cells(paper["empir"]), "n": "50,000"},
             {"": "*paper's* gain, EMPIR \u2212 baseline", **cells(gain(paper["empir"], paper["baseline"]), True),
              "n": ""}]
     for row in results.ROWS:
-        rows.append({"": f"**{row}**, ours ({dataset})", **cells(ours[row]), "n": counts(ours[row]["n"])})
+        label = f"**{row}**, ours ({LABELS.get(dataset, dataset)})"
+        rows.append({"": label, **cells(ours[row]), "n": counts(ours[row]["n"])})
         if row != BASE:
             rows.append({"": f"our gain, {row.split(', ')[1]} \u2212 baseline",
                          **cells(gain(ours[row], ours[BASE]), True), "n": ""})
@@ -86,7 +89,7 @@ def beside_paper(dataset: str, paper_dataset: str, root: Root = None) -> str:
 def bars(dataset: str, paper_dataset: str | None = None, root: Root = None) -> list[dict]:
     """The bars of one ``plots.table2_bars`` panel: the paper's rows (hatched) and our three."""
     ours, paper = results.table2(dataset, root), results.paper_table2(paper_dataset or dataset)
-    where = "" if paper_dataset is None else f" ({paper_dataset})"
+    where = "" if paper_dataset is None else f" ({LABELS.get(paper_dataset, paper_dataset)})"
     colours = plots.ROW_COLOURS
     return [
         {"label": f"baseline FP, paper{where}", "values": paper["baseline"], "colour": colours["baseline"],
@@ -112,7 +115,7 @@ def gain_summary(dataset: str, paper_dataset: str | None = None, root: Root = No
     paper = results.paper_table2(paper_dataset or dataset)
     paper_gain = paper["empir"]["average"] - paper["baseline"]["average"]
     base, emp, ada = (t[r]["average"] for r in results.ROWS)
-    on = f" on {paper_dataset}" if paper_dataset else ""
+    on = f" on {LABELS.get(paper_dataset, paper_dataset)}" if paper_dataset else ""
     if base is None or emp is None:
         lines = [f"{dataset}: the paper-protocol rows are not complete yet (empir reproduce {dataset}); "
                  f"the paper reports a gain of {paper_gain:+.2f} points{on}."]
@@ -129,9 +132,8 @@ def gain_summary(dataset: str, paper_dataset: str | None = None, root: Root = No
         line += f", and {versus(ada - base)} under the adaptive protocol"
     worse = [c.upper() for c in results.ATTACK_COLUMNS if t[PAPER_ROW][c] is not None and t[BASE][c] is not None
              and t[PAPER_ROW][c] <= t[BASE][c]]
-    if worse:
-        line += f". Under the paper protocol EMPIR is not above the baseline under {', '.join(worse)}"
-    return line + "."
+    return line + ".\n" + (f"Under the paper protocol EMPIR is not above the baseline under {', '.join(worse)}."
+                            if worse else "Under the paper protocol EMPIR is above the baseline under every attack.")
 
 
 def surviving_share(dataset: str, root: Root = None) -> str:
