@@ -321,3 +321,10 @@ def test_bound_checks_and_summary(small):
     md = four_attacks.summary_table(ens, x, y, {"cw": x}, "mnist")
     cw = next(line for line in md.splitlines() if line.startswith("| CW"))
     assert "| 0.00 | 0.000 |" in cw and "3.69%" in cw  # no change; the paper's baseline under CW
+
+
+def test_manifest_and_live(small):
+    _, x, y = small
+    md = members.manifest_and_live(["mnist-fp-s1"], x, y, "quick")
+    row = md.splitlines()[-1]
+    assert row.startswith("| mnist-fp-s1 | FP | 99.00% | 10000 |") and row.endswith(f"| {len(y)} |")

@@ -188,3 +188,18 @@ def members_under_attack(ens: ensemble.Ensemble, x: np.ndarray, y: np.ndarray, a
     rows.append({"model": "**EMPIR vote**", **{c: f"{100 * v:.{decimals}f}" for c, v in vote.items()}})
     heads = [f"clean accuracy, % ({len(y)} images)" if c == "clean" else c for c in columns]
     return plots.markdown_table(rows, ["model", *columns], ["", *heads])
+
+
+def manifest_and_live(ids: Iterable[str], x: np.ndarray, y: np.ndarray, profile: str) -> str:
+    """Each member's clean accuracy as the manifest records it (full test set) beside a live recomputation."""
+    manifest = zoo.members()
+    rows = []
+    for member in ids:
+        entry = manifest[member]
+        rows.append({"id": member, "precision": precision(entry["wbits"], entry["abits"]),
+                     "full": entry["test_accuracy"], "n_full": entry["n_test"],
+                     "live": evaluate.accuracy(zoo.load(member), x, y), "n_live": len(y)})
+    return plots.markdown_table(
+        rows, ["id", "precision", "full", "n_full", "live", "n_live"],
+        ["member", "precision", "manifest accuracy", "images", f"live accuracy ({profile})", "images"],
+        {"full": ".2%", "live": ".2%"})
