@@ -70,6 +70,8 @@ class DatasetSettings:
     sample_size: int | None = None
     second_eps: tuple | None = None
     class_names: tuple[str, ...] = ()
+    # How the zoo stores a member: a Keras file, or float16 weights (AlexNets, to fit the zoo's size budget).
+    storage: str = "keras"
 
     @property
     def empir_ids(self) -> list[str]:
@@ -137,6 +139,7 @@ TINY_IMAGENET = DatasetSettings(
     empir=((2, 2, 1), (4, 4, 1), (*FP, 1)),
     zoo=((*FP, 1), (2, 2, 1), (4, 4, 1)),
     sample_size=200,
+    storage="float16",
     second_eps=("eps4", 4 / 255, True),
 )
 
@@ -147,6 +150,7 @@ IMAGENET = DatasetSettings(
     recipe={"epochs": 90, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0,
             "augment": "crop-flip", "lr_schedule": "cosine"},
     splits=("train", "val"),
+    storage="float16",
 )
 
 DATASETS: dict[str, DatasetSettings] = {d.name: d for d in (MNIST, CIFAR10, TINY_IMAGENET, IMAGENET)}
@@ -221,5 +225,6 @@ EMPIR_MEMBERS = {n: d.empir_ids for n, d in DATASETS.items() if d.empir}
 ZOO_MEMBERS = {n: list(d.zoo) for n, d in DATASETS.items() if d.zoo}
 SAMPLE_SIZES = {n: d.sample_size for n, d in DATASETS.items() if d.sample_size}
 SECOND_EPS = {n: d.second_eps for n, d in DATASETS.items() if d.second_eps}
+FLOAT16_DATASETS = tuple(n for n, d in DATASETS.items() if d.storage == "float16")
 # The datasets of the in-memory loaders and of ``empir reproduce`` (full ImageNet streams).
 IN_MEMORY = tuple(ARCHIVES)

@@ -95,7 +95,7 @@ def load(member: str, zoo_dir: ZooDir = None) -> keras.Model:
 
 # Members of these datasets are stored as float16 weights (half the bytes of
 # float32) so that three AlexNets fit the zoo's size budget beside the others.
-FLOAT16_DATASETS = ("tiny-imagenet", "imagenet")
+FLOAT16_DATASETS = settings.FLOAT16_DATASETS
 
 
 def _save_float16(model: keras.Model, path: Path) -> None:
