@@ -112,7 +112,8 @@ def _loss_grad(fn, x, y):
         tape.watch(x)
         loss, pred = fn(x, y)
         total = tf.reduce_sum(loss)
-    return loss, pred, tape.gradient(total, x)
+    # A loss that does not depend on x (a masked model) has a zero gradient, not None.
+    return loss, pred, tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
 # State rows, all per image: the current and previous iterates and gradient,

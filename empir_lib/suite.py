@@ -55,7 +55,7 @@ KINDS = ("apgd", "pgd", "square", "cw")
 # images have 4x CIFAR-10's pixels, so the same per-pixel budget is sqrt(4) x 0.5 = 1.0.
 L2_BUDGETS = {"mnist": 2.0, "cifar10": 0.5, "tiny-imagenet": 1.0}
 SQUARE_QUERIES = 1000
-CW_SEARCH = {"binary_search_steps": 5, "max_iterations": 100, "learning_rate": 0.05, "initial_const": 1.0,
+CW_SEARCH = {"binary_search_steps": 5, "max_iterations": 100, "learning_rate": 0.1, "initial_const": 10.0,
              "confidence": 0.0, "abort_early": True, "batch_size": 100}
 NORM_SLACK = 1e-4  # relative slack on eps when re-checking a perturbation's norm (float32 rounding)
 
