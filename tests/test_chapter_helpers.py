@@ -328,3 +328,120 @@ def test_manifest_and_live(small):
     md = members.manifest_and_live(["mnist-fp-s1"], x, y, "quick")
     row = md.splitlines()[-1]
     assert row.startswith("| mnist-fp-s1 | FP | 99.00% | 10000 |") and row.endswith(f"| {len(y)} |")
+
+
+# --- the rest of each module, on small cases ----------------------------------------------------
+
+
+def test_counts_and_provenance_table(tmp_path):
+    assert committed.counts([10000, 1000, 1000]) == "1,000, 10,000" and committed.counts([]) == committed.DASH
+    write(tmp_path, "mnist", "table2/empir-paper-pgd", 0.2, n=10000, labels="clean prediction",
+          provenance={"git_commit": "abcdef123456", "hardware": {"cores": 2, "cpu": "x", "gpus": []}},
+          timing={"written": "2026-11-20T10:00:00+00:00", "wall_time_s": 3600.0})
+    md = committed.provenance_table(["mnist", "cifar10"], root=tmp_path)
+    assert "| mnist/table2/empir-paper-pgd | 10,000 | mean_prob | clean prediction |" in md
+    assert "| abcdef1 | 2026-11-20T10:00 | 3,600 |" in md
+    assert "no cifar10 table2 results yet: run `empir reproduce cifar10`" in md
+    # Without timing.json, the files' own wall times are summed.
+    folders, source = committed.job_hours("mnist", tmp_path)
+    assert folders == {"table2": (1, 3600.0)} and source.startswith("files present")
+
+
+def test_committed_grid_and_points(tmp_path, capsys):
+    a4w2 = zoo.find("mnist", 2, 4)
+    write(tmp_path, "mnist", f"grid/{a4w2}-cw", 0.6, n=1000)
+    write(tmp_path, "mnist", "table2/baseline-paper-cw", 0.05, n=10000, members=["mnist-fp-s1"])
+    acc, ns = members.committed_grid("mnist", "cw", tmp_path)
+    assert acc == {(2, 4): 0.6} and ns == [1000]
+    points, ns = members.committed_points("mnist", "cw", tmp_path)
+    assert [p["kind"] for p in points] == ["lp", "fp"] and points[0]["label"] == "a4w2" and ns == [1000, 10000]
+    assert "empir reproduce mnist --only grid/" in capsys.readouterr().out
+
+
+def test_rules_live_fgsm_tables_and_counts(small, tmp_path):
+    _, x, y = small
+    live = rules.LiveFGSM(x[:8], y[:8])
+    fp, lp = "mnist-fp-s1", "mnist-a4w2-s1"
+    assert live([fp]) is live([fp])  # run once, remembered
+    table, rows = rules.rules_table(live, {1: [fp]}, root=tmp_path)
+    assert [r["rule"] for r in rows] == list(ensemble.RULES) and "not yet run" in table
+    sweep = rules.member_count_sweep(live, [lp], [fp], n_max=1)
+    assert set(sweep) == {(0, 1), (1, 0), (1, 1)} and sweep[(1, 0)] is live([fp])
+    write(tmp_path, "mnist", "fig4/fp1-lp0", 0.4)
+    assert list(rules.committed_counts(sweep, root=tmp_path)) == [(1, 0)]
+
+
+def test_members_attacks_and_transfer(small):
+    ens, x, y = small
+    x, y = x[:8], y[:8]
+    models = {m: zoo.load(m) for m in ("mnist-fp-s1", "mnist-a4w2-s1")}
+    live = members.fgsm_accuracies(models, x, y, "mnist")
+    assert set(live) == set(models) and all(0 <= r["adversarial_accuracy"] <= 1 for r in live.values())
+    table, rows = members.transfer_table(models, {(2, 4): "mnist-a4w2-s1"}, "mnist-fp-s1", live, x, y, "mnist")
+    assert len(rows) == 1 and rows[0]["stronger"] in ("transfer", "white-box") and "| mnist-a4w2-s1 | a4w2 |" in table
+    md = members.members_under_attack(ens, x, y, {"again": x})
+    vote = next(line for line in md.splitlines() if line.startswith("| **EMPIR vote**"))
+    assert vote.split("|")[2] == vote.split("|")[3]  # the same images twice give the same accuracy
+
+
+def test_tradeoff_points_with_fgsm(small):
+    _, x, y = small
+    points = members.tradeoff_points("mnist", x[:4], y[:4], attack="fgsm")
+    assert [p["kind"] for p in points] == ["lp"] * len(zoo.GRID) + ["fp", "empir"]
+    assert all(0 <= p["adv"] <= 1 and 0 < p["clean"] <= 1 for p in points)
+
+
+def test_four_attacks_run_all(small):
+    from empir_lib.chapters import four_attacks
+    _, x, y = small
+    adversarial, seconds = four_attacks.run_all(ensemble.baseline("mnist"), x[:2], y[:2], "mnist")
+    assert list(adversarial) == list(attacks.ATTACKS) and all(s > 0 for s in seconds.values())
+    assert all(line.split(";")[0].endswith("True") for line in four_attacks.bound_checks(x[:2], adversarial, "mnist"))
+
+
+def test_scale_networks_and_costs():
+    from empir_lib import models
+    from empir_lib.chapters import scale
+    assert scale.net("mnist", 2, 4) is scale.net("mnist", 2, 4)
+    fp, lp = scale.net("mnist"), scale.net("mnist", 2, 4)
+    assert scale.conv1(fp) == "8×8, stride 2, 64 filters" and scale.macs(fp) == scale.macs(lp) > 0
+    assert scale.fp_mac_share(fp) == 1.0 and 0 <= scale.fp_mac_share(lp) < 0.01  # only the small FC layer
+    costs = scale.ensemble_costs({"m": ("mnist", [(2, 4), (32, 32)])})
+    c = costs["m"]
+    assert c["members"] == "a4w2 + FP" and c["eq6_storage"] == pytest.approx(1 + 2 / 32)
+    assert c["eq6_storage"] <= c["layer_storage"] == pytest.approx(c["packed"], abs=1e-3)
+    assert "| m | a4w2 + FP |" in scale.costs_table(costs)
+    assert scale.cost_panels(costs)["storage"]["m"]["Eq. 6"] == c["eq6_storage"]
+    assert scale.train_rate(models.mnist_conv(32, 32), batch=4, repeats=1, dataset="mnist") > 0
+
+
+def test_scale_settings_table():
+    from empir_lib.chapters import scale
+    md = scale.settings_table()
+    assert "| classes | 1000 | 200 |" in md and "| width multiplier | 1 | 0.25 |" in md
+
+
+def test_storage_measured_and_reports():
+    fp, lp = "mnist-fp-s1", "mnist-a4w2-s1"
+    measured = storage.measured_storage([fp], [lp])
+    assert set(measured) == {(1, 0), (0, 1), (1, 1)}
+    assert measured[(1, 0)] == pytest.approx(1.0, abs=1e-3)  # an FP member packs to its float32 size
+    assert measured[(0, 1)] == pytest.approx(2 / 32, abs=0.01)  # a 2-bit member to a sixteenth
+    assert measured[(1, 1)] == pytest.approx(measured[(1, 0)] + measured[(0, 1)])
+    assert storage.packed_size(lp) < storage.packed_size(fp)
+    reports = storage.storage_reports(("mnist",))
+    assert len(reports) == 1 + len(zoo.GRID) and storage.largest_layerwise_gap(reports) < 10
+    assert "| mnist-a4w2-s1 | 2 |" in storage.storage_table(reports)
+    assert "| mnist | a4w2 + a4w2 + FP |" in storage.ensembles_table(reports | storage.storage_reports(("mnist",)))
+
+
+def test_beside_paper_versus_and_live_check(small, tmp_path):
+    full_table(tmp_path, "tiny-imagenet")
+    md = table2.beside_paper("tiny-imagenet", "imagenet", tmp_path)
+    assert "baseline (FP), *paper (ImageNet)*" in md and "**EMPIR, paper protocol**, ours (Tiny ImageNet)" in md
+    assert md.count("+40.00") == 5  # our paper-protocol gain in the four attacks and the average
+    assert table2.versus(9.15) == "9.15 points above" and table2.versus(-4.75) == "4.75 points below"
+    _, x, y = small
+    md, live = table2.live_check([("baseline (FP)", ensemble.baseline("mnist"), "paper")], x[:8], y[:8], "mnist",
+                                 attacks=("fgsm",), root=tmp_path)
+    assert list(live) == [("baseline (FP)", "fgsm")] and "| baseline (FP) | FGSM | `member:0` |" in md
