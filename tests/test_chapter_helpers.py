@@ -445,3 +445,9 @@ def test_beside_paper_versus_and_live_check(small, tmp_path):
     md, live = table2.live_check([("baseline (FP)", ensemble.baseline("mnist"), "paper")], x[:8], y[:8], "mnist",
                                  attacks=("fgsm",), root=tmp_path)
     assert list(live) == [("baseline (FP)", "fgsm")] and "| baseline (FP) | FGSM | `member:0` |" in md
+
+
+def test_width_rates():
+    from empir_lib.chapters import scale
+    table, summary = scale.width_rates(widths=(0.25,), batch=2)
+    assert table.splitlines()[-1].startswith("| 0.25 |") and summary.startswith("width 0.25 costs 1.0x")
