@@ -36,7 +36,6 @@ Both work for L-infinity (sign of the gradient, clip to the box) and L2
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -89,7 +88,7 @@ def _l2(d: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.square(d), [1, 2, 3]))
 
 
-def project(x_nat: tf.Tensor, x: tf.Tensor, eps: float, norm: str, clip=CLIP) -> tf.Tensor:
+def project(x_nat: tf.Tensor, x: tf.Tensor, eps: float, norm: str, clip: tuple[float, float] = CLIP) -> tf.Tensor:
     """Project ``x`` onto the eps ball around ``x_nat`` (L-inf or L2), then into the pixel box.
 
     Clipping to the box after the ball keeps the ball: each pixel only moves towards ``x_nat``.
@@ -190,7 +189,8 @@ def _start(fn, x_nat, y, eps, norm, clip, seed):
 
 def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float, norm: str = "linf", n_iter: int = 100,
         restarts: int = 1, seed: int = 0, step: float | None = None, schedule: bool = True,
-        momentum: bool = True, segment: int = 10, clip=CLIP, batch_size: int = 500) -> Outcome:
+        momentum: bool = True, segment: int = 10, clip: tuple[float, float] = CLIP,
+        batch_size: int = 500) -> Outcome:
     """Run APGD (defaults) or fixed-step PGD (``schedule=momentum=False, step=...``) on numpy images.
 
     ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.surrogates.loss_fn`.
@@ -262,10 +262,3 @@ def _finish(st, rows, idx, out_x, broken, loss_best) -> None:
         elif not broken[i]:
             out_x[i] = xbest[j]
         loss_best[i] = lb[j] if np.isnan(loss_best[i]) else max(loss_best[i], lb[j])
-
-
-def timed(fn: Callable, *args, **kwargs) -> tuple[Outcome, float]:
-    """``run(...)`` and its wall time in seconds."""
-    t0 = time.perf_counter()
-    out = run(fn, *args, **kwargs)
-    return out, time.perf_counter() - t0

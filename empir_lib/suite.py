@@ -188,6 +188,8 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     config = {"members": list(ens.names), "rule": ens.rule, "threat": threat, "attacks": specs, "seed": seed,
               "n": len(y), "chunk": chunk}
     state = _load_state(state_path, config)
+    # Seconds spent by earlier, interrupted invocations (the stats carry them over).
+    resumed_s = sum(v["seconds"] for v in state["stats"].values()) if state else 0.0
     if state is None:
         clean = ens_mod.predict(ens, x)
         state = {"broken_by": np.where(clean == y, outcomes.ROBUST, outcomes.CLEAN).astype(np.int8),
@@ -220,7 +222,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
         _save_state(state_path, config, state)
     names = [s["name"] for s in specs]
     return {"config": config, "broken_by": state["broken_by"], "norm": state["norm"], "stats": state["stats"],
-            "counts": outcomes.counts(state["broken_by"], names)}
+            "counts": outcomes.counts(state["broken_by"], names), "resumed_s": resumed_s}
 
 
 def _bar(it, desc: str, progress: bool):

@@ -81,7 +81,8 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
         norm = res["norm"]
     path.parent.mkdir(parents=True, exist_ok=True)
     record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], norm)
-    record["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    # This invocation's time plus the attack time of earlier, interrupted ones.
+    record["wall_time_s"] = round(time.perf_counter() - t0 + res.get("resumed_s", 0.0), 1)
     written = results.write_result(path, record, dataset, prov=prov)
     if state is not None:
         state.unlink(missing_ok=True)
