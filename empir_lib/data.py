@@ -230,10 +230,12 @@ def load(name: str, split: str = "test", data_dir: DataDir = None, n: int | None
     check_choice(name, settings.IN_MEMORY, "dataset")
     split = "test" if split == "val" else split
     check_choice(split, SPLITS, "split")
+    # Every argument is checked before any data is looked for, so a bad one is named even offline.
+    if n is not None:
+        n = check_positive_int(n, "n")
     raw = _raw(name, data_dir)
     x, y = raw[f"x_{split}"], raw[f"y_{split}"]
     if n is not None:
-        n = check_positive_int(n, "n")
         x, y = x[:n], y[:n]
     return to_float(x, name), y.astype(np.int64)
 

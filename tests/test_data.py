@@ -79,7 +79,15 @@ def test_missing_data_offline_gives_one_clear_message(tmp_path, monkeypatch):
     ({"name": "mnist", "split": "validation"}, "unknown split"),
     ({"name": "mnist", "n": 0}, "n=0"),
 ])
-def test_bad_arguments(kwargs, msg):
+def test_bad_arguments(kwargs, msg, monkeypatch):
+    # Arguments are checked before any data is looked for: on a fresh offline machine
+    # (EMPIR_DATA_DIR unset, no network) a bad n must still be named, not a missing dataset.
+    monkeypatch.delenv("EMPIR_DATA_DIR", raising=False)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data.load looked for data before checking its arguments")
+
+    monkeypatch.setattr(data, "_raw", no_data)
     with pytest.raises(EmpirError, match=msg):
         data.load(**kwargs)
 
