@@ -19,10 +19,16 @@ result is checked again by the caller with :func:`empir_lib.ensemble.predict`.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import tensorflow as tf
-from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
-from art.estimators.classification import TensorFlowV2Classifier
+
+# ART announces at import that PyTorch (for certification tools we do not use) is absent.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="PyTorch not found")
+    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+    from art.estimators.classification import TensorFlowV2Classifier
 
 from . import ensemble as ens_mod
 from .errors import check_choice

@@ -123,3 +123,68 @@ def check_job_name(dataset: str, name: str) -> str:
     if name not in names:
         raise EmpirError(f"unknown suite job {name!r}; choose one of: {', '.join(names)}.")
     return name
+
+
+ROW_LABELS = {"baseline": "baseline (FP)", "empir": "EMPIR"}
+
+
+def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dict]:
+    """Robust accuracy (%) per threat model for each row, beside the old per-attack adaptive rows.
+
+    Each row: ``row``, ``clean`` and one entry per threat model (None where
+    the file is missing).  The EMPIR row also carries ``old_linf`` (the old
+    adaptive protocol's best figure among FGSM, BIM and PGD at the Table 1
+    eps, each attack with its own objective) and ``old_cw`` (the old adaptive
+    CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run.
+    """
+    base = results.results_dir(dataset, root)
+    out = []
+    for row, label in ROW_LABELS.items():
+        entry: dict = {"row": label, "clean": None}
+        for threat_name in suite.threats(dataset):
+            path = base / FOLDER / f"{row}-{threat_name}.json"
+            if path.is_file():
+                r = results.read_result(path)
+                entry[threat_name] = 100 * r["robust_accuracy"]
+                entry["clean"] = 100 * r["clean_accuracy"]
+            else:
+                entry[threat_name] = None
+        if row == "empir":
+            old = results.table2(dataset, root).get("EMPIR, adaptive protocol", {})
+            linf = [old.get(a) for a in ("fgsm", "bim", "pgd")]
+            entry["old_linf"] = None if None in linf else min(linf)
+            entry["old_cw"] = old.get("cw")
+            path = base / FOLDER / "empir-l2-min.json"
+            entry["median_l2"] = results.read_result(path)["median_l2"] if path.is_file() else None
+        out.append(entry)
+    return out
+
+
+def job_times(dataset: str, root: str | os.PathLike | None = None) -> dict:
+    """Job seconds from ``timing.json``: the suite's jobs against the old adaptive selection and rows."""
+    path = results.results_dir(dataset, root) / "timing.json"
+    steps = json.loads(path.read_text())["steps"] if path.is_file() else {}
+    old = {k: v for k, v in steps.items()
+           if k.startswith("adaptive-select/") or "empir-adaptive-" in k}
+    new = {k: v for k, v in steps.items() if k.startswith(f"{FOLDER}/")}
+    return {"suite_s": round(sum(new.values()), 1), "suite_jobs": len(new),
+            "old_adaptive_s": round(sum(old.values()), 1), "old_adaptive_jobs": len(old)}
+
+
+def diagnostics_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dict]:
+    """One row per suite file: its diagnostics' values and flags (for the chapter's table)."""
+    out = []
+    for name in sorted(results.names(dataset, f"{FOLDER}/", root)):
+        r = results.load(dataset, name, root)
+        d = r.get("diagnostics")
+        if d is None:
+            continue
+        v = d["values"]
+        out.append({"evaluation": name.split("/", 1)[1], "zero grad": f"{v.get('zero_gradient_share', 0):.1%}",
+                    "no progress": f"{v.get('no_progress_share', 0):.1%}",
+                    "Square after white-box": v.get("square_broke_after_white_box", "n/a"),
+                    "unbounded robust": f"{v.get('unbounded_robust', float('nan')):.0%}",
+                    "transfer / white-box robust": (f"{v['transfer_fp_robust']:.0%} / {v['white_box_robust']:.0%}"
+                                                    if "transfer_fp_robust" in v else "n/a"),
+                    "flags": "; ".join(d["flags"]) or "none"})
+    return out
