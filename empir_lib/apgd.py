@@ -106,7 +106,8 @@ def direction(g: tf.Tensor, norm: str) -> tf.Tensor:
     return tf.sign(g) if norm == "linf" else g / _bcast(_l2(g) + 1e-12)
 
 
-def _loss_grad(fn, x, y):
+def loss_and_gradient(fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(loss, decision, gradient of the summed loss)`` of a suite loss function at ``x``."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         loss, pred = fn(x, y)
@@ -145,7 +146,7 @@ def _trace_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
             x_old = x_adv
             z = project(x_nat, x_adv + _bcast(step) * direction(grad, norm), eps, norm, clip)
             x_new = project(x_nat, x_adv + a * (z - x_adv) + (1.0 - a) * grad2, eps, norm, clip)
-            loss, pred, g = _loss_grad(fn, x_new, y)
+            loss, pred, g = loss_and_gradient(fn, x_new, y)
             fooled = tf.not_equal(pred, y)
             x_broken = tf.where(_bcast(tf.cast(fooled & ~broken, x_new.dtype)) > 0, x_new, x_broken)
             broken = broken | fooled
@@ -183,7 +184,7 @@ def _start(fn, x_nat, y, eps, norm, clip, seed):
         t = tf.random.stateless_normal(shape, seed)
         t = t / _bcast(_l2(t) + 1e-12)
     x0 = tf.clip_by_value(x_nat + eps * t, *clip)
-    loss, pred, g = _loss_grad(fn, x0, y)
+    loss, pred, g = loss_and_gradient(fn, x0, y)
     return x0, loss, pred, g
 
 

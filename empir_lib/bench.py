@@ -22,7 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import attacks, data, ensemble, models, provenance, settings
+from . import apgd, art_bridge, attacks, data, ensemble, models, provenance, settings, surrogates
+from .errors import EmpirError
 from .files import atomic_write
 
 BENCH_DIR = provenance.REPO / "benchmarks"
@@ -124,6 +125,42 @@ TRAINING_CONFIGS = [
 ]
 
 
+def apgd_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray, eps: float = 0.1,
+               n_iter: int = 100, repeats: int = 2) -> dict:
+    """Image-steps/s of our APGD-CE (with and without compaction) beside ART's APGD-CE and the floor.
+
+    All on the same images, model and surrogate (cross-entropy of the mean
+    probability), in one run.  An image-step is one forward + backward pass
+    through every member; the floor is that pass alone, batched.  ART's
+    count is nominal (images x iterations), as it runs every iteration.
+    """
+    fn = surrogates.loss_fn(ens, "ce_mean_prob")
+    xt, yt = tf.constant(x), tf.constant(y.astype(np.int32))
+    grad = tf.function(lambda a, b: apgd.loss_and_gradient(fn, a, b)[2])
+    t_floor = best_time(lambda: [grad(xt, yt) for _ in range(5)][-1].numpy(), 2 * repeats) / 5
+    rates = {}
+    for name, segment in (("ours_no_compaction", n_iter), ("ours_compaction", 10)):
+        out = {}
+
+        def once(segment: int = segment, out: dict = out) -> None:
+            out["o"] = apgd.run(fn, x, y, eps, n_iter=n_iter, segment=segment)
+
+        t = best_time(once, repeats)
+        rates[name] = {"image_steps_per_s": round(out["o"].steps / t, 1), "images_per_s": round(len(x) / t, 2),
+                       "robust": round(float(1 - out["o"].broken.mean()), 4)}
+    t0 = time.perf_counter()
+    xa = art_bridge.apgd_ce(ens, x, y, eps, n_iter)
+    t_art = time.perf_counter() - t0
+    rates["art"] = {"image_steps_per_s": round(len(x) * n_iter / t_art, 1), "images_per_s": round(len(x) / t_art, 2),
+                    "robust": round(float(np.mean(ensemble.predict(ens, xa) == y)), 4)}
+    floor = len(x) / t_floor
+    ours = rates["ours_no_compaction"]
+    return {"model": label, "eps": eps, "n_iter": n_iter, "n": len(x), "floor_image_steps_per_s": round(floor, 1),
+            **{f"{k}_{m}": v for k, r in rates.items() for m, v in r.items()},
+            "ours_vs_art": round(ours["image_steps_per_s"] / rates["art"]["image_steps_per_s"], 2),
+            "ours_cost_vs_floor": round(floor / ours["image_steps_per_s"], 3)}
+
+
 def training_speed(batches: int = 20, batch_size: int = 128, configs: list | None = None) -> list[dict]:
     """Training images/s per network and precision, and the quantisers' cost against FP."""
     rows = []
@@ -152,17 +189,31 @@ def training_speed(batches: int = 20, batch_size: int = 128, configs: list | Non
     return rows
 
 
-def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool = True, book: bool = False) -> dict:
-    """All benchmarks; writes ``results.json`` and the README table in ``benchmarks/``."""
+PARTS = ("attacks", "apgd", "training", "end_to_end")
+
+
+def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool = True, book: bool = False,
+        only: str | None = None) -> dict:
+    """All benchmarks (or the ``only`` part, kept beside the committed others); writes ``benchmarks/``."""
     out_dir = Path(out_dir or BENCH_DIR)
+    if only is not None and only not in PARTS:
+        raise EmpirError(f"unknown benchmark part {only!r}; choose one of: {', '.join(PARTS)}.")
+    old = json.loads((out_dir / "results.json").read_text()) if (out_dir / "results.json").is_file() else {}
     x, y = data.load_sample("mnist", n)
     t0 = time.perf_counter()
-    rows = attack_speed(ensemble.baseline("mnist"), "MNIST FP baseline", x, y)
-    rows += attack_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)
-    result = {"attacks": rows, "training": training_speed(),
-              "end_to_end": {**end_to_end(), **(book_times() if book else {})},
-              "wall_time_s": round(time.perf_counter() - t0, 1),
-              "machine": provenance.hardware(), "provenance": provenance.record("empir bench")}
+    result = dict(old)
+    if only in (None, "attacks"):
+        rows = attack_speed(ensemble.baseline("mnist"), "MNIST FP baseline", x, y)
+        result["attacks"] = rows + attack_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)
+    if only in (None, "apgd"):
+        result["apgd"] = [apgd_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)]
+    if only in (None, "training"):
+        result["training"] = training_speed()
+    if only in (None, "end_to_end"):
+        result["end_to_end"] = {**end_to_end(), **(book_times() if book else {})}
+    command = "empir bench" + (f" --only {only}" if only else "") + (" --book" if book else "")
+    result.update(wall_time_s=round(time.perf_counter() - t0, 1), machine=provenance.hardware(),
+                  provenance=provenance.record(command))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "results.json",
                  lambda p: Path(p).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n"))
@@ -215,6 +266,14 @@ def readme(result: dict) -> str:
                      f"{ch if ch else 'fails: ' + (r['cleverhans_error'] or '')} | {chf or '-'} | "
                      f"{r['speedup_vs_cleverhans_eager'] or '-'} / {r['speedup_vs_cleverhans_tf_function'] or '-'} | "
                      f"{r['floor_images_per_s']} | {r['cost_vs_floor']} |")
+    lines += ["", "## APGD-CE on the worst-case suite's surrogate (one run: ours, ART 1.20.1, the floor)", "",
+              "| model | images | iterations | ours image-steps/s | ours with compaction img/s | ART image-steps/s | "
+              "floor image-steps/s | ours / ART | ours cost vs floor | robust: ours / ART |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['model']} | {r['n']} | {r['n_iter']} | {r['ours_no_compaction_image_steps_per_s']} | "
+              f"{r['ours_compaction_images_per_s']} | {r['art_image_steps_per_s']} | {r['floor_image_steps_per_s']} | "
+              f"{r['ours_vs_art']} | {r['ours_cost_vs_floor']} | {r['ours_no_compaction_robust']:.1%} / "
+              f"{r['art_robust']:.1%} |" for r in result.get("apgd", [])]
     lines += ["", "## Training (batches of 128)", "", "| network | precision | img/s | cost vs FP |",
               "| --- | --- | --- | --- |"]
     lines += [f"| {r['network']} | {r['precision']} | {r['images_per_s']} | {r['cost_vs_fp']} |"

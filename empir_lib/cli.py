@@ -5,7 +5,7 @@
     empir samples [mnist cifar10 tiny-imagenet]
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
     empir reproduce mnist|cifar10|tiny-imagenet [--n 10000] [--select-n 1000] [--only table2/]
-    empir bench [--n 500]
+    empir bench [--n 500] [--only attacks|apgd|training|end_to_end]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
 the traceback as well.
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed of attacks (vs cleverhans and the gradient floor) and training")
     b.add_argument("--n", type=int, default=500, help="MNIST sample images per attack")
     b.add_argument("--out-dir", default=None, help="default: benchmarks/")
+    b.add_argument("--only", default=None, choices=bench.PARTS, help="rerun one part, keep the others")
     b.add_argument("--book", action="store_true", help="also time the quick-profile notebooks and the HTML build")
 
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
@@ -153,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
         return 0
     if args.cmd == "bench":
-        result = bench.run(args.out_dir, args.n, book=args.book)
+        result = bench.run(args.out_dir, args.n, book=args.book, only=args.only)
         print(f"wrote benchmarks in {result['wall_time_s']:.0f} s")
         return 0
     if args.cmd == "samples":

@@ -1,5 +1,8 @@
 """The benchmark code (not its numbers: those live in benchmarks/results.json)."""
-from empir_lib import bench
+import pytest
+
+from empir_lib import bench, data, ensemble
+from empir_lib.errors import EmpirError
 
 
 def test_training_speed_rows_are_ratios_against_the_first_precision():
@@ -15,3 +18,16 @@ def test_end_to_end_gathers_the_committed_reproduce_times():
     e2e = bench.end_to_end()
     assert "empir reproduce mnist" in e2e  # data/results/mnist/timing.json is committed
     assert e2e["empir reproduce mnist"]["total_s"] > 0 and e2e["empir reproduce mnist"]["steps"] > 50
+
+
+def test_apgd_speed_row_compares_ours_with_art_and_the_floor():
+    x, y = data.load_sample("mnist", 8)
+    row = bench.apgd_speed(ensemble.empir("mnist"), "MNIST EMPIR", x, y, eps=0.1, n_iter=5, repeats=1)
+    for k in ("ours_no_compaction_image_steps_per_s", "art_image_steps_per_s", "floor_image_steps_per_s"):
+        assert row[k] > 0
+    assert row["ours_vs_art"] > 0 and row["ours_cost_vs_floor"] > 0 and row["n"] == 8
+
+
+def test_an_unknown_benchmark_part_is_refused(tmp_path):
+    with pytest.raises(EmpirError, match="benchmark part"):
+        bench.run(tmp_path, n=4, only="everything")
