@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import diagnostics, outcomes, results, settings, suite
+from . import diagnostics, outcomes, results, settings, suite, tables
 from . import ensemble as ens_mod
 from .errors import EmpirError
 
@@ -188,3 +188,53 @@ def diagnostics_rows(dataset: str, root: str | os.PathLike | None = None) -> lis
                                                     if "transfer_fp_robust" in v else "n/a"),
                     "flags": "; ".join(d["flags"]) or "none"})
     return out
+
+
+THREAT_LABELS = {"linf-table1": "L-inf, Table 1 eps", "linf-8-255": "L-inf 8/255", "linf-4-255": "L-inf 4/255",
+                 "l2": "L2"}
+
+
+def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """Markdown: robust accuracy (%) per threat model, baseline and EMPIR, beside the old adaptive rows."""
+    threats = suite.threats(dataset)
+    rows = threat_rows(dataset, root)
+    cols = ["row", "clean", *threats, "median_l2", "old_linf", "old_cw"]
+    heads = ["row", "clean"] + [f"{THREAT_LABELS[t]} ({_eps_text(th)})" for t, th in threats.items()] + [
+        "median minimal L2 (CW, first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
+    shown = []
+    for r in rows:
+        cell = {"row": r["row"], "clean": tables.percent_cell(r["clean"])}
+        cell.update({t: tables.percent_cell(r.get(t)) for t in threats})
+        med = r.get("median_l2")
+        cell["median_l2"] = tables.DASH if med is None else f"{med:.2f}"
+        cell["old_linf"] = tables.percent_cell(r.get("old_linf"))
+        cell["old_cw"] = tables.percent_cell(r.get("old_cw"))
+        shown.append(cell)
+    return tables.markdown_table(shown, cols, heads)
+
+
+def _eps_text(threat: dict) -> str:
+    eps = threat["eps"]
+    if threat["norm"] == "linf" and abs(eps * 255 - round(eps * 255)) < 1e-6:
+        return f"eps = {round(eps * 255)}/255"
+    return f"eps = {eps:.4g}"
+
+
+def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[str, dict]:
+    """``{label: per-stage counts}`` of every committed cascade (for :func:`plots.cascade_bars`)."""
+    out = {}
+    for threat_name, threat in suite.threats(dataset).items():
+        for row, label in ROW_LABELS.items():
+            path = results.results_dir(dataset, root) / FOLDER / f"{row}-{threat_name}.json"
+            if path.is_file():
+                out[f"{label}, {THREAT_LABELS[threat_name]} ({_eps_text(threat)})"] = (
+                    results.read_result(path)["broken_by"])
+    return out
+
+
+def minimal_l2(dataset: str, root: str | os.PathLike | None = None) -> np.ndarray | None:
+    """EMPIR's per-image minimal L2 from CW (0 if misclassified, inf if none found), checked; None if missing."""
+    path = results.results_dir(dataset, root) / FOLDER / "empir-l2-min.json"
+    if not path.is_file():
+        return None
+    return outcomes.load(path, results.read_result(path))["norm"]
