@@ -238,3 +238,42 @@ def minimal_l2(dataset: str, root: str | os.PathLike | None = None) -> np.ndarra
     if not path.is_file():
         return None
     return outcomes.load(path, results.read_result(path))["norm"]
+
+
+def suite_table(ens: ens_mod.Ensemble, threat: dict) -> str:
+    """Markdown: the suite's attacks for ``ens`` under ``threat``, in cascade order, with their settings."""
+    rows = []
+    for i, s in enumerate(suite.attack_suite(ens, threat), start=1):
+        if s["kind"] in ("apgd", "pgd"):
+            what = f"`{s['loss']}`, {s['n_iter']} iterations, up to {s['restarts']} restart(s)"
+            if s["kind"] == "pgd":
+                what += f", step {s['step_frac']} x eps"
+        elif s["kind"] == "square":
+            what = f"{s['queries']} queries, gradient-free"
+        else:
+            what = (f"{s['binary_search_steps']} binary-search steps x {s['max_iterations']} Adam steps, "
+                    f"c from {s['initial_const']}, margin on the mean logits")
+        rows.append({"stage": i, "attack": s["name"], "kind": s["kind"], "settings": what})
+    return tables.markdown_table(rows, ["stage", "attack", "kind", "settings"])
+
+
+def stage_table(cascade_or_record: dict) -> str:
+    """Markdown: per stage of a cascade, the images it attacked and broke, its seconds and image-steps."""
+    stats = cascade_or_record["stats"]
+    specs = cascade_or_record.get("attacks") or cascade_or_record["config"]["attacks"]
+    order = [a["name"] for a in specs if a["name"] in stats]  # cascade order (a JSON file sorts its keys)
+    rows = [{"stage": name, "attacked": stats[name]["attacked"], "broke": stats[name]["broken"],
+             "seconds": f"{stats[name]['seconds']:.1f}", "steps": stats[name].get("image_steps", "")}
+            for name in order]
+    return tables.markdown_table(rows, ["stage", "attacked", "broke", "seconds", "steps"],
+                                 ["stage", "images attacked", "images broken", "seconds", "image-steps"])
+
+
+def diagnostics_table(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """Markdown: :func:`diagnostics_rows` for ``dataset`` (a dash line when no suite file exists yet)."""
+    rows = diagnostics_rows(dataset, root)
+    if not rows:
+        return tables.missing_line("suite results", [f"{dataset}/{FOLDER}/empir-linf-table1"],
+                                   f"empir reproduce {dataset} --only {FOLDER}/")
+    cols = list(rows[0])
+    return tables.markdown_table(rows, cols)
