@@ -3,7 +3,7 @@
 Each job runs the suite (:mod:`empir_lib.suite`) on one ensemble under one
 threat model and writes ``data/results/<dataset>/suite/<row>-<threat>.json``
 with the per-image outcomes beside it (``.npz``, :mod:`empir_lib.outcomes`)
-and the diagnostics (:mod:`empir_lib.diagnostics`).  ``<row>-l2-min`` holds
+and the diagnostics (:mod:`empir_lib.diagnostics`).  ``<row>-min-l2`` holds
 CW-L2's minimal L2 on the first ``select_n`` images.  An interrupted job
 resumes from its last finished chunk (``runs/suite/``).
 """
@@ -24,7 +24,11 @@ FOLDER = "suite"
 
 
 def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
-    """One job per (row, threat model), EMPIR and the FP baseline, plus EMPIR's minimal-L2 run."""
+    """One job per (row, threat model), EMPIR and the FP baseline, plus EMPIR's minimal-L2 run.
+
+    The minimal-L2 job is named ``empir-min-l2`` so that ``--only suite/empir-l2``
+    selects the L2 threat model alone.
+    """
     s = settings.get(dataset)
     rows = {"empir": s.empir_ids, "baseline": [s.empir_fp]}
     out = []
@@ -32,7 +36,7 @@ def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
         for row, members in rows.items():
             out.append({"name": f"{FOLDER}/{row}-{threat_name}", "members": members, "threat": threat_name,
                         "kind": "cascade", "n": n})
-    out.append({"name": f"{FOLDER}/empir-l2-min", "members": rows["empir"], "threat": "l2", "kind": "min_l2",
+    out.append({"name": f"{FOLDER}/empir-min-l2", "members": rows["empir"], "threat": "l2", "kind": "min_l2",
                 "n": select_n})
     return out
 
@@ -154,7 +158,7 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
             linf = [old.get(a) for a in ("fgsm", "bim", "pgd")]
             entry["old_linf"] = None if None in linf else min(linf)
             entry["old_cw"] = old.get("cw")
-            path = base / FOLDER / "empir-l2-min.json"
+            path = base / FOLDER / "empir-min-l2.json"
             entry["median_l2"] = results.read_result(path)["median_l2"] if path.is_file() else None
         out.append(entry)
     return out
@@ -234,7 +238,7 @@ def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[
 
 def minimal_l2(dataset: str, root: str | os.PathLike | None = None) -> np.ndarray | None:
     """EMPIR's per-image minimal L2 from CW (0 if misclassified, inf if none found), checked; None if missing."""
-    path = results.results_dir(dataset, root) / FOLDER / "empir-l2-min.json"
+    path = results.results_dir(dataset, root) / FOLDER / "empir-min-l2.json"
     if not path.is_file():
         return None
     return outcomes.load(path, results.read_result(path))["norm"]
