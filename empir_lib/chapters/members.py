@@ -7,12 +7,11 @@ sample; committed ones from the results files under ``grid/`` and ``table2/``.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import numpy as np
 
-from .. import attacks, ensemble, evaluate, plots, results, zoo
+from .. import attacks, ensemble, evaluate, plots, results, settings, zoo
 from .committed import Root, committed
 
 DASH = plots.DASH
@@ -20,17 +19,17 @@ DASH = plots.DASH
 
 def precision(wbits: int, abits: int) -> str:
     """'FP' for a full-precision member, else the paper's 'a4w2' naming."""
-    return "FP" if (wbits, abits) == (32, 32) else f"a{abits}w{wbits}"
+    return "FP" if settings.is_full_precision(wbits, abits) else f"a{abits}w{wbits}"
 
 
 def train_command(member: str) -> str:
     """The command that trains a zoo member and adds it to the zoo, e.g. for 'tiny-imagenet-a2w2-s1'."""
-    m = re.fullmatch(r"(.+)-(?:fp|a(\d+)w(\d+))-s(\d+)", member)
-    if not m:
-        raise ValueError(f"{member!r} is not a zoo id like 'mnist-a4w2-s1' or 'mnist-fp-s1'")
-    dataset, abits, wbits, seed = m.groups()
-    return (f"empir train --dataset {dataset} --wbits {wbits or 32} --abits {abits or 32} "
-            f"--seed {seed} --zoo")
+    dataset, wbits, abits, seed = settings.parse_member_id(member)  # an EmpirError (a ValueError) if not an id
+
+    def bits(b: int | list[int]) -> str:
+        return ",".join(map(str, b)) if isinstance(b, list) else str(b)
+
+    return f"empir train --dataset {dataset} --wbits {bits(wbits)} --abits {bits(abits)} --seed {seed} --zoo"
 
 
 def fgsm_accuracies(models: dict, x: np.ndarray, y: np.ndarray, dataset: str) -> dict:
@@ -72,11 +71,12 @@ def tradeoff_points(dataset: str, x: np.ndarray, y: np.ndarray, attack: str = "c
     """
     entries = zoo.members(dataset)
     points = []
-    for w, a in [*zoo.GRID, (32, 32)]:
+    for w, a in [*zoo.GRID, (settings.FULL_PRECISION, settings.FULL_PRECISION)]:
         mid = zoo.find(dataset, w, a)
         r = evaluate.adversarial_accuracy(ensemble.from_zoo([mid]), attack, x, y, dataset=dataset, progress=False)
         points.append({"label": precision(w, a), "clean": entries[mid]["test_accuracy"],
-                       "adv": r["adversarial_accuracy"], "kind": "fp" if w == 32 else "lp", "id": mid})
+                       "adv": r["adversarial_accuracy"], "kind": "fp" if settings.is_full_precision(w, a) else "lp",
+                       "id": mid})
     missing = [m for m in zoo.EMPIR_MEMBERS[dataset] if m not in entries]
     if missing:
         print(f"{dataset}: EMPIR point skipped, the zoo lacks {', '.join(missing)} "
@@ -164,8 +164,8 @@ def accuracy_gaps(datasets: Iterable[str], zoo_dir: zoo.ZooDir = None) -> str:
     manifest = zoo.members(zoo_dir=zoo_dir)
     rows = []
     for ds in datasets:
-        fp = next(m for m in zoo.EMPIR_MEMBERS[ds] if "-fp-" in m)
-        for lp in (m for m in zoo.EMPIR_MEMBERS[ds] if m != fp):
+        fp = settings.get(ds).empir_fp
+        for lp in settings.get(ds).empir_lp:
             acc = {m: 100 * manifest[m]["test_accuracy"] if m in manifest else None for m in (lp, fp)}
             rows.append({"ds": ds, "member": lp, "lp": plots.percent_cell(acc[lp]), "fp": plots.percent_cell(acc[fp]),
                          "gap": plots.percent_cell(None if None in acc.values() else acc[fp] - acc[lp])})

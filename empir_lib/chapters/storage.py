@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 import keras
 
 from .. import overhead, plots, zoo
+from ..settings import FULL_PRECISION
 from .members import precision
 
 
@@ -44,7 +45,7 @@ def storage_reports(datasets: Iterable[str] = ("mnist", "cifar10")) -> dict:
     entries = zoo.members()
     reports = {}
     for ds in datasets:
-        for w, a in [(32, 32), *zoo.GRID]:
+        for w, a in [(FULL_PRECISION, FULL_PRECISION), *zoo.GRID]:
             mid = zoo.find(ds, w, a)
             reports[mid] = overhead.storage_report(zoo.load(mid), mid)
             reports[mid]["file_bytes"] = entries[mid]["size_bytes"]

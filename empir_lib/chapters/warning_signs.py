@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .. import results, zoo
+from .. import results, settings
 from .committed import Root
 
 
@@ -33,7 +33,8 @@ def warning_signs(dataset: str, root: Root = None) -> list[str]:
     p = results.paper_table2(dataset)["empir"]
     if iterative_weaker(p["bim"], p["fgsm"]):
         signs.append(f"*paper*, EMPIR: BIM {p['bim']:.2f} > FGSM {p['fgsm']:.2f} (iterative weaker than one step)")
-    fp = next(i for i, m in enumerate(zoo.EMPIR_MEMBERS[dataset]) if "-fp-" in m)
+    ds = settings.get(dataset)
+    fp = ds.empir_ids.index(ds.empir_fp)  # the FP member's index in the EMPIR configuration
     present = set(results.names(dataset, "adaptive-select/", root))
     for att in ("fgsm", "pgd"):
         name = f"adaptive-select/{att}-member{fp}"
