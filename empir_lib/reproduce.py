@@ -123,7 +123,7 @@ def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[di
             tried[r["objective"]] = r["adversarial_accuracy"]
         if not tried:
             continue
-        worst = min(tried, key=lambda k: (tried[k], k))
+        worst = results.worst_objective(tried)
         job = _job(f"table2/empir-adaptive-{a}", empir, a, "adaptive", worst, n=n)
         job["extra"] = {"selected_from": tried, "selection_n": r["n"]}
         jobs.append(job)

@@ -72,6 +72,20 @@ def paper_table2(dataset: str) -> dict:
     return paper.TABLE2[dataset]
 
 
+def worst_objective(tried: dict[str, float]) -> str:
+    """The adaptive protocol's choice: the objective that left the lowest accuracy, ties to the first name.
+
+    ``tried`` maps each objective tried on the selection images to the
+    accuracy it left.  :func:`empir_lib.reproduce.adaptive_jobs` runs this
+    objective on the whole test set for the adaptive Table 2 row, and the
+    chapters show the same choice in bold.
+    """
+    if not tried:
+        raise EmpirError("no adaptive objective was tried, so there is none to select; "
+                         "run the selection first (empir reproduce DATASET --only adaptive-select/).")
+    return min(tried, key=lambda k: (tried[k], k))
+
+
 def require(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict:
     """Like :func:`load`, with a message that says which command produces the file."""
     try:

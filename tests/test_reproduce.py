@@ -47,6 +47,22 @@ def test_adaptive_jobs_pick_the_worst_objective(tmp_path):
     assert jobs[0]["extra"]["selected_from"] == {"mean_prob": 0.30, "member:0": 0.10, "mean_logits": 0.20}
 
 
+def test_adaptive_jobs_break_ties_by_name_like_the_chapters(tmp_path):
+    """A tie goes to the first name in sorted order: results.worst_objective, the rule the chapters show."""
+    from empir_lib import evaluate, results
+    from empir_lib.chapters import committed
+    sel = tmp_path / "adaptive-select"
+    sel.mkdir()
+    tried = {"mean_prob": 0.10, "mean_logits": 0.10, "temperature": 0.30}
+    for obj, acc in tried.items():
+        result = {"members": zoo.EMPIR_MEMBERS["mnist"], "rule": "vote", "attack": "fgsm", "protocol": "adaptive",
+                  "objective": obj, "params": {}, "n": 1000, "clean_accuracy": 0.99, "adversarial_accuracy": acc,
+                  "seed": 0, "batch_size": 500, "wall_time_s": 1.0}
+        evaluate.write_result(sel / f"fgsm-{obj}.json", result, "mnist")
+    [job] = reproduce.adaptive_jobs("mnist", 10000, 1000, tmp_path)
+    assert job["objective"] == "mean_logits" == results.worst_objective(tried) == committed.worst_objective(tried)
+
+
 def test_small_real_run_writes_results_and_keeps_them(tmp_path, data_dir, capsys):
     out = tmp_path / "res"
     log = reproduce.reproduce("mnist", n=20, select_n=10, out_dir=out, partial_dir=tmp_path / "p",

@@ -54,13 +54,9 @@ def table2_missing(dataset: str, root: Root = None) -> list[str]:
 # --- the adaptive selection (chapters 8 and 9) --------------------------------------------------
 
 
-def worst_objective(tried: dict) -> str | None:
-    """The objective with the lowest accuracy; ties go to the first name in sorted order.
-
-    The same rule as ``empir_lib.reproduce.adaptive_jobs``, which runs the
-    selected objective on the whole test set for the adaptive Table 2 row.
-    """
-    return min(tried, key=lambda k: (tried[k], k)) if tried else None
+def worst_objective(tried: dict[str, float]) -> str | None:
+    """:func:`empir_lib.results.worst_objective`, the rule `empir reproduce` selects by; None if none was tried."""
+    return results.worst_objective(tried) if tried else None
 
 
 def adaptive_selection(dataset: str, root: Root = None) -> dict:
