@@ -25,19 +25,9 @@ import tensorflow as tf
 from . import apgd, art_bridge, attacks, data, ensemble, models, provenance, settings, surrogates
 from .errors import EmpirError
 from .files import atomic_write
+from .timing import best_time  # re-exported: bench.best_time
 
 BENCH_DIR = provenance.REPO / "benchmarks"
-
-
-def best_time(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Best wall time in seconds of ``repeats`` calls of ``fn()`` after one warm-up (tracing) call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def floor_fn(ens: ensemble.Ensemble, objective: str) -> Callable:
@@ -114,14 +104,15 @@ def attack_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarra
     return rows
 
 
+FP = (settings.FULL_PRECISION, settings.FULL_PRECISION)
 # (network, build kwargs, input shape, classes, precisions as (wbits, abits)); the first is the FP baseline.
 TRAINING_CONFIGS = [
-    ("mnist_conv", {}, (28, 28, 1), 10, ((32, 32), (2, 4), (4, 2), (1, 1))),
-    ("cifar_conv", {}, (32, 32, 3), 10, ((32, 32), (2, 4), (4, 2), (1, 1))),
+    ("mnist_conv", {}, (28, 28, 1), 10, (FP, (2, 4), (4, 2), (1, 1))),
+    ("cifar_conv", {}, (32, 32, 3), 10, (FP, (2, 4), (4, 2), (1, 1))),
     # Tiny ImageNet's AlexNet at the recipe's quarter width and at half width:
     # the measurement behind the width chosen in settings.TINY_IMAGENET.recipe.
-    ("alexnet_tiny", {"width": 0.25}, (64, 64, 3), 200, ((32, 32), (2, 2), (4, 4))),
-    ("alexnet_tiny", {"width": 0.5}, (64, 64, 3), 200, ((32, 32), (2, 2), (4, 4))),
+    ("alexnet_tiny", {"width": 0.25}, (64, 64, 3), 200, (FP, (2, 2), (4, 4))),
+    ("alexnet_tiny", {"width": 0.5}, (64, 64, 3), 200, (FP, (2, 2), (4, 4))),
 ]
 
 

@@ -10,8 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from empir_lib import attacks, bench, ensemble, results, zoo
+from empir_lib import attacks, bench, ensemble, results, settings, timing, zoo
 from empir_lib.chapters import committed, landscape, members, rules, storage, table2, warning_signs
+from empir_lib.errors import EmpirError
 
 
 def write(root, dataset, name, acc, clean=0.9, n=100, objective="mean_prob", **extra):
@@ -58,6 +59,13 @@ def test_worst_objective_uses_reproduces_tie_break():
     assert committed.worst_objective({"mean_prob": 0.0, "mean_logits": 0.0, "temperature": 1.0}) == "mean_logits"
     assert committed.worst_objective({"b": 2.0, "a": 3.0}) == "b"
     assert committed.worst_objective({}) is None
+
+
+def test_worst_objective_is_the_cores_rule():
+    tried = {"mean_prob": 0.2, "member:2": 0.1, "member:0": 0.1}
+    assert results.worst_objective(tried) == committed.worst_objective(tried) == "member:0"
+    with pytest.raises(EmpirError, match="no adaptive objective was tried"):
+        results.worst_objective({})
 
 
 def test_selection_table_bolds_the_worst_objective_and_notes_missing(tmp_path):
@@ -194,6 +202,10 @@ def test_precision_and_train_command():
     assert "--wbits 32 --abits 32 --seed 3" in members.train_command("mnist-fp-s3")
     with pytest.raises(ValueError):
         members.train_command("mnist")
+    # Ids are read by settings.parse_member_id: per-layer precisions come back as the CLI's lists.
+    per_layer = settings.member_id("mnist", [2, 4, 4, 2], 4, 1)
+    assert "--wbits 2,4,4,2 --abits 4 --seed 1" in members.train_command(per_layer)
+    assert members.precision(settings.FULL_PRECISION, settings.FULL_PRECISION) == "FP"
 
 
 def test_grid_summary():
@@ -214,6 +226,9 @@ def test_zoo_table_and_accuracy_gaps():
     lp = zoo.EMPIR_MEMBERS["mnist"][0]
     m = zoo.members()
     assert f"{100 * (m['mnist-fp-s1']['test_accuracy'] - m[lp]['test_accuracy']):.2f}" in md
+    # One row per low-precision member (settings' empir_lp), each against the FP member (empir_fp).
+    md = members.accuracy_gaps(["cifar10"])
+    assert all(f"| {lp} |" in md for lp in settings.get("cifar10").empir_lp) and "| cifar10-fp-s1 |" not in md
 
 
 def test_overhead_verdicts():
@@ -245,7 +260,7 @@ def test_rules_example_top_confusion_and_better_rule():
     assert notes["FGSM accuracy, live"][(0, 3)] == "paper 56.9"
 
 
-# --- bench.best_time ----------------------------------------------------------------------------
+# --- timing.best_time (re-exported by bench) ----------------------------------------------------
 
 
 def test_best_time_is_the_minimum_after_a_warm_up():
@@ -255,8 +270,26 @@ def test_best_time_is_the_minimum_after_a_warm_up():
         calls.append(1)
         time.sleep(0.05 if len(calls) == 1 else 0.001)  # the warm-up call is slow and must not count
 
-    t = bench.best_time(fn, repeats=3)
+    t = timing.best_time(fn, repeats=3)
     assert len(calls) == 4 and t < 0.04
+    assert bench.best_time is timing.best_time
+
+
+def test_chapters_6_and_9_do_not_load_art():
+    """What the first cells of chapters 6 and 9 import never reaches bench or art_bridge (parsed, not imported)."""
+    from test_imports import import_graph
+    graph, _ = import_graph()
+    first_cells = {"", "data", "ensemble", "exercises", "overhead", "plots", "quantize", "timing", "zoo",
+                   "chapters", "chapters.storage", "chapters.committed", "chapters.members", "chapters.scale",
+                   "chapters.table2"}
+    seen, todo = set(), list(first_cells)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m])
+    assert not {"bench", "art_bridge"} & seen
+    assert graph["timing"] == set()
 
 
 # --- landscape (real members, a few images) -----------------------------------------------------

@@ -10,7 +10,9 @@ import time
 import keras
 import numpy as np
 
-from .. import attacks, bench, data, models, overhead, plots, train
+from .. import attacks, data, models, overhead, plots, train
+from ..settings import FULL_PRECISION
+from ..timing import best_time
 from .members import precision
 
 DATASET = "tiny-imagenet"
@@ -24,7 +26,7 @@ BUILD = {"mnist": models.mnist_conv, "cifar10": models.cifar_conv,
 _nets = {}
 
 
-def net(name: str, wbits: int = 32, abits: int = 32) -> keras.Model:
+def net(name: str, wbits: int = FULL_PRECISION, abits: int = FULL_PRECISION) -> keras.Model:
     """The untrained network of ``name`` ('mnist', 'cifar10', 'tiny-imagenet', 'imagenet'), built once."""
     if (name, wbits, abits) not in _nets:
         _nets[name, wbits, abits] = BUILD[name](wbits, abits)
@@ -74,7 +76,7 @@ def train_rate(model: keras.Model, batch: int = 32, repeats: int = 2, dataset: s
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     xb = np.random.default_rng(0).uniform(size=(batch, *data.INPUT_SHAPES[dataset])).astype(np.float32)
     yb = np.arange(batch) % data.NUM_CLASSES[dataset]
-    return batch / bench.best_time(lambda: model.train_on_batch(xb, yb), repeats)
+    return batch / best_time(lambda: model.train_on_batch(xb, yb), repeats)
 
 
 def width_rates(widths: tuple[float, ...] = (WIDTH, 2 * WIDTH), batch: int = 32) -> tuple[str, str]:
@@ -82,22 +84,23 @@ def width_rates(widths: tuple[float, ...] = (WIDTH, 2 * WIDTH), batch: int = 32)
     t0 = time.perf_counter()
     rates, rows = {}, []
     for width in widths:
-        for wbits, abits in ((32, 32), (2, 2)):
+        for wbits, abits in ((FULL_PRECISION, FULL_PRECISION), (2, 2)):
             rates[width, wbits] = train_rate(models.alexnet_tiny(wbits, abits, width=width), batch)
-        rows.append({"width": width, "fp": f"{rates[width, 32]:.0f}", "lp": f"{rates[width, 2]:.0f}",
-                     "ratio": f"{rates[width, 32] / rates[width, 2]:.2f}"})
+        fp, lp = rates[width, FULL_PRECISION], rates[width, 2]
+        rows.append({"width": width, "fp": f"{fp:.0f}", "lp": f"{lp:.0f}", "ratio": f"{fp / lp:.2f}"})
     table = plots.markdown_table(rows, ["width", "fp", "lp", "ratio"],
                                  ["width", "FP, images/s", "a2w2, images/s", "a2w2 step time / FP step time"])
     a, b = widths[0], widths[-1]
-    summary = (f"width {b} costs {rates[a, 32] / rates[b, 32]:.1f}x the time of width {a} per FP step "
+    slower = rates[a, FULL_PRECISION] / rates[b, FULL_PRECISION]
+    summary = (f"width {b} costs {slower:.1f}x the time of width {a} per FP step "
                f"(measured in {time.perf_counter() - t0:.0f} s, batches of {batch})")
     return table, summary
 
 
 def fp_mac_share(model: keras.Model) -> float:
-    """Fraction of a member's multiply-accumulates done at 32 bits (its full-precision layers)."""
+    """Fraction of a member's multiply-accumulates done at full precision (32 bits: its FP layers)."""
     rows = overhead.layer_macs(model)
-    return sum(r["macs"] for r in rows if overhead.compute_bits(r["wbits"], r["abits"]) == 32) / sum(
+    return sum(r["macs"] for r in rows if overhead.compute_bits(r["wbits"], r["abits"]) == FULL_PRECISION) / sum(
         r["macs"] for r in rows)
 
 
