@@ -281,3 +281,18 @@ def diagnostics_table(dataset: str, root: str | os.PathLike | None = None) -> st
                                    f"empir reproduce {dataset} --only {FOLDER}/")
     cols = list(rows[0])
     return tables.markdown_table(rows, cols)
+
+
+def gain_lines(dataset: str, root: str | os.PathLike | None = None) -> list[str]:
+    """One sentence per threat model: EMPIR's robust accuracy against its FP member's, from the suite files."""
+    rows = {r["row"]: r for r in threat_rows(dataset, root)}
+    base, empir = rows[ROW_LABELS["baseline"]], rows[ROW_LABELS["empir"]]
+    out = []
+    for t, threat in suite.threats(dataset).items():
+        b, e = base.get(t), empir.get(t)
+        label = f"{dataset}, {THREAT_LABELS[t]} ({_eps_text(threat)})"
+        if b is None or e is None:
+            out.append(f"{label}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)")
+        else:
+            out.append(f"{label}: EMPIR {e:.2f}% robust, its FP member alone {b:.2f}% ({e - b:+.2f} points)")
+    return out

@@ -1,0 +1,86 @@
+"""The suite's results files read back: tables, per-image files, gains and times, on a synthetic results tree."""
+import json
+
+import numpy as np
+import pytest
+
+from empir_lib import outcomes, results, suite, worstcase
+from empir_lib.errors import EmpirError
+
+NAMES = ["apgd-ce", "apgd-dlr", "square"]
+
+
+def _write(root, dataset, name, broken_by, norm, extra=None):
+    path = root / dataset / "suite" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    broken_by = np.asarray(broken_by, np.int8)
+    n = len(broken_by)
+    record = {"n": n, "attacks": [{"name": a} for a in NAMES], "broken_by": outcomes.counts(broken_by, NAMES),
+              "clean_accuracy": float(np.mean(broken_by != 0)), "robust_accuracy": float(np.mean(broken_by == -1)),
+              "stats": {a: {"attacked": n, "broken": int(np.sum(broken_by == i + 1)), "seconds": 1.0,
+                            "image_steps": 10} for i, a in enumerate(NAMES)},
+              "per_image": outcomes.save(path.with_suffix(".npz"), broken_by, norm), **(extra or {})}
+    results.write_result(path, record, dataset, command="test")
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path):
+    diag = {"diagnostics": {"values": {"zero_gradient_share": 0.0, "no_progress_share": 0.0,
+                                       "square_broke_after_white_box": 0, "unbounded_robust": 0.0},
+                            "flags": [], "suspicious": False}}
+    _write(tmp_path, "mnist", "empir-linf-table1", [-1, 1, 1, 2, 0, -1, 1, 1, 1, 3], np.full(10, 0.3), diag)
+    _write(tmp_path, "mnist", "baseline-linf-table1", [1] * 9 + [0], np.full(10, 0.3), diag)
+    _write(tmp_path, "mnist", "empir-min-l2", [1, 1, 1, -1, 0], np.array([1.0, 2.0, 3.0, np.inf, 0.0]),
+           {"median_l2": 2.0})
+    (tmp_path / "mnist" / "timing.json").write_text(json.dumps({"steps": {
+        "suite/empir-linf-table1": 10.0, "adaptive-select/pgd-mean_prob": 30.0, "table2/empir-adaptive-pgd": 20.0,
+        "table2/empir-paper-pgd": 5.0}}))
+    return tmp_path
+
+
+def test_threat_rows_and_table(tree):
+    rows = {r["row"]: r for r in worstcase.threat_rows("mnist", tree)}
+    assert rows["EMPIR"]["linf-table1"] == pytest.approx(20.0)
+    assert rows["EMPIR"]["clean"] == pytest.approx(90.0)
+    assert rows["baseline (FP)"]["linf-table1"] == 0.0
+    assert rows["EMPIR"]["l2"] is None and rows["EMPIR"]["median_l2"] == 2.0
+    text = worstcase.threat_table("mnist", tree)
+    assert "| EMPIR | 90.00 | 20.00 | \u2014 | 2.00 |" in text
+    assert "eps = 0.3" in text
+
+
+def test_gains_counts_curves_diagnostics_and_times(tree):
+    lines = worstcase.gain_lines("mnist", tree)
+    assert lines[0].endswith("EMPIR 20.00% robust, its FP member alone 0.00% (+20.00 points)")
+    assert "\u2014" in lines[1]  # no L2 files yet: the command that writes them is named
+    counts = worstcase.cascade_counts("mnist", tree)
+    assert counts["EMPIR, L-inf, Table 1 eps (eps = 0.3)"] == {"clean": 1, "apgd-ce": 5, "apgd-dlr": 1,
+                                                               "square": 1, "robust": 2}
+    d = worstcase.minimal_l2("mnist", tree)
+    assert d.tolist() == [1.0, 2.0, 3.0, np.inf, 0.0]
+    assert worstcase.minimal_l2("cifar10", tree) is None
+    assert "none" in worstcase.diagnostics_table("mnist", tree)
+    assert "not produced yet" in worstcase.diagnostics_table("cifar10", tree)
+    times = worstcase.job_times("mnist", tree)
+    assert times == {"suite_s": 10.0, "suite_jobs": 1, "old_adaptive_s": 50.0, "old_adaptive_jobs": 2}
+
+
+def test_stage_table_keeps_the_cascade_order(tree):
+    record, _ = worstcase.load("mnist", "empir-linf-table1", tree)
+    text = worstcase.stage_table(record)
+    assert text.index("apgd-ce") < text.index("apgd-dlr") < text.index("square")
+
+
+def test_a_tampered_per_image_file_is_refused(tree):
+    path = tree / "mnist" / "suite" / "empir-linf-table1.npz"
+    outcomes.save(path, np.full(10, -1, np.int8), np.zeros(10))
+    with pytest.raises(EmpirError, match="sha256"):
+        worstcase.load("mnist", "empir-linf-table1", tree)
+
+
+def test_unknown_suite_job_names_are_refused():
+    assert worstcase.check_job_name("mnist", "suite/empir-l2") == "suite/empir-l2"
+    with pytest.raises(EmpirError, match="unknown suite job"):
+        worstcase.check_job_name("mnist", "suite/empir-linf-8-255")  # 8/255 is CIFAR-10's
+    assert "linf-8-255" not in suite.threats("mnist")
