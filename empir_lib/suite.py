@@ -74,6 +74,11 @@ def threats(dataset: str) -> dict[str, dict]:
     return out
 
 
+def threat(dataset: str, name: str) -> dict:
+    """One of :func:`threats` by name, or one sentence naming the threat models ``dataset`` has."""
+    return threats(dataset)[check_choice(name, tuple(threats(dataset)), f"threat model for {dataset}")]
+
+
 def check_threat(threat: dict) -> dict:
     """A threat model ``{'norm': 'linf'|'l2', 'eps': float}``, checked (eps in [0, 1] for L-inf)."""
     if not isinstance(threat, dict) or set(threat) - {"norm", "eps", "name"} or not {"norm", "eps"} <= set(threat):

@@ -43,7 +43,7 @@ def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
 
 def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int) -> dict:
     """What a job's results file must record for it to count as done (compared on rerun)."""
-    threat = suite.threats(dataset)[job["threat"]]
+    threat = suite.threat(dataset, job["threat"])
     attack = suite.attack_suite(ens, threat) if job["kind"] == "cascade" else [{"name": "cw-l2", "kind": "cw",
                                                                                  **suite.CW_SEARCH}]
     return {"members": list(job["members"]), "rule": ens.rule, "threat": {"name": job["threat"], **threat},
@@ -70,7 +70,7 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     if job["kind"] == "cascade":
         state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"
         res = suite.cascade(ens, xs, ys, cfg["threat"] | {}, cfg["attacks"], state_path=state, progress=progress)
-        diag = diagnostics.run(ens, xs, ys, suite.threats(dataset)[job["threat"]], res)
+        diag = diagnostics.run(ens, xs, ys, suite.threat(dataset, job["threat"]), res)
         record = _summary(cfg, res["broken_by"], res["counts"], res["stats"], ys, ens)
         record["diagnostics"] = diag
         norm = res["norm"]

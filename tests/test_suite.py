@@ -140,6 +140,8 @@ def test_bad_suites_and_surrogates_are_refused(mnist):
         surrogates.loss_fn(ens, "ce_member:7")
     with pytest.raises(EmpirError, match="threat models"):
         suite.threats("imagenet")
+    with pytest.raises(EmpirError, match="threat model for mnist"):
+        suite.threat("mnist", "linf-8-255")
 
 
 def test_per_image_file_must_match_its_json(tmp_path):
