@@ -6,14 +6,14 @@ STAMP   = $(VENV)/.installed
 
 SUDO    = $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup browser book lint test lab zoo samples reproduce bench clean
+.PHONY: setup browser book lint test lab assignments zoo samples reproduce bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[book,test]"
+	$(BIN)/python -m pip install -q -e ".[book,test,classroom]"
 	# cleverhans 4.0.0 pins helpers it never imports under TF2 (nose, mnist, tfp); it needs only TF + NumPy.
 	$(BIN)/python -m pip install -q --no-deps "cleverhans==4.0.0"
 	touch $(STAMP)
@@ -37,6 +37,10 @@ test: setup browser lint
 
 lab: setup
 	$(BIN)/jupyter lab book
+
+# Classroom: each chapter's student notebook and Otter autograder in _build/assignments/ (book/exercises/README.md).
+assignments: setup
+	$(BIN)/empir assignments build
 
 zoo: setup
 	$(BIN)/empir zoo build --dataset mnist

@@ -22,7 +22,7 @@ from pathlib import Path
 # A command line should not open with TensorFlow's C++ start-up log: set the default before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from . import attacks, bench, data, ensemble, evaluate, results, settings, train, zoo
+from . import assignments, attacks, bench, data, ensemble, evaluate, results, settings, train, zoo
 from .errors import EmpirError, check_choice
 from .reproduce import reproduce
 from .samples import write_samples
@@ -92,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--only", default=None, choices=bench.PARTS, help="rerun one part, keep the others")
     b.add_argument("--book", action="store_true", help="also time the quick-profile notebooks and the HTML build")
 
+    a = sub.add_parser("assignments", help="classroom: build the chapters' Otter assignments, or grade a folder")
+    a.add_argument("action", choices=("build", "grade"))
+    a.add_argument("args", nargs="*", help="build: chapters (default: all); grade: CHAPTER SUBMISSIONS_DIR")
+    a.add_argument("--out-dir", default=None, help="default: _build/assignments (build), <assignment>/graded")
+
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
     s.add_argument("names", nargs="*", help="datasets (default: all)")
     s.add_argument("--data-dir", default=None)
@@ -157,6 +162,8 @@ def _run(args: argparse.Namespace) -> int:
         result = bench.run(args.out_dir, args.n, book=args.book, only=args.only)
         print(f"wrote benchmarks in {result['wall_time_s']:.0f} s")
         return 0
+    if args.cmd == "assignments":
+        return _assignments(args)
     if args.cmd == "samples":
         for path in write_samples(args.names or None, args.data_dir):
             print(path)
@@ -188,6 +195,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         if os.path.exists(partial):
             os.unlink(partial)
         print(f"wrote {args.out}")
+    return 0
+
+
+def _assignments(args: argparse.Namespace) -> int:
+    root = Path(args.out_dir if args.out_dir and args.action == "build" else assignments.OUT_DIR)
+    if args.action == "build":
+        for stem, folder in assignments.generate(args.args or None, root).items():
+            print(f"{stem}: {folder}/student (hand out), {assignments.autograder_zip(folder)} (grade)")
+        return 0
+    if len(args.args) != 2:
+        raise EmpirError("usage: empir assignments grade CHAPTER SUBMISSIONS_DIR, e.g. grade 3 submissions/")
+    folder = root / assignments.chapter_path(args.args[0]).stem
+    scores = assignments.grade(folder, args.args[1], args.out_dir)
+    for s in scores:
+        print(f"{s.submission}: {s.total:g} points" + (f"; failed: {', '.join(s.messages)}" if s.messages else "")
+              + (f"; {s.error}" if s.error else ""))
+    print(f"wrote {Path(args.out_dir or folder / 'graded') / 'scores.csv'}")
     return 0
 
 

@@ -9,7 +9,8 @@ fraction instead of percentage points) and gives a counter-example for a
 wrong function.
 
 One module per chapter (``ch01`` ... ``ch09``) holds that chapter's checks;
-``verdict`` holds what they share.  Every check is re-exported here, so
+``verdict`` holds what they share, and ``grading`` turns a check into an
+autograder's test (:func:`require`).  Every check is re-exported here, so
 ``from empir_lib import exercises; exercises.check_quantizer(...)`` works.
 
 Chapters call them as ``ok = check_quantizer(my_fn)``: the assignment keeps
@@ -52,6 +53,7 @@ from .ch08 import (
                    worst_case_problem,
 )
 from .ch09 import STORAGE_CASES, check_eps_in_255ths, check_member_storage, eps_in_255ths, storage_cases
+from .grading import require
 from .verdict import NO, OK
 
 __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accuracy_gap", "average_gain",
@@ -62,5 +64,5 @@ __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accura
            "check_quantizer", "check_rules_disagree", "check_ste_gradients", "check_vote", "check_worst_case",
            "eps_in_255ths", "fgsm_problem", "flippable_fraction", "gradient_counts", "linf_norms",
            "mean_prob_problem", "norm_problem", "objective_scores", "pareto_front", "prob_as_logits_loss_range",
-           "quantizer_inputs", "reference_fgsm", "reference_vote", "rule_predictions", "ste_gradients",
+           "quantizer_inputs", "reference_fgsm", "reference_vote", "require", "rule_predictions", "ste_gradients",
            "storage_cases", "vote_cases", "worst_case_accuracy", "worst_case_problem"]

@@ -1,0 +1,184 @@
+"""Classroom assignments: the chapters' exercises become Otter-Grader assignments, graded for real.
+
+The fast tests read every chapter (read-only) and check the source notebooks
+and the grader's test helper.  The slow one (about two minutes on a 2-core
+CPU) runs ``otter assign`` on chapters 1, 3 and 6, fills in one correct and
+one wrong submission for each from the chapters' own solutions and stubs,
+grades them with ``otter run`` (locally, no Docker) and reads the scores
+table: full marks for the correct one; for the wrong one, everything but the
+question it got wrong, which the table and the feedback name.  Run it with
+``-s`` to see the scores.
+"""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from empir_lib import assignments, exercises
+from empir_lib.errors import EmpirError
+
+GRADED = {"1": "1.2", "3": "3.2", "6": "6.2"}  # chapter: the exercise the wrong submission gets wrong
+
+
+# --- reading the chapters --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chapter", [p.stem for p in assignments.chapters()])
+def test_every_exercise_is_graded_by_its_check_or_by_hand(chapter):
+    path = assignments.chapter_path(chapter)
+    body, found = assignments.read_chapter(path)
+    number = int(chapter[:2])
+    assert [e.number for e in found] == [f"{number}.{i}" for i in range(1, len(found) + 1)]
+    assert all(e.check or e.answer for e in found)
+    for e in found:
+        if not e.manual:
+            # The test is the very call the student's cell makes, and the solution makes it too.
+            assert e.check.startswith("exercises.check_") and e.check in e.stub, e
+            assert any(e.check in code for code in e.solution), e
+            assert e.points == assignments.POINTS["function" if "def " in e.stub else "value"]
+        else:
+            assert e.points == assignments.POINTS["written"] and "admonition" not in e.answer
+    # Nothing of the exercises leaks into the chapter part of the assignment.
+    assert not any("exercise" in c.get("metadata", {}).get("tags", []) for c in body)
+
+
+def test_chapters_are_found_by_number_stem_or_path():
+    path = assignments.chapter_path("03_dorefa")
+    assert assignments.chapter_path("3") == assignments.chapter_path("03") == path == assignments.chapter_path(path)
+    with pytest.raises(EmpirError, match="unknown chapter '42'.*03_dorefa"):
+        assignments.chapter_path("42")
+
+
+def test_source_notebook_has_one_question_per_exercise():
+    nb = assignments.source_notebook("3")
+    raws = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "raw"]
+    assert raws[0].startswith("# ASSIGNMENT CONFIG") and "name: empir-03_dorefa" in raws[0]
+    questions = [r for r in raws if r.startswith("# BEGIN QUESTION")]
+    assert [q.splitlines()[1] for q in questions] == [f"name: exercise_3_{i}" for i in range(1, 5)]
+    assert "manual: true" in questions[3] and "manual" not in "".join(questions[:3])
+    tests = [c["source"] for c in nb["cells"] if "exercises.require(env," in c["source"]]
+    assert len(tests) == 3 and "exercises.check_quantizer(my_quantize_k)" in tests[0]
+    assert all(not c.get("outputs") for c in nb["cells"])
+
+
+def _notebook(cells: list[tuple[str, str, list[str]]]) -> dict:
+    return {"cells": [{"cell_type": t, "metadata": {"tags": tags}, "source": s, **(
+        {"outputs": [], "execution_count": None} if t == "code" else {})} for t, s, tags in cells],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_an_exercise_without_a_check_is_refused(tmp_path):
+    path = tmp_path / "10_broken.ipynb"
+    path.write_text(json.dumps(_notebook([("markdown", "# 10. Broken\n\n## Exercises\n\n### Exercise 10.1: x", []),
+                                          ("code", "answer = 1", ["exercise"])])))
+    with pytest.raises(EmpirError, match="exercise 10.1's cell tagged 'exercise' calls no exercises.check_"):
+        assignments.read_chapter(path)
+
+
+# --- the grader's test: a check that raises ---------------------------------------------
+
+
+def test_require_passes_quietly_and_fails_with_the_checks_hint():
+    exercises.require({"answer": [2 * j / 7 - 1 for j in range(8)]}, "exercises.check_levels(answer, bits=3)")
+    with pytest.raises(AssertionError, match="has 8 distinct levels; you listed 3"):
+        exercises.require({"answer": [-1, 0, 1]}, "exercises.check_levels(answer, bits=3)")
+    with pytest.raises(AssertionError, match="raised NameError"):
+        exercises.require({}, "exercises.check_levels(answer, bits=3)")
+    # The name `exercises` is always the library's, whatever the notebook bound to it.
+    exercises.require({"exercises": None, "a": [0, 1, 1, 0]}, "exercises.check_ste_gradients(a)")
+
+
+def test_otter_missing_is_one_clear_message(monkeypatch):
+    monkeypatch.setattr(assignments.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(EmpirError, match=r"pip install -e '\.\[classroom\]'"):
+        assignments.generate(["3"], "/nonexistent/never-written")
+
+
+# --- generate, hand out, collect, grade --------------------------------------------------
+
+
+def _filled(student: dict, found: list[assignments.Exercise], wrong: str | None) -> dict:
+    """The student notebook with every stub replaced by the chapter's solution, except exercise ``wrong``."""
+    nb = json.loads(json.dumps(student))
+    stubs = {e.stub: e for e in found if not e.manual}
+    for cell in nb["cells"]:
+        e = stubs.get("".join(cell["source"]).strip())
+        if e is not None and e.number != wrong:
+            cell["source"] = "\n\n".join(e.solution)
+        elif cell["cell_type"] == "markdown" and "Type your answer here" in "".join(cell["source"]):
+            cell["source"] = "A written answer, for the instructor to grade."
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """{chapter: (its questions, {submission: Score}, the scores.csv rows)} for chapters 1, 3 and 6."""
+    root = tmp_path_factory.mktemp("assignments")
+    folders = assignments.generate(GRADED, root / "built")
+    out = {}
+    for chapter, wrong in GRADED.items():
+        path = assignments.chapter_path(chapter)
+        folder = folders[path.stem]
+        student = json.loads((folder / "student" / path.name).read_text())
+        _, found = assignments.read_chapter(path)
+        submissions = root / "collected" / path.stem
+        submissions.mkdir(parents=True)
+        (submissions / "correct.ipynb").write_text(json.dumps(_filled(student, found, None)))
+        (submissions / "wrong.ipynb").write_text(json.dumps(_filled(student, found, wrong)))
+        scores = assignments.grade(folder, submissions, root / "graded" / path.stem)
+        with open(root / "graded" / path.stem / "scores.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        out[chapter] = (assignments.questions(folder), {s.submission: s for s in scores}, rows, folder)
+    for chapter, (qs, scores, _rows, _) in out.items():
+        possible = sum(q["points"] for q in qs if not q["manual"])
+        for s in scores.values():
+            print(f"chapter {chapter} {s.submission:8s} {s.total:g}/{possible:g} "
+                  f"failed: {', '.join(s.messages) or '-'} {'; '.join(s.messages.values())}")
+    return out
+
+
+def test_student_notebooks_hold_no_solutions_and_no_outputs(graded):
+    for chapter in GRADED:
+        path = assignments.chapter_path(chapter)
+        folder = graded[chapter][3]
+        student = json.loads((folder / "student" / path.name).read_text())
+        text = "\n".join("".join(c["source"]) for c in student["cells"])
+        _, found = assignments.read_chapter(path)
+        for e in found:
+            for code in e.solution:
+                solution_lines = [ln for ln in code.splitlines() if ln.strip() and ln not in e.stub]
+                assert not any(ln in text for ln in solution_lines if len(ln) > 20), (chapter, e.number)
+            if e.stub:
+                assert e.stub in text
+            if e.answer:
+                assert e.answer not in text
+        assert all(not c.get("outputs") for c in student["cells"] if c["cell_type"] == "code")
+        assert "# Solution" not in text and "**Solution.**" not in text
+
+
+@pytest.mark.parametrize("chapter", list(GRADED))
+def test_correct_submission_gets_full_marks_and_wrong_one_loses_its_question(graded, chapter):
+    qs, scores, rows, _ = graded[chapter]
+    auto = [q for q in qs if not q["manual"]]
+    possible = sum(q["points"] for q in auto)
+    wrong_q = "exercise_" + GRADED[chapter].replace(".", "_")
+    correct, wrong = scores["correct"], scores["wrong"]
+    assert not correct.error and correct.total == possible and not correct.messages
+    lost = next(q["points"] for q in auto if q["name"] == wrong_q)
+    assert not wrong.error and wrong.total == possible - lost and list(wrong.messages) == [wrong_q]
+    assert wrong.messages[wrong_q].startswith(exercises.NO)  # the check's own hint
+    by_name = {r["submission"]: r for r in rows}
+    assert by_name["correct"]["failed"] == "" and by_name["wrong"]["failed"] == wrong_q
+    assert float(by_name["correct"][f"auto total (/{possible:g})"]) == possible
+    # Written answers are in the table, left for the instructor.
+    manual = [q for q in qs if q["manual"]]
+    assert all(by_name["correct"][f"{q['name']} (/{q['points']:g}, manual)"] == "" for q in manual)
+
+
+def test_feedback_names_the_failed_question_and_its_hint(graded):
+    _, scores, _, folder = graded["3"]
+    feedback = (folder.parent.parent / "graded" / "03_dorefa" / "feedback" / "wrong.md").read_text()
+    assert "✗ exercise_3_2: 0 / 1: ✗ a 3-bit weights quantiser has 8 distinct levels" in feedback
+    assert "exercise_3_4: written answer, graded by hand" in feedback
