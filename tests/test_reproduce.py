@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from empir_lib import reproduce, zoo
+from empir_lib import reproduce, worstcase, zoo
 from empir_lib.errors import EmpirError
 
 
@@ -103,12 +103,22 @@ def test_jobs_run_one_attack_at_a_time_table2_column_first(tmp_path, monkeypatch
             evaluate.write_result(out_dir / f"{job['name']}.json", result, dataset)
         return {"adversarial_accuracy": 0.5}, True
 
+    suite_ran = []
+
+    def fake_suite_job(job, dataset, ens, x, y, out_dir, partial_dir, progress, prov):
+        suite_ran.append(job["name"])
+        return {"robust_accuracy": 0.1}, True
+
     monkeypatch.setattr(reproduce, "run_job", fake_run_job)
+    monkeypatch.setattr(reproduce.worstcase, "run_job", fake_suite_job)
+    monkeypatch.setattr(reproduce, "_ensemble", lambda members, rule: None)
     reproduce.reproduce("tiny-imagenet", n=10, select_n=10, out_dir=tmp_path, partial_dir=tmp_path / "p",
                         progress=False)
     first, later = reproduce.plan("tiny-imagenet", 10, 10)
     jobs = {j["name"]: j for j in first + later + reproduce.adaptive_jobs("tiny-imagenet", 10, 10, tmp_path)}
     assert sorted(ran) == sorted(jobs)  # every job once, the adaptive rows included
+    # The worst-case suite runs last, every one of its jobs once.
+    assert suite_ran == [j["name"] for j in worstcase.jobs("tiny-imagenet", 10, 10)]
     attacks_in_order = [jobs[r]["attack"] for r in ran]
     blocks = [a for i, a in enumerate(attacks_in_order) if i == 0 or attacks_in_order[i - 1] != a]
     assert blocks == list(reproduce.ATTACK_ORDER)  # one contiguous block per attack, cheapest first
