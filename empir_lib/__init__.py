@@ -4,11 +4,12 @@ One idea per module; imports run one way, from the bottom of this list up
 (``tests/test_imports.py`` checks it):
 
 * ``errors``, ``settings`` (every dataset's settings, zoo ids), ``paper`` (the paper's numbers),
-  ``files``, ``provenance``;
+  ``files``, ``provenance``, ``timing``;
 * ``quantize`` (DoReFa, Eq. 5), ``distribute``, ``models``, ``metrics``;
 * ``data``, ``imagenet``, ``samples``, ``train``, ``zoo``;
-* ``ensemble``, ``attacks`` and the worst-case evaluation (``surrogates``, ``apgd``, ``suite``, ...);
-* ``results``, ``evaluate``, ``reproduce``;
+* ``ensemble``, ``attacks``, and the worst-case evaluation's attack side (``surrogates``,
+  ``apgd``, ``art_bridge``);
+* ``results``, ``outcomes``, ``suite``, ``diagnostics``, ``worstcase``, ``evaluate``, ``reproduce``;
 * ``overhead`` (Eq. 6), ``packing``, ``tables``, ``plots``, ``chapters``, ``exercises``;
 * ``bench`` and ``cli`` (the ``empir`` command).
 
