@@ -10,8 +10,10 @@ whose ``naturalWidth`` is 0 did not decode), show at least as many images as
 its notebook has stored figures, typeset every equation (MathJax is served
 from the book's ``_static``, so raw TeX means the offline set-up broke), and
 contain no Sphinx error marker and no figure that fell back to its text form
-(``<Figure size ...>``).  One
-screenshot per page goes to ``_build/screenshots/``.
+(``<Figure size ...>``), and show no launch button (Binder, Colab, repository)
+while ``repository.url`` in ``_config.yml`` is the placeholder: a button
+must work or not be there.  One screenshot per page goes to
+``_build/screenshots/``.
 
 Chromium is driven through its DevTools protocol (``websocket-client``).  It
 is found as ``$EMPIR_CHROMIUM``, ``chromium``, ``chromium-browser`` or
@@ -34,6 +36,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+
+from empir_lib import launch
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "_build" / "screenshots"
@@ -184,9 +188,11 @@ PAGE_REPORT = """(() => {
     h1: (main.querySelector('h1') || {}).textContent || '',
     images: imgs,
     problems: document.querySelectorAll('.problematic, .system-message').length,
+    launch: [...document.querySelectorAll('.dropdown-launch-buttons a, a[href*="mybinder.org"], '
+             + 'a[href*="colab.research.google.com"], a[href^="PLACEHOLDER_URL"]')].map(a => a.href),
     figureAsText: main.innerText.includes('<Figure size'),
     height: document.documentElement.scrollHeight});
-})()"""
+})()""".replace("PLACEHOLDER_URL", launch.PLACEHOLDER_URL)
 
 
 def open_page(conn, url: str) -> dict:
@@ -255,3 +261,18 @@ def test_page_renders(book_html, browser, page):
     assert shown >= expected, f"{page}: the notebook stores {expected} figures but the page shows {shown}"
     assert not report["figureAsText"], f"{page}: a figure was rendered as text ('<Figure size ...>')"
     assert report["problems"] == 0, f"{page}: {report['problems']} Sphinx error markers on the page"
+    if launch.repository_url() is None:
+        assert not report["launch"], f"{page}: launch or repository links to a placeholder: {report['launch']}"
+
+
+LAUNCH_MARKERS = ("dropdown-launch-buttons", "mybinder.org", "colab.research.google.com", launch.PLACEHOLDER_URL)
+
+
+def test_no_launch_buttons_while_the_repository_is_a_placeholder(book_html):
+    # Static HTML, so this runs without Chromium too.  With a real repository.url the buttons are
+    # there (tests/test_launch.py checks the build hook both ways).
+    if launch.repository_url() is not None:
+        pytest.skip(f"repository.url is set ({launch.repository_url()}): launch buttons are expected")
+    found = {p: [m for m in LAUNCH_MARKERS if m in (book_html / f"{p}.html").read_text()] for p in toc_pages()}
+    found = {p: m for p, m in found.items() if m}
+    assert not found, f"pages with launch buttons or the placeholder repository: {found}"

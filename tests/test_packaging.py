@@ -58,9 +58,10 @@ def _top_level_imports(source: str) -> set[str]:
 
 
 def imported_modules() -> set[str]:
-    """Every top-level module the library, the chapters and the tests import, less the stdlib and our own."""
+    """Every top-level module the library, the chapters, the tests and the book build import (not stdlib, not ours)."""
     names = set()
-    for path in [*(REPO / "empir_lib").rglob("*.py"), *(REPO / "tests").glob("*.py")]:
+    extensions = list((REPO / "book" / "_ext").glob("*.py"))  # the book build's Sphinx extensions
+    for path in [*(REPO / "empir_lib").rglob("*.py"), *(REPO / "tests").glob("*.py"), *extensions]:
         names |= _top_level_imports(path.read_text())
     for path in (REPO / "book").glob("*.ipynb"):
         for cell in json.loads(path.read_text())["cells"]:
@@ -68,7 +69,7 @@ def imported_modules() -> set[str]:
                 # IPython's magics and shell escapes are not Python.
                 code = "\n".join(ln for ln in "".join(cell["source"]).splitlines() if ln.lstrip()[:1] not in "%!")
                 names |= _top_level_imports(code)
-    ours = {"empir_lib", "conftest"} | {p.stem for p in (REPO / "tests").glob("*.py")}
+    ours = {"empir_lib", "conftest"} | {p.stem for p in [*(REPO / "tests").glob("*.py"), *extensions]}
     return names - set(sys.stdlib_module_names) - ours
 
 
