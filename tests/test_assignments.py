@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -42,6 +43,13 @@ def test_every_exercise_is_graded_by_its_check_or_by_hand(chapter):
             assert e.points == assignments.POINTS["written"] and "admonition" not in e.answer
     # Nothing of the exercises leaks into the chapter part of the assignment.
     assert not any("exercise" in c.get("metadata", {}).get("tags", []) for c in body)
+
+
+def test_instructors_guide_lists_every_exercise_with_its_points():
+    guide = (assignments.REPO / "book" / "exercises" / "README.md").read_text()
+    listed = dict(re.findall(r"^\| (\d+\.\d+) \| (\d+) \|", guide, re.M))
+    generated = {e.number: str(e.points) for p in assignments.chapters() for e in assignments.read_chapter(p)[1]}
+    assert listed == generated
 
 
 def test_chapters_are_found_by_number_stem_or_path():

@@ -262,7 +262,7 @@ def test_page_renders(book_html, browser, page):
     assert not report["figureAsText"], f"{page}: a figure was rendered as text ('<Figure size ...>')"
     assert report["problems"] == 0, f"{page}: {report['problems']} Sphinx error markers on the page"
     if launch.repository_url() is None:
-        assert not report["launch"], f"{page}: launch or repository links to a placeholder: {report['launch']}"
+        assert not report["launch"], f"{page}: launch links while repository.url is the placeholder: {report['launch']}"
 
 
 LAUNCH_MARKERS = ("dropdown-launch-buttons", "mybinder.org", "colab.research.google.com", launch.PLACEHOLDER_URL)
