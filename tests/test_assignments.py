@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -96,6 +99,16 @@ def test_require_passes_quietly_and_fails_with_the_checks_hint():
         exercises.require({}, "exercises.check_levels(answer, bits=3)")
     # The name `exercises` is always the library's, whatever the notebook bound to it.
     exercises.require({"exercises": None, "a": [0, 1, 1, 0]}, "exercises.check_ste_gradients(a)")
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["build", "42"], "unknown chapter '42'"),
+    (["grade", "3"], "usage: empir assignments grade CHAPTER SUBMISSIONS_DIR"),
+])
+def test_cli_bad_input_is_one_clear_line(args, msg, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "empir_lib.cli", "assignments", *args, "--out-dir", str(tmp_path)],
+                       capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
 
 def test_otter_missing_is_one_clear_message(monkeypatch):
