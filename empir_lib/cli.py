@@ -3,6 +3,7 @@
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir zoo list | verify | build --dataset mnist
     empir samples [mnist cifar10 tiny-imagenet]
+    empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
     empir reproduce mnist|cifar10|tiny-imagenet [--n 10000] [--select-n 1000] [--only table2/]
     empir bench [--n 500] [--only attacks|apgd|training|end_to_end]
@@ -23,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from . import assignments, attacks, bench, data, ensemble, evaluate, results, settings, train, zoo
+from .deploy import deploy as deploy_member
 from .errors import EmpirError, check_choice
 from .reproduce import reproduce
 from .samples import write_samples
@@ -100,6 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
     s.add_argument("names", nargs="*", help="datasets (default: all)")
     s.add_argument("--data-dir", default=None)
+
+    d = sub.add_parser("deploy", help="write zoo members as ONNX files with integer kernels (data/deployed)")
+    d.add_argument("members", nargs="+", help="zoo ids, e.g. mnist-a4w2-s1")
+    d.add_argument("--out-dir", default=None, help="default: data/deployed")
     return p
 
 
@@ -167,6 +173,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.cmd == "samples":
         for path in write_samples(args.names or None, args.data_dir):
             print(path)
+        return 0
+    if args.cmd == "deploy":
+        for member in args.members:
+            entry = deploy_member(member, args.out_dir)
+            print(f"{member}: {entry['file']} ({entry['size_bytes']:,} bytes, sha256 {entry['sha256'][:12]}...)")
         return 0
     return 2
 

@@ -1,0 +1,422 @@
+"""Members deployed in ONNX Runtime with integer kernels: Eq. 5's levels held as int8 codes (paper section 3.3).
+
+Our Keras members *emulate* DoReFa quantisation in float32, so a low-precision
+member runs no faster than the FP one.  Eq. 6's time model is about hardware
+that runs k-bit operations faster; this module puts each member on a real
+runtime whose CPU kernels compute in 8-bit integers, without changing a single
+prediction.  That is possible because DoReFa's levels are an integer grid
+with one scale per layer (Eq. 5, with n = 2^k - 1):
+
+    activations  a = i / n,          i in 0..n           -> uint8 code i,          scale 1/n_a
+    weights      w = (2j - n) / n,   j in 0..n           -> int8 code 2j - n,      scale 1/n_w
+
+so a quantised convolution is an integer convolution of the codes (exact, in
+int32) times 1/(n_a n_w).  We set these scales ourselves, from the member's
+bits; no converter calibrates anything.
+
+Why ONNX Runtime, and which kernels (measured, see :mod:`empir_lib.deploy_bench`):
+
+* ``QLinearConv`` (uint8 codes x int8 codes, requantised to uint8) runs 1.5-3x
+  faster than the float ``Conv`` on this CPU; ``ConvInteger`` (int32 output)
+  is 3-6x *slower* than float.  So a quantised convolution whose result only
+  passes ReLU and max-pooling before the next quantised layer is one
+  ``QLinearConv`` whose output scale is the next layer's 1/n: rounding,
+  ReLU (saturation at 0), clipping (``Clip`` to n) and max-pooling are all
+  monotone, so they commute, and the requantised code is exactly DoReFa's.
+  The exact value is acc / (n_a n_w) with odd n_a n_w, so it is never within
+  1/(2 n_a n_w) of a rounding tie: float rounding in the requantisation
+  cannot flip a code.
+* a quantised dense layer (and a convolution whose output is 1x1, which is
+  one) is ``MatMulInteger`` (fast: 3-4x float at batch 100) then one float
+  scale: integer accumulation, exact.
+* a quantised convolution followed by average pooling or batch norm (CIFARconv's
+  conv2 and conv3, AlexNet's convolutions) cannot be requantised to 8 bits
+  exactly, and ``ConvInteger`` is too slow to be worth it: it runs as a float
+  ``Conv`` on the exactly dequantised levels.  :func:`kernels` says which
+  layer runs where.
+* the first layer and the FC layers the original keeps in full precision
+  stay float32, as does every layer of an FP member.
+
+LiteRT (TFLite/XNNPACK) was not chosen: its int8 path is the converter's own
+post-training calibration (a representative dataset picks the scales), and
+the member must keep DoReFa's levels.
+
+``uint8 x int8`` products are summed in pairs into int16 by the AVX2 kernels,
+so ``2 n_a n_w`` must stay below 2^15 (a7w7 is the widest allowed).
+
+A deployed member is a ``.onnx`` file in ``data/deployed`` with an entry in
+its ``manifest.json`` (sha256, size, kernels); :func:`load` checks the hash
+before building a session.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+from numpy.typing import ArrayLike
+from onnx import TensorProto, helper, numpy_helper
+
+from . import ensemble, provenance, quantize, settings, zoo
+from .errors import FULL_PRECISION, EmpirError, check_positive_int
+from .files import atomic_write, sha256
+from .models import check_images
+from .quantize import QuantConv2D, QuantDense
+
+DEPLOY_DIR = provenance.REPO / "data" / "deployed"
+OPSET = 17
+# Layers between a quantised layer and the next one that commute with DoReFa's rounding (all monotone).
+_MONOTONE = (keras.layers.ReLU, keras.layers.MaxPooling2D, keras.layers.Flatten)
+DeployDir = str | os.PathLike | None
+
+
+def _levels(bits: int) -> int:
+    return 2**bits - 1
+
+
+def _integer(layer: keras.layers.Layer) -> bool:
+    """Whether a layer's weights and inputs are both codes small enough for the uint8 x int8 kernels."""
+    if not isinstance(layer, (QuantConv2D, QuantDense)) or FULL_PRECISION in (layer.wbits, layer.abits):
+        return False
+    if layer.abits > 8 or layer.wbits > 7 or 2 * _levels(layer.abits) * _levels(layer.wbits) >= 2**15:
+        raise EmpirError(f"{layer.name} has wbits={layer.wbits}, abits={layer.abits}: codes of that width do "
+                         "not fit uint8 x int8 kernels (activations need <= 8 bits, weights <= 7, "
+                         "2 (2^a - 1)(2^w - 1) < 2^15).")
+    return True
+
+
+def weight_codes(kernel: ArrayLike, bits: int) -> np.ndarray:
+    """int8 codes 2j - n of DoReFa weights (Eq. 5): w = code / n exactly, with n = 2^bits - 1."""
+    n = _levels(bits)
+    wq = np.asarray(quantize.quantize_weights(np.asarray(kernel, np.float32), bits), np.float64)
+    return np.rint(wq * n).astype(np.int8)
+
+
+class _Graph:
+    """An ONNX graph being built: nodes, constants, and fresh names."""
+
+    def __init__(self):
+        self.nodes, self.inits, self.count = [], [], 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def const(self, value: ArrayLike, hint: str, dtype: type = np.float32) -> str:
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def op(self, op: str, inputs: list[str], hint: str, **attrs: object) -> str:
+        out = self.name(hint)
+        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+
+def _pads(layer: keras.layers.Layer, in_hw: tuple[int, int]) -> list[int]:
+    """ONNX pads [top, left, bottom, right] for TF's padding: SAME puts the odd pixel at the end."""
+    if layer.padding.upper() == "VALID":
+        return [0, 0, 0, 0]
+    k = layer.kernel_size if hasattr(layer, "kernel_size") else layer.pool_size
+    s = layer.strides if isinstance(layer.strides, int) else layer.strides[0]
+    total = [max((-(-n // s) - 1) * s + kk - n, 0) for n, kk in zip(in_hw, k)]
+    return [total[0] // 2, total[1] // 2, total[0] - total[0] // 2, total[1] - total[1] // 2]
+
+
+def _next_abits(layers: list, i: int) -> int | None:
+    """The input bits of the next quantised layer if only monotone layers lie between, else None."""
+    for layer in layers[i + 1:]:
+        if isinstance(layer, _MONOTONE):
+            continue
+        return layer.abits if _integer(layer) else None
+    return None
+
+
+class _Tensor(NamedTuple):
+    name: str
+    codes: int | None  # n when the tensor holds uint8 codes of scale 1/n (already >= 0), None when float
+    perm: np.ndarray | None = None  # Keras' (H, W, C) flatten order of an NCHW tensor flattened here
+
+
+def _to_codes(g: _Graph, t: _Tensor, n: int) -> str:
+    """Eq. 5's activation quantiser as codes: clip to [0, 1], then round(a n) (QuantizeLinear, half to even)."""
+    if t.codes is not None:
+        if t.codes != n:
+            raise EmpirError(f"internal: codes of scale 1/{t.codes} reach a layer of scale 1/{n}.")
+        return g.op("Clip", [t.name, g.const(0, "zero", np.uint8), g.const(n, "n", np.uint8)], "clip_codes")
+    x = g.op("Clip", [t.name, g.const(0.0, "zero"), g.const(1.0, "one")], "clip")
+    return g.op("QuantizeLinear", [x, g.const(1.0 / n, "scale"), g.const(0, "zp", np.uint8)], "codes")
+
+
+def _to_float(g: _Graph, t: _Tensor) -> str:
+    if t.codes is None:
+        return t.name
+    return g.op("DequantizeLinear", [t.name, g.const(1.0 / t.codes, "scale"), g.const(0, "zp", np.uint8)], "dq")
+
+
+def _conv(g: _Graph, layer: QuantConv2D, t: _Tensor, next_abits: int | None, kinds: dict) -> _Tensor:
+    in_shape, out_shape = layer.input.shape, layer.output.shape
+    attrs = {"strides": [layer.strides] * 2, "pads": _pads(layer, tuple(in_shape[1:3])), "group": layer.groups}
+    kernel = layer.kernel.numpy()
+    oihw = (3, 2, 0, 1)
+    if _integer(layer):
+        na, nw = _levels(layer.abits), _levels(layer.wbits)
+        codes = _to_codes(g, t, na)
+        w = weight_codes(kernel, layer.wbits).transpose(oihw)
+        if next_abits is not None and not layer.untied_bias:
+            # One integer kernel, requantised straight to the next layer's codes (module docstring).
+            nn = _levels(next_abits)
+            y = g.op("QLinearConv", [codes, g.const(1.0 / na, "xs"), g.const(0, "xz", np.uint8),
+                                     g.const(w, "w", np.int8), g.const(1.0 / nw, "ws"), g.const(0, "wz", np.int8),
+                                     g.const(1.0 / nn, "ys"), g.const(0, "yz", np.uint8)], layer.name, **attrs)
+            kinds[layer.name] = "int8 QLinearConv"
+            return _Tensor(y, nn)
+        if tuple(out_shape[1:3]) == (1, 1) and attrs["pads"] == [0, 0, 0, 0] and layer.groups == 1:
+            # A 1x1 output is one matrix product: the fast integer GEMM, exact in int32.
+            flat = g.op("Flatten", [codes], "flat")
+            acc = g.op("MatMulInteger", [flat, g.const(w.reshape(w.shape[0], -1).T, "w", np.int8)], layer.name)
+            y = g.op("Mul", [g.op("Cast", [acc], "acc", to=TensorProto.FLOAT), g.const(1.0 / (na * nw), "s")], "y")
+            y = g.op("Reshape", [y, g.const([0, -1, 1, 1], "shape", np.int64)], "y4")
+            kinds[layer.name] = "int8 MatMulInteger"
+        else:
+            # Average pooling or batch norm follows: the float kernel, on exactly the dequantised levels.
+            x = g.op("DequantizeLinear", [codes, g.const(1.0 / na, "scale"), g.const(0, "zp", np.uint8)], "dq")
+            # The weights stay int8 codes in the file; ORT dequantises them once, when the session starts.
+            wf = g.op("DequantizeLinear", [g.const(w, "w", np.int8), g.const(1.0 / nw, "ws"),
+                                           g.const(0, "wz", np.int8)], "w_levels")
+            y = g.op("Conv", [x, wf], layer.name, **attrs)
+            kinds[layer.name] = "float Conv (levels)"
+    else:
+        x = _to_float(g, t)
+        if layer.abits != FULL_PRECISION:
+            x = _to_float(g, _Tensor(_to_codes(g, _Tensor(x, None), _levels(layer.abits)), _levels(layer.abits)))
+        wf = np.asarray(quantize.quantize_weights(kernel, layer.wbits)).transpose(oihw)
+        y = g.op("Conv", [x, g.const(wf, "w")], layer.name, **attrs)
+        kinds[layer.name] = "float Conv"
+    if layer.untied_bias:
+        y = g.op("Add", [y, g.const(layer.bias.numpy().transpose(0, 3, 1, 2), "bias")], "bias")
+    return _Tensor(y, None)
+
+
+def _dense(g: _Graph, layer: QuantDense, t: _Tensor, kinds: dict) -> _Tensor:
+    kernel = layer.kernel.numpy()
+    rows = t.perm if t.perm is not None else slice(None)
+    if _integer(layer):
+        na, nw = _levels(layer.abits), _levels(layer.wbits)
+        acc = g.op("MatMulInteger", [_to_codes(g, t, na), g.const(weight_codes(kernel, layer.wbits)[rows], "w",
+                                                                   np.int8)], layer.name)
+        y = g.op("Mul", [g.op("Cast", [acc], "acc", to=TensorProto.FLOAT), g.const(1.0 / (na * nw), "s")], "y")
+        kinds[layer.name] = "int8 MatMulInteger"
+    else:
+        x = _to_float(g, t)
+        if layer.abits != FULL_PRECISION:
+            x = _to_float(g, _Tensor(_to_codes(g, _Tensor(x, None), _levels(layer.abits)), _levels(layer.abits)))
+        wf = np.asarray(quantize.quantize_weights(kernel, layer.wbits))[rows]
+        y = g.op("MatMul", [x, g.const(wf, "w")], layer.name)
+        kinds[layer.name] = "float MatMul"
+    if layer.use_bias:
+        y = g.op("Add", [y, g.const(layer.bias.numpy(), "bias")], "bias")
+    return _Tensor(y, None)
+
+
+def _layer(g: _Graph, layer: keras.layers.Layer, t: _Tensor, layers: list, i: int, kinds: dict) -> _Tensor:
+    if isinstance(layer, QuantConv2D):
+        return _conv(g, layer, t, _next_abits(layers, i), kinds)
+    if isinstance(layer, QuantDense):
+        return _dense(g, layer, t, kinds)
+    if isinstance(layer, keras.layers.ReLU):
+        # Codes are >= 0 already: the requantisation's saturation at 0 was the ReLU.
+        return t if t.codes is not None else _Tensor(g.op("Relu", [t.name], "relu"), None)
+    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        op = "MaxPool" if isinstance(layer, keras.layers.MaxPooling2D) else "AveragePool"
+        x = t.name if op == "MaxPool" else _to_float(g, t)
+        attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides),
+                 "pads": _pads(layer, tuple(layer.input.shape[1:3]))}
+        if op == "AveragePool" and attrs["pads"] != [0, 0, 0, 0]:
+            raise EmpirError(f"{layer.name}: SAME average pooling is not deployed (TF excludes the padding).")
+        return _Tensor(g.op(op, [x], layer.name, **attrs), t.codes if op == "MaxPool" else None)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        x = _to_float(g, t)
+        params = [g.const(v.numpy(), hint) for v, hint in zip(
+            (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance), ("gamma", "beta", "mean", "var"))]
+        return _Tensor(g.op("BatchNormalization", [x, *params], layer.name, epsilon=float(layer.epsilon)), None)
+    if isinstance(layer, keras.layers.Flatten):
+        h, w, c = layer.input.shape[1:]
+        # Keras flattens (H, W, C); ONNX's NCHW flattens (C, H, W): the next dense layer's rows are permuted.
+        perm = np.arange(h * w * c).reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
+        return _Tensor(g.op("Flatten", [t.name], "flatten", axis=1), t.codes, perm)
+    raise EmpirError(f"layer {layer.name} ({type(layer).__name__}) has no ONNX form here; the deployable "
+                     "networks are those of empir_lib.models.")
+
+
+def to_onnx(model: keras.Model) -> tuple[onnx.ModelProto, dict]:
+    """The member as an ONNX graph (NHWC float images in, logits out) and {layer: kernel it runs on}."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    g, kinds = _Graph(), {}
+    shape = tuple(model.input_shape[1:])
+    t = _Tensor(g.op("Transpose", ["image"], "nchw", perm=[0, 3, 1, 2]), None)
+    for i, layer in enumerate(layers):
+        t = _layer(g, layer, t, layers, i, kinds)
+    g.nodes.append(helper.make_node("Identity", [t.name], ["logits"], name="logits"))
+    graph = helper.make_graph(
+        g.nodes, model.name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", *shape])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", int(model.output_shape[-1])])],
+        g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="empir_lib")
+    proto.ir_version = 9  # what every ONNX Runtime of the last two years reads
+    onnx.checker.check_model(proto)
+    return proto, kinds
+
+
+# --- the deployed files ---------------------------------------------------------------------------
+
+
+def manifest_path(deploy_dir: DeployDir = None) -> Path:
+    """Where the deployed members' manifest lives."""
+    return Path(deploy_dir or DEPLOY_DIR) / "manifest.json"
+
+
+def read_manifest(deploy_dir: DeployDir = None) -> dict:
+    """The deployed members' manifest (``{'members': {}}`` when none is deployed)."""
+    path = manifest_path(deploy_dir)
+    if not path.exists():
+        return {"members": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise EmpirError(f"{path} is not valid JSON ({e}); restore it with git or rerun 'empir deploy'.") from None
+
+
+def deploy(member: str, deploy_dir: DeployDir = None, zoo_dir: zoo.ZooDir = None) -> dict:
+    """``empir deploy MEMBER``: write ``<member>.onnx`` and its manifest entry (sha256, size, kernels).
+
+    The file is a deterministic function of the zoo member: rerunning gives the same bytes.
+    """
+    model = zoo.load(member, zoo_dir)
+    proto, kinds = to_onnx(model)
+    folder = Path(deploy_dir or DEPLOY_DIR)
+    path = folder / f"{member}.onnx"
+    atomic_write(path, lambda p: Path(p).write_bytes(proto.SerializeToString()))
+    _, wbits, abits, _ = settings.parse_member_id(member)
+    entry = {"file": path.name, "sha256": sha256(path), "size_bytes": path.stat().st_size,
+             "zoo_sha256": zoo.read_manifest(zoo_dir)["members"][member]["sha256"], "wbits": wbits,
+             "abits": abits, "kernels": kinds, "opset": OPSET, "onnx": onnx.__version__,
+             "onnxruntime": ort.__version__, "command": f"empir deploy {member}"}
+    manifest = read_manifest(folder)
+    manifest["members"][member] = entry
+    atomic_write(manifest_path(folder),
+                 lambda p: Path(p).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
+    return entry
+
+
+def session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and no spinning (timings stay honest)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = check_positive_int(threads, "threads")
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    # Our integer kernels are explicit (QLinearConv, MatMulInteger), so ORT's QDQ rewriting has nothing to
+    # do; turning it off lets constant folding turn int8 weight codes into float levels once, at start-up.
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    # Folding batch norm into the convolution before it (w * gamma / sigma, then a bias that cancels
+    # the mean) changes the float rounding enough to flip activation codes at the next quantiser:
+    # 22 of 200 Tiny ImageNet a2w2 predictions changed with the fusion, none without it.
+    return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=["ConvBNFusion"])
+
+
+class Deployed(NamedTuple):
+    """A deployed member: its id, manifest entry and ONNX Runtime session."""
+
+    member: str
+    entry: dict
+    session: ort.InferenceSession
+
+    @property
+    def fp(self) -> bool:
+        return settings.is_full_precision(self.entry["wbits"], self.entry["abits"])
+
+
+def load(member: str, deploy_dir: DeployDir = None, threads: int = 1) -> Deployed:
+    """A deployed member by zoo id, after checking its sha256 against the manifest."""
+    folder = Path(deploy_dir or DEPLOY_DIR)
+    entries = read_manifest(folder)["members"]
+    if member not in entries:
+        raise EmpirError(f"{member!r} is not deployed in {folder}; run 'empir deploy {member}' "
+                         f"(deployed: {', '.join(sorted(entries)) or 'none'}).")
+    entry = entries[member]
+    path = folder / entry["file"]
+    if not path.is_file():
+        raise EmpirError(f"{path} is missing; rewrite it with 'empir deploy {member}'.")
+    data = path.read_bytes()
+    actual = sha256(path)
+    if actual != entry["sha256"]:
+        raise EmpirError(f"{path} has sha256 {actual} but the manifest says {entry['sha256']}: the file is "
+                         f"truncated or tampered with. Rewrite it with 'empir deploy {member}'.")
+    return Deployed(member, entry, session(data, threads))
+
+
+def ensure(member: str, deploy_dir: DeployDir = None, threads: int = 1) -> Deployed:
+    """:func:`load`, deploying the member first when it is not deployed yet."""
+    if member not in read_manifest(deploy_dir)["members"]:
+        deploy(member, deploy_dir)
+    return load(member, deploy_dir, threads)
+
+
+def logits(member: Deployed, x: ArrayLike, batch_size: int = 500) -> np.ndarray:
+    """The deployed member's logits for checked images, in batches."""
+    x = check_images(x, member.session.get_inputs()[0].shape[1:])
+    batch_size = check_positive_int(batch_size, "batch_size")
+    out = [member.session.run(None, {"image": x[i:i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, member.session.get_outputs()[0].shape[-1]), np.float32)
+
+
+def vote(stacked_logits: ArrayLike, fp: list[bool]) -> np.ndarray:
+    """EMPIR's max vote (section 3.2) with :mod:`empir_lib.ensemble`'s FP-first tie-break, on stacked logits."""
+    idx = np.arange(len(fp))
+    order = np.concatenate([idx[np.array(fp, bool)], idx[~np.array(fp, bool)]]).astype(np.int32)
+    winner, _ = ensemble.vote(tf.constant(np.asarray(stacked_logits, np.float32)), order)
+    return winner.numpy().astype(np.int64)
+
+
+def compare(members: list[str], x: ArrayLike, batch_size: int = 500, deploy_dir: DeployDir = None) -> dict:
+    """Deployed against emulated (Keras) predictions on ``x``: per member and for the ensemble's vote.
+
+    Returns {'members': {id: {'differ', 'max_abs_logit_diff', 'kernels'}}, 'vote_differ', 'n'}.
+    """
+    x = np.asarray(x, np.float32)
+    ens = ensemble.from_zoo(members)
+    keras_logits = ensemble.predict_all(ens, x, batch_size)["logits"]
+    deployed = [ensure(m, deploy_dir) for m in members]
+    onnx_logits = np.stack([logits(d, x, batch_size) for d in deployed])
+    rows = {}
+    for m, d, k, o in zip(members, deployed, keras_logits, onnx_logits):
+        rows[m] = {"differ": int((k.argmax(-1) != o.argmax(-1)).sum()),
+                   "max_abs_logit_diff": float(np.abs(k - o).max()), "kernels": d.entry["kernels"]}
+    fp = [d.fp for d in deployed]
+    vote_differ = int((vote(keras_logits, fp) != vote(onnx_logits, fp)).sum())
+    return {"members": rows, "vote_differ": vote_differ, "n": int(len(x))}
+
+
+def integer_share(member: str, zoo_dir: zoo.ZooDir = None) -> float:
+    """Fraction of a member's multiply-accumulates that its deployed form runs on integer kernels."""
+    model = zoo.load(member, zoo_dir)
+    _, kinds = to_onnx(model)
+    total = integer = 0
+    for layer in model.layers:
+        if getattr(layer, "kernel", None) is None:
+            continue
+        out = layer.output.shape
+        macs = math.prod(layer.kernel.shape) * (math.prod(out[1:-1]) if len(out) == 4 else 1)
+        total += macs
+        integer += macs if kinds.get(layer.name, "").startswith("int8") else 0
+    return integer / total
