@@ -67,10 +67,38 @@ class Exercise:
         return self.check is None
 
     @property
+    def worked(self) -> str:
+        """The solution as it runs in place of the stub.
+
+        In the chapter the solution runs after the stub, and may use what the
+        stub defined (an import, the data it prepares); those statements of the
+        stub come first, the stub's placeholder answer and check do not.
+        """
+        code = "\n\n".join(self.solution)
+        try:
+            stub, solution = ast.parse(self.stub or ""), ast.parse(code)
+        except SyntaxError:
+            return code
+        used = {n.id for n in ast.walk(solution) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        used -= {name for node in solution.body for name in _binds(node)}
+        needed = [ast.get_source_segment(self.stub, n) for n in stub.body if _binds(n) & used]
+        return "\n".join(needed) + "\n\n" + code if needed and code else code
+
+    @property
     def points(self) -> int:
         if self.manual:
             return POINTS["written"]
         return POINTS["function" if re.search(r"^def ", self.stub or "", re.M) else "value"]
+
+
+def _binds(node: ast.stmt) -> set[str]:
+    """The names a top-level statement binds: assignments, definitions, imports."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    return {n.id for t in targets if t is not None for n in ast.walk(t) if isinstance(n, ast.Name)}
 
 
 def chapters() -> list[Path]:
@@ -220,7 +248,7 @@ def _question(ex: Exercise) -> list[dict]:
             raise EmpirError(f"exercise {ex.number}: its stub holds a triple-quoted string, which Otter's "
                              "prompt block cannot carry; use single or double quotes.")
         # One cell: students get the stub (Otter's prompt), the autograder's notebook the solution.
-        body = "\n\n".join(ex.solution) or ex.stub
+        body = ex.worked or ex.stub
         cells += [_raw("# BEGIN SOLUTION"),
                   _code(f'r""" # BEGIN PROMPT\n{ex.stub}\n"""; # END PROMPT\n'
                         f"# BEGIN SOLUTION NO PROMPT\n{body}\n# END SOLUTION"),
