@@ -60,7 +60,6 @@ import keras
 import numpy as np
 import onnx
 import onnxruntime as ort
-import tensorflow as tf
 from numpy.typing import ArrayLike
 from onnx import TensorProto, helper, numpy_helper
 
@@ -381,11 +380,20 @@ def logits(member: Deployed, x: ArrayLike, batch_size: int = 500) -> np.ndarray:
 
 
 def vote(stacked_logits: ArrayLike, fp: list[bool]) -> np.ndarray:
-    """EMPIR's max vote (section 3.2) with :mod:`empir_lib.ensemble`'s FP-first tie-break, on stacked logits."""
+    """EMPIR's max vote (section 3.2) in NumPy, with :mod:`empir_lib.ensemble`'s FP-first tie-break.
+
+    The same rule as :func:`empir_lib.ensemble.vote`, without TensorFlow, so a deployed ensemble
+    needs nothing but the runtime (:func:`compare` checks the two agree).
+    """
+    logits = np.asarray(stacked_logits)
+    preds = logits.argmax(-1)                                                  # (K, B)
+    counts = (preds[..., None] == np.arange(logits.shape[-1])).sum(0)          # (B, C)
+    tied = counts >= counts.max(-1, keepdims=True)
     idx = np.arange(len(fp))
-    order = np.concatenate([idx[np.array(fp, bool)], idx[~np.array(fp, bool)]]).astype(np.int32)
-    winner, _ = ensemble.vote(tf.constant(np.asarray(stacked_logits, np.float32)), order)
-    return winner.numpy().astype(np.int64)
+    ranked = preds[np.concatenate([idx[np.array(fp, bool)], idx[~np.array(fp, bool)]])]  # priority order
+    cols = np.arange(preds.shape[1])
+    first = tied[cols[None], ranked].argmax(0)                                 # first member among the tied
+    return ranked[first, cols].astype(np.int64)
 
 
 def compare(members: list[str], x: ArrayLike, batch_size: int = 500, deploy_dir: DeployDir = None) -> dict:
@@ -395,7 +403,8 @@ def compare(members: list[str], x: ArrayLike, batch_size: int = 500, deploy_dir:
     """
     x = np.asarray(x, np.float32)
     ens = ensemble.from_zoo(members)
-    keras_logits = ensemble.predict_all(ens, x, batch_size)["logits"]
+    keras_out = ensemble.predict_all(ens, x, batch_size)
+    keras_logits = keras_out["logits"]
     deployed = [ensure(m, deploy_dir) for m in members]
     onnx_logits = np.stack([logits(d, x, batch_size) for d in deployed])
     rows = {}
@@ -403,7 +412,7 @@ def compare(members: list[str], x: ArrayLike, batch_size: int = 500, deploy_dir:
         rows[m] = {"differ": int((k.argmax(-1) != o.argmax(-1)).sum()),
                    "max_abs_logit_diff": float(np.abs(k - o).max()), "kernels": d.entry["kernels"]}
     fp = [d.fp for d in deployed]
-    vote_differ = int((vote(keras_logits, fp) != vote(onnx_logits, fp)).sum())
+    vote_differ = int((keras_out["pred"] != vote(onnx_logits, fp)).sum())
     return {"members": rows, "vote_differ": vote_differ, "n": int(len(x))}
 
 
