@@ -26,6 +26,12 @@ def test_checkpoints_follow_the_reference_schedule():
         apgd.checkpoints(0)
 
 
+def test_compaction_looks_early_then_every_segment():
+    assert apgd.segments(100) == [0, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert apgd.segments(100, 100) == [0, 100]  # no compaction
+    assert apgd.segments(3) == [0, 2, 3]
+
+
 def test_projection_keeps_the_ball_and_the_box():
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(0, 1, (4, 5, 5, 1)).astype(np.float32))
