@@ -101,8 +101,8 @@ def weight_codes(kernel: ArrayLike, bits: int) -> np.ndarray:
 class _Graph:
     """An ONNX graph being built: nodes, constants, and fresh names."""
 
-    def __init__(self):
-        self.nodes, self.inits, self.count = [], [], 0
+    def __init__(self, nbits: bool = False):
+        self.nodes, self.inits, self.count, self.nbits = [], [], 0, nbits
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -207,7 +207,9 @@ def _conv(g: _Graph, layer: QuantConv2D, t: _Tensor, next_abits: int | None, kin
 def _dense(g: _Graph, layer: QuantDense, t: _Tensor, kinds: dict) -> _Tensor:
     kernel = layer.kernel.numpy()
     rows = t.perm if t.perm is not None else slice(None)
-    if _integer(layer):
+    if g.nbits and _integer(layer):
+        y = _dense_nbits(g, layer, t, weight_codes(kernel, layer.wbits)[rows], kinds)
+    elif _integer(layer):
         na, nw = _levels(layer.abits), _levels(layer.wbits)
         acc = g.op("MatMulInteger", [_to_codes(g, t, na), g.const(weight_codes(kernel, layer.wbits)[rows], "w",
                                                                    np.int8)], layer.name)
@@ -223,6 +225,33 @@ def _dense(g: _Graph, layer: QuantDense, t: _Tensor, kinds: dict) -> _Tensor:
     if layer.use_bias:
         y = g.op("Add", [y, g.const(layer.bias.numpy(), "bias")], "bias")
     return _Tensor(y, None)
+
+
+def _dense_nbits(g: _Graph, layer: QuantDense, t: _Tensor, codes: np.ndarray, kinds: dict) -> str:
+    """A quantised dense layer whose weights are *stored* in 2 or 4 bits: ONNX Runtime's ``MatMulNBits``.
+
+    The kernel computes in float32 on weights it unpacks as (q - zp) * scale; DoReFa's
+    w = (2j - n)/n is q = j, zp = n/2, scale = 2/n, one scale and zero point per block of 32.
+    """
+    nw, bits = _levels(layer.wbits), 2 if layer.wbits <= 2 else 4 if layer.wbits <= 4 else 8
+    k, n_out = codes.shape
+    block = 32
+    blocks = -(-k // block)
+    q = np.zeros((n_out, blocks * block), np.uint8)
+    q[:, :k] = ((codes.astype(np.int16) + nw) // 2).T  # j = (code + n) / 2
+    q = q.reshape(n_out, blocks, block)
+    per = 8 // bits
+    packed = np.zeros((n_out, blocks, block // per), np.uint8)
+    for i in range(per):  # element i of each group of `per` fills bits [i*bits, (i+1)*bits), low bits first
+        packed |= q[:, :, i::per] << np.uint8(bits * i)
+    x = _to_float(g, _Tensor(_to_codes(g, t, _levels(layer.abits)), _levels(layer.abits)))
+    inputs = [x, g.const(packed, "w", np.uint8), g.const(np.full(n_out * blocks, 2.0 / nw), "scales"),
+              g.const(np.full(n_out * blocks, nw / 2.0), "zero_points")]
+    out = g.name(layer.name)
+    g.nodes.append(helper.make_node("MatMulNBits", inputs, [out], name=out, domain="com.microsoft", K=k, N=n_out,
+                                    bits=bits, block_size=block))
+    kinds[layer.name] = f"{bits}-bit MatMulNBits (float compute)"
+    return out
 
 
 def _layer(g: _Graph, layer: keras.layers.Layer, t: _Tensor, layers: list, i: int, kinds: dict) -> _Tensor:
@@ -255,10 +284,14 @@ def _layer(g: _Graph, layer: keras.layers.Layer, t: _Tensor, layers: list, i: in
                      "networks are those of empir_lib.models.")
 
 
-def to_onnx(model: keras.Model) -> tuple[onnx.ModelProto, dict]:
-    """The member as an ONNX graph (NHWC float images in, logits out) and {layer: kernel it runs on}."""
+def to_onnx(model: keras.Model, nbits: bool = False) -> tuple[onnx.ModelProto, dict]:
+    """The member as an ONNX graph (NHWC float images in, logits out) and {layer: kernel it runs on}.
+
+    ``nbits=True`` stores the quantised dense layers' weights in 2 or 4 bits (:func:`_dense_nbits`)
+    instead of int8 codes: smaller files, float compute.
+    """
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    g, kinds = _Graph(), {}
+    g, kinds = _Graph(nbits), {}
     shape = tuple(model.input_shape[1:])
     t = _Tensor(g.op("Transpose", ["image"], "nchw", perm=[0, 3, 1, 2]), None)
     for i, layer in enumerate(layers):
@@ -268,7 +301,9 @@ def to_onnx(model: keras.Model) -> tuple[onnx.ModelProto, dict]:
         g.nodes, model.name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", *shape])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", int(model.output_shape[-1])])],
         g.inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="empir_lib")
+    # MatMulNBits is ONNX Runtime's own operator (domain com.microsoft); the int8 graph is plain ONNX.
+    opsets = [helper.make_opsetid("", OPSET), *([helper.make_opsetid("com.microsoft", 1)] if nbits else [])]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="empir_lib")
     proto.ir_version = 9  # what every ONNX Runtime of the last two years reads
     onnx.checker.check_model(proto)
     return proto, kinds
@@ -296,16 +331,21 @@ def read_manifest(deploy_dir: DeployDir = None) -> dict:
 def deploy(member: str, deploy_dir: DeployDir = None, zoo_dir: zoo.ZooDir = None) -> dict:
     """``empir deploy MEMBER``: write ``<member>.onnx`` and its manifest entry (sha256, size, kernels).
 
-    The file is a deterministic function of the zoo member: rerunning gives the same bytes.
+    ``MEMBER`` is a zoo id, with ``+nbits`` appended for the variant whose quantised dense layers
+    store 2- or 4-bit weights (:func:`to_onnx`).  The file is a deterministic function of the zoo
+    member: rerunning gives the same bytes.
     """
-    model = zoo.load(member, zoo_dir)
-    proto, kinds = to_onnx(model)
+    zoo_id, plus, variant = member.partition("+")
+    if plus and variant != "nbits":
+        raise EmpirError(f"{member!r}: the only deployment variant is '+nbits' (e.g. '{zoo_id}+nbits').")
+    model = zoo.load(zoo_id, zoo_dir)
+    proto, kinds = to_onnx(model, nbits=bool(plus))
     folder = Path(deploy_dir or DEPLOY_DIR)
-    path = folder / f"{member}.onnx"
+    path = folder / f"{zoo_id}{'.nbits' if plus else ''}.onnx"
     atomic_write(path, lambda p: Path(p).write_bytes(proto.SerializeToString()))
-    _, wbits, abits, _ = settings.parse_member_id(member)
+    _, wbits, abits, _ = settings.parse_member_id(zoo_id)
     entry = {"file": path.name, "sha256": sha256(path), "size_bytes": path.stat().st_size,
-             "zoo_sha256": zoo.read_manifest(zoo_dir)["members"][member]["sha256"], "wbits": wbits,
+             "zoo_sha256": zoo.read_manifest(zoo_dir)["members"][zoo_id]["sha256"], "wbits": wbits,
              "abits": abits, "kernels": kinds, "opset": OPSET, "onnx": onnx.__version__,
              "onnxruntime": ort.__version__, "command": f"empir deploy {member}"}
     manifest = read_manifest(folder)
@@ -396,20 +436,22 @@ def vote(stacked_logits: ArrayLike, fp: list[bool]) -> np.ndarray:
     return ranked[first, cols].astype(np.int64)
 
 
-def compare(members: list[str], x: ArrayLike, batch_size: int = 500, deploy_dir: DeployDir = None) -> dict:
+def compare(members: list[str], x: ArrayLike, batch_size: int = 500, deploy_dir: DeployDir = None,
+            nbits: bool = False) -> dict:
     """Deployed against emulated (Keras) predictions on ``x``: per member and for the ensemble's vote.
 
-    Returns {'members': {id: {'differ', 'max_abs_logit_diff', 'kernels'}}, 'vote_differ', 'n'}.
+    ``nbits=True`` compares the LP members' '+nbits' deployments.  Returns
+    {'members': {id: {'differ', 'max_abs_logit_diff', 'kernels'}}, 'vote_differ', 'n'}.
     """
     x = np.asarray(x, np.float32)
     ens = ensemble.from_zoo(members)
     keras_out = ensemble.predict_all(ens, x, batch_size)
     keras_logits = keras_out["logits"]
-    deployed = [ensure(m, deploy_dir) for m in members]
+    deployed = [ensure(f"{m}+nbits" if nbits and not fp else m, deploy_dir) for m, fp in zip(members, ens.fp)]
     onnx_logits = np.stack([logits(d, x, batch_size) for d in deployed])
     rows = {}
-    for m, d, k, o in zip(members, deployed, keras_logits, onnx_logits):
-        rows[m] = {"differ": int((k.argmax(-1) != o.argmax(-1)).sum()),
+    for d, k, o in zip(deployed, keras_logits, onnx_logits):
+        rows[d.member] = {"differ": int((k.argmax(-1) != o.argmax(-1)).sum()),
                    "max_abs_logit_diff": float(np.abs(k - o).max()), "kernels": d.entry["kernels"]}
     fp = [d.fp for d in deployed]
     vote_differ = int((keras_out["pred"] != vote(onnx_logits, fp)).sum())

@@ -40,6 +40,9 @@ from .files import atomic_write
 
 RESULTS = provenance.REPO / "data" / "results" / "deploy"
 DATASETS = ("mnist", "cifar10", "tiny-imagenet")
+# The networks whose FC layers are quantised (AlexNet's ip1 and ip2), so that 2- and 4-bit weight
+# storage (the '+nbits' deployment) applies; MNISTconv's and CIFARconv's FC layers stay float32.
+NBITS_DATASETS = ("tiny-imagenet",)
 
 
 def _write(path: Path, record: dict, command: str) -> dict:
@@ -55,6 +58,9 @@ def equivalence(datasets: Iterable[str] = DATASETS, data_dir: str | None = None,
     for ds in tqdm(list(datasets), desc="equivalence", leave=False):
         x, _ = data.load(ds, "test", data_dir)
         rows[ds] = {**deploy.compare(settings.get(ds).empir_ids, x), "data": data.describe_source(ds, data_dir)}
+        if ds in NBITS_DATASETS:
+            rows[f"{ds}+nbits"] = {**deploy.compare(settings.get(ds).empir_ids, x, nbits=True),
+                                   "data": data.describe_source(ds, data_dir)}
     record = {"datasets": rows, "wall_time_s": round(time.perf_counter() - t0, 1)}
     return _write(out or RESULTS / "equivalence.json", record, "python -c 'from empir_lib import deploy_bench; "
                   "deploy_bench.run()'")
@@ -168,6 +174,11 @@ def timings(datasets: Iterable[str] = DATASETS, rounds: int = 7, grid: str = "mn
             members = {m: deploy.ensure(m, deploy_dir) for m in s.empir_ids}
             configs = {m: [(d.session, d.fp)] for m, d in members.items()}
             configs["EMPIR"] = [(d.session, d.fp) for d in members.values()]
+            if ds in NBITS_DATASETS:
+                nbits = {m: deploy.ensure(f"{m}+nbits", deploy_dir) for m in s.empir_lp}
+                configs.update({f"{m}+nbits": [(d.session, False)] for m, d in nbits.items()})
+                configs["EMPIR+nbits"] = [*[(d.session, False) for d in nbits.values()],
+                                          (members[s.empir_fp].session, True)]
             measured = time_configurations(configs, x, rounds)
             rows[ds] = {"fp": s.empir_fp, "lp": s.empir_lp, "measured": measured,
                         "integer_share": {m: deploy.integer_share(m) for m in s.empir_ids},
@@ -207,8 +218,8 @@ import sys
 import numpy as np, onnxruntime as ort
 def status(key):
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
-paths, shape = sys.argv[2:], tuple(int(d) for d in sys.argv[1].split(","))
-x = np.random.default_rng(0).random((100, *shape), dtype=np.float32)
+batch, shape, paths = int(sys.argv[1]), tuple(int(d) for d in sys.argv[2].split(",")), sys.argv[3:]
+x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
 open("/proc/self/clear_refs", "w").write("5")
 before = status("VmRSS:")
 opts = ort.SessionOptions(); opts.intra_op_num_threads = 1
@@ -222,47 +233,55 @@ print(before, status("VmHWM:"))
 """
 
 
-def _peak_rss(paths: list[Path], shape: tuple) -> int:
-    """Peak resident bytes that loading and running ``paths`` at batch 100 adds to a fresh process."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, ",".join(map(str, shape)), *map(str, paths)],
+def _peak_rss(paths: list[Path], shape: tuple, batch: int) -> int:
+    """Peak resident bytes that loading and running ``paths`` at ``batch`` adds to a fresh process."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(batch), ",".join(map(str, shape)), *map(str, paths)],
                          capture_output=True, text=True, check=True)
     before, peak = map(int, out.stdout.split()[-2:])
     return peak - before
 
 
-def peak_memory(dataset: str, repeats: int = 3, deploy_dir: deploy.DeployDir = None) -> dict:
-    """Peak resident bytes added by running the FP member, and by running the whole ensemble (batch 100)."""
+def peak_memory(dataset: str, repeats: int = 3, deploy_dir: deploy.DeployDir = None, batch: int = 100) -> dict:
+    """Peak resident bytes added by running the FP member, and by running the whole ensemble, at ``batch``."""
     s = settings.get(dataset)
-    for m in s.empir_ids:
+    ensembles = {"ensemble": s.empir_ids}
+    if dataset in NBITS_DATASETS:
+        ensembles["ensemble+nbits"] = [*(f"{m}+nbits" for m in s.empir_lp), s.empir_fp]
+    keys = sorted({m for ids in ensembles.values() for m in ids})
+    for m in keys:
         deploy.ensure(m, deploy_dir)  # checks each file's sha256 before a child process reads it
     folder = Path(deploy_dir or deploy.DEPLOY_DIR)
     entries = deploy.read_manifest(folder)["members"]
-    path = {m: folder / entries[m]["file"] for m in s.empir_ids}
-    runs = {"fp": [], "ensemble": []}
+    path = {m: folder / entries[m]["file"] for m in keys}
+    runs = {"fp": [], **{k: [] for k in ensembles}}
     for _ in range(repeats):
-        runs["fp"].append(_peak_rss([path[s.empir_fp]], s.input_shape))
-        runs["ensemble"].append(_peak_rss(list(path.values()), s.input_shape))
-    return {"peak_rss_bytes": {k: _spread(v) for k, v in runs.items()},
-            "file_bytes": {m: entries[m]["size_bytes"] for m in s.empir_ids},
-            "ensemble_over_fp": statistics.median(runs["ensemble"]) / statistics.median(runs["fp"]),
-            "files_ensemble_over_fp": sum(entries[m]["size_bytes"] for m in s.empir_ids)
-            / entries[s.empir_fp]["size_bytes"]}
+        runs["fp"].append(_peak_rss([path[s.empir_fp]], s.input_shape, batch))
+        for k, ids in ensembles.items():
+            runs[k].append(_peak_rss([path[m] for m in ids], s.input_shape, batch))
+    fp_file = entries[s.empir_fp]["size_bytes"]
+    return {"batch": batch, "peak_rss_bytes": {k: _spread(v) for k, v in runs.items()},
+            "file_bytes": {m: entries[m]["size_bytes"] for m in keys},
+            "rss_over_fp": {k: statistics.median(runs[k]) / statistics.median(runs["fp"]) for k in ensembles},
+            "files_over_fp": {k: sum(entries[m]["size_bytes"] for m in ids) / fp_file for k, ids in ensembles.items()}}
 
 
 def memory(datasets: Iterable[str] = DATASETS, out: Path | None = None) -> dict:
     """:func:`peak_memory` for each dataset, written to ``data/results/deploy/memory.json``."""
     t0 = time.perf_counter()
-    rows = {ds: peak_memory(ds) for ds in tqdm(list(datasets), desc="memory", leave=False)}
+    rows = {ds: {f"batch{b}": peak_memory(ds, batch=b) for b in (1, 100)}
+            for ds in tqdm(list(datasets), desc="memory", leave=False)}
     return _write(out or RESULTS / "memory.json", {"datasets": rows, "wall_time_s": round(time.perf_counter() - t0, 1)},
                   "python -c 'from empir_lib import deploy_bench; deploy_bench.run()'")
 
 
-def run(data_dir: str | None = None) -> dict:
-    """Deploy the EMPIR members, then write the equivalence, timing and memory results files."""
+def run(data_dir: str | None = None, parts: Iterable[str] = ("equivalence", "timing", "memory")) -> dict:
+    """Deploy the EMPIR members (and the '+nbits' variants), then write the chosen results files."""
     for ds in DATASETS:
-        for m in settings.get(ds).empir_ids:
+        s = settings.get(ds)
+        for m in [*s.empir_ids, *(f"{m}+nbits" for m in s.empir_lp if ds in NBITS_DATASETS)]:
             deploy.deploy(m)
-    return {"equivalence": equivalence(data_dir=data_dir), "timing": timings(), "memory": memory()}
+    steps = {"equivalence": lambda: equivalence(data_dir=data_dir), "timing": timings, "memory": memory}
+    return {p: steps[p]() for p in parts}
 
 
 def load(name: str) -> dict:
