@@ -29,7 +29,7 @@ def test_checkpoints_follow_the_reference_schedule():
 def test_compaction_looks_early_then_every_segment():
     assert apgd.segments(100) == [0, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
     assert apgd.segments(100, 100) == [0, 100]  # no compaction
-    assert apgd.segments(3) == [0, 2, 3]
+    assert apgd.segments(30) == [0, 2, 5, 10, 20, 30]
 
 
 def test_projection_keeps_the_ball_and_the_box():
