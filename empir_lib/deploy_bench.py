@@ -31,12 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from matplotlib.figure import Figure
 from onnx import TensorProto, helper, numpy_helper
 from tqdm.auto import tqdm
 
 from . import data, deploy, overhead, provenance, settings
 from .errors import EmpirError, check_positive_int
 from .files import atomic_write
+from .plots.style import bits_colour
+from .tables import markdown_table
 
 RESULTS = provenance.REPO / "data" / "results" / "deploy"
 DATASETS = ("mnist", "cifar10", "tiny-imagenet")
@@ -196,13 +199,28 @@ def timings(datasets: Iterable[str] = DATASETS, rounds: int = 7, grid: str = "mn
                   "deploy_bench.run()'")
 
 
+def ops_per_sec(int8_over_fp32_time: float) -> Callable[[int], float]:
+    """Eq. 6's Ops_per_sec(b) on this CPU: one integer width, int8, so every b <= 8 runs at the int8 rate.
+
+    ``int8_over_fp32_time`` is :func:`kernel_rate`'s measured ratio; FP runs at rate 1.
+    Pass the result to :func:`empir_lib.overhead.eq6_time` as ``ops_per_sec``.
+    """
+    if not int8_over_fp32_time > 0:
+        raise EmpirError(f"the int8 / fp32 time ratio must be > 0; got {int8_over_fp32_time!r}.")
+
+    def rate(bits: int) -> float:
+        return 1.0 if bits > 8 else 1.0 / int8_over_fp32_time
+
+    return rate
+
+
 def _eq6(s: settings.DatasetSettings, measured: dict, int8_rate: float) -> dict:
     """Eq. 6's time: the paper's proportional model, with the measured int8 rate, and the ensemble measured."""
     config = [(w, a) for w, a, _ in s.empir]
     fp_lat = measured[s.empir_fp]["latency_s"]["median"]
     fp_thr = measured[s.empir_fp]["throughput_per_s"]["median"]
     return {"eq6_paper": overhead.ensemble_overheads(config)["time"],
-            "eq6_measured_rate": 1 + int8_rate * len(s.empir_lp),
+            "eq6_measured_rate": overhead.ensemble_overheads(config, ops_per_sec(int8_rate))["time"],
             "eq6_member_times": 1 + sum(measured[m]["latency_s"]["median"] / fp_lat for m in s.empir_lp),
             "ensemble_batch1": measured["EMPIR"]["latency_s"]["median"] / fp_lat,
             "ensemble_batch100": fp_thr / measured["EMPIR"]["throughput_per_s"]["median"]}
@@ -291,3 +309,110 @@ def load(name: str) -> dict:
         raise EmpirError(f"{path} is missing; write it with "
                          "python -c 'from empir_lib import deploy_bench; deploy_bench.run()'.")
     return json.loads(path.read_text())
+
+
+# --- what chapter 6 shows -----------------------------------------------------------------------
+
+
+def _ms(spread: dict) -> str:
+    """'median [min-max]' of a time spread, in ms."""
+    return f"{1e3 * spread['median']:.3f} [{1e3 * spread['min']:.3f}-{1e3 * spread['max']:.3f}]"
+
+
+def equivalence_table(record: dict) -> str:
+    """Predictions of each deployed member and of the deployed vote that differ from Keras', per dataset."""
+    rows = []
+    for ds, r in record["datasets"].items():
+        for m, row in r["members"].items():
+            ints = sorted({k for k in row["kernels"].values() if not k.startswith("float")})
+            rows.append({"dataset": ds, "what": m, "kernels": ", ".join(ints) or "float32 only",
+                         "n": r["n"], "differ": row["differ"], "diff": row["max_abs_logit_diff"]})
+        rows.append({"dataset": ds, "what": "EMPIR vote", "kernels": "", "n": r["n"], "differ": r["vote_differ"],
+                     "diff": ""})
+    return markdown_table(rows, ["dataset", "what", "kernels", "n", "differ", "diff"],
+                          ["test set", "deployed", "integer kernels", "images", "predictions that differ",
+                           "max abs logit difference"], {"n": ",", "diff": ".2g"})
+
+
+def timing_table(record: dict) -> str:
+    """Latency at batch 1 and throughput at batch 100, median [min-max] over the rounds, and the ratio to FP."""
+    rows = []
+    for ds, r in record["datasets"].items():
+        fp = r["measured"][r["fp"]]
+        for name, m in r["measured"].items():
+            thr = m["throughput_per_s"]
+            rows.append({"dataset": ds, "what": name, "latency": _ms(m["latency_s"]),
+                         "lat_ratio": m["latency_s"]["median"] / fp["latency_s"]["median"],
+                         "throughput": f"{thr['median']:,.0f} [{thr['min']:,.0f}-{thr['max']:,.0f}]",
+                         "thr_ratio": fp["throughput_per_s"]["median"] / thr["median"]})
+    return markdown_table(rows, ["dataset", "what", "latency", "lat_ratio", "throughput", "thr_ratio"],
+                          ["dataset", "deployed", "latency, batch 1 (ms/image)", "time / FP",
+                           "throughput, batch 100 (images/s)", "time / FP"],
+                          {"lat_ratio": ".2f", "thr_ratio": ".2f"})
+
+
+def eq6_table(record: dict) -> str:
+    """Eq. 6's time overhead three ways beside the measured one, for the three EMPIR ensembles."""
+    rate = record["kernel_rate"]["int8_over_fp32_time"]["median"]
+    rows = [{"dataset": ds, "paper": r["eq6_paper"], "rate": r["eq6_measured_rate"], "members": r["eq6_member_times"],
+             "b1": r["ensemble_batch1"], "b100": r["ensemble_batch100"]} for ds, r in record["datasets"].items()]
+    return markdown_table(rows, ["dataset", "paper", "rate", "members", "b1", "b100"],
+                          ["EMPIR ensemble", "Eq. 6, paper's model (ops/s ~ 1/k)",
+                           f"Eq. 6, measured int8 kernel rate ({rate:.2f})", "Eq. 6, measured member times",
+                           "measured ensemble, batch 1", "measured ensemble, batch 100"],
+                          dict.fromkeys(["paper", "rate", "members", "b1", "b100"], ".2f"))
+
+
+def memory_table(record: dict) -> str:
+    """Deployed file bytes and peak resident memory of the ensemble against the FP member."""
+    rows = []
+    for ds, by_batch in record["datasets"].items():
+        for r in by_batch.values():
+            for k, ratio in r["rss_over_fp"].items():
+                rows.append({"dataset": ds, "batch": r["batch"], "what": k.replace("ensemble", "EMPIR"),
+                             "fp": r["peak_rss_bytes"]["fp"]["median"] / 2**20,
+                             "ens": r["peak_rss_bytes"][k]["median"] / 2**20, "ratio": ratio,
+                             "files": r["files_over_fp"][k]})
+    return markdown_table(rows, ["dataset", "what", "batch", "fp", "ens", "ratio", "files"],
+                          ["dataset", "deployed", "batch", "FP peak RSS added (MiB)", "EMPIR peak RSS added (MiB)",
+                           "memory / FP", "file bytes / FP"],
+                          {"fp": ".1f", "ens": ".1f", "ratio": ".2f", "files": ".2f"})
+
+
+def latency_figure(record: dict) -> Figure:
+    """Latency (batch 1) and time per image (batch 100) of the grid's deployed members against their bits.
+
+    Points are medians with min-max bars over the rounds; the grey line is the FP member, the dashed
+    line the paper's model (time ~ max(wbits, abits) / 32 of the FP member's).
+    """
+    grid = record["grid"]["members"]
+    fig = Figure(figsize=(10.5, 3.6), layout="constrained")
+    for ax, key, title in zip(fig.subplots(1, 2), ("latency_s", "throughput_per_s"),
+                              ("batch 1: latency per image", "batch 100: time per image")):
+        def per_image(s: dict, key: str = key) -> tuple[float, float, float]:
+            if key == "latency_s":
+                return 1e3 * s["median"], 1e3 * s["min"], 1e3 * s["max"]
+            return 1e3 / s["median"], 1e3 / s["max"], 1e3 / s["min"]
+        fp_id = next(m for m in grid if settings.is_full_precision(*settings.parse_precision(m)))
+        fp = per_image(grid[fp_id][key])[0]
+        for m, row in grid.items():
+            w, a = settings.parse_precision(m)
+            if settings.is_full_precision(w, a):
+                continue
+            mid, lo, hi = per_image(row[key])
+            x = max(w, a) * (1 + 0.06 * (w - a))  # spread the members of one max(w, a) a little
+            ax.errorbar(x, mid, [[mid - lo], [hi - mid]], fmt="o", color=bits_colour(w), capsize=3,
+                        label=f"wbits = {w}" if a == max(w, a) else None)
+        ax.axhline(fp, color="tab:gray", label=f"FP member ({fp_id})")
+        bits = np.array([1, 2, 4])
+        ax.plot(bits, fp * bits / 32, "k--", label="Eq. 6, paper's model: FP x max(w, a)/32")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 2, 4], ["1", "2", "4"])
+        ax.set_xlabel("max(wbits, abits)")
+        ax.set_ylabel("ms per image")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{record['grid']['dataset']} members on ONNX Runtime, {title}", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    return fig

@@ -6,9 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import REPO
 
-from empir_lib import data, deploy, models, quantize, settings, zoo
+from empir_lib import data, deploy, deploy_bench, ensemble, models, overhead, quantize, settings, zoo
 from empir_lib.errors import EmpirError
 
 MNIST_EMPIR = settings.get("mnist").empir_ids
@@ -99,3 +100,53 @@ def test_cli_deploy(tmp_path):
     r = run("deploy", "nope", "--out-dir", str(tmp_path))
     assert r.returncode == 2 and "unknown zoo member" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_numpy_vote_is_the_ensemble_vote_with_ties():
+    rng = np.random.default_rng(0)
+    logits = rng.integers(0, 3, size=(3, 400, 3)).astype(np.float32)  # many ties and three-way splits
+    logits += rng.normal(scale=1e-3, size=logits.shape).astype(np.float32)
+    for fp in ([False, False, True], [True, False, False], [False, False, False]):
+        order = np.concatenate([np.flatnonzero(fp), np.flatnonzero(~np.array(fp))]).astype(np.int32)
+        want = ensemble.vote(tf.constant(logits), order)[0].numpy()
+        np.testing.assert_array_equal(deploy.vote(logits, fp), want)
+
+
+def test_nbits_variant_stores_small_fc_weights_and_predicts_the_same(tmp_path):
+    x, _ = data.load_sample("tiny-imagenet", 50)
+    result = deploy.compare(settings.get("tiny-imagenet").empir_ids, x, deploy_dir=tmp_path, nbits=True)
+    assert result["vote_differ"] == 0 and all(r["differ"] == 0 for r in result["members"].values())
+    kinds = result["members"]["tiny-imagenet-a2w2-s1+nbits"]["kernels"]
+    assert kinds["ip1"] == kinds["ip2"] == "2-bit MatMulNBits (float compute)"
+    entries = deploy.read_manifest(tmp_path)["members"]
+    assert entries["tiny-imagenet-a2w2-s1+nbits"]["size_bytes"] < entries["tiny-imagenet-a4w4-s1+nbits"]["size_bytes"]
+    with pytest.raises(EmpirError, match="only deployment variant"):
+        deploy.deploy("tiny-imagenet-a2w2-s1+int3", tmp_path)
+
+
+def test_measured_rate_prices_eq6():
+    fn = deploy_bench.ops_per_sec(0.5)
+    assert overhead.ensemble_overheads([(2, 4), (2, 4), (32, 32)], fn)["time"] == pytest.approx(2.0)
+    with pytest.raises(EmpirError):
+        deploy_bench.ops_per_sec(0)
+
+
+def test_committed_timing_and_memory_files_are_complete():
+    for name in ("timing", "memory"):
+        if not (REPO / "data" / "results" / "deploy" / f"{name}.json").is_file():
+            pytest.skip(f"data/results/deploy/{name}.json is not written yet")
+    timing = deploy_bench.load("timing")
+    for ds in ("mnist", "cifar10", "tiny-imagenet"):
+        row = timing["datasets"][ds]
+        assert {*settings.get(ds).empir_ids, "EMPIR"} <= set(row["measured"])
+        assert len(row["measured"]["EMPIR"]["latency_s"]["runs"]) == timing["rounds"] >= 5
+        assert row["eq6_paper"] == pytest.approx(overhead_time(ds))
+    assert "| mnist |" in deploy_bench.eq6_table(timing)
+    memory = deploy_bench.load("memory")
+    assert set(memory["datasets"]) == {"mnist", "cifar10", "tiny-imagenet"}
+    assert "EMPIR+nbits" in deploy_bench.memory_table(memory)
+    assert len(deploy_bench.latency_figure(timing).axes) == 2
+
+
+def overhead_time(dataset):
+    return overhead.ensemble_overheads([(w, a) for w, a, _ in settings.get(dataset).empir])["time"]
