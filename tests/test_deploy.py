@@ -50,16 +50,27 @@ def test_deployed_mnist_empir_matches_keras_on_the_full_test_set(data_dir, tmp_p
     assert result["vote_differ"] == 0
 
 
+# Batch norm between a quantised layer and the next (AlexNet) puts continuous values in front of a
+# quantiser, so float sums accumulated in another order can move one across a rounding boundary: a few
+# of 10,000 predictions differ (5 and 13 of 10,000 measured).  Without batch norm nothing can (module
+# docstring of empir_lib.deploy), so MNIST and CIFAR-10 must match on every image.
+BOUND = {"mnist": 0, "cifar10": 0, "tiny-imagenet": 30, "tiny-imagenet+nbits": 30}
+
+
 def test_committed_equivalence_counts():
-    """The full-test-set comparison behind chapter 6: no member and no vote differs."""
+    """The full-test-set comparison behind chapter 6, per member and for the vote."""
     path = REPO / "data" / "results" / "deploy" / "equivalence.json"
     if not path.is_file():
         pytest.skip("data/results/deploy/equivalence.json is not written yet")
     result = json.loads(path.read_text())
-    for ds in ("mnist", "cifar10", "tiny-imagenet"):
-        assert result["datasets"][ds]["n"] == 10000
-        assert result["datasets"][ds]["vote_differ"] == 0
-        assert all(r["differ"] == 0 for r in result["datasets"][ds]["members"].values())
+    assert set(result["datasets"]) == set(BOUND)
+    for ds, bound in BOUND.items():
+        row = result["datasets"][ds]
+        assert row["n"] == 10000
+        assert row["vote_differ"] <= bound
+        for member, r in row["members"].items():
+            assert r["differ"] <= (0 if settings.is_full_precision(*settings.parse_precision(member.split("+")[0]))
+                                   else bound), member
 
 
 def test_deploy_writes_a_file_and_load_checks_its_hash(tmp_path):
