@@ -127,7 +127,7 @@ def _filled(student: dict, found: list[assignments.Exercise], wrong: str | None)
     for cell in nb["cells"]:
         e = stubs.get("".join(cell["source"]).strip())
         if e is not None and e.number != wrong:
-            cell["source"] = "\n\n".join(e.solution)
+            cell["source"] = e.worked
         elif cell["cell_type"] == "markdown" and "Type your answer here" in "".join(cell["source"]):
             cell["source"] = "A written answer, for the instructor to grade."
     return nb

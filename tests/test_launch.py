@@ -88,6 +88,8 @@ def test_binder_builds_the_conda_environment_then_installs_the_repository():
         return [re.sub(r"\s+", "", m) for m in re.findall(r"^\s+-\s+([^#\s].*?)\s*$", block, re.M)]
 
     root, binder = pip_entries(REPO / "environment.yml"), pip_entries(REPO / "binder" / "environment.yml")
-    assert "-e." in root and binder == [e for e in root if e != "-e."]
+    assert "-e." in root
+    assert binder == [e for e in root if e != "-e."], (
+        "binder/environment.yml must list what environment.yml lists, less '-e .': copy the pip entries over")
     post = (REPO / "binder" / "postBuild").read_text()
     assert re.search(r"^pip install .*-e \.$", post, re.M) and post.startswith("#!")
