@@ -1,52 +1,44 @@
-"""Members deployed in ONNX Runtime with integer kernels: Eq. 5's levels held as int8 codes (paper section 3.3).
+"""Members deployed in ONNX Runtime with integer kernels: Eq. 5's levels held as integer codes (section 3.3).
 
 Our Keras members *emulate* DoReFa quantisation in float32, so a low-precision
-member runs no faster than the FP one.  Eq. 6's time model is about hardware
-that runs k-bit operations faster; this module puts each member on a real
-runtime whose CPU kernels compute in 8-bit integers, without changing a single
-prediction.  That is possible because DoReFa's levels are an integer grid
-with one scale per layer (Eq. 5, with n = 2^k - 1):
+member runs no faster than the FP one.  This module puts each member on a
+runtime whose CPU kernels compute in 8-bit integers.  No calibration is
+needed: DoReFa's levels are an integer grid with one scale per layer (Eq. 5,
+n = 2^k - 1), and we set the scales from the member's bits:
 
-    activations  a = i / n,          i in 0..n           -> uint8 code i,          scale 1/n_a
-    weights      w = (2j - n) / n,   j in 0..n           -> int8 code 2j - n,      scale 1/n_w
+    activations  a = i / n,          i in 0..n   -> uint8 code i,       scale 1/n_a
+    weights      w = (2j - n) / n,   j in 0..n   -> int8 code 2j - n,   scale 1/n_w
 
-so a quantised convolution is an integer convolution of the codes (exact, in
-int32) times 1/(n_a n_w).  We set these scales ourselves, from the member's
-bits; no converter calibrates anything.
+A quantised layer is then an integer product of codes (exact, in int32) times
+1/(n_a n_w).  Which ONNX Runtime kernel each layer gets (as measured on this
+CPU when the module was written; :func:`to_onnx` reports the choice per layer):
 
-Why ONNX Runtime, and which kernels (measured, see :mod:`empir_lib.deploy_bench`):
+* ``QLinearConv`` (1.5-3x faster than float ``Conv``) when only ReLU and
+  max-pooling lie between a quantised convolution and the next quantised
+  layer: its output is requantised straight to that layer's codes.  Rounding,
+  ReLU (saturation at 0), the clip to n and max-pooling are monotone, so they
+  commute; the exact value acc / (n_a n_w) has an odd denominator, so it is
+  never within 1/(2 n_a n_w) of a tie, and float rounding cannot flip a code.
+* ``MatMulInteger`` (3-4x faster than float at batch 100) for a quantised
+  dense layer, or a convolution with a 1x1 output (which is one).
+* a float ``Conv`` on the exactly dequantised levels for a quantised
+  convolution followed by average pooling or batch norm (CIFARconv's conv2
+  and conv3, AlexNet's): its output cannot be requantised to 8 bits exactly,
+  and ``ConvInteger`` (int32 output) runs 3-6x *slower* than float.  Behind
+  batch norm the next quantiser sees arbitrary floats, so there a value a hair
+  from a rounding boundary can round either way: a few predictions in 10,000
+  differ (chapter 6).
+* float32 for the first layer and the FC layers the original keeps in full
+  precision, and for every layer of an FP member.
 
-* ``QLinearConv`` (uint8 codes x int8 codes, requantised to uint8) runs 1.5-3x
-  faster than the float ``Conv`` on this CPU; ``ConvInteger`` (int32 output)
-  is 3-6x *slower* than float.  So a quantised convolution whose result only
-  passes ReLU and max-pooling before the next quantised layer is one
-  ``QLinearConv`` whose output scale is the next layer's 1/n: rounding,
-  ReLU (saturation at 0), clipping (``Clip`` to n) and max-pooling are all
-  monotone, so they commute, and the requantised code is exactly DoReFa's.
-  The exact value is acc / (n_a n_w) with odd n_a n_w, so it is never within
-  1/(2 n_a n_w) of a rounding tie: float rounding in the requantisation
-  cannot flip a code.
-* a quantised dense layer (and a convolution whose output is 1x1, which is
-  one) is ``MatMulInteger`` (fast: 3-4x float at batch 100) then one float
-  scale: integer accumulation, exact.
-* a quantised convolution followed by average pooling or batch norm (CIFARconv's
-  conv2 and conv3, AlexNet's convolutions) cannot be requantised to 8 bits
-  exactly, and ``ConvInteger`` is too slow to be worth it: it runs as a float
-  ``Conv`` on the exactly dequantised levels.  :func:`kernels` says which
-  layer runs where.
-* the first layer and the FC layers the original keeps in full precision
-  stay float32, as does every layer of an FP member.
-
-LiteRT (TFLite/XNNPACK) was not chosen: its int8 path is the converter's own
-post-training calibration (a representative dataset picks the scales), and
-the member must keep DoReFa's levels.
-
-``uint8 x int8`` products are summed in pairs into int16 by the AVX2 kernels,
-so ``2 n_a n_w`` must stay below 2^15 (a7w7 is the widest allowed).
+LiteRT (TFLite/XNNPACK) was not chosen: its int8 path is its converter's
+post-training calibration, which picks its own scales, and a member must keep
+DoReFa's levels.  The AVX2 kernels sum uint8 x int8 products in pairs into
+int16, so 2 n_a n_w must stay below 2^15 (a7w7 is the widest allowed).
 
 A deployed member is a ``.onnx`` file in ``data/deployed`` with an entry in
 its ``manifest.json`` (sha256, size, kernels); :func:`load` checks the hash
-before building a session.
+before it builds a session.
 """
 from __future__ import annotations
 

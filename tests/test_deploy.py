@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
-from empir_lib import data, deploy, deploy_bench, ensemble, models, overhead, quantize, settings, zoo
+from empir_lib import data, deploy, deploy_bench, ensemble, exercises, models, overhead, quantize, settings, zoo
 from empir_lib.errors import EmpirError
 
 MNIST_EMPIR = settings.get("mnist").empir_ids
@@ -161,3 +161,10 @@ def test_committed_timing_and_memory_files_are_complete():
 
 def overhead_time(dataset):
     return overhead.ensemble_overheads([(w, a) for w, a, _ in settings.get(dataset).empir])["time"]
+
+
+def test_exercise_6_4_check_accepts_eq6_with_the_measured_rate(capsys):
+    config = [(2, 4), (2, 4), (32, 32)]
+    assert exercises.check_overheads({"time": 1 + 2 * 0.3, "storage": 1.125}, config, deploy_bench.ops_per_sec(0.3))
+    assert not exercises.check_overheads({"time": 1.25, "storage": 1.125}, config, deploy_bench.ops_per_sec(0.3))
+    assert "not quite" in capsys.readouterr().out
