@@ -29,13 +29,16 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import keras
 import numpy as np
 import onnxruntime as ort
+import tensorflow as tf
 from matplotlib.figure import Figure
 from onnx import TensorProto, helper, numpy_helper
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tqdm.auto import tqdm
 
-from . import data, deploy, overhead, provenance, settings
+from . import data, deploy, overhead, provenance, settings, zoo
 from .errors import EmpirError, check_positive_int
 from .files import atomic_write
 from .plots.style import bits_colour
@@ -223,6 +226,77 @@ def _eq6(s: settings.DatasetSettings, measured: dict, int8_rate: float) -> dict:
             "eq6_member_times": 1 + sum(measured[m]["latency_s"]["median"] / fp_lat for m in s.empir_lp),
             "ensemble_batch1": measured["EMPIR"]["latency_s"]["median"] / fp_lat,
             "ensemble_batch100": fp_thr / measured["EMPIR"]["throughput_per_s"]["median"]}
+
+
+def _tflite(model: keras.Model, x: np.ndarray, int8: bool) -> bytes:
+    """The member through TF Lite's converter: float32, or int8 with the converter's own calibration on ``x``."""
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    fn = convert_variables_to_constants_v2(tf.function(lambda t: model(t, training=False)).get_concrete_function(spec))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def _litert_runner(model_bytes: bytes, x: np.ndarray) -> Callable[[], object]:
+    interpreter = tf.lite.Interpreter(model_content=model_bytes, num_threads=1)  # XNNPACK, one thread
+    interpreter.resize_tensor_input(0, list(x.shape))
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+
+    def run() -> None:
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+
+    return run
+
+
+def runtimes(rounds: int = 7, out: Path | None = None) -> dict:
+    """Why ONNX Runtime: its float32 and int8 kernels against LiteRT's (XNNPACK) on MNISTconv, same run.
+
+    Float32: the FP member in both.  int8: our DoReFa a4w2 member on ONNX Runtime, and, for LiteRT, the
+    FP member converted to int8 with the converter's own calibration (the only int8 path LiteRT offers;
+    its scales are not DoReFa's, so it serves only as a speed reference for LiteRT's int8 kernels).
+    """
+    t0 = time.perf_counter()
+    x, _ = data.load_sample("mnist", 100)
+    fp = zoo.load("mnist-fp-s1")
+    lite = {"float32": _tflite(fp, x, False), "int8": _tflite(fp, x, True)}
+    ort_members = {"float32": deploy.ensure("mnist-fp-s1").session, "int8": deploy.ensure("mnist-a4w2-s1").session}
+    undo = _pinned()
+    try:
+        fns = {}
+        for batch in (1, 100):
+            for kind in ("float32", "int8"):
+                fns[f"LiteRT {kind}, batch {batch}"] = _litert_runner(lite[kind], x[:batch])
+                fns[f"ONNX Runtime {kind}, batch {batch}"] = (
+                    lambda s=ort_members[kind], b=batch: s.run(None, {"image": x[:b]}))
+        calls = {k: max(3, int(0.1 / _seconds(fn, 3))) for k, fn in fns.items()}
+        runs = {k: [] for k in fns}
+        for _ in tqdm(range(rounds), desc="runtimes", leave=False):
+            for k, fn in fns.items():
+                runs[k].append(_seconds(fn, calls[k]) / (100 if k.endswith("100") else 1))
+    finally:
+        undo()
+    record = {"seconds_per_image": {k: _spread(v) for k, v in runs.items()}, "rounds": rounds,
+              "litert": f"tf.lite.Interpreter (TensorFlow {tf.__version__}, XNNPACK)",
+              "wall_time_s": round(time.perf_counter() - t0, 1)}
+    return _write(out or RESULTS / "runtimes.json", record, "python -c 'from empir_lib import deploy_bench; "
+                  "deploy_bench.runtimes()'")
+
+
+def runtimes_table(record: dict) -> str:
+    """LiteRT against ONNX Runtime, ms per image, median [min-max] over the rounds."""
+    t = record["seconds_per_image"]
+    rows = [{"kind": kind, "batch": b, "litert": _ms(t[f"LiteRT {kind}, batch {b}"]),
+             "ort": _ms(t[f"ONNX Runtime {kind}, batch {b}"]),
+             "ratio": t[f"ONNX Runtime {kind}, batch {b}"]["median"] / t[f"LiteRT {kind}, batch {b}"]["median"]}
+            for kind in ("float32", "int8") for b in (1, 100)]
+    return markdown_table(rows, ["kind", "batch", "litert", "ort", "ratio"],
+                          ["kernels", "batch", "LiteRT (ms/image)", "ONNX Runtime (ms/image)", "ONNX Runtime / LiteRT"],
+                          {"ratio": ".2f"})
 
 
 # --- memory -------------------------------------------------------------------------------------

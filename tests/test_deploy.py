@@ -143,7 +143,7 @@ def test_measured_rate_prices_eq6():
 
 
 def test_committed_timing_and_memory_files_are_complete():
-    for name in ("timing", "memory"):
+    for name in ("timing", "memory", "runtimes"):
         if not (REPO / "data" / "results" / "deploy" / f"{name}.json").is_file():
             pytest.skip(f"data/results/deploy/{name}.json is not written yet")
     timing = deploy_bench.load("timing")
@@ -157,6 +157,7 @@ def test_committed_timing_and_memory_files_are_complete():
     assert set(memory["datasets"]) == {"mnist", "cifar10", "tiny-imagenet"}
     assert "EMPIR+nbits" in deploy_bench.memory_table(memory)
     assert len(deploy_bench.latency_figure(timing).axes) == 2
+    assert "| int8 | 100 |" in deploy_bench.runtimes_table(deploy_bench.load("runtimes"))
 
 
 def overhead_time(dataset):
