@@ -10,6 +10,7 @@ import tensorflow as tf
 from conftest import REPO
 
 from empir_lib import data, deploy, deploy_bench, ensemble, exercises, models, overhead, quantize, settings, zoo
+from empir_lib.chapters import hardware
 from empir_lib.errors import EmpirError
 
 MNIST_EMPIR = settings.get("mnist").empir_ids
@@ -152,12 +153,12 @@ def test_committed_timing_and_memory_files_are_complete():
         assert {*settings.get(ds).empir_ids, "EMPIR"} <= set(row["measured"])
         assert len(row["measured"]["EMPIR"]["latency_s"]["runs"]) == timing["rounds"] >= 5
         assert row["eq6_paper"] == pytest.approx(overhead_time(ds))
-    assert "| mnist |" in deploy_bench.eq6_table(timing)
+    assert "| mnist |" in hardware.eq6_table(timing)
     memory = deploy_bench.load("memory")
     assert set(memory["datasets"]) == {"mnist", "cifar10", "tiny-imagenet"}
-    assert "EMPIR+nbits" in deploy_bench.memory_table(memory)
-    assert len(deploy_bench.latency_figure(timing).axes) == 2
-    assert "| int8 | 100 |" in deploy_bench.runtimes_table(deploy_bench.load("runtimes"))
+    assert "EMPIR+nbits" in hardware.memory_table(memory)
+    assert len(hardware.latency_figure(timing).axes) == 2
+    assert "| int8 | 100 |" in hardware.runtimes_table(deploy_bench.load("runtimes"))
 
 
 def overhead_time(dataset):
