@@ -170,3 +170,12 @@ def test_exercise_6_4_check_accepts_eq6_with_the_measured_rate(capsys):
     assert exercises.check_overheads({"time": 1 + 2 * 0.3, "storage": 1.125}, config, deploy_bench.ops_per_sec(0.3))
     assert not exercises.check_overheads({"time": 1.25, "storage": 1.125}, config, deploy_bench.ops_per_sec(0.3))
     assert "not quite" in capsys.readouterr().out
+
+
+def test_committed_deployed_files_load_and_are_what_deploy_writes(tmp_path):
+    entries = deploy.read_manifest()["members"]
+    assert {*MNIST_EMPIR, *settings.get("tiny-imagenet").empir_ids} <= set(entries)
+    for member in entries:
+        assert deploy.load(member).member == member  # every committed file matches its sha256
+    again = deploy.deploy("mnist-a4w2-s1", tmp_path)
+    assert again["sha256"] == entries["mnist-a4w2-s1"]["sha256"]  # regenerated from the zoo, byte for byte
