@@ -14,6 +14,9 @@ may import the core, the core never imports these.
   (chapter 8);
 * :mod:`.members` -- single members: the precision grid, transfer (chapter 4);
 * :mod:`.rules` -- ensembling rules and member counts (chapter 5);
+* :mod:`.four_attacks` -- the four attacks side by side (chapter 2);
 * :mod:`.storage` -- measured storage and time (chapter 6);
+* :mod:`.hardware` -- the deployed members against Eq. 6: equivalence, time,
+  memory (chapter 6);
 * :mod:`.scale` -- the ImageNet-scale comparison and its overheads (chapter 9).
 """
