@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 from numpy.typing import ArrayLike
 
-from . import ensemble, provenance, settings, zoo
+from . import ensemble, files, provenance, settings, zoo
 from .deploy_graph import OPSET, to_onnx, weight_codes
 from .errors import EmpirError, check_positive_int
 from .files import atomic_write, sha256
@@ -45,13 +45,7 @@ def manifest_path(deploy_dir: DeployDir = None) -> Path:
 
 def read_manifest(deploy_dir: DeployDir = None) -> dict:
     """The deployed members' manifest (``{'members': {}}`` when none is deployed)."""
-    path = manifest_path(deploy_dir)
-    if not path.exists():
-        return {"members": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise EmpirError(f"{path} is not valid JSON ({e}); restore it with git or rerun 'empir deploy'.") from None
+    return files.read_manifest(manifest_path(deploy_dir), "restore it with git or rerun 'empir deploy'")
 
 
 def deploy(member: str, deploy_dir: DeployDir = None, zoo_dir: zoo.ZooDir = None) -> dict:

@@ -8,9 +8,12 @@ never leaves half a file behind; every file it trusts is checked with
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+
+from .errors import EmpirError
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -38,3 +41,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> No
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def read_manifest(path: str | os.PathLike, fix: str) -> dict:
+    """A JSON manifest (``{'members': {}}`` when there is none yet); invalid JSON names ``fix``."""
+    path = Path(path)
+    if not path.exists():
+        return {"members": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise EmpirError(f"{path} is not valid JSON ({e}); {fix}.") from None

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from . import data as data_mod
-from . import metrics, models, provenance, settings, train
+from . import files, metrics, models, provenance, settings, train
 from .errors import FULL_PRECISION, EmpirError, check_choice
 from .files import atomic_write, sha256
 
@@ -46,12 +46,7 @@ def manifest_path(zoo_dir: ZooDir = None) -> Path:
 def read_manifest(zoo_dir: ZooDir = None) -> dict:
     """The manifest (``{'members': {}}`` when the zoo is empty)."""
     path = manifest_path(zoo_dir)
-    if not path.exists():
-        return {"members": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise EmpirError(f"{path} is not valid JSON ({e}); restore it with 'git checkout {path}'.") from None
+    return files.read_manifest(path, f"restore it with 'git checkout {path}'")
 
 
 def _write_manifest(manifest: dict, zoo_dir: ZooDir = None) -> None:
