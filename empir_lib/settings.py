@@ -70,6 +70,10 @@ class DatasetSettings:
     sample_size: int | None = None
     second_eps: tuple | None = None
     class_names: tuple[str, ...] = ()
+    # The worst-case suite's threat models besides L-inf at Table 1's eps (attacker's
+    # choices, chapter 8): further L-inf budgets, and the L2 budget of the CW column.
+    suite_linf: tuple[float, ...] = ()
+    l2_budget: float | None = None
     # How the zoo stores a member: a Keras file, or float16 weights (AlexNets, to fit the zoo's size budget).
     storage: str = "keras"
 
@@ -106,6 +110,8 @@ MNIST = DatasetSettings(
     zoo=((*FP, 1), *((w, a, 1) for w, a in GRID), (2, 4, 2), (*FP, 2), (*FP, 3), (2, 4, 3)),
     sample_size=500,
     second_eps=("eps8", EPS8, False),
+    # 2.0: the usual MNIST L2 budget (Croce & Hein 2020).
+    l2_budget=2.0,
 )
 
 CIFAR10 = DatasetSettings(
@@ -120,6 +126,9 @@ CIFAR10 = DatasetSettings(
     sample_size=500,
     # Tramer et al.'s 8/255, on all n images: that setting comes from CIFAR-10.
     second_eps=("eps8", EPS8, True),
+    # 8/255 and L2 0.5: the CIFAR-10 benchmark budgets (Tramer et al. 2020; RobustBench).
+    suite_linf=(EPS8,),
+    l2_budget=0.5,
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 )
 
@@ -141,6 +150,10 @@ TINY_IMAGENET = DatasetSettings(
     sample_size=200,
     storage="float16",
     second_eps=("eps4", 4 / 255, True),
+    # 4/255, the usual ImageNet-like budget; L2 1.0 is CIFAR-10's 0.5 per pixel scaled by
+    # sqrt(4), as 64x64x3 images have four times CIFAR-10's pixels.
+    suite_linf=(4 / 255,),
+    l2_budget=1.0,
 )
 
 IMAGENET = DatasetSettings(

@@ -50,10 +50,8 @@ from .errors import EmpirError, check_choice, check_finite_number, check_positiv
 from .files import atomic_write
 
 KINDS = ("apgd", "pgd", "square", "cw")
-# L2 budgets (attacker's choice; the paper reports CW without one): 2.0 on MNIST and 0.5
-# on CIFAR-10 are the usual budgets of RobustBench / Croce & Hein; Tiny ImageNet's 64x64x3
-# images have 4x CIFAR-10's pixels, so the same per-pixel budget is sqrt(4) x 0.5 = 1.0.
-L2_BUDGETS = {"mnist": 2.0, "cifar10": 0.5, "tiny-imagenet": 1.0}
+# The L2 budgets per dataset (settings.DatasetSettings.l2_budget; the paper reports CW without one).
+L2_BUDGETS = {n: d.l2_budget for n, d in settings.DATASETS.items() if d.l2_budget}
 SQUARE_QUERIES = 1000
 CW_SEARCH = {"binary_search_steps": 5, "max_iterations": 100, "learning_rate": 0.1, "initial_const": 10.0,
              "confidence": 0.0, "abort_early": True, "batch_size": 100}
@@ -66,11 +64,9 @@ def threats(dataset: str) -> dict[str, dict]:
     if dataset not in L2_BUDGETS:
         raise EmpirError(f"no threat models for {dataset!r}; choose one of: {', '.join(L2_BUDGETS)}.")
     out = {"linf-table1": {"norm": "linf", "eps": float(s.attacks["pgd"]["eps"])}}
-    if dataset == "cifar10":
-        out["linf-8-255"] = {"norm": "linf", "eps": 8 / 255}
-    if dataset == "tiny-imagenet":
-        out["linf-4-255"] = {"norm": "linf", "eps": 4 / 255}
-    out["l2"] = {"norm": "l2", "eps": L2_BUDGETS[dataset]}
+    for eps in s.suite_linf:  # named in 255ths, e.g. linf-8-255
+        out[f"linf-{round(eps * 255)}-255"] = {"norm": "linf", "eps": eps}
+    out["l2"] = {"norm": "l2", "eps": s.l2_budget}
     return out
 
 
