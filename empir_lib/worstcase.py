@@ -136,21 +136,24 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
     """Robust accuracy (%) per threat model for each row, beside the old per-attack adaptive rows.
 
     Each row: ``row``, ``clean`` and one entry per threat model (None where
-    the file is missing).  The EMPIR row also carries ``old_linf`` (the old
-    adaptive protocol's best figure among FGSM, BIM and PGD at the Table 1
-    eps, each attack with its own objective) and ``old_cw`` (the old adaptive
+    the file is missing), and ``n``: the images each evaluation ran on.  The
+    EMPIR row also carries ``old_linf`` (the old adaptive protocol's lowest
+    figure among FGSM, BIM and PGD at the Table 1 eps, each attack with its
+    own objective) and ``old_cw`` (the old adaptive
     CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run.
     """
     base = results.results_dir(dataset, root)
     out = []
     for row, label in ROW_LABELS.items():
-        entry: dict = {"row": label, "clean": None}
+        entry: dict = {"row": label, "clean": None, "n": {}}
         for threat_name in suite.threats(dataset):
             path = base / FOLDER / f"{row}-{threat_name}.json"
             if path.is_file():
                 r = results.read_result(path)
                 entry[threat_name] = 100 * r["robust_accuracy"]
-                entry["clean"] = 100 * r["clean_accuracy"]
+                if r["n"] > max(entry["n"].values(), default=0):  # clean accuracy on the most images
+                    entry["clean"] = 100 * r["clean_accuracy"]
+                entry["n"][threat_name] = r["n"]
             else:
                 entry[threat_name] = None
         if row == "empir":
@@ -208,7 +211,10 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
     shown = []
     for r in rows:
         cell = {"row": r["row"], "clean": tables.percent_cell(r["clean"])}
-        cell.update({t: tables.percent_cell(r.get(t)) for t in threats})
+        most = max(r["n"].values(), default=0)
+        cell.update({t: tables.percent_cell(r.get(t)) + (f" (first {r['n'][t]:,} images)"
+                                                         if r["n"].get(t, most) < most else "")
+                     for t in threats})
         med = r.get("median_l2")
         cell["median_l2"] = tables.DASH if med is None else f"{med:.2f}"
         cell["old_linf"] = tables.percent_cell(r.get("old_linf"))

@@ -84,3 +84,11 @@ def test_unknown_suite_job_names_are_refused():
     with pytest.raises(EmpirError, match="unknown suite job"):
         worstcase.check_job_name("mnist", "suite/empir-linf-8-255")  # 8/255 is CIFAR-10's
     assert "linf-8-255" not in suite.threats("mnist")
+
+
+def test_an_evaluation_on_fewer_images_says_so(tree):
+    _write(tree, "mnist", "empir-l2", [-1, 1, 1, 0, 1], np.full(5, 1.0))
+    row = {r["row"]: r for r in worstcase.threat_rows("mnist", tree)}["EMPIR"]
+    assert row["n"] == {"linf-table1": 10, "l2": 5} and row["l2"] == pytest.approx(20.0)
+    assert row["clean"] == pytest.approx(90.0)  # from the evaluation on the most images
+    assert "20.00 (first 5 images)" in worstcase.threat_table("mnist", tree)
