@@ -92,3 +92,11 @@ def test_an_evaluation_on_fewer_images_says_so(tree):
     assert row["n"] == {"linf-table1": 10, "l2": 5} and row["l2"] == pytest.approx(20.0)
     assert row["clean"] == pytest.approx(90.0)  # from the evaluation on the most images
     assert "20.00 (first 5 images)" in worstcase.threat_table("mnist", tree)
+
+
+def test_cw_against_the_suite_at_the_budget(tree):
+    assert "\u2014" in worstcase.cw_versus_suite("mnist", tree)  # no L2 cascade yet
+    _write(tree, "mnist", "empir-l2", [-1, 1, 1, 0, 1], np.full(5, 1.0))
+    line = worstcase.cw_versus_suite("mnist", tree)
+    # minimal L2 [1, 2, 3, inf, 0] against the budget 2.0: 3.0 and inf exceed it.
+    assert "alone leaves 40.0% of the first 5 images" in line and "leaves 20.0% of the first 5" in line
