@@ -154,6 +154,12 @@ def _trace_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
     def segment(st, x_nat, y, eps, i0, i1, check, window):
         x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist, broken, x_broken = st
         for i in tf.range(i0, i1):
+            # The batch shrinks between segments: keep its size free, or a one-image batch
+            # traced with a known size fails to match the loop's relaxed shapes.
+            tf.autograph.experimental.set_loop_options(shape_invariants=[
+                (v, tf.TensorShape([None, *v.shape[1:]])) for v in (x_adv, x_old, grad, x_best, grad_best, x_broken)
+            ] + [(v, tf.TensorShape([None])) for v in (loss_best, step, best_last, reduced_last, broken)]
+              + [(hist, tf.TensorShape([hist.shape[0], None]))])
             a = tf.where(tf.logical_and(momentum, i > 0), MOMENTUM, 1.0)
             grad2 = x_adv - x_old
             x_old = x_adv

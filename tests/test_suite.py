@@ -52,6 +52,14 @@ def test_every_reported_break_fools_the_vote_and_stays_in_the_ball(mnist):
     assert np.abs(out.x_adv - x).max() <= 0.15 + 1e-6
 
 
+def test_a_single_image_batch_runs(mnist):
+    # Compaction can leave one image in a batch; the traced loop must accept any batch size.
+    ens, x, y = mnist
+    for n in (1, 3):
+        out = apgd.run(surrogates.loss_fn(ens, "dlr_mean_logits"), x[:n], y[:n], 0.05, n_iter=12)
+        assert out.x_adv.shape == x[:n].shape
+
+
 def test_adaptive_cw_flips_the_vote_on_every_image_it_reports_broken(mnist):
     ens, x, y = mnist
     x, y = x[:20], y[:20]
