@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one ensemble member")
     t.add_argument("--dataset", required=True,
                    help="mnist, cifar10, tiny-imagenet, or imagenet (its folder layout in --data-dir)")
-    t.add_argument("--wbits", type=_bits_arg, default="32", help="weight bits: 1..16 or 32, or a per-layer list a,b,c")
-    t.add_argument("--abits", type=_bits_arg, default="32", help="activation bits: 1..16 or 32, or a per-layer list")
+    fp = str(settings.FULL_PRECISION)
+    t.add_argument("--wbits", type=_bits_arg, default=fp, help=f"weight bits: 1..16 or {fp}, or a per-layer list a,b,c")
+    t.add_argument("--abits", type=_bits_arg, default=fp, help=f"activation bits: 1..16 or {fp}, or a per-layer list")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--epochs", type=int, default=None, help="default: the dataset's recipe")
     t.add_argument("--n-train", type=int, default=None, help="train on the first N images only")
