@@ -275,7 +275,7 @@ def _finish(st, rows, idx, out_x, broken, loss_best) -> None:
     """Copy the finished rows of a state into the outputs (restarts only ever add breaks)."""
     b = st[10].numpy()[rows]
     xb, xbest, lb = st[11].numpy()[rows], st[3].numpy()[rows], st[5].numpy()[rows]
-    tgt = idx[rows] if rows.dtype != bool else idx[np.flatnonzero(rows)]
+    tgt = idx[rows]
     for j, i in enumerate(tgt):
         if b[j]:
             out_x[i], broken[i] = xb[j], True

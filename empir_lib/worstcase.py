@@ -69,22 +69,19 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     xs, ys = x[:n], y[:n]
     if job["kind"] == "cascade":
         state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"
-        res = suite.cascade(ens, xs, ys, cfg["threat"] | {}, cfg["attacks"], state_path=state, progress=progress)
+        res = suite.cascade(ens, xs, ys, cfg["threat"], cfg["attacks"], state_path=state, progress=progress)
         diag = diagnostics.run(ens, xs, ys, suite.threat(dataset, job["threat"]), res)
         record = _summary(cfg, res["broken_by"], res["counts"], res["stats"], ys, ens)
         record["diagnostics"] = diag
-        norm = res["norm"]
     else:
         state = None
         res = suite.min_l2(ens, xs, ys, progress=progress)
-        names = ["cw-l2"]
-        record = _summary(cfg, res["broken_by"], outcomes.counts(res["broken_by"], names),
+        record = _summary(cfg, res["broken_by"], outcomes.counts(res["broken_by"], ["cw-l2"]),
                           {"cw-l2": {"attacked": res["attacked"], "broken": res["found"],
                                      "seconds": round(res["seconds"], 1)}}, ys, ens)
         record.update(median_l2=res["median_l2"], found=res["found"])
-        norm = res["norm"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], norm)
+    record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])
     # This invocation's time plus the attack time of earlier, interrupted ones.
     record["wall_time_s"] = round(time.perf_counter() - t0 + res.get("resumed_s", 0.0), 1)
     written = results.write_result(path, record, dataset, prov=prov)
