@@ -1,7 +1,8 @@
 """The ``empir`` command.
 
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
-    empir zoo list | verify | build --dataset mnist
+    empir train --dataset mnist --defence distillation --temperature 100 [--zoo]   (also igr, fgsm-at, pgd-at)
+    empir zoo list | verify | build --dataset mnist [--defended]
     empir samples [mnist cifar10 tiny-imagenet]
     empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
@@ -23,7 +24,7 @@ from pathlib import Path
 # A command line should not open with TensorFlow's C++ start-up log: set the default before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from . import assignments, attacks, bench, data, ensemble, evaluate, results, settings, train, zoo
+from . import assignments, attacks, bench, data, defences, ensemble, evaluate, results, settings, train, zoo
 from .deploy import deploy as deploy_member
 from .errors import EmpirError, check_choice
 from .reproduce import reproduce
@@ -55,12 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", default=None, help="default: runs/<member id>")
     t.add_argument("--data-dir", default=None, help="default: $EMPIR_DATA_DIR")
     t.add_argument("--zoo", action="store_true", help="add the trained member to data/models")
+    t.add_argument("--defence", default="none", help=f"train with a defence's loss: {', '.join(defences.DEFENCES)}")
+    for name, what in (("temperature", "distillation's T (paper: 100)"), ("lam", "igr's lambda (paper: 100)"),
+                       ("eps", "fgsm-at / pgd-at eps in [0, 1] (paper: 0.3)"),
+                       ("clean-weight", "weight of the clean loss (fgsm-at 0.5, pgd-at 0)"),
+                       ("steps", "pgd-at's steps (7)"), ("step-size", "pgd-at's step (2.5 eps / steps)")):
+        t.add_argument(f"--{name}", type=int if name == "steps" else float, default=None, help=what)
 
     z = sub.add_parser("zoo", help="list, verify or build the model zoo")
     z.add_argument("action", choices=("list", "verify", "build"))
     z.add_argument("--dataset", default=None)
     z.add_argument("--epochs", type=int, default=None)
     z.add_argument("--data-dir", default=None)
+    z.add_argument("--defended", action="store_true", help="build the members of Table 2's other defences")
 
     e = sub.add_parser("evaluate", help="one ensemble, one attack, one protocol: adversarial accuracy")
     e.add_argument("--dataset", required=True, help="mnist, cifar10 or tiny-imagenet")
@@ -137,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.cmd == "train":
+        params = {k: getattr(args, k) for k in ("temperature", "lam", "eps", "clean_weight", "steps", "step_size")
+                  if getattr(args, k) is not None}
         result = train.train_member(args.dataset, _int_or_list(args.wbits), _int_or_list(args.abits), args.seed,
-                                    args.epochs, args.run_dir, args.data_dir, args.n_train, args.batch_size)
+                                    args.epochs, args.run_dir, args.data_dir, args.n_train, args.batch_size,
+                                    defence=args.defence, defence_params=params)
         print(f"trained {result['run_dir']}: {result['model_path']}")
         if args.zoo:
             entry = zoo.add(result, args.data_dir)
@@ -158,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1 if problems else 0
         if not args.dataset:
             raise EmpirError("'empir zoo build' needs --dataset (mnist, cifar10 or tiny-imagenet).")
-        zoo.build_zoo(args.dataset, args.epochs, args.data_dir)
+        zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended)
         return 0
     if args.cmd == "evaluate":
         return _evaluate(args)

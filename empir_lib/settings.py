@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from . import defences
 from .errors import FULL_PRECISION, EmpirError, check_bits, check_choice
 
 __all__ = ["FULL_PRECISION", "DatasetSettings", "DATASETS", "get", "member_id", "parse_member_id",
@@ -76,6 +77,23 @@ class DatasetSettings:
     l2_budget: float | None = None
     # How the zoo stores a member: a Keras file, or float16 weights (AlexNets, to fit the zoo's size budget).
     storage: str = "keras"
+    # Table 2's other defences (section 5.3): rows of (row key, members), each member
+    # (wbits, abits, seed, defence, params); the paper's row key in paper.TABLE2_DEFENCES is
+    # the part before '@' ('fgsm-at@eps0.1' is our extra row beside the paper's eps).
+    defence_rows: tuple = ()
+
+    @property
+    def defended(self) -> list[tuple]:
+        """Every defended member of :attr:`defence_rows` once, as (wbits, abits, seed, defence, params)."""
+        seen = {}
+        for _, specs in self.defence_rows:
+            for spec in specs:
+                seen.setdefault(defended_id(self.name, spec), spec)
+        return list(seen.values())
+
+    def defence_row_ids(self) -> dict[str, list[str]]:
+        """Each defence row's members by zoo id, in the row's order (low precision first)."""
+        return {row: [defended_id(self.name, spec) for spec in specs] for row, specs in self.defence_rows}
 
     @property
     def empir_ids(self) -> list[str]:
@@ -95,6 +113,17 @@ class DatasetSettings:
 
 FP = (FULL_PRECISION, FULL_PRECISION)
 
+
+def _defended(w: int, a: int, seed: int, defence: str, params: dict) -> tuple:
+    return (w, a, seed, defence, params)
+
+
+def _fgsm_rows(empir: tuple, eps: float, suffix: str = "") -> tuple:
+    """The FGSM-adversarial-training row (FP member) and EMPIR built from FGSM-trained members."""
+    fp = _defended(*FP, 1, "fgsm-at", {"eps": eps})
+    lps = tuple(_defended(w, a, s, "fgsm-at", {"eps": eps}) for w, a, s in empir if (w, a) != FP)
+    return ((f"fgsm-at{suffix}", (fp,)), (f"empir-fgsm-at{suffix}", (*lps, fp)))
+
 MNIST = DatasetSettings(
     "mnist", (28, 28, 1), 10, "mnist_conv",
     recipe={"epochs": 6, "batch_size": 128, "lr": 1e-3, "label_smoothing": 0.0},
@@ -112,6 +141,10 @@ MNIST = DatasetSettings(
     second_eps=("eps8", EPS8, False),
     # 2.0: the usual MNIST L2 budget (Croce & Hein 2020).
     l2_budget=2.0,
+    # The paper's settings: T = 100, lambda = 100, eps = 0.3.
+    defence_rows=(("distillation", (_defended(*FP, 1, "distillation", {"temperature": 100.0}),)),
+                  ("igr", (_defended(*FP, 1, "igr", {"lam": 100.0}),)),
+                  *_fgsm_rows(((2, 4, 1), (2, 4, 2), (*FP, 1)), 0.3)),
 )
 
 CIFAR10 = DatasetSettings(
@@ -129,6 +162,13 @@ CIFAR10 = DatasetSettings(
     # 8/255 and L2 0.5: the CIFAR-10 benchmark budgets (Tramer et al. 2020; RobustBench).
     suite_linf=(EPS8,),
     l2_budget=0.5,
+    # The paper's eps = 0.3 (its section 5.3), and beside it Table 1's CIFAR-10 eps, 0.1: the budget
+    # the rows are attacked at (0.3 in [0, 1] pixels erases most of a CIFAR-10 image).  PGD
+    # adversarial training: Madry et al.'s 7 steps.
+    defence_rows=(*_fgsm_rows(((4, 2, 2), (2, 2, 2), (*FP, 1)), 0.3),
+                  ("pgd-at", (_defended(*FP, 1, "pgd-at", {"eps": 0.3}),)),
+                  *_fgsm_rows(((4, 2, 2), (2, 2, 2), (*FP, 1)), 0.1, "@eps0.1"),
+                  ("pgd-at@eps0.1", (_defended(*FP, 1, "pgd-at", {"eps": 0.1}),))),
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 )
 
@@ -192,13 +232,19 @@ def precision_tag(wbits: int | list | tuple, abits: int | list | tuple) -> str:
     return "fp" if is_full_precision(wbits, abits) else f"a{text(abits)}w{text(wbits)}"
 
 
-def member_id(dataset: str, wbits: int | list | tuple, abits: int | list | tuple, seed: int) -> str:
-    """The zoo id of a member: ``member_id('mnist', 2, 4, 1)`` -> 'mnist-a4w2-s1'."""
-    return f"{dataset}-{precision_tag(wbits, abits)}-s{seed}"
+def member_id(dataset: str, wbits: int | list | tuple, abits: int | list | tuple, seed: int,
+              defence: str | None = None) -> str:
+    """The zoo id of a member: ``member_id('mnist', 2, 4, 1)`` -> 'mnist-a4w2-s1'.
+
+    ``defence`` is a defence's tag (:func:`empir_lib.defences.tag`), appended:
+    ``member_id('mnist', 32, 32, 1, 'igr-l100')`` -> 'mnist-fp-s1-igr-l100'.
+    """
+    return f"{dataset}-{precision_tag(wbits, abits)}-s{seed}" + (f"-{defence}" if defence else "")
 
 
 _TAG = r"(?P<tag>fp|a(?P<abits>\d+(?:-\d+)*)w(?P<wbits>\d+(?:-\d+)*))"
-_ID = re.compile(rf"^(?P<dataset>.+)-{_TAG}-s(?P<seed>\d+)$")
+_DEFENCE_TAG = r"[a-z]+-[a-z][0-9.e+-]+"
+_ID = re.compile(rf"^(?P<dataset>.+?)-{_TAG}-s(?P<seed>\d+)(?:-(?P<defence>{_DEFENCE_TAG}))?$")
 
 
 def _bits(text: str | None, what: str) -> int | list[int]:
@@ -208,14 +254,28 @@ def _bits(text: str | None, what: str) -> int | list[int]:
     return values[0] if len(values) == 1 else values
 
 
+def defended_id(dataset: str, spec: tuple) -> str:
+    """The zoo id of a defended member (wbits, abits, seed, defence, params)."""
+    w, a, seed, defence, params = spec
+    return member_id(dataset, w, a, seed, defences.tag(defence, params))
+
+
 def parse_member_id(member: str) -> tuple[str, int | list[int], int | list[int], int]:
-    """(dataset, wbits, abits, seed) of a zoo id: the inverse of :func:`member_id`."""
+    """(dataset, wbits, abits, seed) of a zoo id: the inverse of :func:`member_id` (a defence tag is allowed)."""
     found = _ID.match(member) if isinstance(member, str) else None
     if not found:
         raise EmpirError(f"{member!r} is not a zoo id (it names no precision or no seed); zoo ids look "
                          "like 'mnist-a4w2-s1' or 'mnist-fp-s1'.")
     return (found["dataset"], _bits(found["wbits"], "wbits"), _bits(found["abits"], "abits"),
             int(found["seed"]))
+
+
+def defence_tag(member: str) -> str | None:
+    """The defence tag of a zoo id ('mnist-fp-s1-igr-l100' -> 'igr-l100'), None for plain training."""
+    found = _ID.match(member) if isinstance(member, str) else None
+    if not found:
+        parse_member_id(member)  # raises the one-sentence error
+    return found["defence"]
 
 
 def parse_precision(member: str) -> tuple[int, int]:

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import data as data_mod
-from . import distribute, imagenet, models, settings
+from . import defence_losses, defences, distribute, imagenet, models, settings
 from .errors import FULL_PRECISION, EmpirError, check_bits, check_choice, check_finite_number, check_positive_int
 from .files import atomic_write
 
@@ -131,7 +131,8 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
                  seed: int = 1, epochs: int | None = None, run_dir: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = None, n_train: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, progress: bool = True, arch_kwargs: dict | None = None,
-                 stop_after_batches: int | None = None) -> dict:
+                 stop_after_batches: int | None = None, defence: str = "none", defence_params: dict | None = None,
+                 stage: str = "student") -> dict:
     """Train one member and return its summary (run directory, model path, history, time).
 
     ``run_dir`` (default ``runs/<member id>``) holds ``config.json``,
@@ -139,6 +140,11 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
     end, ``model.keras``.  Calling again with the same arguments resumes;
     with different arguments it refuses rather than mixing two runs.
     ``stop_after_batches`` is for tests: it stops mid-epoch as a kill would.
+
+    ``defence`` (with ``defence_params``, see :mod:`empir_lib.defences`) swaps
+    the loss for a defence's (Table 2's other rows).  Distillation first trains
+    its teacher in ``<run_dir>/teacher`` (``stage='teacher'``; resumable the
+    same way), then the student, which is the member.
     """
     check_choice(dataset, tuple(RECIPES), "dataset")
     recipe = dict(RECIPES[dataset])
@@ -150,6 +156,8 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
     lr = check_finite_number(lr if lr is not None else recipe["lr"], "lr", 1e-8, 1.0)
     if n_train is not None:
         n_train = check_positive_int(n_train, "n_train")
+    defence_params = defences.check(defence, defence_params)
+    check_choice(stage, ("teacher", "student"), "distillation stage")
     arch = models.ARCH_FOR_DATASET[dataset]
     arch_kwargs = recipe.get("arch_kwargs", {}) if arch_kwargs is None else arch_kwargs
     config = {"dataset": dataset, "arch": arch, "arch_kwargs": arch_kwargs, "wbits": wbits,
@@ -159,7 +167,12 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
     for key in ("augment", "lr_schedule"):
         if key in recipe:
             config[key] = recipe[key]
-    run_dir = Path(run_dir or Path("runs") / settings.member_id(dataset, wbits, abits, seed))
+    if defence != "none":
+        config.update(defence=defence, defence_params=defence_params)
+        if stage == "teacher":
+            config["stage"] = stage
+    tag = defences.tag(defence, defence_params)
+    run_dir = Path(run_dir or Path("runs") / settings.member_id(dataset, wbits, abits, seed, tag))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path, ckpt_path, model_path = run_dir / "config.json", run_dir / "checkpoint.npz", run_dir / "model.keras"
     if cfg_path.exists():
@@ -168,6 +181,14 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
             raise EmpirError(f"{run_dir} holds a run with a different configuration ({old}); "
                              "pass another run_dir or delete that folder.")
     atomic_write(cfg_path, lambda p: Path(p).write_text(json.dumps(config, indent=1)))
+
+    teacher = None
+    if defence == "distillation" and stage == "student":
+        teacher = train_member(dataset, wbits, abits, seed, epochs, run_dir / "teacher", data_dir, n_train, batch_size,
+                               lr, progress, arch_kwargs, stop_after_batches, defence, defence_params, "teacher")
+        if teacher["interrupted"]:
+            return teacher
+        teacher = teacher["model"]
 
     batches, n_images = _training_batches(dataset, data_dir, n_train, batch_size, seed, config.get("augment"))
     num_classes = settings.get(dataset).num_classes
@@ -185,12 +206,11 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
     if ckpt_path.exists():
         state = _load_checkpoint(ckpt_path, model, optimizer)
     smoothing = recipe["label_smoothing"]
+    objective = defence_losses.loss_fn(defence, defence_params, model, teacher, stage)
 
     def replica_step(xb, yb, n):
         with tf.GradientTape() as tape:
-            logits = model(xb, training=True)
-            per_image = keras.losses.categorical_crossentropy(
-                smoothed_targets(yb, num_classes, smoothing), logits, from_logits=True)
+            per_image, logits = objective(xb, smoothed_targets(yb, num_classes, smoothing))
             # Divided by the *whole* batch: the replicas' gradients are summed.
             loss = tf.reduce_sum(per_image) / tf.cast(n, per_image.dtype)
         grads = tape.gradient(loss, model.trainable_variables)

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from . import data as data_mod
-from . import files, metrics, models, provenance, settings, train
+from . import defences, files, metrics, models, provenance, settings, train
 from .errors import FULL_PRECISION, EmpirError, check_choice
 from .files import atomic_write, sha256
 
@@ -122,7 +122,9 @@ def add(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir
     weights: the number in the manifest is the one a reader's load reproduces.
     """
     cfg = result["config"]
-    mid = settings.member_id(cfg["dataset"], cfg["wbits"], cfg["abits"], cfg["seed"])
+    defence = cfg.get("defence", "none")
+    mid = settings.member_id(cfg["dataset"], cfg["wbits"], cfg["abits"], cfg["seed"],
+                             defences.tag(defence, cfg.get("defence_params")))
     zoo = Path(zoo_dir or ZOO_DIR)
     model = result.get("model") or keras.saving.load_model(result["model_path"], compile=False, safe_mode=True)
     t0 = time.perf_counter()
@@ -143,6 +145,7 @@ def add(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir
     entry = {"dataset": cfg["dataset"], "arch": cfg["arch"], "arch_kwargs": cfg["arch_kwargs"],
              "wbits": cfg["wbits"], "abits": cfg["abits"], "seed": cfg["seed"], "epochs": cfg["epochs"],
              "batch_size": cfg["batch_size"], "lr": cfg["lr"], "label_smoothing": cfg["label_smoothing"],
+             **({"defence": defence, "defence_params": cfg["defence_params"]} if defence != "none" else {}),
              "n_train": cfg["n_train"] or len(data_mod.load(cfg["dataset"], "train", data_dir)[1]),
              "train_time_s": round(result["train_time_s"], 1), "history": result["history"],
              "test_accuracy": acc, "n_test": int(len(y)), "eval_time_s": round(time.perf_counter() - t0, 1),
@@ -167,20 +170,38 @@ def verify(zoo_dir: ZooDir = None) -> list[str]:
     return problems
 
 
+def train_command(dataset: str, wbits: models.Bits, abits: models.Bits, seed: int, epochs: int | None = None,
+                  defence: str = "none", params: dict | None = None) -> str:
+    """The ``empir train`` command line that trains (and registers) one member."""
+    cmd = f"empir train --dataset {dataset} --wbits {wbits} --abits {abits} --seed {seed}"
+    if epochs:
+        cmd += f" --epochs {epochs}"
+    if defence != "none":
+        cmd += f" --defence {defence}" + "".join(f" --{k.replace('_', '-')} {v:g}"
+                                                 for k, v in (params or {}).items() if v is not None)
+    return cmd + " --zoo"
+
+
 def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLike | None = None,
-              progress: bool = True, runs_dir: str | os.PathLike = "runs", only: list[str] | None = None) -> list[str]:
-    """Train and register every ``REQUIRED`` member of ``dataset`` not yet in the zoo."""
+              progress: bool = True, runs_dir: str | os.PathLike = "runs", only: list[str] | None = None,
+              defended: bool = False) -> list[str]:
+    """Train and register every ``REQUIRED`` member of ``dataset`` not yet in the zoo.
+
+    ``defended=True`` trains the members of Table 2's other defences instead
+    (``settings.DATASETS[name].defence_rows``), at the recipe's epochs.
+    """
     check_choice(dataset, tuple(REQUIRED), "dataset")
+    todo = ([(w, a, s, d, p) for w, a, s, d, p in settings.get(dataset).defended] if defended
+            else [(w, a, s, "none", {}, *rest) for w, a, s, *rest in REQUIRED[dataset]])
     done = []
-    for wbits, abits, seed, *own_epochs in REQUIRED[dataset]:
-        mid = settings.member_id(dataset, wbits, abits, seed)
+    for wbits, abits, seed, defence, params, *own_epochs in todo:
+        mid = settings.member_id(dataset, wbits, abits, seed, defences.tag(defence, params))
         if mid in members(dataset) or (only and mid not in only):
             continue
         n_epochs = epochs or (own_epochs[0] if own_epochs else None)
-        cmd = (f"empir train --dataset {dataset} --wbits {wbits} --abits {abits} --seed {seed}"
-               + (f" --epochs {n_epochs}" if n_epochs else "") + " --zoo")
+        cmd = train_command(dataset, wbits, abits, seed, n_epochs, defence, params)
         result = train.train_member(dataset, wbits, abits, seed, n_epochs, Path(runs_dir) / mid, data_dir,
-                                    progress=progress)
+                                    progress=progress, defence=defence, defence_params=params)
         entry = add(result, data_dir, command=cmd)
         print(f"{mid}: test accuracy {entry['test_accuracy']:.4f} after {entry['epochs']} epochs "
               f"({entry['train_time_s']:.0f} s)", flush=True)
