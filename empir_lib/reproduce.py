@@ -21,7 +21,12 @@ What it produces (paper section 5 and appendix B):
 * Tiny ImageNet (the stand-in for the paper's ImageNet row) has Table 2,
   the selection, the members and ``eps4/`` only: its zoo holds no grid;
 * MNIST only, ``fig4/``: 0-3 FP and 0-3 LP members under FGSM (Figure 4),
-  and ``fig5/``: FGSM eps 0.1-0.8 and CW iterations 10-90 (Figure 5).
+  and ``fig5/``: FGSM eps 0.1-0.8 and CW iterations 10-90 (Figure 5);
+* ``defences/``: Table 2's other defences (``settings.DATASETS[name].defence_rows``),
+  each row under the paper protocol's four attacks and the worst-case suite at
+  Table 1's L-inf eps, on all ``n`` images, last of all and one row at a time;
+  a row whose members are not in the zoo yet is skipped with a message naming
+  the command that trains them.
 
 Jobs run one attack at a time, cheapest first (``ATTACK_ORDER``): for each
 attack the paper rows, its adaptive selection and its adaptive row, then
@@ -110,6 +115,21 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
     later.append(_job(f"{folder}/baseline-paper-pgd", [fp], "pgd", n=n2, eps=eps2))
     later.append(_job(f"{folder}/empir-paper-pgd", empir, "pgd", n=n2, eps=eps2))
     return first, later
+
+
+DEFENCES_FOLDER = "defences"
+DEFENCE_THREAT = "linf-table1"
+
+
+def defence_jobs(dataset: str, n: int) -> list[dict]:
+    """Each defence row's jobs: the four attacks under the paper protocol, then the suite at Table 1's eps."""
+    out = []
+    for row, members in settings.get(dataset).defence_row_ids().items():
+        for a in ATTACK_ORDER:
+            out.append(_job(f"{DEFENCES_FOLDER}/{row}-paper-{a}", members, a, n=n))
+        out.append({"name": f"{DEFENCES_FOLDER}/{row}-suite-{DEFENCE_THREAT}", "members": members,
+                    "threat": DEFENCE_THREAT, "kind": "cascade", "n": n})
+    return out
 
 
 def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[dict]:
@@ -219,6 +239,15 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
         run_all([j for j in later if j["attack"] == a])
     # The worst-case suite last: it reports per threat model, not per attack.
     run_all(worstcase.jobs(dataset, n, select_n))
+    # Then the other defences, whose members 'empir zoo build --defended' trains separately.
+    have = zoo.members(dataset)
+    for job in defence_jobs(dataset, n):
+        missing = [m for m in job["members"] if m not in have]
+        if missing and (not only or job["name"].startswith(only)):
+            print(f"{dataset} {job['name']:40s} skipped: the zoo lacks {', '.join(missing)} "
+                  f"('empir zoo build --dataset {dataset} --defended' trains them)", flush=True)
+        elif not missing:
+            run_all([job])
     return log
 
 

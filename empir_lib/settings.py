@@ -79,7 +79,7 @@ class DatasetSettings:
     storage: str = "keras"
     # Table 2's other defences (section 5.3): rows of (row key, members), each member
     # (wbits, abits, seed, defence, params); the paper's row key in paper.TABLE2_DEFENCES is
-    # the part before '@' ('fgsm-at@eps0.1' is our extra row beside the paper's eps).
+    # the part before "_" ("fgsm-at_eps0.1" is our extra row beside the paper's eps).
     defence_rows: tuple = ()
 
     @property
@@ -167,8 +167,8 @@ CIFAR10 = DatasetSettings(
     # adversarial training: Madry et al.'s 7 steps.
     defence_rows=(*_fgsm_rows(((4, 2, 2), (2, 2, 2), (*FP, 1)), 0.3),
                   ("pgd-at", (_defended(*FP, 1, "pgd-at", {"eps": 0.3}),)),
-                  *_fgsm_rows(((4, 2, 2), (2, 2, 2), (*FP, 1)), 0.1, "@eps0.1"),
-                  ("pgd-at@eps0.1", (_defended(*FP, 1, "pgd-at", {"eps": 0.1}),))),
+                  *_fgsm_rows(((4, 2, 2), (2, 2, 2), (*FP, 1)), 0.1, "_eps0.1"),
+                  ("pgd-at_eps0.1", (_defended(*FP, 1, "pgd-at", {"eps": 0.1}),))),
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 )
 
