@@ -191,7 +191,7 @@ def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLi
     (``settings.DATASETS[name].defence_rows``), at the recipe's epochs.
     """
     check_choice(dataset, tuple(REQUIRED), "dataset")
-    todo = ([(w, a, s, d, p) for w, a, s, d, p in settings.get(dataset).defended] if defended
+    todo = (list(settings.get(dataset).defended) if defended
             else [(w, a, s, "none", {}, *rest) for w, a, s, *rest in REQUIRED[dataset]])
     done = []
     for wbits, abits, seed, defence, params, *own_epochs in todo:
