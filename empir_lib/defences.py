@@ -28,6 +28,12 @@ loss undefined), so these follow the papers that introduced each defence:
 
 The adversarial examples of training are crafted with the training loss's own
 targets (one-hot; CIFAR-10's clipped smoothing is applied to both terms).
+
+Where the original code differs, besides its bugs (appendix section 6):
+its FGSM training starts after 10 clean epochs; its PGD training mixes half
+clean and half adversarial loss, with 40 steps of 0.01 against the model's
+predicted labels; its distilled student adds a hard-label term (weights
+0.5/0.5 on MNIST, 0.3/0.7 on CIFAR-10, where T is 10) and trains 50 epochs.
 """
 from __future__ import annotations
 
