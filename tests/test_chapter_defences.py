@@ -1,0 +1,353 @@
+"""Chapter 10's helpers (empir_lib.chapters.defences) and exercise checks (empir_lib.exercises.ch10).
+
+Results files and zoo manifests are written to temporary folders, so every
+expected cell is known exactly: a missing file is a dash and a note naming its
+command, the paper's numbers sit beside ours, and the verdict on EMPIR against
+PGD adversarial training follows the numbers, whichever way they point.
+"""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from matplotlib.figure import Figure
+
+from empir_lib import exercises, paper, reproduce, settings
+from empir_lib.chapters import defences as d
+from empir_lib.errors import EmpirError
+from empir_lib.files import sha256
+
+ATTACKS = ("cw", "fgsm", "bim", "pgd")
+
+
+def write(root, dataset, name, record):
+    path = root / dataset / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def write_paper(root, dataset, row, accs, clean=0.9, n=1000):
+    """The four paper-protocol files of a row; ``accs`` are fractions in CW, FGSM, BIM, PGD order."""
+    for attack, acc in zip(ATTACKS, accs):
+        write(root, dataset, f"{d.paper_protocol_stem(row)}-{attack}",
+              {"adversarial_accuracy": acc, "clean_accuracy": clean, "n": n})
+
+
+def write_suite(root, dataset, row, robust, n=1000, ci=None, flags=()):
+    write(root, dataset, d.suite_name(row),
+          {"robust_accuracy": robust, "clean_accuracy": 0.9, "n": n,
+           "robust_ci95": list(ci or (max(0.0, robust - 0.01), min(1.0, robust + 0.01))),
+           "diagnostics": {"values": {"zero_gradient_share": 0.25}, "flags": list(flags)}})
+
+
+def body(md):
+    """The table's lines, without the notes under it."""
+    return [line for line in md.splitlines() if line.startswith("|")]
+
+
+def line(md, start):
+    return next(row for row in body(md) if row.startswith(start))
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def test_rows_follow_the_papers_order_with_our_extra_rows_last():
+    assert d.all_rows("mnist") == ["baseline", "empir", "distillation", "igr", "fgsm-at", "empir-fgsm-at"]
+    assert d.defence_rows("cifar10") == ["fgsm-at", "empir-fgsm-at", "pgd-at", "fgsm-at_eps0.1",
+                                         "empir-fgsm-at_eps0.1", "pgd-at_eps0.1"]
+    assert set(d.defence_rows("cifar10")) == set(settings.get("cifar10").defence_row_ids())
+    assert d.row_key("empir-fgsm-at_eps0.1") == "empir-fgsm-at"
+
+
+def test_labels_name_each_rows_setting():
+    assert d.label("mnist", "distillation") == "defensive distillation (T = 100)"
+    assert d.label("mnist", "igr") == "input gradient regularisation (\u03bb = 100)"
+    assert d.label("cifar10", "pgd-at_eps0.1") == "PGD adversarial training (\u03b5 = 0.1, 7 steps)"
+    assert d.label("cifar10", "empir") == "EMPIR"
+    assert d.short_label("fgsm-at_eps0.1") == "FGSM-AT\n\u03b5 0.1"
+
+
+def test_paper_rows_and_the_rows_the_paper_lacks():
+    assert d.paper_row("mnist", "igr") == paper.TABLE2_DEFENCES["mnist"]["igr"]
+    assert d.paper_row("cifar10", "baseline") == paper.TABLE2["cifar10"]["baseline"]
+    assert d.paper_row("cifar10", "fgsm-at_eps0.1") is None
+    with pytest.raises(EmpirError, match="dataset"):
+        d.paper_row("tiny-imagenet", "empir")
+    with pytest.raises(EmpirError, match="no Table 2 row 'distillation'"):
+        d.row_members("cifar10", "distillation")
+    assert d.row_members("cifar10", "empir-fgsm-at")[-1] == "cifar10-fp-s1-fgsmat-e0.3"
+
+
+def test_file_names_match_what_reproduce_writes():
+    planned = {j["name"] for j in reproduce.defence_jobs("cifar10", 10)}
+    for row in d.defence_rows("cifar10"):
+        assert d.suite_name(row) in planned
+        assert all(f"{d.paper_protocol_stem(row)}-{a}" in planned for a in ATTACKS)
+
+
+# --- (a) the full table -------------------------------------------------------------------------
+
+
+def test_missing_files_are_dashes_with_notes_naming_the_commands(tmp_path):
+    md = d.table("mnist", tmp_path)
+    ours = line(md, "| **defensive distillation (T = 100)**, ours")
+    assert ours.count(d.DASH) == 9
+    # The paper's numbers are there all the same, beside ours.
+    assert "| *paper* | 98.12 | 2.34 | 40.22 | 7.61 | 3.28 | 13.36 |" in md
+    assert "`empir reproduce mnist --only defences/`" in md and "`empir reproduce mnist`" in md
+    assert "defences/distillation-paper-cw" in md
+
+
+def test_table_puts_ours_beside_the_papers_and_their_difference(tmp_path):
+    write_paper(tmp_path, "mnist", "distillation", (0.10, 0.50, 0.20, 0.04), clean=0.98)
+    write_suite(tmp_path, "mnist", "distillation", 0.0128)
+    md = d.table("mnist", tmp_path)
+    rows = body(md)
+    i = rows.index(line(md, "| **defensive distillation (T = 100)**, ours"))
+    assert rows[i] == ("| **defensive distillation (T = 100)**, ours | 98.00 | 10.00 | 50.00 | 20.00 | 4.00 | "
+                       "21.00 | 1,000 | 1.28 | 1,000 |")
+    assert rows[i + 1].startswith("| *paper* | 98.12 |") and "*3.28* (lowest L-inf column)" in rows[i + 1]
+    # ours - paper, column by column; the suite against the paper's lowest L-inf column (PGD, 3.28).
+    assert rows[i + 2] == ("| difference (ours \u2212 paper) | -0.12 | +7.66 | +9.78 | +12.39 | +0.72 | +7.64 |  | "
+                           "-2.00 |  |")
+    assert "defences/distillation-paper-cw" not in md
+
+
+def test_rows_the_paper_lacks_have_no_paper_line(tmp_path):
+    md = d.table("cifar10", tmp_path)
+    rows = body(md)
+    i = rows.index(line(md, "| **PGD adversarial training (\u03b5 = 0.1, 7 steps)**, ours"))
+    assert i == len(rows) - 1
+    j = rows.index(line(md, "| **PGD adversarial training (\u03b5 = 0.3, 7 steps)**, ours"))
+    assert rows[j + 1].startswith("| *paper* | 73.55 | 12.62 |")
+
+
+def test_one_missing_attack_leaves_the_average_missing(tmp_path):
+    write_paper(tmp_path, "mnist", "igr", (0.1, 0.2, 0.3, 0.4))
+    (tmp_path / "mnist" / "defences" / "igr-paper-bim.json").unlink()
+    o = d.ours("mnist", "igr", tmp_path)
+    assert o["bim"] is None and o["average"] is None and o["fgsm"] == pytest.approx(20.0)
+    assert o["missing"] == ["defences/igr-paper-bim"] and o["n"] == [1000]
+
+
+def test_adaptive_reads_robust_accuracy_and_flags(tmp_path):
+    assert d.adaptive("mnist", "igr", tmp_path) is None
+    write_suite(tmp_path, "mnist", "igr", 0.05, ci=(0.04, 0.06), flags=["zero_gradients: 3 of 9"])
+    a = d.adaptive("mnist", "igr", tmp_path)
+    assert a["robust"] == pytest.approx(5.0) and a["ci95"] == pytest.approx((4.0, 6.0))
+    assert a["flags"] == ["zero_gradients: 3 of 9"] and a["zero_gradient_share"] == 0.25
+
+
+def test_missing_lists_files_and_zoo_members(tmp_path):
+    m = d.missing("mnist", tmp_path)
+    assert len(m["table2"]) == 2 * 5 and len(m["defences"]) == 4 * 5
+    assert "suite/empir-linf-table1" in m["table2"] and "defences/igr-suite-linf-table1" in m["defences"]
+
+
+def test_gains_and_which_survive(tmp_path):
+    write_suite(tmp_path, "mnist", "baseline", 0.0)
+    write_suite(tmp_path, "mnist", "fgsm-at", 0.05, flags=["no_progress: 20%"])
+    write_suite(tmp_path, "mnist", "igr", 0.005)
+    write_paper(tmp_path, "mnist", "baseline", (0.1, 0.1, 0.1, 0.1))
+    write_paper(tmp_path, "mnist", "fgsm-at", (0.1, 0.9, 0.1, 0.1))
+    g = {x["row"]: x for x in d.gains("mnist", tmp_path)}
+    assert g["fgsm-at"]["paper_protocol"] == pytest.approx(20.0)
+    assert g["fgsm-at"]["adaptive"] == pytest.approx(5.0) and d.survives(g["fgsm-at"]) == "yes"
+    assert d.survives(g["igr"]) == "no" and d.survives(g["distillation"]) == "not yet measured"
+    assert g["fgsm-at"]["paper"] == pytest.approx(20.23 - 4.92)
+    md = d.gains_table("mnist", tmp_path)
+    assert "no_progress: 20%" in md and "| +15.31 | +20.00 | +5.00 | yes |" in md
+
+
+# --- (c) the verdict -----------------------------------------------------------------------------
+
+
+def test_verdict_is_not_yet_measured_without_files(tmp_path):
+    v = d.pgd_verdict("cifar10", tmp_path)
+    assert v["paper"]["holds"] is True and v["paper"]["difference"] == pytest.approx(26.78 - 11.14)
+    assert set(v["rows"]) == {"pgd-at", "pgd-at_eps0.1"}
+    for row in v["rows"].values():
+        for c in row["comparisons"]:
+            assert c["holds"] is None and c["status"] == "not yet measured" and c["missing"]
+    text = "\n".join(d.verdict_lines(v))
+    assert text.count("not yet measured") == 4 and "+15.64 points" in text
+
+
+@pytest.mark.parametrize("empir, pgd, holds", [(0.30, 0.20, True), (0.20, 0.30, False)])
+def test_verdict_follows_the_numbers(tmp_path, empir, pgd, holds):
+    write_paper(tmp_path, "cifar10", "empir", (empir,) * 4)
+    write_paper(tmp_path, "cifar10", "pgd-at", (pgd,) * 4)
+    write_suite(tmp_path, "cifar10", "empir", empir / 10, ci=(empir / 10 - 0.001, empir / 10 + 0.001))
+    write_suite(tmp_path, "cifar10", "pgd-at", pgd / 10, ci=(pgd / 10 - 0.001, pgd / 10 + 0.001))
+    v = d.pgd_verdict("cifar10", tmp_path)
+    paper_cmp, adaptive_cmp = v["rows"]["pgd-at"]["comparisons"]
+    assert paper_cmp["holds"] is holds and adaptive_cmp["holds"] is holds
+    assert paper_cmp["difference"] == pytest.approx(100 * (empir - pgd))
+    assert adaptive_cmp["separated"] is True and paper_cmp["separated"] is None
+    # The eps-0.1 row has no files: its comparisons stay unmeasured.
+    assert all(c["holds"] is None for c in v["rows"]["pgd-at_eps0.1"]["comparisons"])
+    text = "\n".join(d.verdict_lines(v))
+    assert ("the claim holds" if holds else "the claim does not hold") in text
+    assert "95% intervals are apart" in text
+
+
+def test_overlapping_intervals_are_reported(tmp_path):
+    write_suite(tmp_path, "cifar10", "empir", 0.02, ci=(0.01, 0.03))
+    write_suite(tmp_path, "cifar10", "pgd-at", 0.025, ci=(0.015, 0.035))
+    c = d.pgd_verdict("cifar10", tmp_path)["rows"]["pgd-at"]["comparisons"][1]
+    assert c["holds"] is False and c["separated"] is False
+
+
+def test_verdict_needs_a_pgd_row():
+    with pytest.raises(EmpirError, match="no PGD adversarial training row"):
+        d.pgd_verdict("mnist")
+
+
+# --- (b) training --------------------------------------------------------------------------------
+
+CPU = {"cores": 2, "cpu": "AMD EPYC", "gpus": []}
+
+
+def entry(dataset, seconds, epochs=6, acc=0.99, hardware=CPU, **extra):
+    return {"dataset": dataset, "wbits": 32, "abits": 32, "epochs": epochs, "test_accuracy": acc,
+            "train_time_s": seconds, "hardware": hardware, "file": "x.keras", "sha256": "0", **extra}
+
+
+def test_training_rows_and_the_time_ratio(tmp_path):
+    gpu = {"cores": 16, "cpu": "Xeon", "gpus": ["H200"]}
+    members = {"mnist-fp-s1": entry("mnist", 120.0),
+               "mnist-fp-s1-igr-l100": entry("mnist", 480.0, defence="igr", defence_params={"lam": 100.0}),
+               "mnist-fp-s1-fgsmat-e0.3": entry("mnist", 30.0, hardware=gpu, defence="fgsm-at",
+                                                defence_params={"eps": 0.3, "clean_weight": 0.5})}
+    (tmp_path / "manifest.json").write_text(json.dumps({"members": members}))
+    rows = {r["member"]: r for r in d.training_rows("mnist", tmp_path)}
+    assert rows["mnist-fp-s1"]["plain"] and rows["mnist-fp-s1"]["accuracy"] == pytest.approx(99.0)
+    assert rows["mnist-fp-s1-igr-l100"]["epoch_ratio"] == pytest.approx(4.0)
+    assert rows["mnist-fp-s1-fgsmat-e0.3"]["epoch_ratio"] is None  # other hardware: no ratio
+    assert rows["mnist-fp-s1-distill-t100"]["accuracy"] is None
+    md = d.training_table("mnist", tmp_path)
+    assert "| `mnist-fp-s1-igr-l100` | igr | lam=100 | 6 | 99.00 | 8.0 | 4.0\u00d7 |" in md
+    assert "`empir zoo build --dataset mnist --defended`" in md and "`mnist-fp-s1-distill-t100`" in md
+    assert "`empir zoo build --dataset mnist`" in md  # the plain a4w2 members are missing too
+
+
+# --- (d) the figure -----------------------------------------------------------------------------
+
+
+def test_figure_has_a_panel_per_dataset_and_dashes_for_missing(tmp_path):
+    write_paper(tmp_path, "mnist", "baseline", (0.1, 0.1, 0.1, 0.1))
+    fig = d.figure(("mnist", "cifar10"), tmp_path)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert len(ax.patches) == 6 + 1  # the paper's six rows, and our one row with files
+    assert sum(t.get_text() == "\u2013" for t in ax.texts) == 2 * 6 - 1
+
+
+# --- the live computation ------------------------------------------------------------------------
+
+
+def linear_zoo(tmp_path, scales):
+    """A zoo of linear MNIST 'members' whose logits are ``scale`` times one fixed linear map."""
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(0, 0.05, (784, 10)).astype(np.float32)
+    members = {}
+    for mid, scale in scales.items():
+        model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+        model.layers[-1].set_weights([kernel * scale, np.zeros(10, np.float32)])
+        path = tmp_path / f"{mid}.keras"
+        model.save(path)
+        members[mid] = {"dataset": "mnist", "file": path.name, "sha256": sha256(path), "wbits": 32, "abits": 32,
+                        **({"defence": "distillation"} if "distill" in mid else {})}
+    (tmp_path / "manifest.json").write_text(json.dumps({"members": members}))
+    return tmp_path, kernel
+
+
+def test_gradient_masking_sees_a_saturated_softmax(tmp_path):
+    zoo_dir, kernel = linear_zoo(tmp_path, {"mnist-fp-s1": 1.0, "mnist-fp-s1-distill-t100": 1e4})
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, (20, 28, 28, 1)).astype(np.float32)
+    y = np.argmax(x.reshape(20, -1) @ kernel, -1)
+    y[:5] = (y[:5] + 1) % 10  # five images misclassified
+    plain, distilled = d.gradient_masking("mnist", ["mnist-fp-s1", "mnist-fp-s1-distill-t100"], x, y,
+                                          zoo_dir=zoo_dir)
+    # Same decisions (the logits are scaled), but the scaled softmax is saturated and, on every image it
+    # classifies correctly, its CE gradient is exactly zero...
+    assert plain["accuracy"] == distilled["accuracy"] == 75.0
+    assert distilled["saturated"] == 100.0 and distilled["zero_ce"] == 75.0 and plain["zero_ce"] == 0.0
+    assert distilled["gap"] == pytest.approx(1e4 * plain["gap"], rel=1e-3)
+    # ...so FGSM on the cross-entropy leaves every image as it was, while the margin's gradient is the same.
+    assert distilled["fgsm_ce"] == distilled["accuracy"]
+    assert distilled["zero_margin"] == 0.0 and distilled["fgsm_margin"] == plain["fgsm_margin"]
+    assert distilled["defence"] == "distillation" and plain["defence"] == "none" and plain["n"] == 20
+    md = d.masking_table([plain, distilled])
+    assert "`mnist-fp-s1-distill-t100` | distillation |" in md and "On 20 images" in md
+    assert "FGSM \u03b5=0.3 on CE" in md
+
+
+def test_gradient_masking_refuses_a_member_not_in_the_zoo_and_bad_labels(tmp_path):
+    zoo_dir, _ = linear_zoo(tmp_path, {"mnist-fp-s1": 1.0})
+    x = np.zeros((3, 28, 28, 1), np.float32)
+    with pytest.raises(EmpirError, match="mnist-fp-s1-distill-t100 is not in the zoo yet; 'empir zoo build "
+                                         "--dataset mnist --defended'"):
+        d.gradient_masking("mnist", ["mnist-fp-s1-distill-t100"], x, [0, 1, 2], zoo_dir=zoo_dir)
+    with pytest.raises(EmpirError, match="3 images and y 2 labels"):
+        d.gradient_masking("mnist", ["mnist-fp-s1"], x, [0, 1], zoo_dir=zoo_dir)
+
+
+# --- exercise checks ------------------------------------------------------------------------------
+
+
+def tf_fgsm_at(sign=1.0, clip=True, clean_weight=0.5, adv_weight=0.5):
+    def fn(model, x, y, eps):
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=model(xt))
+        adv = xt + sign * eps * tf.sign(tape.gradient(ce, xt))
+        adv = tf.clip_by_value(adv, 0, 1) if clip else adv
+        return (clean_weight * ce + adv_weight * tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=model(adv))).numpy()
+    return fn
+
+
+def verdict(capsys, ok, expected, *words):
+    out = capsys.readouterr().out
+    assert ok is expected, out
+    assert out.startswith(exercises.OK if expected else exercises.NO), out
+    for w in words:
+        assert w in out, out
+
+
+def test_fgsm_at_check_accepts_a_tape_solution(capsys):
+    verdict(capsys, exercises.check_fgsm_at_loss(tf_fgsm_at()), True, "matches the library")
+
+
+@pytest.mark.parametrize("kwargs, hint", [
+    (dict(clip=False), "clip"), (dict(sign=-1.0), "down"), (dict(clean_weight=1, adv_weight=1), "0.5"),
+    (dict(clean_weight=0, adv_weight=1), "adversarial term alone"), (dict(adv_weight=0, clean_weight=1), "clean"),
+    (dict(clean_weight=0.3, adv_weight=0.7), "differ"),
+])
+def test_fgsm_at_check_rejects_typical_mistakes(capsys, kwargs, hint):
+    verdict(capsys, exercises.check_fgsm_at_loss(tf_fgsm_at(**kwargs)), False, hint)
+
+
+def test_fgsm_at_check_reports_shape_and_exceptions(capsys):
+    verdict(capsys, exercises.check_fgsm_at_loss(lambda *a: float(np.mean(tf_fgsm_at()(*a)))), False, "one number")
+    verdict(capsys, exercises.check_fgsm_at_loss(lambda *a: tf_fgsm_at()(*a)[:3]), False, "shape")
+
+    def stub(*args):
+        raise NotImplementedError("not yet")
+    verdict(capsys, exercises.check_fgsm_at_loss(stub), False, "NotImplementedError")
+
+
+def test_zero_gradient_gap_is_where_float32_flushes_exp_to_zero(capsys):
+    gap = exercises.zero_gradient_gap()
+    assert gap == pytest.approx(-np.log(np.finfo(np.float32).tiny), abs=0.05)
+    verdict(capsys, exercises.check_zero_gradient_gap(gap), True, "flushed to zero")
+    verdict(capsys, exercises.check_zero_gradient_gap(18.3), False, "rounds to 1.0")
+    verdict(capsys, exercises.check_zero_gradient_gap(103.3), False, "subnormal")
+    verdict(capsys, exercises.check_zero_gradient_gap(40), False, "not quite")
+    verdict(capsys, exercises.check_zero_gradient_gap("big"), False, "one number")
+    verdict(capsys, exercises.check_zero_gradient_gap(float("inf")), False, "finite")
