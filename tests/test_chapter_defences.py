@@ -351,3 +351,34 @@ def test_zero_gradient_gap_is_where_float32_flushes_exp_to_zero(capsys):
     verdict(capsys, exercises.check_zero_gradient_gap(40), False, "not quite")
     verdict(capsys, exercises.check_zero_gradient_gap("big"), False, "one number")
     verdict(capsys, exercises.check_zero_gradient_gap(float("inf")), False, "finite")
+
+
+# --- the smaller helpers -------------------------------------------------------------------------
+
+
+def test_rows_table_marks_untrained_members_and_our_own_rows(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"members": {"cifar10-fp-s1": entry("cifar10", 1.0)}}))
+    md = d.rows_table("cifar10", tmp_path)
+    assert "| `baseline` | baseline FP | yes | `cifar10-fp-s1` |" in md
+    assert "| `pgd-at_eps0.1` | PGD adversarial training (\u03b5 = 0.1, 7 steps) | no (ours) | " \
+           "`cifar10-fp-s1-pgdat-e0.1` (not trained yet) |" in md
+
+
+def test_fgsm_at_signs_read_label_leaking_and_one_step_failure(tmp_path):
+    assert d.fgsm_at_signs("mnist", tmp_path) == [
+        "mnist, FGSM adversarial training (\u03b5 = 0.3): not yet measured.",
+        "mnist, EMPIR of FGSM-trained members (\u03b5 = 0.3): not yet measured."]
+    write_paper(tmp_path, "mnist", "fgsm-at", (0.03, 0.995, 0.01, 0.004), clean=0.99)
+    write_suite(tmp_path, "mnist", "fgsm-at", 0.0)
+    write_paper(tmp_path, "mnist", "empir-fgsm-at", (0.9, 0.70, 0.60, 0.55), clean=0.99)
+    leak, fine = d.fgsm_at_signs("mnist", tmp_path)
+    assert "clean 99.00%, FGSM 99.50%" in leak and "label leaking" in leak and "catastrophic overfitting" in leak
+    assert "lowest of BIM and PGD 0.40%" in leak and "worst-case suite 0.00%" in leak
+    assert "label leaking" not in fine and "catastrophic" not in fine and "suite" not in fine
+
+
+def test_masking_summary_quotes_each_measurement():
+    row = {"member": "m", "accuracy": 98.0, "zero_ce": 97.8, "saturated": 99.8, "fgsm_ce": 97.8, "fgsm_margin": 0.0}
+    assert d.masking_summary([row]) == [
+        "m: clean 98.0%; CE gradient exactly zero on 97.8% of the images (softmax saturated on 99.8%); one FGSM "
+        "step leaves 97.8% accuracy on the cross-entropy and 0.0% on the margin."]

@@ -175,9 +175,20 @@ def missing_notes(dataset: str, root: Root = None) -> list[str]:
                                 f"empir reproduce {dataset}"),
              plots.missing_line(f"{dataset} results file(s) of the defence rows", m["defences"],
                                 f"empir reproduce {dataset} --only {FOLDER}/"),
-             plots.missing_line(f"{dataset} defended member(s) not in the zoo yet, so their rows cannot run;",
-                                m["zoo"], f"empir zoo build --dataset {dataset} --defended")]
+             plots.missing_line(f"{dataset} defended member(s), which their rows wait for,", m["zoo"],
+                                f"empir zoo build --dataset {dataset} --defended")]
     return [line for line in lines if line]
+
+
+def rows_table(dataset: str, zoo_dir: str | os.PathLike | None = None) -> str:
+    """Table 2's rows for ``dataset``: the results-file name, the row, whether the paper has it, its members."""
+    have = zoo.members(dataset, zoo_dir)
+    rows = [{"row": f"`{r}`", "label": label(dataset, r), "paper": "yes" if paper_row(dataset, r) else "no (ours)",
+             "members": ", ".join(f"`{m}`" + ("" if m in have else " (not trained yet)")
+                                  for m in row_members(dataset, r))}
+            for r in all_rows(dataset)]
+    return plots.markdown_table(rows, ["row", "label", "paper", "members"],
+                                ["row (file name)", "defence", "in the paper's Table 2", "members (zoo ids)"])
 
 
 # --- (a) the full Table 2 -----------------------------------------------------------------------
@@ -256,6 +267,42 @@ def survives(g: dict) -> str:
     return "yes" if g["adaptive"] >= SURVIVES_POINTS else "no"
 
 
+ONE_STEP_GAP = 20.0  # points: FGSM this far above the best iterative attack is the one-step attack failing
+
+
+def fgsm_at_signs(dataset: str, root: Root = None) -> list[str]:
+    """For each FGSM-trained row measured so far: the two known failure signatures, read from its files.
+
+    Label leaking (Kurakin et al. 2017): accuracy under FGSM above the clean
+    accuracy.  Catastrophic overfitting (Wong et al. 2020), or gradient
+    masking: FGSM at least ``ONE_STEP_GAP`` points above the lower of BIM and
+    PGD at the same eps.  Each line gives the numbers it judges by.
+    """
+    lines = []
+    for row in defence_rows(dataset):
+        if "fgsm-at" not in row:
+            continue
+        o, a = ours(dataset, row, root), adaptive(dataset, row, root)
+        head = f"{dataset}, {label(dataset, row)}:"
+        if o["fgsm"] is None or o["clean"] is None:
+            lines.append(f"{head} not yet measured.")
+            continue
+        parts = [f"clean {o['clean']:.2f}%, FGSM {o['fgsm']:.2f}%"]
+        if o["fgsm"] > o["clean"]:
+            parts.append("FGSM above clean: label leaking's signature")
+        iterative = [o[k] for k in ("bim", "pgd") if o[k] is not None]
+        if iterative:
+            low = min(iterative)
+            parts.append(f"lowest of BIM and PGD {low:.2f}%")
+            if o["fgsm"] - low >= ONE_STEP_GAP:
+                parts.append("the one-step attack fails where the iterative one succeeds: the signature of "
+                             "catastrophic overfitting or gradient masking")
+        if a is not None:
+            parts.append(f"worst-case suite {a['robust']:.2f}%")
+        lines.append(f"{head} " + "; ".join(parts) + ".")
+    return lines
+
+
 # --- (b) training ---------------------------------------------------------------------------------
 
 
@@ -263,6 +310,12 @@ def _hardware(entry: dict) -> str:
     hw = entry.get("hardware") or {}
     gpus = ", ".join(hw.get("gpus", [])) or "no GPU"
     return f"{hw.get('cores', '?')} cores ({hw.get('cpu', '?')}), {gpus}"
+
+
+def _same_machine(a: dict, b: dict) -> bool:
+    # The platform string names the kernel build, which changes between VMs of the same kind.
+    keys = ("cores", "cpu", "gpus")
+    return all((a.get("hardware") or {}).get(k) == (b.get("hardware") or {}).get(k) for k in keys)
 
 
 def training_rows(dataset: str, zoo_dir: str | os.PathLike | None = None) -> list[dict]:
@@ -288,11 +341,11 @@ def training_rows(dataset: str, zoo_dir: str | os.PathLike | None = None) -> lis
         mid, e = settings.defended_id(dataset, spec), have.get(settings.defended_id(dataset, spec))
         ref = have.get(settings.member_id(dataset, w, a, seed))
         ratio = None
-        if e and ref and e.get("hardware") == ref.get("hardware") and e["epochs"] and ref["epochs"]:
+        if e and ref and _same_machine(e, ref) and e["epochs"] and ref["epochs"]:
             ratio = (e["train_time_s"] / e["epochs"]) / (ref["train_time_s"] / ref["epochs"])
         full = defences.check(defence, params)
         out.append({"member": mid, "defence": defence,
-                    "params": ", ".join(f"{k}={v:g}" for k, v in full.items()),
+                    "params": ", ".join(f"{k}={v:.3g}" for k, v in full.items()),
                     "epochs": e and e["epochs"], "accuracy": e and 100 * e["test_accuracy"],
                     "seconds": e and e["train_time_s"], "hardware": e and _hardware(e), "epoch_ratio": ratio,
                     "plain": False})
@@ -471,7 +524,8 @@ def gradient_masking(dataset: str, members: Sequence[str], x: ArrayLike, y: Arra
     whose top softmax probability is exactly 1 in float32; ``gap``: the median
     gap between the top two logits; ``zero_ce``: % of images whose input
     gradient of the cross-entropy is exactly zero in every pixel (the softmax
-    minus the one-hot label underflows: Carlini & Wagner 2016 on defensive
+    minus the one-hot label underflows, which can happen only on an image the
+    member classifies correctly: Carlini & Wagner 2016 on defensive
     distillation); ``zero_margin``: the same for Carlini & Wagner's margin
     ``max_{j != y} z_j - z_y``; ``fgsm_ce`` and ``fgsm_margin``: accuracy (%)
     after one FGSM step of ``eps`` (default: Table 1's) along the sign of each
@@ -517,3 +571,10 @@ def masking_table(rows: Sequence[dict]) -> str:
         ["member", "defence", "clean accuracy, %", "softmax saturated, % of images", "median top-two logit gap",
          "zero CE gradient, %", "zero margin gradient, %", f"FGSM \u03b5={eps:g} on CE, accuracy %",
          f"FGSM \u03b5={eps:g} on the margin, accuracy %"]) + f"\n\nOn {n} images of the embedded sample."
+
+
+def masking_summary(rows: Sequence[dict]) -> list[str]:
+    """:func:`gradient_masking`'s rows as one sentence each, every number from the measurement."""
+    return [f"{r['member']}: clean {r['accuracy']:.1f}%; CE gradient exactly zero on {r['zero_ce']:.1f}% of the "
+            f"images (softmax saturated on {r['saturated']:.1f}%); one FGSM step leaves {r['fgsm_ce']:.1f}% "
+            f"accuracy on the cross-entropy and {r['fgsm_margin']:.1f}% on the margin." for r in rows]
