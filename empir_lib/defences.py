@@ -10,11 +10,11 @@ training draws eps in 0-255 units, its distillation's soft labels are
 misaligned with the images and its loss undefined, its gradient-regularisation
 loss undefined), so these follow the papers that introduced each defence:
 
-* ``distillation`` (Papernot et al. 2016, eq. 3-4): a teacher trained on the
+* ``distillation`` (Papernot et al. 2016, section IV): a teacher trained on the
   labels with its logits divided by T, then a student of the same network
   trained at the same T on the teacher's softmax(z/T); the student is deployed
   at T = 1, i.e. its logits unchanged.
-* ``igr``, input gradient regularisation (Ross & Doshi-Velez 2018, eq. 3):
+* ``igr``, input gradient regularisation (Ross & Doshi-Velez 2018, section 3):
   cross-entropy plus lambda times the squared L2 norm of the cross-entropy's
   gradient with respect to the input, per image (double backpropagation).
 * ``fgsm-at`` (Goodfellow et al. 2015, section 6): ``w * CE(x) + (1 - w) *
