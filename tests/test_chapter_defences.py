@@ -382,3 +382,9 @@ def test_masking_summary_quotes_each_measurement():
     assert d.masking_summary([row]) == [
         "m: clean 98.0%; CE gradient exactly zero on 97.8% of the images (softmax saturated on 99.8%); one FGSM "
         "step leaves 97.8% accuracy on the cross-entropy and 0.0% on the margin."]
+
+
+def test_figure_labels_a_measured_zero(tmp_path):
+    write_suite(tmp_path, "mnist", "baseline", 0.0)
+    ax = d.figure(("mnist",), tmp_path).axes[0]
+    assert "0" in [t.get_text() for t in ax.texts]

@@ -464,7 +464,8 @@ def short_label(row: str) -> str:
 def figure(datasets: Sequence[str] = DATASETS, root: Root = None) -> Figure:
     """Per dataset, per row: the paper's average (hatched), ours under the paper protocol, and the suite's robust.
 
-    A missing value has no bar, only a dash at the foot of its slot.
+    Each bar is labelled with its value; a missing value has no bar, only a
+    dash at the foot of its slot.
     """
     series = (("average adversarial, *paper*", "tab:gray", True), ("average adversarial, ours (paper protocol)",
               plots.ROW_COLOURS["empir-paper"], False),
@@ -485,9 +486,10 @@ def figure(datasets: Sequence[str] = DATASETS, root: Root = None) -> Figure:
                     ax.text(x, 1.0, "\u2013", ha="center", va="bottom", color=colour, fontsize=9)
                     continue
                 style = (dict(facecolor="none", edgecolor=colour, hatch="///") if hatched else dict(color=colour))
-                ax.bar(x, v, width * 0.95, **style)
+                # Labelled, so that a measured 0% is told apart from a missing value (a dash).
+                ax.bar_label(ax.bar(x, v, width * 0.95, **style), [f"{v:.0f}"], fontsize=6, color=colour)
         ax.set_xticks(xs, [short_label(r) for r in rows], fontsize=8)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 105)
         ax.set_ylabel("accuracy, %")
         ax.set_title(f"{ds}: Table 2's rows", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
