@@ -19,4 +19,7 @@ may import the core, the core never imports these.
 * :mod:`.hardware` -- the deployed members against Eq. 6: equivalence, time,
   memory (chapter 6);
 * :mod:`.scale` -- the ImageNet-scale comparison and its overheads (chapter 9).
+* :mod:`.defences` -- Table 2's other defences beside EMPIR: the full table,
+  training costs, the verdict against PGD adversarial training, gradient
+  masking measured live (chapter 10).
 """
