@@ -40,6 +40,7 @@ import math
 import numbers
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -112,7 +113,8 @@ def members(dataset: str) -> list[str]:
 
 def correct_against_eps(source: keras.Model, targets: list[keras.Model], x: ArrayLike, y: ArrayLike,
                         attack: str, eps_list: list[float], dataset: str, seed: int = 0, batch_size: int = 500,
-                        done: list[np.ndarray] | None = None, on_eps=None) -> np.ndarray:
+                        done: list[np.ndarray] | None = None,
+                        on_eps: Callable[[list], None] | None = None) -> np.ndarray:
     """Per image, is each target right on images attacked on ``source`` at each eps: (targets, eps, n) bools.
 
     White-box when ``targets == [source]``; transfer otherwise.  The attack
