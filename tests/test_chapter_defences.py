@@ -364,17 +364,28 @@ def test_rows_table_marks_untrained_members_and_our_own_rows(tmp_path):
            "`cifar10-fp-s1-pgdat-e0.1` (not trained yet) |" in md
 
 
-def test_fgsm_at_signs_read_label_leaking_and_one_step_failure(tmp_path):
-    assert d.fgsm_at_signs("mnist", tmp_path) == [
+def test_warning_signs_read_label_leaking_and_one_step_failure(tmp_path):
+    assert d.warning_signs("mnist", root=tmp_path) == [
         "mnist, FGSM adversarial training (\u03b5 = 0.3): not yet measured.",
         "mnist, EMPIR of FGSM-trained members (\u03b5 = 0.3): not yet measured."]
     write_paper(tmp_path, "mnist", "fgsm-at", (0.03, 0.995, 0.01, 0.004), clean=0.99)
     write_suite(tmp_path, "mnist", "fgsm-at", 0.0)
     write_paper(tmp_path, "mnist", "empir-fgsm-at", (0.9, 0.70, 0.60, 0.55), clean=0.99)
-    leak, fine = d.fgsm_at_signs("mnist", tmp_path)
+    leak, fine = d.warning_signs("mnist", root=tmp_path)
     assert "clean 99.00%, FGSM 99.50%" in leak and "label leaking" in leak and "catastrophic overfitting" in leak
     assert "lowest of BIM and PGD 0.40%" in leak and "worst-case suite 0.00%" in leak
     assert "label leaking" not in fine and "catastrophic" not in fine and "suite" not in fine
+    assert "were fooled" not in leak  # its lowest L-inf column (0.40) is within 20 points of the suite
+
+
+def test_warning_signs_compare_the_paper_protocol_with_the_suite(tmp_path):
+    write_paper(tmp_path, "mnist", "distillation", (0.02, 0.98, 0.97, 0.96), clean=0.985)
+    write_suite(tmp_path, "mnist", "distillation", 0.01)
+    assert d.warning_signs("mnist", ("igr",), tmp_path) == [
+        "mnist, input gradient regularisation (\u03bb = 100): not yet measured."]
+    (line,) = d.warning_signs("mnist", ("distillation",), tmp_path)
+    assert "the paper protocol's best L-inf attack leaves 95.00 points more than the suite" in line
+    assert "label leaking" not in line and "catastrophic" not in line
 
 
 def test_masking_summary_quotes_each_measurement():

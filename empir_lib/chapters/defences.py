@@ -267,20 +267,26 @@ def survives(g: dict) -> str:
     return "yes" if g["adaptive"] >= SURVIVES_POINTS else "no"
 
 
-ONE_STEP_GAP = 20.0  # points: FGSM this far above the best iterative attack is the one-step attack failing
+SIGN_GAP = 20.0  # points: a gap this large between two estimates of the same robustness is no noise
+FGSM_TRAINED = ("fgsm-at", "empir-fgsm-at")
 
 
-def fgsm_at_signs(dataset: str, root: Root = None) -> list[str]:
-    """For each FGSM-trained row measured so far: the two known failure signatures, read from its files.
+def warning_signs(dataset: str, keys: Sequence[str] = FGSM_TRAINED, root: Root = None) -> list[str]:
+    """For each row of the given paper row keys measured so far: the known signs of a false robustness.
 
-    Label leaking (Kurakin et al. 2017): accuracy under FGSM above the clean
-    accuracy.  Catastrophic overfitting (Wong et al. 2020), or gradient
-    masking: FGSM at least ``ONE_STEP_GAP`` points above the lower of BIM and
-    PGD at the same eps.  Each line gives the numbers it judges by.
+    * label leaking (Kurakin et al. 2017): accuracy under FGSM above the clean accuracy;
+    * the one-step attack failing where the iterative ones succeed (catastrophic
+      overfitting, Wong et al. 2020, or gradient masking): FGSM at least
+      ``SIGN_GAP`` points above the lower of BIM and PGD at the same eps;
+    * the paper protocol far from the worst case: its lowest L-inf column at
+      least ``SIGN_GAP`` points above the worst-case suite's robust accuracy
+      in the same ball.
+
+    Each line gives the numbers it judges by.
     """
     lines = []
     for row in defence_rows(dataset):
-        if "fgsm-at" not in row:
+        if row_key(row) not in keys:
             continue
         o, a = ours(dataset, row, root), adaptive(dataset, row, root)
         head = f"{dataset}, {label(dataset, row)}:"
@@ -294,11 +300,15 @@ def fgsm_at_signs(dataset: str, root: Root = None) -> list[str]:
         if iterative:
             low = min(iterative)
             parts.append(f"lowest of BIM and PGD {low:.2f}%")
-            if o["fgsm"] - low >= ONE_STEP_GAP:
+            if o["fgsm"] - low >= SIGN_GAP:
                 parts.append("the one-step attack fails where the iterative one succeeds: the signature of "
                              "catastrophic overfitting or gradient masking")
         if a is not None:
             parts.append(f"worst-case suite {a['robust']:.2f}%")
+            low = lowest_linf(o)
+            if low is not None and low - a["robust"] >= SIGN_GAP:
+                parts.append(f"the paper protocol's best L-inf attack leaves {low - a['robust']:.2f} points more "
+                             "than the suite: its attacks were fooled")
         lines.append(f"{head} " + "; ".join(parts) + ".")
     return lines
 
