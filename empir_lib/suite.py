@@ -33,6 +33,18 @@ the paper's Table 1 presets):
 6. L-inf: ``square``, ART's gradient-free Square attack, the check that
    gradients are not masked; L2: ``cw-l2``, Carlini & Wagner with a binary
    search over c, every iterate judged on the vote.
+
+Against stochastic members (:mod:`empir_lib.stochastic`) the suite can run
+with **EOT** (``attack_suite(..., eot_samples=S, decision=...)``, Athalye et
+al. 2018): every gradient attack averages its surrogate over S stochastic
+passes (:func:`empir_lib.surrogates.expectation`), and every success, during
+the attack and in the cascade's re-check, is judged on the named deployed
+decision, ``'draw'`` (one stochastic pass) or ``'majority'`` (over S passes).
+Square and CW keep their own search and are judged the same way.  The
+cascade then also reports ``randomness``, the share of images whose class
+differs across S draws (:func:`empir_lib.stochastic.disagreement`).  With
+the default ``eot_samples=1`` the suite, its specs and its results are
+exactly those without EOT.
 """
 from __future__ import annotations
 
@@ -44,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from . import apgd, art_bridge, attacks, outcomes, settings, surrogates
+from . import apgd, art_bridge, attacks, outcomes, settings, stochastic, surrogates
 from . import ensemble as ens_mod
 from .errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from .files import atomic_write
@@ -84,9 +96,26 @@ def check_threat(threat: dict) -> dict:
     return {**threat, "eps": check_finite_number(threat["eps"], "eps", 0.0, hi)}
 
 
-def attack_suite(ens: ens_mod.Ensemble, threat: dict) -> list[dict]:
-    """The cascade's attacks for ``ens`` under ``threat``, in the order they run (module docstring)."""
+def attack_suite(ens: ens_mod.Ensemble, threat: dict, eot_samples: int = 1, decision: str = "draw") -> list[dict]:
+    """The cascade's attacks for ``ens`` under ``threat``, in the order they run (module docstring).
+
+    ``eot_samples > 1`` adds ``eot_samples`` and ``decision`` to every attack
+    (EOT, module docstring); the default suite's specs carry neither key.
+    """
     threat = check_threat(threat)
+    eot_samples, decision = surrogates.check_eot(eot_samples, decision)
+    specs = _suite(ens, threat)
+    if eot_samples > 1:
+        specs = [{**spec, "eot_samples": eot_samples, "decision": decision} for spec in specs]
+    return specs
+
+
+def _eot(spec: dict) -> tuple[int, str]:
+    """An attack's EOT samples and deployed decision (1 and 'draw' for a spec without them)."""
+    return spec.get("eot_samples", 1), spec.get("decision", "draw")
+
+
+def _suite(ens: ens_mod.Ensemble, threat: dict) -> list[dict]:
     specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 100, "restarts": 3},
              {"name": "apgd-dlr", "kind": "apgd", "loss": "dlr_mean_logits", "n_iter": 100, "restarts": 3}]
     if len(ens.members) > 1:
@@ -114,6 +143,10 @@ def check_suite(specs: list[dict]) -> list[dict]:
         if s.get("name") in seen or not s.get("name"):
             raise EmpirError(f"attack names must be unique and non-empty; {s.get('name')!r} is not.")
         seen.add(s["name"])
+        surrogates.check_eot(*_eot(s))
+    if len({_eot(s) for s in specs}) > 1:
+        raise EmpirError("every attack of a suite must share one EOT setting (eot_samples and decision): "
+                         "the cascade re-checks every break with it.")
     return specs
 
 
@@ -121,8 +154,10 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
                seed: int = 0) -> tuple[np.ndarray, dict]:
     """One attack of the suite on a batch: (adversarial images, statistics for the diagnostics)."""
     norm, eps = threat["norm"], threat["eps"]
+    eot = _eot(spec)
     if spec["kind"] in ("apgd", "pgd"):
-        fn = _cached(ens, ("loss", spec["loss"]), lambda: surrogates.loss_fn(ens, spec["loss"]))
+        key = ("loss", spec["loss"]) if eot == (1, "draw") else ("loss", spec["loss"], *eot)
+        fn = _cached(ens, key, lambda: surrogates.loss_fn(ens, spec["loss"], *eot))
         fixed = spec["kind"] == "pgd"
         out = apgd.run(fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1), seed,
                        step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed)
@@ -138,12 +173,13 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     p = {k: spec[k] for k in CW_SEARCH}
 
     def make_step():
-        score_fn, decide = surrogates.mean_logits_fn(ens), surrogates.decision_fn(ens)
+        score_fn, decide = surrogates.mean_logits_fn(ens), surrogates.decision_fn(ens, *eot)
         return tf.function(lambda xb, yb, c: attacks.cw_l2(score_fn, xb, yb, c, ens.num_classes,
                                                            p["max_iterations"], p["learning_rate"], p["confidence"],
                                                            p["abort_early"], decide=decide), reduce_retracing=True)
 
-    step = _cached(ens, ("cw", json.dumps(p, sort_keys=True)), make_step)
+    key = ("cw", json.dumps(p, sort_keys=True)) + (() if eot == (1, "draw") else eot)
+    step = _cached(ens, key, make_step)
     bs = p["batch_size"]
     xa = np.concatenate([attacks.cw_search(step, x[i:i + bs], y[i:i + bs].astype(np.int32), p)
                          for i in range(0, len(x), bs)])
@@ -191,8 +227,9 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     state = _load_state(state_path, config)
     # Seconds spent by earlier, interrupted invocations (the stats carry them over).
     resumed_s = sum(v["seconds"] for v in state["stats"].values()) if state else 0.0
+    eot = _eot(specs[0])
     if state is None:
-        clean = ens_mod.predict(ens, x)
+        clean = surrogates.deployed(ens, x, *eot)
         state = {"broken_by": np.where(clean == y, outcomes.ROBUST, outcomes.CLEAN).astype(np.int8),
                  "norm": np.zeros(len(y), np.float32), "stage": 0, "pos": 0, "todo": None, "stats": {}}
     for j, spec in enumerate(specs, start=1):
@@ -210,7 +247,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             t0 = time.perf_counter()
             xa, info = run_attack(ens, spec, threat, x[idx], y[idx], seed * 1_000_003 + j * 7919 + c)
             nrm = perturbation_norms(x[idx], xa, threat["norm"])
-            ok = (ens_mod.predict(ens, xa) != y[idx]) & (nrm <= threat["eps"] * (1 + NORM_SLACK) + 1e-6)
+            ok = (surrogates.deployed(ens, xa, *eot) != y[idx]) & (nrm <= threat["eps"] * (1 + NORM_SLACK) + 1e-6)
             state["broken_by"][idx[ok]] = j
             state["norm"][idx[ok]] = nrm[ok]
             st["broken"] += int(ok.sum())
@@ -222,8 +259,11 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
         state.update(stage=j, pos=0, todo=None)
         _save_state(state_path, config, state)
     names = [s["name"] for s in specs]
-    return {"config": config, "broken_by": state["broken_by"], "norm": state["norm"], "stats": state["stats"],
-            "counts": outcomes.counts(state["broken_by"], names), "resumed_s": resumed_s}
+    out = {"config": config, "broken_by": state["broken_by"], "norm": state["norm"], "stats": state["stats"],
+           "counts": outcomes.counts(state["broken_by"], names), "resumed_s": resumed_s}
+    if eot[0] > 1:  # the randomness diagnostic: how often the deployed class changes between draws
+        out["randomness"] = stochastic.disagreement(ens, x, eot[0])["share"]
+    return out
 
 
 def _bar(it, desc: str, progress: bool):

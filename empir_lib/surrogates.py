@@ -22,18 +22,34 @@ The surrogates (``z_k`` are member k's logits, ``K`` members, ``y`` the label):
 * ``ce_member:<i>`` and ``margin_member:<i>``: member i alone, judged on the
   whole ensemble's decision; for the full-precision member this is the
   transfer attack from the FP member.
+
+**EOT** (Expectation over Transformation, Athalye et al. 2018, section 4):
+against members that round stochastically (:mod:`empir_lib.stochastic`) a
+single gradient is one draw of a random function.  With ``eot_samples = S > 1``
+each call runs S stochastic forward passes (the batch tiled S times, every
+copy drawing its own noise) and returns the mean of the S losses, so the
+attacker's gradient is the mean of the S gradients: a Monte Carlo estimate
+of the gradient of the expected loss.  The deployed decision that judges
+every iterate is a named option (:data:`DECISIONS`): ``'draw'``, the class
+of the first of the S passes (what one query of the deployed model
+answers), or ``'majority'``, the most frequent class over the S passes
+(ties to the smaller class).  ``eot_samples = 1`` is the plain function
+above, unchanged.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from . import ensemble as ens_mod
-from .errors import EmpirError, check_choice
+from . import stochastic
+from .errors import EmpirError, check_choice, check_positive_int
 
 ENSEMBLE_SURROGATES = ("ce_mean_prob", "ce_sum", "dlr_mean_logits", "margin_mean_logits")
 MEMBER_SURROGATES = ("ce_member", "margin_member")
+DECISIONS = ("draw", "majority")
 
 LossFn = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
@@ -75,13 +91,49 @@ def parse(name: str, n_members: int) -> tuple[str, int | None]:
     return name, None
 
 
-def loss_fn(ens: ens_mod.Ensemble, name: str) -> LossFn:
+def loss_fn(ens: ens_mod.Ensemble, name: str, eot_samples: int = 1, decision: str = "draw") -> LossFn:
     """``f(x, y) -> (loss, decision)``: the surrogate ``name`` per image, and the deployed class.
 
     The loss is what the attacker ascends; the decision is what the defence
     deploys (:func:`empir_lib.ensemble.combine`'s ``pred``), read off the same
     member logits, so no extra forward pass is needed to judge an iterate.
+    ``eot_samples > 1`` averages the loss (and so its gradient) over that many
+    stochastic passes, judged by ``decision`` (module docstring, "EOT").
     """
+    eot_samples, decision = check_eot(eot_samples, decision)
+    f = _loss_fn(ens, name)
+    return f if eot_samples == 1 else expectation(f, eot_samples, decision, ens.num_classes)
+
+
+def check_eot(eot_samples: object, decision: str) -> tuple[int, str]:
+    """``(eot_samples, decision)`` checked: an integer >= 1, and 'draw' or 'majority'."""
+    return check_positive_int(eot_samples, "eot_samples"), check_choice(decision, DECISIONS, "EOT decision")
+
+
+def expectation(f: LossFn, samples: int, decision: str, num_classes: int) -> LossFn:
+    """EOT over ``f``: the mean loss of ``samples`` stochastic passes, and the named deployed decision."""
+
+    def g(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        b = tf.shape(x)[0]
+        loss, pred = f(tf.tile(x, [samples, 1, 1, 1]), tf.tile(y, [samples]))
+        loss, pred = tf.reshape(loss, [samples, b]), tf.reshape(pred, [samples, b])
+        pred = pred[0] if decision == "draw" else stochastic.majority_tf(pred, num_classes)
+        return tf.reduce_mean(loss, 0), pred
+
+    return g
+
+
+def deployed(ens: ens_mod.Ensemble, x: np.ndarray, samples: int = 1, decision: str = "draw",
+             batch_size: int = 500) -> np.ndarray:
+    """The deployed class of each image under an EOT decision rule (numpy; one draw when ``samples == 1``)."""
+    samples, decision = check_eot(samples, decision)
+    if samples == 1 or decision == "draw":
+        return ens_mod.predict(ens, x, batch_size)
+    return stochastic.majority(np.stack([ens_mod.predict(ens, x, batch_size) for _ in range(samples)]))
+
+
+def _loss_fn(ens: ens_mod.Ensemble, name: str) -> LossFn:
+    """The plain (one-pass) loss function of :func:`loss_fn`."""
     base, idx = parse(name, len(ens.members))
     if base == "dlr_mean_logits" and ens.num_classes < 3:
         raise EmpirError("the DLR loss needs at least 3 classes.")
@@ -107,10 +159,22 @@ def loss_fn(ens: ens_mod.Ensemble, name: str) -> LossFn:
     return f
 
 
-def decision_fn(ens: ens_mod.Ensemble) -> Callable[[tf.Tensor], tf.Tensor]:
-    """``f(x) -> class``: the deployed decision alone (for attacks whose own scores are something else)."""
+def decision_fn(ens: ens_mod.Ensemble, samples: int = 1, decision: str = "draw") -> Callable[[tf.Tensor], tf.Tensor]:
+    """``f(x) -> class``: the deployed decision alone (for attacks whose own scores are something else).
+
+    With ``samples > 1`` and ``decision='majority'``: the majority over that many stochastic passes.
+    """
+    samples, decision = check_eot(samples, decision)
     order = ens_mod.priority(ens)
-    return lambda x: ens_mod.combine(ens_mod.member_logits(ens, x), order, ens.rule)["pred"]
+    one = lambda x: ens_mod.combine(ens_mod.member_logits(ens, x), order, ens.rule)["pred"]  # noqa: E731
+    if samples == 1 or decision == "draw":
+        return one
+
+    def many(x: tf.Tensor) -> tf.Tensor:
+        pred = tf.reshape(one(tf.tile(x, [samples, 1, 1, 1])), [samples, tf.shape(x)[0]])
+        return stochastic.majority_tf(pred, ens.num_classes)
+
+    return many
 
 
 def mean_logits_fn(ens: ens_mod.Ensemble) -> Callable[[tf.Tensor], tf.Tensor]:

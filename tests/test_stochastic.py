@@ -1,11 +1,11 @@
-"""The stochastic quantiser (the original code's stocRound): unbiased, on the grid, its layers and members."""
+"""The stochastic quantiser (the original code's stocRound), its layers and members, and EOT in the suite."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import ensemble, models, quantize, stochastic, zoo
-from empir_lib.errors import EmpirError
+from empir_lib import apgd, data, ensemble, models, quantize, results, stochastic, suite, surrogates, worstcase, zoo
+from empir_lib.errors import FULL_PRECISION, EmpirError
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4])
@@ -109,3 +109,89 @@ def test_majority_breaks_ties_to_the_smaller_class():
     preds = np.array([[1, 2, 0], [1, 3, 0], [2, 3, 1]])
     assert stochastic.majority(preds).tolist() == [1, 3, 0]
     assert stochastic.majority_tf(tf.constant(preds), 4).numpy().tolist() == [1, 3, 0]
+
+
+# --- EOT in the worst-case suite ------------------------------------------------------------------------
+
+LIGHT = {"n_iter": 10, "restarts": 1}
+
+
+@pytest.fixture(scope="module")
+def mnist_empir():
+    x, y = data.load_sample("mnist")
+    return ensemble.empir("mnist"), x, y
+
+
+def test_the_default_suite_is_unchanged_by_eot(mnist_empir):
+    ens, x, y = mnist_empir
+    th = {"norm": "linf", "eps": 0.1}
+    specs = suite.attack_suite(ens, th)
+    assert not any("eot_samples" in s or "decision" in s for s in specs)
+    assert suite.attack_suite(ens, th, 1, "majority") == specs
+    # The broken_by of this light cascade, recorded with the code before EOT existed (same seed).
+    light = [{**s, **LIGHT} for s in specs if s["kind"] in ("apgd", "pgd")]
+    res = suite.cascade(ens, x[:20], y[:20], th, light, progress=False)
+    assert res["broken_by"].tolist() == [-1, -1, 2, -1, 1, 2, 1, 1, 1, 7, -1, -1, 2, -1, 2, 1, 7, -1, 1, -1]
+    assert "randomness" not in res
+
+
+def test_committed_suite_results_still_count_as_done():
+    path = results.RESULTS_DIR / "mnist" / "suite" / "empir-linf-table1.json"
+    if not path.is_file():
+        pytest.skip("no committed suite result")
+    job = next(j for j in worstcase.jobs("mnist", 10000, 1000) if j["name"] == "suite/empir-linf-table1")
+    n = results.read_result(path)["n"]
+    assert worstcase.is_done(path, worstcase.config(job, "mnist", ensemble.empir("mnist"), n))
+
+
+def test_eot_with_one_sample_is_the_plain_loss_and_bad_settings_are_refused(mnist_empir):
+    ens, x, y = mnist_empir
+    a = apgd.run(surrogates.loss_fn(ens, "ce_mean_prob"), x[:12], y[:12], 0.15, n_iter=8, seed=3)
+    b = apgd.run(surrogates.loss_fn(ens, "ce_mean_prob", eot_samples=1), x[:12], y[:12], 0.15, n_iter=8, seed=3)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(EmpirError, match="eot_samples"):
+            surrogates.loss_fn(ens, "ce_mean_prob", eot_samples=bad)
+    with pytest.raises(EmpirError, match="EOT decision"):
+        suite.attack_suite(ens, {"norm": "linf", "eps": 0.1}, 4, "mean")
+    mixed = suite.attack_suite(ens, {"norm": "linf", "eps": 0.1}, 4)[:2]
+    mixed[1] = {k: v for k, v in mixed[1].items() if k not in ("eot_samples", "decision")}
+    with pytest.raises(EmpirError, match="one EOT setting"):
+        suite.check_suite(mixed)
+
+
+def _grad(fn, x, y):
+    _, pred, g = apgd.loss_and_gradient(fn, tf.constant(x), tf.constant(y))
+    return pred.numpy(), g.numpy()
+
+
+def test_eot_averages_the_gradient(mnist_empir):
+    _, x, y = mnist_empir
+    x, y = x[:2], y[:2].astype(np.int32)
+    det = ensemble.make([zoo.load("mnist-a4w2-s1"), zoo.load("mnist-fp-s1")])
+    # Deterministic members: the mean of S identical passes is one pass (a mean, not a sum).
+    p1, g1 = _grad(surrogates.loss_fn(det, "ce_sum"), x, y)
+    p4, g4 = _grad(surrogates.loss_fn(det, "ce_sum", 4, "majority"), x, y)
+    np.testing.assert_allclose(g4, g1, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(p4, p1)
+    # Stochastic members: the spread of the gradient estimate shrinks as S grows.
+    sto = ensemble.make([stochastic.to_stochastic(zoo.load("mnist-a4w2-s1"), seed=1)])
+    spread = {}
+    for s in (1, 16):
+        fn = surrogates.loss_fn(sto, "ce_sum", s)
+        gs = np.stack([_grad(fn, x, y)[1] for _ in range(6)])
+        spread[s] = gs.std(0).mean()
+    assert spread[16] < spread[1]
+
+
+def test_a_cascade_with_eot_judges_breaks_on_the_named_decision(mnist_empir):
+    _, x, y = mnist_empir
+    members = [stochastic.to_stochastic(zoo.load("mnist-a4w2-s1"), seed=1), zoo.load("mnist-fp-s1")]
+    ens = ensemble.make(members, names=["sto", "fp"])
+    assert ens.fp == (False, True) and members[1].layers[1].abits == FULL_PRECISION
+    th = {"norm": "linf", "eps": 0.2}
+    specs = [{**s, **LIGHT} for s in suite.attack_suite(ens, th, 3, "majority")[:2]]
+    res = suite.cascade(ens, x[:10], y[:10], th, specs, progress=False)
+    assert 0.0 <= res["randomness"] <= 1.0 and res["config"]["attacks"][0]["eot_samples"] == 3
+    assert res["broken_by"].shape == (10,)
