@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from . import attacks, data, ensemble, models, outcomes, provenance, results, settings, zoo
+from . import attacks, data, ensemble, models, outcomes, provenance, results, settings, worstcase, zoo
 from .errors import EmpirError, check_choice, check_positive_int
 from .files import atomic_write, sha256
 
@@ -265,13 +265,6 @@ def config(job: dict, dataset: str, n: int, seed: int = 0) -> dict:
     return cfg
 
 
-def _is_done(path: Path, cfg: dict) -> bool:
-    if not path.is_file():
-        return False
-    old = results.read_result(path)
-    return all(old.get(k) == json.loads(json.dumps(v)) for k, v in cfg.items())
-
-
 _MODELS: dict = {}
 
 
@@ -295,7 +288,7 @@ def run_job(job: dict, dataset: str, x: np.ndarray, y: np.ndarray, out_dir: str 
     n = min(job["n"], len(y))
     path = Path(out_dir) / f"{job['name']}.json"
     cfg = config(job, dataset, n, seed)
-    if _is_done(path, cfg):
+    if worstcase.is_done(path, cfg):
         return results.read_result(path), False
     t0 = time.perf_counter()
     xs, ys = x[:n], y[:n]
