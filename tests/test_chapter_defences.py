@@ -54,7 +54,9 @@ def line(md, start):
 
 
 def test_rows_follow_the_papers_order_with_our_extra_rows_last():
-    assert d.all_rows("mnist") == ["baseline", "empir", "distillation", "igr", "fgsm-at", "empir-fgsm-at"]
+    rows = d.all_rows("mnist")
+    assert rows[:6] == ["baseline", "empir", "distillation", "igr", "fgsm-at", "empir-fgsm-at"]
+    assert all("_" in r for r in rows[6:]) and set(rows[2:]) == set(settings.get("mnist").defence_row_ids())
     assert d.defence_rows("cifar10") == ["fgsm-at", "empir-fgsm-at", "pgd-at", "fgsm-at_eps0.1",
                                          "empir-fgsm-at_eps0.1", "pgd-at_eps0.1"]
     assert set(d.defence_rows("cifar10")) == set(settings.get("cifar10").defence_row_ids())
@@ -66,7 +68,9 @@ def test_labels_name_each_rows_setting():
     assert d.label("mnist", "igr") == "input gradient regularisation (\u03bb = 100)"
     assert d.label("cifar10", "pgd-at_eps0.1") == "PGD adversarial training (\u03b5 = 0.1, 7 steps)"
     assert d.label("cifar10", "empir") == "EMPIR"
-    assert d.short_label("fgsm-at_eps0.1") == "FGSM-AT\n\u03b5 0.1"
+    assert d.short_label("cifar10", "fgsm-at_eps0.1") == "FGSM-AT\n\u03b5 = 0.1"
+    assert d.short_label("cifar10", "pgd-at_eps0.1") == "PGD-AT\n\u03b5 = 0.1"
+    assert d.short_label("cifar10", "pgd-at") == "PGD-AT"
 
 
 def test_paper_rows_and_the_rows_the_paper_lacks():
@@ -142,7 +146,7 @@ def test_adaptive_reads_robust_accuracy_and_flags(tmp_path):
 
 def test_missing_lists_files_and_zoo_members(tmp_path):
     m = d.missing("mnist", tmp_path)
-    assert len(m["table2"]) == 2 * 5 and len(m["defences"]) == 4 * 5
+    assert len(m["table2"]) == 2 * 5 and len(m["defences"]) == len(d.defence_rows("mnist")) * 5
     assert "suite/empir-linf-table1" in m["table2"] and "defences/igr-suite-linf-table1" in m["defences"]
 
 
@@ -241,8 +245,10 @@ def test_figure_has_a_panel_per_dataset_and_dashes_for_missing(tmp_path):
     fig = d.figure(("mnist", "cifar10"), tmp_path)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     ax = fig.axes[0]
-    assert len(ax.patches) == 6 + 1  # the paper's six rows, and our one row with files
-    assert sum(t.get_text() == "\u2013" for t in ax.texts) == 2 * 6 - 1
+    rows = d.all_rows("mnist")
+    in_paper = sum(d.paper_row("mnist", r) is not None for r in rows)
+    assert len(ax.patches) == in_paper + 1  # the paper's rows, and our one row with files
+    assert sum(t.get_text() == "\u2013" for t in ax.texts) == 3 * len(rows) - in_paper - 1
 
 
 # --- the live computation ------------------------------------------------------------------------
@@ -381,8 +387,8 @@ def test_warning_signs_read_label_leaking_and_one_step_failure(tmp_path):
 def test_warning_signs_compare_the_paper_protocol_with_the_suite(tmp_path):
     write_paper(tmp_path, "mnist", "distillation", (0.02, 0.98, 0.97, 0.96), clean=0.985)
     write_suite(tmp_path, "mnist", "distillation", 0.01)
-    assert d.warning_signs("mnist", ("igr",), tmp_path) == [
-        "mnist, input gradient regularisation (\u03bb = 100): not yet measured."]
+    assert d.warning_signs("mnist", ("igr",), tmp_path)[0] == (
+        "mnist, input gradient regularisation (\u03bb = 100): not yet measured.")
     (line,) = d.warning_signs("mnist", ("distillation",), tmp_path)
     assert "the paper protocol's best L-inf attack leaves 95.00 points more than the suite" in line
     assert "label leaking" not in line and "catastrophic" not in line

@@ -40,8 +40,8 @@ PAPER_ORDER = ("distillation", "igr", "fgsm-at", "empir-fgsm-at", "pgd-at")
 NAMES = {"baseline": "baseline FP", "empir": "EMPIR", "distillation": "defensive distillation",
          "igr": "input gradient regularisation", "fgsm-at": "FGSM adversarial training",
          "empir-fgsm-at": "EMPIR of FGSM-trained members", "pgd-at": "PGD adversarial training"}
-PARAM_TEXT = {"distillation": "T = {temperature:g}", "igr": "\u03bb = {lam:g}", "fgsm-at": "\u03b5 = {eps:g}",
-              "pgd-at": "\u03b5 = {eps:g}, {steps} steps"}
+PARAM_TEXT = {"distillation": "T = {temperature:.3g}", "igr": "\u03bb = {lam:.3g}", "fgsm-at": "\u03b5 = {eps:.3g}",
+              "pgd-at": "\u03b5 = {eps:.3g}, {steps} steps"}
 LINF_ATTACKS = ("fgsm", "bim", "pgd")
 
 
@@ -465,10 +465,13 @@ SHORT = {"baseline": "baseline\nFP", "empir": "EMPIR", "distillation": "distill.
          "fgsm-at": "FGSM-AT", "empir-fgsm-at": "EMPIR\n(FGSM-AT)", "pgd-at": "PGD-AT"}
 
 
-def short_label(row: str) -> str:
-    """A row's tick label: 'FGSM-AT' or, for our extra rows, 'FGSM-AT\\n\u03b5 0.1'."""
-    key, _, extra = row.partition("_")
-    return SHORT[key] + (f"\n\u03b5 {extra[3:]}" if extra.startswith("eps") else "")
+def short_label(dataset: str, row: str) -> str:
+    """A row's tick label: 'FGSM-AT', or for our extra rows its setting too: 'FGSM-AT\n\u03b5 = 0.1'."""
+    key = row_key(row)
+    if "_" not in row:
+        return SHORT[key]
+    _, _, _, defence, params = _spec(dataset, row)[:5]
+    return SHORT[key] + "\n" + PARAM_TEXT[defence].format(**defences.check(defence, params)).split(",")[0]
 
 
 def figure(datasets: Sequence[str] = DATASETS, root: Root = None) -> Figure:
@@ -498,7 +501,7 @@ def figure(datasets: Sequence[str] = DATASETS, root: Root = None) -> Figure:
                 style = (dict(facecolor="none", edgecolor=colour, hatch="///") if hatched else dict(color=colour))
                 # Labelled, so that a measured 0% is told apart from a missing value (a dash).
                 ax.bar_label(ax.bar(x, v, width * 0.95, **style), [f"{v:.0f}"], fontsize=6, color=colour)
-        ax.set_xticks(xs, [short_label(r) for r in rows], fontsize=8)
+        ax.set_xticks(xs, [short_label(ds, r) for r in rows], fontsize=8)
         ax.set_ylim(0, 105)
         ax.set_ylabel("accuracy, %")
         ax.set_title(f"{ds}: Table 2's rows", fontsize=10)
