@@ -38,7 +38,6 @@ draws the same noise as an uninterrupted one.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -51,15 +50,9 @@ from numpy.typing import ArrayLike
 
 from . import models, quantize, settings, stochastic, train
 from .errors import EmpirError, check_choice, check_finite_number, check_positive_int
-from .files import atomic_write
 
 REPRESENTATIONS = ("nonmax", "logits")
 DIVERSITY_WEIGHT = 0.5
-# train_member's helpers, reused rather than copied (private in train.py, so named once here).
-_training_batches = train._training_batches  # noqa: SLF001
-_seed_everything = train._seed_everything  # noqa: SLF001
-_save_checkpoint = train._save_checkpoint  # noqa: SLF001
-_load_checkpoint = train._load_checkpoint  # noqa: SLF001
 # Three a2w2 members: one precision, so any diversity comes from the objective and the noise.
 DEFAULT_MEMBERS = ((2, 2), (2, 2), (2, 2))
 
@@ -144,18 +137,11 @@ def train_joint(dataset: str = "cifar10", members: tuple = DEFAULT_MEMBERS, seed
               "label_smoothing": recipe["label_smoothing"], "n_train": n_train, "augment": recipe.get("augment")}
     tags = "-".join(settings.precision_tag(w, a) for w, a in specs)
     run_dir = Path(run_dir or Path("runs") / f"{dataset}-joint-{tags}-s{seed}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path, ckpt_path = run_dir / "config.json", run_dir / "checkpoint.npz"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if {k: v for k, v in old.items() if k != "epochs"} != {k: v for k, v in config.items() if k != "epochs"}:
-            raise EmpirError(f"{run_dir} holds a run with a different configuration ({old}); "
-                             "pass another run_dir or delete that folder.")
-    atomic_write(cfg_path, lambda p: Path(p).write_text(json.dumps(config, indent=1)))
+    _, ckpt_path = train.claim_run_dir(run_dir, config)
 
-    batches, n_images = _training_batches(dataset, data_dir, n_train, batch_size, seed, config["augment"])
+    batches, n_images = train.training_batches(dataset, data_dir, n_train, batch_size, seed, config["augment"])
     num_classes = settings.get(dataset).num_classes
-    _seed_everything(seed)
+    train.seed_everything(seed)
     nets = [stochastic.build(arch, w, a, relaxation=relaxation, inference="sample", seed=None, **arch_kwargs)
             for w, a in specs]
     variables = [v for m in nets for v in m.trainable_variables]
@@ -165,7 +151,7 @@ def train_joint(dataset: str = "cifar10", members: tuple = DEFAULT_MEMBERS, seed
     joint = SimpleNamespace(weights=[v for m in nets for v in m.weights])
     state = {"epoch": 0, "history": [], "train_time_s": 0.0}
     if ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path, joint, optimizer)
+        state = train.load_checkpoint(ckpt_path, joint, optimizer)
     smoothing = recipe["label_smoothing"]
 
     @tf.function
@@ -204,7 +190,7 @@ def train_joint(dataset: str = "cifar10", members: tuple = DEFAULT_MEMBERS, seed
                                  "penalty": sums[2] / seen, "train_accuracy": (correct / seen).tolist(),
                                  "seconds": secs, "images_per_s": seen / secs})
         state["epoch"] = epoch + 1
-        _save_checkpoint(ckpt_path, joint, optimizer, state)
+        train.save_checkpoint(ckpt_path, joint, optimizer, state)
     paths = []
     for k, m in enumerate(nets):
         paths.append(str(run_dir / f"member{k}.keras"))

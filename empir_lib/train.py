@@ -62,19 +62,22 @@ def smoothed_targets(y: tf.Tensor, num_classes: int, smoothing: float) -> tf.Ten
     return tf.clip_by_value(onehot, smoothing / (num_classes - 1), 1.0 - smoothing)
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Keras, NumPy and Python, and switch TensorFlow's op determinism on."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
 
-def _save_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict) -> None:
+def save_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer, state: dict) -> None:
+    """Weights, optimiser state and ``state`` (epoch, history) in one ``.npz``, written atomically."""
     arrays = {f"w{i}": v.numpy() for i, v in enumerate(model.weights)}
     arrays.update({f"o{i}": v.numpy() for i, v in enumerate(optimizer.variables)})
     arrays["state"] = np.array(json.dumps(state))
     atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
 
 
-def _load_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict:
+def load_checkpoint(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict:
+    """Restore what :func:`save_checkpoint` wrote into ``model`` and ``optimizer``; return the state."""
     with np.load(path, allow_pickle=False) as f:
         for i, v in enumerate(model.weights):
             v.assign(f[f"w{i}"])
@@ -94,7 +97,25 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _training_batches(dataset, data_dir, n_train, batch_size, seed, augment):
+def claim_run_dir(run_dir: Path, config: dict) -> tuple[Path, Path]:
+    """Create ``run_dir`` and record ``config`` there, refusing a folder that holds another configuration.
+
+    Only the epochs may differ (a run can be extended).  Returns the paths of
+    ``config.json`` and ``checkpoint.npz``.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path, ckpt_path = run_dir / "config.json", run_dir / "checkpoint.npz"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if {k: v for k, v in old.items() if k != "epochs"} != {k: v for k, v in config.items() if k != "epochs"}:
+            raise EmpirError(f"{run_dir} holds a run with a different configuration ({old}); "
+                             "pass another run_dir or delete that folder.")
+    atomic_write(cfg_path, lambda p: Path(p).write_text(json.dumps(config, indent=1)))
+    return cfg_path, ckpt_path
+
+
+def training_batches(dataset: str, data_dir: str | os.PathLike | None, n_train: int | None, batch_size: int,
+                     seed: int, augment: str | None) -> tuple:
     """``(epoch -> iterator of (x, y) batches, images per epoch)`` for a dataset.
 
     MNIST, CIFAR-10 and Tiny ImageNet sit in memory: the order of an epoch is
@@ -173,14 +194,8 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
             config["stage"] = stage
     tag = defences.tag(defence, defence_params)
     run_dir = Path(run_dir or Path("runs") / settings.member_id(dataset, wbits, abits, seed, tag))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path, ckpt_path, model_path = run_dir / "config.json", run_dir / "checkpoint.npz", run_dir / "model.keras"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if {k: v for k, v in old.items() if k != "epochs"} != {k: v for k, v in config.items() if k != "epochs"}:
-            raise EmpirError(f"{run_dir} holds a run with a different configuration ({old}); "
-                             "pass another run_dir or delete that folder.")
-    atomic_write(cfg_path, lambda p: Path(p).write_text(json.dumps(config, indent=1)))
+    cfg_path, ckpt_path = claim_run_dir(run_dir, config)
+    model_path = run_dir / "model.keras"
 
     teacher = None
     if defence == "distillation" and stage == "student":
@@ -190,10 +205,10 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
             return teacher
         teacher = teacher["model"]
 
-    batches, n_images = _training_batches(dataset, data_dir, n_train, batch_size, seed, config.get("augment"))
+    batches, n_images = training_batches(dataset, data_dir, n_train, batch_size, seed, config.get("augment"))
     num_classes = settings.get(dataset).num_classes
 
-    _seed_everything(seed)
+    seed_everything(seed)
     strat = distribute.strategy()
     with strat.scope():  # variables live on every replica (a no-op on one device)
         model = models.build(arch, wbits, abits, **arch_kwargs)
@@ -204,7 +219,7 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
         optimizer.build(model.trainable_variables)
     state = {"epoch": 0, "history": [], "train_time_s": 0.0}
     if ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path, model, optimizer)
+        state = load_checkpoint(ckpt_path, model, optimizer)
     smoothing = recipe["label_smoothing"]
     objective = defence_losses.loss_fn(defence, defence_params, model, teacher, stage)
 
@@ -244,7 +259,7 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
         state["history"].append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                                  "seconds": time.perf_counter() - t0})
         state["epoch"] = epoch + 1
-        _save_checkpoint(ckpt_path, model, optimizer, state)
+        save_checkpoint(ckpt_path, model, optimizer, state)
     save_model(model, model_path)
     return {"run_dir": str(run_dir), "model_path": str(model_path), "config": config,
             "history": state["history"], "train_time_s": state["train_time_s"], "interrupted": False,
