@@ -22,6 +22,9 @@ What it produces (paper section 5 and appendix B):
   the selection, the members and ``eps4/`` only: its zoo holds no grid;
 * MNIST only, ``fig4/``: 0-3 FP and 0-3 LP members under FGSM (Figure 4),
   and ``fig5/``: FGSM eps 0.1-0.8 and CW iterations 10-90 (Figure 5);
+* ``sweeps/`` (MNIST and CIFAR-10): accuracy against eps for the FP member and
+  the grid, white-box and transferred from the FP member, and the share of
+  quantised codes a perturbation flips (:mod:`empir_lib.sweeps`);
 * ``defences/``: Table 2's other defences (``settings.DATASETS[name].defence_rows``),
   each row under the paper protocol's four attacks and the worst-case suite at
   Table 1's L-inf eps, on all ``n`` images, last of all and one row at a time;
@@ -47,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, data, ensemble, evaluate, provenance, results, settings, worstcase, zoo
+from . import attacks, data, ensemble, evaluate, provenance, results, settings, sweeps, worstcase, zoo
 from .errors import EmpirError, check_choice, check_positive_int
 from .files import atomic_write
 
@@ -212,7 +215,10 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
             if only and not job["name"].startswith(only):
                 continue
             t0 = time.perf_counter()
-            if "threat" in job:  # the worst-case suite (adaptive protocol, per threat model)
+            if job["name"].startswith(sweeps.FOLDER + "/"):  # accuracy against eps per precision (Gorsline et al. 2021)
+                record, ran = sweeps.run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov)
+                record = {**record, "adversarial_accuracy": record["headline"]}
+            elif "threat" in job:  # the worst-case suite (adaptive protocol, per threat model)
                 record, ran = worstcase.run_job(job, dataset, _ensemble(tuple(job["members"]), "vote"), x, y,
                                                 out_dir, partial_dir, progress, prov)
                 record = {**record, "adversarial_accuracy": record["robust_accuracy"]}
@@ -239,6 +245,9 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
         run_all([j for j in later if j["attack"] == a])
     # The worst-case suite last: it reports per threat model, not per attack.
     run_all(worstcase.jobs(dataset, n, select_n))
+    # The attack-strength sweeps over precision (FGSM on all n; PGD and the flips on select_n).
+    if dataset in sweeps.DATASETS:
+        run_all(sweeps.jobs(dataset, n, select_n))
     # Then the other defences, whose members 'empir zoo build --defended' trains separately.
     have = zoo.members(dataset)
     for job in defence_jobs(dataset, n):
