@@ -3,6 +3,7 @@
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir train --dataset mnist --defence distillation --temperature 100 [--zoo]   (also igr, fgsm-at, pgd-at)
     empir zoo list | verify | build --dataset mnist [--defended]
+    empir joint --dataset cifar10 --members a2w2,a2w2,a2w2 [--lam 0.5]   (stochastic members, trained jointly)
     empir samples [mnist cifar10 tiny-imagenet]
     empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
@@ -24,7 +25,7 @@ from pathlib import Path
 # A command line should not open with TensorFlow's C++ start-up log: set the default before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from . import assignments, attacks, bench, data, defences, ensemble, evaluate, results, settings, train, zoo
+from . import assignments, attacks, bench, data, defences, diversity, ensemble, evaluate, results, settings, train, zoo
 from .deploy import deploy as deploy_member
 from .errors import EmpirError, check_choice
 from .reproduce import reproduce
@@ -62,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
                        ("clean-weight", "weight of the clean loss (fgsm-at 0.5, pgd-at 0)"),
                        ("steps", "pgd-at's steps (7)"), ("step-size", "pgd-at's step (2.5 eps / steps)")):
         t.add_argument(f"--{name}", type=int if name == "steps" else float, default=None, help=what)
+
+    j = sub.add_parser("joint", help="train stochastic-quantised members jointly with a diversity penalty")
+    j.add_argument("--dataset", default="cifar10")
+    j.add_argument("--members", default="a2w2,a2w2,a2w2", help="comma-separated precisions, e.g. a2w2,a4w2")
+    j.add_argument("--lam", type=float, default=diversity.DIVERSITY_WEIGHT, help="weight of the diversity penalty")
+    j.add_argument("--representation", default="nonmax", help=", ".join(diversity.REPRESENTATIONS))
+    j.add_argument("--relaxation", default="ste", help="the stochastic quantiser's training relaxation")
+    j.add_argument("--seed", type=int, default=1)
+    j.add_argument("--epochs", type=int, default=None, help="default: the dataset's recipe")
+    j.add_argument("--n-train", type=int, default=None)
+    j.add_argument("--run-dir", default=None)
+    j.add_argument("--data-dir", default=None)
 
     z = sub.add_parser("zoo", help="list, verify or build the model zoo")
     z.add_argument("action", choices=("list", "verify", "build"))
@@ -154,6 +167,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.zoo:
             entry = zoo.add(result, args.data_dir)
             print(f"added to the zoo: test accuracy {entry['test_accuracy']:.4f} on {entry['n_test']} images")
+        return 0
+    if args.cmd == "joint":
+        specs = [settings.parse_precision(m) for m in args.members.split(",")]
+        result = diversity.train_joint(args.dataset, tuple(specs), args.seed, args.epochs, args.run_dir, args.data_dir,
+                                       args.n_train, lam=args.lam, representation=args.representation,
+                                       relaxation=args.relaxation)
+        print(f"trained {result['run_dir']}")
         return 0
     if args.cmd == "zoo":
         if args.action == "list":
