@@ -20,6 +20,11 @@ def run(*args, env_extra=None):
     (["samples", "svhn"], "unknown dataset 'svhn'"),
     (["train", "--dataset", "mnist", "--batch-size", "0"], "batch_size=0 must be an integer >= 1"),
     (["train", "--dataset", "imagenet"], "EMPIR_IMAGENET_DIR"),
+    (["train", "--dataset", "mnist", "--defence", "bogus"], "unknown defence 'bogus'"),
+    (["train", "--dataset", "mnist", "--defence", "igr", "--lam", "-1"], "lambda (lam)=-1.0 must be >= 0"),
+    (["train", "--dataset", "mnist", "--defence", "fgsm-at", "--eps", "2"], "eps=2.0 must lie in [0.0, 1.0]"),
+    (["joint", "--members", "a2w2,fp"], "the stochastic quantiser takes 1..16 bits"),
+    (["joint", "--members", "a2w2,a2w2", "--lam", "-1"], "lam"),
 ])
 def test_bad_input_is_one_clear_line(args, msg):
     r = run(*args, env_extra={"EMPIR_DATA_DIR": "", "EMPIR_IMAGENET_DIR": ""})
