@@ -199,9 +199,11 @@ def test_train_command_names_every_defence_setting():
 def test_reproduce_plans_the_four_attacks_and_the_suite_per_row():
     jobs = reproduce.defence_jobs("mnist", 100)
     names = [j["name"] for j in jobs]
-    assert names[:5] == [f"defences/distillation-paper-{a}" for a in reproduce.ATTACK_ORDER] + [
-        "defences/distillation-suite-linf-table1"]
-    assert len(names) == 5 * len(settings.MNIST.defence_rows)
+    rows = settings.MNIST.defence_row_ids()
+    assert names[:4] == [f"defences/distillation-paper-{a}" for a in reproduce.ATTACK_ORDER]
+    # Every paper-protocol row before any suite row, one suite job per row.
+    assert names[4 * len(rows):] == [f"defences/{r}-suite-linf-table1" for r in rows]
+    assert all("-paper-" in name for name in names[:4 * len(rows)])
     assert all(j["n"] == 100 for j in jobs)
     empir_row = [j for j in jobs if j["name"] == "defences/empir-fgsm-at-paper-pgd"][0]
     assert empir_row["members"] == settings.MNIST.defence_row_ids()["empir-fgsm-at"]
