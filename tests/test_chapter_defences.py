@@ -391,7 +391,10 @@ def test_warning_signs_compare_the_paper_protocol_with_the_suite(tmp_path):
         "mnist, input gradient regularisation (\u03bb = 100): not yet measured.")
     (line,) = d.warning_signs("mnist", ("distillation",), tmp_path)
     assert "the paper protocol's best L-inf attack leaves 95.00 points more than the suite" in line
-    assert "label leaking" not in line and "catastrophic" not in line
+    assert "label leaking" not in line and "catastrophic" not in line and "stuck" not in line
+    write_paper(tmp_path, "mnist", "igr", (0.6, 0.18, 0.21, 0.2), clean=0.6)
+    (line,) = d.warning_signs("mnist", ("igr",), tmp_path)[:1]
+    assert "an iterative attack leaves more images than one FGSM step" in line
 
 
 def test_masking_summary_quotes_each_measurement():

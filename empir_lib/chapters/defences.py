@@ -269,6 +269,7 @@ def survives(g: dict) -> str:
 
 SIGN_GAP = 20.0  # points: a gap this large between two estimates of the same robustness is no noise
 FGSM_TRAINED = ("fgsm-at", "empir-fgsm-at")
+ITERATIVE_SLACK = 1.0  # points: BIM or PGD above FGSM by more than this is no sampling noise on 10,000 images
 
 
 def warning_signs(dataset: str, keys: Sequence[str] = FGSM_TRAINED, root: Root = None) -> list[str]:
@@ -278,6 +279,8 @@ def warning_signs(dataset: str, keys: Sequence[str] = FGSM_TRAINED, root: Root =
     * the one-step attack failing where the iterative ones succeed (catastrophic
       overfitting, Wong et al. 2020, or gradient masking): FGSM at least
       ``SIGN_GAP`` points above the lower of BIM and PGD at the same eps;
+    * an iterative attack (BIM, PGD) leaving more than ``ITERATIVE_SLACK``
+      points above one FGSM step in the same ball: it cannot be stronger, so it is stuck;
     * the paper protocol far from the worst case: its lowest L-inf column at
       least ``SIGN_GAP`` points above the worst-case suite's robust accuracy
       in the same ball.
@@ -303,6 +306,9 @@ def warning_signs(dataset: str, keys: Sequence[str] = FGSM_TRAINED, root: Root =
             if o["fgsm"] - low >= SIGN_GAP:
                 parts.append("the one-step attack fails where the iterative one succeeds: the signature of "
                              "catastrophic overfitting or gradient masking")
+            if max(iterative) - o["fgsm"] > ITERATIVE_SLACK:
+                parts.append("an iterative attack leaves more images than one FGSM step: it is stuck, a sign "
+                             "of gradient masking")
         if a is not None:
             parts.append(f"worst-case suite {a['robust']:.2f}%")
             low = lowest_linf(o)
