@@ -197,12 +197,13 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
     cfg_path, ckpt_path = claim_run_dir(run_dir, config)
     model_path = run_dir / "model.keras"
 
-    teacher = None
+    teacher, teacher_time = None, 0.0
     if defence == "distillation" and stage == "student":
         teacher = train_member(dataset, wbits, abits, seed, epochs, run_dir / "teacher", data_dir, n_train, batch_size,
                                lr, progress, arch_kwargs, stop_after_batches, defence, defence_params, "teacher")
         if teacher["interrupted"]:
             return teacher
+        teacher_time = teacher["train_time_s"]
         teacher = teacher["model"]
 
     batches, n_images = training_batches(dataset, data_dir, n_train, batch_size, seed, config.get("augment"))
@@ -262,5 +263,7 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
         save_checkpoint(ckpt_path, model, optimizer, state)
     save_model(model, model_path)
     return {"run_dir": str(run_dir), "model_path": str(model_path), "config": config,
-            "history": state["history"], "train_time_s": state["train_time_s"], "interrupted": False,
+            # A distilled member's time includes its teacher's (also given apart).
+            "history": state["history"], "train_time_s": state["train_time_s"] + teacher_time,
+            **({"teacher_train_time_s": teacher_time} if teacher is not None else {}), "interrupted": False,
             "model": model, "distribute": distribute.describe(strat)}

@@ -148,6 +148,8 @@ def add(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir
              **({"defence": defence, "defence_params": cfg["defence_params"]} if defence != "none" else {}),
              "n_train": cfg["n_train"] or len(data_mod.load(cfg["dataset"], "train", data_dir)[1]),
              "train_time_s": round(result["train_time_s"], 1), "history": result["history"],
+             **({"teacher_train_time_s": round(result["teacher_train_time_s"], 1)}
+                if "teacher_train_time_s" in result else {}),
              "test_accuracy": acc, "n_test": int(len(y)), "eval_time_s": round(time.perf_counter() - t0, 1),
              "distribute": result.get("distribute", {"strategy": "_DefaultDistributionStrategy", "replicas": 1}),
              **extra, "storage": storage, "file": dest.name, "sha256": sha256(dest),

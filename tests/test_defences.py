@@ -168,6 +168,8 @@ def test_distillation_trains_a_teacher_then_the_student_and_resumes(tmp_path, da
     assert json.loads((tmp_path / "d" / "teacher" / "config.json").read_text())["stage"] == "teacher"
     assert result["config"]["defence"] == "distillation"
     assert result["config"]["defence_params"] == {"temperature": 10.0}
+    # The member's training time counts its teacher's, which is also given apart.
+    assert 0 < result["teacher_train_time_s"] < result["train_time_s"]
     with pytest.raises(EmpirError, match="different configuration"):
         train.train_member(**{**kw, "defence_params": {"temperature": 20}})
 
