@@ -38,8 +38,10 @@ def test_manifest_records_provenance():
 
 
 def test_zoo_size_budget():
+    # About 100 MB: the budget set when Table 2's defended members joined the zoo (beyond it,
+    # members are to be stored compactly, as the Tiny ImageNet AlexNets are).
     total = sum((zoo.ZOO_DIR / e["file"]).stat().st_size for e in MANIFEST.values())
-    assert total < 60e6
+    assert total < 100e6
 
 
 def test_zoo_files_match_their_hashes():
