@@ -97,6 +97,7 @@ def loss_fn(defence: str, params: dict, model: keras.Model, teacher: keras.Model
             adv = fgsm_examples(model, x, targets, params["eps"])
         else:
             adv = pgd_examples(model, x, targets, params["eps"], params["steps"], params["step_size"])
+        # The clean logits also feed the progress bar's training accuracy (clean, as for every recipe).
         logits = model(x, training=True)
         loss = (1.0 - w) * _ce(targets, model(adv, training=True))
         if w > 0:

@@ -194,7 +194,7 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
             config["stage"] = stage
     tag = defences.tag(defence, defence_params)
     run_dir = Path(run_dir or Path("runs") / settings.member_id(dataset, wbits, abits, seed, tag))
-    cfg_path, ckpt_path = claim_run_dir(run_dir, config)
+    _, ckpt_path = claim_run_dir(run_dir, config)
     model_path = run_dir / "model.keras"
 
     teacher, teacher_time = None, 0.0
