@@ -233,7 +233,7 @@ def iterative(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, eps: float, eps_ite
 
 def cw_l2(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, const: tf.Tensor, num_classes: int, max_iterations: int,
           learning_rate: float, confidence: float, abort_early: bool, clip: tuple[float, float] = CLIP,
-          decide: ScoreFn | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+          decide: ScoreFn | None = None, joint: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """One binary-search step of Carlini & Wagner's L2 attack (Eq. 3), as cleverhans 1.0 runs it.
 
     Optimises ``w`` in tanh space with Adam: ``x' = (tanh(w + atanh(x)) + 1) / 2``
@@ -256,6 +256,7 @@ def cw_l2(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, const: tf.Tensor, num_c
     best_l2 = tf.fill(tf.shape(y), np.float32(np.inf))
     best = x
     prev = tf.constant(1e6, tf.float32)
+    decided = tf.zeros_like(y)  # the loop's deployed class (joint=True); AutoGraph needs it defined
     period = max(max_iterations // 10, 1)
     axes = list(range(1, len(x.shape)))
     for it in tf.range(max_iterations):
@@ -263,6 +264,8 @@ def cw_l2(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, const: tf.Tensor, num_c
             tape.watch(w)
             new = (tf.tanh(w + timg) + 1.0) / 2.0 * (hi - lo) + lo
             scores = score_fn(new)
+            if joint:
+                scores, decided = scores
             l2 = tf.reduce_sum(tf.square(new - origin), axes)
             real = tf.reduce_sum(onehot * scores, -1)
             other = tf.reduce_max((1.0 - onehot) * scores - onehot * 10000.0, -1)
@@ -277,7 +280,9 @@ def cw_l2(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, const: tf.Tensor, num_c
                 break
             prev = loss
         # Success is judged on the scores seen before this step's update, as in the original.
-        if decide is None:  # the paper protocol: success on the attacked scores themselves
+        if joint:  # the deployed decision read off this very pass
+            success = decided != y
+        elif decide is None:  # the paper protocol: success on the attacked scores themselves
             success = tf.argmax(scores + confidence * onehot, -1, output_type=tf.int32) != y
         else:  # the worst-case suite: success only when the deployed decision (the vote) is wrong
             success = decide(new) != y

@@ -173,10 +173,16 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     p = {k: spec[k] for k in CW_SEARCH}
 
     def make_step():
+        cw = dict(num_classes=ens.num_classes, max_iterations=p["max_iterations"], learning_rate=p["learning_rate"],
+                  confidence=p["confidence"], abort_early=p["abort_early"])
+        if eot == (1, "draw"):  # scores and vote from one pass through the members
+            joint = surrogates.mean_logits_and_decision_fn(ens)
+            return tf.function(lambda xb, yb, c: attacks.cw_l2(joint, xb, yb, c, joint=True, **cw),
+                               reduce_retracing=True)
+        # EOT: the decision is its own (possibly S-pass) query of the stochastic ensemble.
         score_fn, decide = surrogates.mean_logits_fn(ens), surrogates.decision_fn(ens, *eot)
-        return tf.function(lambda xb, yb, c: attacks.cw_l2(score_fn, xb, yb, c, ens.num_classes,
-                                                           p["max_iterations"], p["learning_rate"], p["confidence"],
-                                                           p["abort_early"], decide=decide), reduce_retracing=True)
+        return tf.function(lambda xb, yb, c: attacks.cw_l2(score_fn, xb, yb, c, decide=decide, **cw),
+                           reduce_retracing=True)
 
     key = ("cw", json.dumps(p, sort_keys=True)) + (() if eot == (1, "draw") else eot)
     step = _cached(ens, key, make_step)

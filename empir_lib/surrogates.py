@@ -180,3 +180,14 @@ def decision_fn(ens: ens_mod.Ensemble, samples: int = 1, decision: str = "draw")
 def mean_logits_fn(ens: ens_mod.Ensemble) -> Callable[[tf.Tensor], tf.Tensor]:
     """``f(x) -> mean_k z_k``: the scores CW-L2's margin is taken on in the suite."""
     return lambda x: tf.reduce_mean(ens_mod.member_logits(ens, x), 0)
+
+
+def mean_logits_and_decision_fn(ens: ens_mod.Ensemble) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """``f(x) -> (mean_k z_k, deployed class)`` from one pass through the members (CW-L2 in the suite)."""
+    order = ens_mod.priority(ens)
+
+    def f(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        z = ens_mod.member_logits(ens, x)
+        return tf.reduce_mean(z, 0), ens_mod.combine(z, order, ens.rule)["pred"]
+
+    return f

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import apgd, art_bridge, data, diagnostics, ensemble, outcomes, suite, surrogates, worstcase
+from empir_lib import apgd, art_bridge, attacks, data, diagnostics, ensemble, outcomes, suite, surrogates, worstcase
 from empir_lib.errors import EmpirError
 
 
@@ -68,6 +68,24 @@ def test_adaptive_cw_flips_the_vote_on_every_image_it_reports_broken(mnist):
     reported = np.abs(xa - x).reshape(len(x), -1).max(1) > 0   # CW returns the input where it found nothing
     assert reported.sum() >= 10  # CW_SEARCH found all of the first 40 at 5 x 100 steps
     assert np.all(ensemble.predict(ens, xa)[reported] != y[reported])
+
+
+def test_cw_judged_on_the_vote_from_one_pass_matches_a_separate_vote(mnist):
+    # The suite's CW reads the vote off the same member logits as its scores (one pass, not two):
+    # it must return exactly what a separate call to the vote returns, and differ from judging
+    # success on the surrogate's own argmax (so that this comparison can fail).
+    ens, x, y = mnist
+    x, y = x[:20], y[:20].astype(np.int32)
+    cw = dict(num_classes=10, max_iterations=30, learning_rate=0.1, confidence=0.0, abort_early=True)
+    p = {**suite.CW_SEARCH, "binary_search_steps": 2, "max_iterations": 30}
+    mean = surrogates.mean_logits_fn(ens)
+    steps = {"joint": lambda a, b, c: attacks.cw_l2(surrogates.mean_logits_and_decision_fn(ens), a, b, c,
+                                                    joint=True, **cw),
+             "separate": lambda a, b, c: attacks.cw_l2(mean, a, b, c, decide=surrogates.decision_fn(ens), **cw),
+             "surrogate": lambda a, b, c: attacks.cw_l2(mean, a, b, c, **cw)}
+    out = {k: attacks.cw_search(tf.function(f), x, y, p) for k, f in steps.items()}
+    assert np.array_equal(out["joint"], out["separate"])
+    assert not np.array_equal(out["joint"], out["surrogate"])
 
 
 def test_suite_is_at_least_as_strong_as_arts_apgd_ce(mnist):
