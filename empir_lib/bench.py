@@ -152,6 +152,35 @@ def apgd_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray,
             "ours_cost_vs_floor": round(floor / ours["image_steps_per_s"], 3)}
 
 
+def suite_cw_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray, iterations: int = 50,
+                   repeats: int = 3) -> dict:
+    """Image-steps/s of the suite's CW-L2 step judged on the vote: read off the same pass, and a separate pass.
+
+    One binary-search step of ``iterations`` Adam steps without early abort, on
+    the same images and constant, in one run; the floor is one forward +
+    backward pass of every member.  The two variants return the same images
+    (tests/test_suite.py); only their cost differs.
+    """
+    xt, yt = tf.constant(x), tf.constant(y.astype(np.int32))
+    const = tf.fill([len(x)], np.float32(10.0))
+    cw = dict(num_classes=ens.num_classes, max_iterations=iterations, learning_rate=0.1, confidence=0.0,
+              abort_early=False)
+    mean = surrogates.mean_logits_fn(ens)
+    steps = {"one_pass": tf.function(lambda a, b, c: attacks.cw_l2(surrogates.mean_logits_and_decision_fn(ens),
+                                                                   a, b, c, joint=True, **cw)),
+             "separate_vote": tf.function(lambda a, b, c: attacks.cw_l2(mean, a, b, c,
+                                                                        decide=surrogates.decision_fn(ens), **cw))}
+    fn = surrogates.loss_fn(ens, "ce_mean_prob")
+    grad = tf.function(lambda a, b: apgd.loss_and_gradient(fn, a, b)[2])
+    t_floor = best_time(lambda: [grad(xt, yt) for _ in range(5)][-1].numpy(), 2 * repeats) / 5
+    rates = {k: len(x) * iterations / best_time(lambda f=f: f(xt, yt, const)[1].numpy(), repeats)
+             for k, f in steps.items()}
+    return {"model": label, "n": len(x), "iterations": iterations,
+            **{f"{k}_image_steps_per_s": round(v, 1) for k, v in rates.items()},
+            "floor_image_steps_per_s": round(len(x) / t_floor, 1),
+            "one_pass_vs_separate": round(rates["one_pass"] / rates["separate_vote"], 3)}
+
+
 def training_speed(batches: int = 20, batch_size: int = 128, configs: list | None = None) -> list[dict]:
     """Training images/s per network and precision, and the quantisers' cost against FP."""
     rows = []
@@ -198,6 +227,8 @@ def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool =
         result["attacks"] = rows + attack_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)
     if only in (None, "apgd"):
         result["apgd"] = [apgd_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)]
+        result["suite_cw"] = [suite_cw_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)",
+                                             x[:100], y[:100])]
     if only in (None, "training"):
         result["training"] = training_speed()
     if only in (None, "end_to_end"):
@@ -265,6 +296,13 @@ def readme(result: dict) -> str:
               f"{r['ours_compaction_images_per_s']} | {r['art_image_steps_per_s']} | {r['floor_image_steps_per_s']} | "
               f"{r['ours_vs_art']} | {r['ours_cost_vs_floor']} | {r['ours_no_compaction_robust']:.1%} / "
               f"{r['art_robust']:.1%} |" for r in result.get("apgd", [])]
+    lines += ["", "## The suite's CW-L2, judged on the vote (one binary-search step, no early abort)", "",
+              "| model | images | iterations | vote from the same pass: image-steps/s | separate vote pass: "
+              "image-steps/s | same pass / separate | floor image-steps/s |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['model']} | {r['n']} | {r['iterations']} | {r['one_pass_image_steps_per_s']} | "
+              f"{r['separate_vote_image_steps_per_s']} | {r['one_pass_vs_separate']} | {r['floor_image_steps_per_s']} |"
+              for r in result.get("suite_cw", [])]
     lines += ["", "## Training (batches of 128)", "", "| network | precision | img/s | cost vs FP |",
               "| --- | --- | --- | --- |"]
     lines += [f"| {r['network']} | {r['precision']} | {r['images_per_s']} | {r['cost_vs_fp']} |"

@@ -28,6 +28,14 @@ def test_apgd_speed_row_compares_ours_with_art_and_the_floor():
     assert row["ours_vs_art"] > 0 and row["ours_cost_vs_floor"] > 0 and row["n"] == 8
 
 
+def test_suite_cw_speed_row_times_both_ways_of_judging_on_the_vote():
+    x, y = data.load_sample("mnist", 8)
+    row = bench.suite_cw_speed(ensemble.empir("mnist"), "MNIST EMPIR", x, y, iterations=3, repeats=1)
+    for k in ("one_pass_image_steps_per_s", "separate_vote_image_steps_per_s", "floor_image_steps_per_s"):
+        assert row[k] > 0
+    assert row["one_pass_vs_separate"] > 0 and row["n"] == 8 and row["iterations"] == 3
+
+
 def test_an_unknown_benchmark_part_is_refused(tmp_path):
     with pytest.raises(EmpirError, match="benchmark part"):
         bench.run(tmp_path, n=4, only="everything")

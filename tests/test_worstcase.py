@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from empir_lib import outcomes, results, suite, worstcase
+from empir_lib import outcomes, plots, results, suite, worstcase
 from empir_lib.errors import EmpirError
 
 NAMES = ["apgd-ce", "apgd-dlr", "square"]
@@ -67,6 +67,16 @@ def test_gains_counts_curves_diagnostics_and_times(tree):
     # Like for like: the FP baseline's suite job is summed apart (the old protocol attacked EMPIR alone).
     assert times == {"suite_s": 10.0, "suite_jobs": 1, "baseline_s": 4.0, "baseline_jobs": 1,
                      "old_adaptive_s": 50.0, "old_adaptive_jobs": 2}
+
+
+def test_job_time_figure_draws_each_dataset_like_for_like(tree):
+    times = {"mnist": worstcase.job_times("mnist", tree),
+             "other": {"suite_s": 120.0, "baseline_s": 60.0, "old_adaptive_s": 30.0}}
+    ax = plots.job_time_bars(times).axes[0]
+    widths = sorted(round(p.get_width(), 4) for p in ax.patches)
+    # mnist: 10 s EMPIR, 4 s baseline, 50 s old; other: 2 min, 1 min, 0.5 min.
+    assert widths == sorted(round(v, 4) for v in (10 / 60, 4 / 60, 50 / 60, 2.0, 1.0, 0.5))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["mnist", "other"]
 
 
 def test_stage_table_keeps_the_cascade_order(tree):

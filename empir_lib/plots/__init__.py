@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..tables import DASH, markdown_table, missing_line, percent_cell
 from .bars import objective_bars, overhead_bars, table2_bars
-from .cascade import cascade_bars, robust_vs_budget
+from .cascade import cascade_bars, job_time_bars, robust_vs_budget
 from .curves import accuracy_tradeoff, along_attack_path, objective_paths, overhead_curves, strength_sweeps
 from .examples import adversarial_examples, perturbations
 from .heatmaps import (
@@ -33,7 +33,7 @@ from .style import BITS_COLOURS, ROW_COLOURS, TABLE2_COLUMNS, TRADEOFF_STYLE, bi
 
 __all__ = ["BITS_COLOURS", "DASH", "ROW_COLOURS", "TABLE2_COLUMNS", "TRADEOFF_STYLE", "accuracy_grid",
            "accuracy_tradeoff", "adversarial_examples", "along_attack_path", "bits_colour", "cascade_bars",
-           "confusion_matrices", "forward_and_gradient", "heatmap", "in_percent", "markdown_table",
+           "confusion_matrices", "forward_and_gradient", "heatmap", "in_percent", "job_time_bars", "markdown_table",
            "member_count_panels", "missing_line", "objective_bars", "objective_paths", "overhead_bars",
            "overhead_curves", "overhead_heatmaps", "percent_cell", "perturbations", "precision_grid_panels",
            "quantised_images", "quantizer_transfer", "robust_vs_budget", "show_image", "strength_sweeps",

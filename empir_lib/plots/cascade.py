@@ -1,4 +1,4 @@
-"""Figures of the worst-case suite: which attack broke which images, and robust accuracy against the budget.
+"""Figures of the worst-case suite: which attack broke which images, robust accuracy against the budget, its cost.
 """
 from __future__ import annotations
 
@@ -73,4 +73,34 @@ def robust_vs_budget(curves: dict[str, np.ndarray], budgets: Sequence[float] = (
     ax.set_xlabel(xlabel)
     ax.set_ylabel("robust accuracy (%)")
     ax.legend(fontsize=8)
+    return fig
+
+
+def job_time_bars(times: dict[str, dict]) -> Figure:
+    """Per dataset: the suite's job time on EMPIR (its FP-baseline jobs stacked after) beside the old adaptive jobs.
+
+    ``times`` maps a dataset to :func:`empir_lib.worstcase.job_times`' dict
+    (seconds: ``suite_s``, ``baseline_s``, ``old_adaptive_s``).  The like-for-
+    like comparison is the solid EMPIR bar against the old one: the old
+    protocol had no baseline jobs.
+    """
+    labels = list(times)
+    fig = Figure(figsize=(7.5, 0.9 * len(labels) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    pos = np.arange(len(labels))
+    suite_s = np.array([times[d]["suite_s"] for d in labels]) / 60
+    base_s = np.array([times[d]["baseline_s"] for d in labels]) / 60
+    old_s = np.array([times[d]["old_adaptive_s"] for d in labels]) / 60
+    ax.barh(pos - 0.2, suite_s, 0.38, color="tab:blue", label="worst-case suite, EMPIR jobs")
+    ax.barh(pos - 0.2, base_s, 0.38, left=suite_s, color="tab:blue", alpha=0.3, hatch="//",
+            label="worst-case suite, FP-baseline jobs (no old counterpart)")
+    ax.barh(pos + 0.2, old_s, 0.38, color="tab:gray", label="old adaptive selection and rows (EMPIR)")
+    for i in range(len(labels)):
+        ax.text(suite_s[i], pos[i] - 0.2, f" {suite_s[i]:.0f}", va="center", fontsize=8)
+        ax.text(old_s[i], pos[i] + 0.2, f" {old_s[i]:.0f}", va="center", fontsize=8)
+    ax.set_yticks(pos, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("job time (minutes, from timing.json)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3 if len(labels) < 4 else -0.15), ncol=1, fontsize=8,
+              frameon=False)
     return fig
