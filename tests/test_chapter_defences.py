@@ -58,7 +58,7 @@ def test_rows_follow_the_papers_order_with_our_extra_rows_last():
     assert rows[:6] == ["baseline", "empir", "distillation", "igr", "fgsm-at", "empir-fgsm-at"]
     assert all("_" in r for r in rows[6:]) and set(rows[2:]) == set(settings.get("mnist").defence_row_ids())
     assert d.defence_rows("cifar10") == ["fgsm-at", "empir-fgsm-at", "pgd-at", "fgsm-at_eps0.1",
-                                         "empir-fgsm-at_eps0.1", "pgd-at_eps0.1"]
+                                         "empir-fgsm-at_eps0.1", "pgd-at_eps0.1", "pgd-at_eps8"]
     assert set(d.defence_rows("cifar10")) == set(settings.get("cifar10").defence_row_ids())
     assert d.row_key("empir-fgsm-at_eps0.1") == "empir-fgsm-at"
 
@@ -71,6 +71,9 @@ def test_labels_name_each_rows_setting():
     assert d.short_label("cifar10", "fgsm-at_eps0.1") == "FGSM-AT\n\u03b5 = 0.1"
     assert d.short_label("cifar10", "pgd-at_eps0.1") == "PGD-AT\n\u03b5 = 0.1"
     assert d.short_label("cifar10", "pgd-at") == "PGD-AT"
+    # Madry et al.'s budget is written as the fraction of 255 it is.
+    assert d.label("cifar10", "pgd-at_eps8") == "PGD adversarial training (\u03b5 = 8/255, 7 steps)"
+    assert d.short_label("cifar10", "pgd-at_eps8") == "PGD-AT\n\u03b5 = 8/255"
 
 
 def test_paper_rows_and_the_rows_the_paper_lacks():
@@ -123,7 +126,8 @@ def test_rows_the_paper_lacks_have_no_paper_line(tmp_path):
     md = d.table("cifar10", tmp_path)
     rows = body(md)
     i = rows.index(line(md, "| **PGD adversarial training (\u03b5 = 0.1, 7 steps)**, ours"))
-    assert i == len(rows) - 1
+    k = rows.index(line(md, "| **PGD adversarial training (\u03b5 = 8/255, 7 steps)**, ours"))
+    assert (i, k) == (len(rows) - 2, len(rows) - 1)
     j = rows.index(line(md, "| **PGD adversarial training (\u03b5 = 0.3, 7 steps)**, ours"))
     assert rows[j + 1].startswith("| *paper* | 73.55 | 12.62 |")
 
@@ -171,12 +175,12 @@ def test_gains_and_which_survive(tmp_path):
 def test_verdict_is_not_yet_measured_without_files(tmp_path):
     v = d.pgd_verdict("cifar10", tmp_path)
     assert v["paper"]["holds"] is True and v["paper"]["difference"] == pytest.approx(26.78 - 11.14)
-    assert set(v["rows"]) == {"pgd-at", "pgd-at_eps0.1"}
+    assert set(v["rows"]) == {"pgd-at", "pgd-at_eps0.1", "pgd-at_eps8"}
     for row in v["rows"].values():
         for c in row["comparisons"]:
             assert c["holds"] is None and c["status"] == "not yet measured" and c["missing"]
     text = "\n".join(d.verdict_lines(v))
-    assert text.count("not yet measured") == 4 and "+15.64 points" in text
+    assert text.count("not yet measured") == 6 and "+15.64 points" in text
 
 
 @pytest.mark.parametrize("empir, pgd, holds", [(0.30, 0.20, True), (0.20, 0.30, False)])

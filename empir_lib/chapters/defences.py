@@ -88,8 +88,17 @@ def label(dataset: str, row: str) -> str:
     """A row's name with its training setting: 'FGSM adversarial training (\u03b5 = 0.3)'."""
     if row in ("baseline", "empir"):
         return NAMES[row]
+    return f"{NAMES[row_key(row)]} ({_setting(dataset, row)})"
+
+
+def _setting(dataset: str, row: str) -> str:
+    """A defence row's training setting: 'T = 100', 'ε = 0.1, 7 steps', 'ε = 8/255, 7 steps'."""
     _, _, _, defence, params = _spec(dataset, row)[:5]
-    return f"{NAMES[row_key(row)]} ({PARAM_TEXT[defence].format(**defences.check(defence, params))})"
+    params = defences.check(defence, params)
+    text = PARAM_TEXT[defence].format(**params)
+    if "eps" in params and float(params["eps"] * 255).is_integer():  # 8/255 reads better than 0.0314
+        text = text.replace(f"{params['eps']:.3g}", f"{round(params['eps'] * 255)}/255", 1)
+    return text
 
 
 def paper_row(dataset: str, row: str) -> dict | None:
@@ -476,8 +485,7 @@ def short_label(dataset: str, row: str) -> str:
     key = row_key(row)
     if "_" not in row:
         return SHORT[key]
-    _, _, _, defence, params = _spec(dataset, row)[:5]
-    return SHORT[key] + "\n" + PARAM_TEXT[defence].format(**defences.check(defence, params)).split(",")[0]
+    return SHORT[key] + "\n" + _setting(dataset, row).split(",")[0]
 
 
 def figure(datasets: Sequence[str] = DATASETS, root: Root = None) -> Figure:
