@@ -3,7 +3,7 @@
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir train --dataset mnist --defence distillation --temperature 100 [--zoo]   (also igr, fgsm-at, pgd-at)
     empir zoo list | verify | build --dataset mnist [--defended]
-    empir joint --dataset cifar10 --members a2w2,a2w2,a2w2 [--lam 0.5]   (stochastic members, trained jointly)
+    empir joint --dataset cifar10 --members a2w2,a2w2,a2w2 [--lam 0.5] [--zoo]   (stochastic members, trained jointly)
     empir samples [mnist cifar10 tiny-imagenet]
     empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     j.add_argument("--n-train", type=int, default=None)
     j.add_argument("--run-dir", default=None)
     j.add_argument("--data-dir", default=None)
+    j.add_argument("--zoo", action="store_true", help="add the members to the model zoo when done")
 
     z = sub.add_parser("zoo", help="list, verify or build the model zoo")
     z.add_argument("action", choices=("list", "verify", "build"))
@@ -174,6 +175,10 @@ def _run(args: argparse.Namespace) -> int:
                                        args.n_train, lam=args.lam, representation=args.representation,
                                        relaxation=args.relaxation)
         print(f"trained {result['run_dir']}")
+        if args.zoo:
+            for mid, e in diversity.add_to_zoo(result, args.data_dir).items():
+                print(f"added {mid} to the zoo: test accuracy {e['test_accuracy']:.4f} (one draw a pass), "
+                      f"{e['test_accuracy_nearest']:.4f} (nearest rounding)")
         return 0
     if args.cmd == "zoo":
         if args.action == "list":

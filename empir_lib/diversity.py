@@ -39,6 +39,7 @@ draws the same noise as an uninterrupted one.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,13 +49,20 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from . import models, quantize, settings, stochastic, train
+from . import data as data_mod
+from . import metrics, models, provenance, quantize, settings, stochastic, train, zoo
 from .errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from .files import atomic_write, sha256
 
 REPRESENTATIONS = ("nonmax", "logits")
 DIVERSITY_WEIGHT = 0.5
 # Three a2w2 members: one precision, so any diversity comes from the objective and the noise.
 DEFAULT_MEMBERS = ((2, 2), (2, 2), (2, 2))
+
+
+def joint_tag(index: int, lam: float) -> str:
+    """The zoo tag of member ``index`` of a joint run at weight ``lam``: ``joint_tag(0, 0.5)`` -> 'joint0-l0.5'."""
+    return f"joint{check_positive_int(index, 'member index', 0)}-l{lam:g}"
 
 
 def linear_cka(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -197,3 +205,50 @@ def train_joint(dataset: str = "cifar10", members: tuple = DEFAULT_MEMBERS, seed
         train.save_model(m, paths[-1])
     return {"run_dir": str(run_dir), "model_paths": paths, "config": config, "history": state["history"],
             "train_time_s": state["train_time_s"], "interrupted": False, "models": nets}
+
+
+def add_to_zoo(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: str | os.PathLike | None = None,
+               command: str | None = None) -> dict[str, dict]:
+    """Register every member of a finished :func:`train_joint` run in the zoo, one entry each.
+
+    Member k gets the id ``<dataset>-<precision>-s<seed>-joint<k>-l<lambda>``
+    (:func:`joint_tag`).  The members are stochastic, so two accuracies on the
+    full test set are recorded: ``test_accuracy`` as deployed (``'sample'``, a
+    fresh draw per pass, reseeded from the run's seed so that the number
+    repeats) and ``test_accuracy_nearest`` (deterministic rounding).  The
+    training time is the whole joint run's, the same in every entry.
+    """
+    if result.get("interrupted"):
+        raise EmpirError("this joint run was interrupted; run the same command again to finish it before "
+                         "adding it to the zoo.")
+    cfg = result["config"]
+    if cfg["dataset"] in zoo.FLOAT16_DATASETS:
+        raise EmpirError(f"{cfg['dataset']} members are stored as float16 weights, which keep no stochastic "
+                         "rounding; the zoo takes joint runs of mnist and cifar10.")
+    zoo_path = Path(zoo_dir or zoo.ZOO_DIR)
+    x, y = data_mod.load(cfg["dataset"], "test", data_dir)
+    prov = provenance.record(command)
+    n_train = cfg["n_train"] or len(data_mod.load(cfg["dataset"], "train", data_dir)[1])
+    entries = {}
+    for k, ((wbits, abits), src) in enumerate(zip(cfg["members"], result["model_paths"])):
+        mid = settings.member_id(cfg["dataset"], wbits, abits, cfg["seed"], joint_tag(k, cfg["lam"]))
+        dest = zoo_path / f"{mid}.keras"
+        t0 = time.perf_counter()
+        atomic_write(dest, lambda p, src=src: shutil.copyfile(src, p))
+        model = keras.saving.load_model(dest, compile=False, safe_mode=True)
+        stochastic.reseed(model, cfg["seed"])
+        acc = metrics.accuracy(model, x, y)
+        nearest = metrics.accuracy(stochastic.with_inference(model, "nearest"), x, y)
+        entries[mid] = {"dataset": cfg["dataset"], "arch": cfg["arch"], "arch_kwargs": cfg["arch_kwargs"],
+                        "wbits": wbits, "abits": abits, "seed": cfg["seed"], "epochs": cfg["epochs"],
+                        "batch_size": cfg["batch_size"], "lr": cfg["lr"], "label_smoothing": cfg["label_smoothing"],
+                        "joint": {"index": k, "members": cfg["members"], "lam": cfg["lam"],
+                                  "representation": cfg["representation"], "relaxation": cfg["relaxation"],
+                                  "inference": cfg["inference"]},
+                        "n_train": n_train, "train_time_s": round(result["train_time_s"], 1),
+                        "history": result["history"], "test_accuracy": acc, "test_accuracy_nearest": nearest,
+                        "n_test": int(len(y)), "eval_time_s": round(time.perf_counter() - t0, 1),
+                        "storage": "keras", "file": dest.name, "sha256": sha256(dest),
+                        "size_bytes": dest.stat().st_size, **prov}
+    zoo.register(entries, zoo_path)
+    return entries

@@ -257,7 +257,8 @@ def member_id(dataset: str, wbits: int | list | tuple, abits: int | list | tuple
 
 
 _TAG = r"(?P<tag>fp|a(?P<abits>\d+(?:-\d+)*)w(?P<wbits>\d+(?:-\d+)*))"
-_DEFENCE_TAG = r"[a-z]+-[a-z][0-9.e+-]+"
+# A training tag: a defence (igr-l100) or a jointly trained member, numbered (joint0-l0.5).
+_DEFENCE_TAG = r"[a-z]+\d*-[a-z][0-9.e+-]+"
 _ID = re.compile(rf"^(?P<dataset>.+?)-{_TAG}-s(?P<seed>\d+)(?:-(?P<defence>{_DEFENCE_TAG}))?$")
 
 

@@ -154,10 +154,19 @@ def add(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir
              "distribute": result.get("distribute", {"strategy": "_DefaultDistributionStrategy", "replicas": 1}),
              **extra, "storage": storage, "file": dest.name, "sha256": sha256(dest),
              "size_bytes": dest.stat().st_size, **prov}
-    manifest = read_manifest(zoo)
-    manifest["members"][mid] = entry
-    _write_manifest(manifest, zoo)
+    register({mid: entry}, zoo)
     return entry
+
+
+def register(entries: dict[str, dict], zoo_dir: ZooDir = None) -> None:
+    """Add (or replace) manifest entries whose files are already in the zoo, in one rewrite of the manifest."""
+    zoo = Path(zoo_dir or ZOO_DIR)
+    missing = [e["file"] for e in entries.values() if not (zoo / e["file"]).is_file()]
+    if missing:
+        raise EmpirError(f"the zoo lacks {', '.join(missing)}: copy a member's file in before its manifest entry.")
+    manifest = read_manifest(zoo)
+    manifest["members"].update(entries)
+    _write_manifest(manifest, zoo)
 
 
 def verify(zoo_dir: ZooDir = None) -> list[str]:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import diversity, stochastic
+from empir_lib import diversity, settings, stochastic, zoo
 from empir_lib.errors import EmpirError
 
 
@@ -54,6 +54,19 @@ def test_joint_training_is_seeded_resumable_and_refuses_bad_input(data_dir, tmp_
         for u, v in zip(a.get_weights(), b.get_weights()):
             np.testing.assert_array_equal(u, v)
     assert all(stochastic.is_stochastic(m) for m in resumed["models"])
+    # Registered in a zoo: one entry per member, loadable, still stochastic, with both accuracies.
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    with pytest.raises(EmpirError, match="interrupted"):
+        diversity.add_to_zoo(cut, data_dir, zoo_dir)
+    entries = diversity.add_to_zoo(whole, data_dir, zoo_dir, command="test")
+    assert list(entries) == ["cifar10-a2w2-s3-joint0-l0.5", "cifar10-a2w2-s3-joint1-l0.5"]
+    assert settings.defence_tag("cifar10-a2w2-s3-joint1-l0.5") == "joint1-l0.5"
+    assert set(zoo.members("cifar10", zoo_dir)) == set(entries)
+    for mid, e in entries.items():
+        assert 0 <= e["test_accuracy"] <= 1 and 0 <= e["test_accuracy_nearest"] <= 1 and e["n_test"] == 10000
+        assert e["joint"]["index"] == int(mid.split("joint")[1][0]) and e["joint"]["lam"] == 0.5
+        assert stochastic.is_stochastic(zoo.load(mid, zoo_dir))
     with pytest.raises(EmpirError, match="different configuration"):
         diversity.train_joint(run_dir=tmp_path / "cut", **{**kw, "lam": 2.0})
     with pytest.raises(EmpirError, match="1..16"):
