@@ -71,12 +71,12 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
         state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"
         res = suite.cascade(ens, xs, ys, cfg["threat"], cfg["attacks"], state_path=state, progress=progress)
         diag = diagnostics.run(ens, xs, ys, suite.threat(dataset, job["threat"]), res)
-        record = _summary(cfg, res["broken_by"], res["counts"], res["stats"], ys, ens)
+        record = summary(cfg, res["broken_by"], res["counts"], res["stats"], ys, ens)
         record["diagnostics"] = diag
     else:
         state = None
         res = suite.min_l2(ens, xs, ys, progress=progress)
-        record = _summary(cfg, res["broken_by"], outcomes.counts(res["broken_by"], ["cw-l2"]),
+        record = summary(cfg, res["broken_by"], outcomes.counts(res["broken_by"], ["cw-l2"]),
                           {"cw-l2": {"attacked": res["attacked"], "broken": res["found"],
                                      "seconds": round(res["seconds"], 1)}}, ys, ens)
         record.update(median_l2=res["median_l2"], found=res["found"])
@@ -90,8 +90,9 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     return written, True
 
 
-def _summary(cfg: dict, broken_by: np.ndarray, counts: dict, stats: dict, y: np.ndarray,
-             ens: ens_mod.Ensemble) -> dict:
+def summary(cfg: dict, broken_by: np.ndarray, counts: dict, stats: dict, y: np.ndarray,
+            ens: ens_mod.Ensemble) -> dict:
+    """A suite record: ``cfg`` with clean and robust accuracy, the robust share's 95% interval and the counts."""
     n = len(y)
     robust = int(np.sum(broken_by == outcomes.ROBUST))
     lo, hi = outcomes.wilson_interval(robust, n)

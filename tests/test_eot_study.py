@@ -1,0 +1,112 @@
+"""The stochastic ensemble under EOT (empir_lib.eot_study): its jobs, the S it picks, and a small real run."""
+import json
+
+import numpy as np
+import pytest
+
+from empir_lib import data, diversity, ensemble, eot_study, reproduce, results, settings, stochastic, zoo
+from empir_lib.errors import EmpirError
+
+
+@pytest.mark.parametrize("bad", [[], [0], [2, 1], [1, 1], [1, 2.5], "abc", None, [True]])
+def test_bad_eot_sample_lists_are_refused(bad):
+    with pytest.raises(EmpirError, match="EOT samples"):
+        eot_study.check_samples(bad)
+
+
+def test_jobs_run_the_curve_first_and_compare_three_rows():
+    jobs = eot_study.jobs("cifar10", 10000, 1000)
+    assert jobs[0] == {"name": "stochastic/eot-samples", "kind": "eot-samples",
+                       "members": eot_study.joint_ids("cifar10"), "samples": list(eot_study.EOT_SAMPLES), "n": 1000}
+    names = [j["name"] for j in jobs[1:]]
+    assert names == [f"stochastic/{k}-5-255-{r}" for k in ("pgd", "suite") for r in ("joint", "empir", "baseline")]
+    assert [j["n"] for j in jobs[1:]] == [10000] * 3 + [1000] * 3
+    # The joint run's ids are those 'empir joint --zoo' registers.
+    assert eot_study.joint_ids("cifar10") == [
+        settings.member_id("cifar10", 2, 2, 1, diversity.joint_tag(k, diversity.DIVERSITY_WEIGHT)) for k in range(3)]
+    assert jobs[2]["members"] == settings.get("cifar10").empir_ids
+
+
+@pytest.mark.parametrize("acc, tol, chosen", [([0.6, 0.4, 0.3, 0.295, 0.29], 0.01, 4),
+                                              ([0.6, 0.4, 0.3, 0.2, 0.1], 0.01, 16),
+                                              ([0.3, 0.3, 0.3, 0.3, 0.3], 0.01, 1),
+                                              ([0.6, 0.4, 0.3, 0.295, 0.29], 0.2, 2)])
+def test_enough_samples_is_the_smallest_within_the_tolerance_of_the_lowest(acc, tol, chosen):
+    assert eot_study.enough_samples({"samples": [1, 2, 4, 8, 16], "robust_accuracy": acc}, tol) == chosen
+
+
+def test_the_stochastic_row_needs_its_curve_and_deterministic_rows_use_one_sample(tmp_path):
+    jobs = {j["name"]: j for j in eot_study.jobs("cifar10", 100, 10)}
+    assert eot_study.row_samples(jobs["stochastic/pgd-5-255-empir"], tmp_path) == 1
+    with pytest.raises(EmpirError, match="eot-samples"):
+        eot_study.row_samples(jobs["stochastic/pgd-5-255-joint"], tmp_path)
+    (tmp_path / "stochastic").mkdir()
+    (tmp_path / "stochastic" / "eot-samples.json").write_text(
+        json.dumps({"samples": [1, 2, 4], "robust_accuracy": [0.5, 0.2, 0.195]}))
+    assert eot_study.row_samples(jobs["stochastic/pgd-5-255-joint"], tmp_path) == 2
+
+
+def test_pgd_spec_adds_eot_only_above_one_sample():
+    assert eot_study.pgd_spec(1) == [eot_study.PGD]
+    assert eot_study.pgd_spec(4)[0] == {**eot_study.PGD, "eot_samples": 4, "decision": "draw"}
+    with pytest.raises(EmpirError):
+        eot_study.pgd_spec(0)
+
+
+@pytest.fixture()
+def small(monkeypatch):
+    """A stochastic MNIST ensemble, a few images and a 3-step PGD (the study's code, a smaller attack)."""
+    monkeypatch.setattr(eot_study, "PGD", {**eot_study.PGD, "n_iter": 3})
+    monkeypatch.setattr(eot_study, "THREAT", {"name": "linf-0.3", "norm": "linf", "eps": 0.3})
+    x, y = data.load_sample("mnist", 12)
+    ens = ensemble.make([stochastic.to_stochastic(zoo.load("mnist-a4w2-s1"), seed=3),
+                         stochastic.to_stochastic(zoo.load("mnist-a4w2-s2"), seed=4)], names=["s1", "s2"])
+    return ens, x, y
+
+
+def test_the_eot_curve_runs_resumes_and_feeds_the_pgd_row(small, tmp_path):
+    ens, x, y = small
+    job = {"name": "stochastic/eot-samples", "kind": "eot-samples", "members": ["s1", "s2"], "samples": [1, 2],
+           "n": 12}
+    rec, ran = eot_study.run_job(job, "mnist", ens, x, y, tmp_path / "out", tmp_path / "part", progress=False)
+    assert ran and rec["samples"] == [1, 2] and len(rec["robust_accuracy"]) == 2
+    assert rec["chosen"] in (1, 2) and rec["chosen"] == eot_study.enough_samples(rec)
+    assert all(0 <= a <= c for a, c in zip(rec["robust_accuracy"], rec["clean_accuracy"]))
+    assert 0.0 <= rec["randomness"] <= 1.0 and "provenance" in rec
+    assert not list((tmp_path / "part").glob("*"))  # the partial files are gone once the record is written
+    again, ran = eot_study.run_job(job, "mnist", ens, x, y, tmp_path / "out", tmp_path / "part", progress=False)
+    assert not ran and again["robust_accuracy"] == rec["robust_accuracy"]
+    # The stochastic row's PGD uses the curve's S; its record holds the per-image outcomes.
+    pgd = {"name": "stochastic/pgd-5-255-joint", "kind": "pgd", "row": "joint", "members": ["s1", "s2"], "n": 12}
+    out, ran = eot_study.run_job(pgd, "mnist", ens, x, y, tmp_path / "out", tmp_path / "part", progress=False)
+    assert ran and out["eot_samples"] == rec["chosen"] and out["n"] == 12
+    assert (tmp_path / "out" / "stochastic" / "pgd-5-255-joint.npz").is_file()
+    assert 0 <= out["robust_accuracy"] <= out["clean_accuracy"] and 0 <= out["randomness"] <= 1
+
+
+def test_a_partial_curve_of_another_configuration_is_refused(small, tmp_path):
+    ens, x, y = small
+    (tmp_path / "mnist-stochastic-eot-samples.json").write_text(json.dumps({"config": {"n": 3}, "points": []}))
+    job = {"name": "stochastic/eot-samples", "kind": "eot-samples", "members": ["s1", "s2"], "samples": [1],
+           "n": 12}
+    with pytest.raises(EmpirError, match="another configuration"):
+        eot_study.run_job(job, "mnist", ens, x, y, tmp_path / "out", tmp_path, progress=False)
+
+
+def test_reproduce_skips_the_study_until_the_joint_run_is_in_the_zoo(capsys, tmp_path, data_dir):
+    if not set(eot_study.joint_ids("cifar10")) - set(zoo.members("cifar10")):
+        pytest.skip("the joint run is in the zoo")
+    # The deterministic rows need no joint run; the curve and the stochastic rows wait for it.
+    for only in ("stochastic/eot", "stochastic/pgd-5-255-joint", "stochastic/suite-5-255-joint"):
+        reproduce.reproduce("cifar10", n=5, select_n=5, data_dir=data_dir, out_dir=tmp_path,
+                            partial_dir=tmp_path / "p", only=only, progress=False)
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 3 and out.count("empir joint --dataset cifar10 --zoo") == 3
+    assert not list(tmp_path.glob("stochastic/*"))
+
+
+def test_read_returns_none_while_a_file_is_missing(tmp_path):
+    assert eot_study.read("cifar10", "eot-samples", tmp_path) is None
+    results.write_result(tmp_path / "cifar10" / "stochastic" / "eot-samples.json", {"robust_accuracy": 0.5, "n": 4},
+                        "cifar10")
+    assert eot_study.read("cifar10", "eot-samples", tmp_path)["robust_accuracy"] == 0.5
