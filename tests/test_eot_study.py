@@ -1,7 +1,6 @@
 """The stochastic ensemble under EOT (empir_lib.eot_study): its jobs, the S it picks, and a small real run."""
 import json
 
-import numpy as np
 import pytest
 
 from empir_lib import data, diversity, ensemble, eot_study, reproduce, results, settings, stochastic, zoo
