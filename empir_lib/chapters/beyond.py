@@ -1,0 +1,277 @@
+"""Chapter 11, "Beyond EMPIR": attack strength against precision, and a stochastic ensemble under EOT.
+
+Two follow-up studies, read back from ``empir reproduce`` results files:
+
+* **Gorsline, Smith and Merkel (2021)**: quantisation can help or hurt
+  against simple gradient attacks depending on attack strength.
+  :mod:`empir_lib.sweeps` writes ``sweeps/`` (accuracy against eps per
+  precision, white-box and transferred from the FP member, and the share of
+  quantised codes a perturbation flips).  Here: the curves
+  (:func:`sweep_panels`), the eps where each precision stops beating the FP
+  member (:func:`crossover`, :func:`crossover_table`) and the mechanism
+  (:func:`flip_panels`, :func:`mechanism_table`).
+* **Farkya, Raghavan and Ziskind (2023)**: over 50% under PGD at 5/255 on
+  CIFAR-10 for a jointly trained stochastic-quantiser ensemble.
+  :mod:`empir_lib.eot_study` writes ``stochastic/``; here: the curve of robust
+  accuracy against EOT samples (:func:`eot_curve`), the rows beside
+  deterministic EMPIR and the FP baseline (:func:`stochastic_table`) and the
+  claim checked against them (:func:`claim_lines`).
+
+Every function takes ``root`` (default ``data/results``); a missing file is
+a dash and a line naming the command that writes it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import eot_study, paper, results, settings, sweeps, zoo
+from ..errors import check_choice
+from ..tables import DASH, markdown_table, percent_cell
+from .committed import Root
+
+MODES = ("white-box", "transfer from FP")
+STATUS = {"crosses": "{eps:.3g}", "never": "never beats FP", "always": "beats FP at every eps"}
+
+
+def _precision(member: str) -> str:
+    """'cifar10-a2w4-s1' -> 'a2w4'; the FP member -> 'FP'."""
+    tag = member.split("-")[1]
+    return "FP" if tag == "fp" else tag
+
+
+def _read(dataset: str, name: str, root: Root) -> dict | None:
+    path = results.results_dir(dataset, root) / f"{name}.json"
+    return results.read_result(path) if path.is_file() else None
+
+
+# --- accuracy against eps ------------------------------------------------------------------------
+
+
+def sweep_panels(dataset: str, attack: str, root: Root = None) -> tuple[dict, list[str]]:
+    """Accuracy (%) against eps per precision, white-box and transferred from FP, and the missing files.
+
+    Returns ``({mode: {"x": eps, "series": {precision: [% per eps]}}}, missing)``
+    in :data:`MODES` order; the FP member's white-box curve is in both panels
+    (transfer from FP to FP is the white-box attack).
+    """
+    check_choice(dataset, sweeps.DATASETS, "dataset with a precision grid")
+    check_choice(attack, sweeps.ATTACKS, "sweep attack")
+    ids, missing = sweeps.members(dataset), []
+    white, eps = {}, None
+    for m in ids:
+        name = f"{sweeps.FOLDER}/whitebox-{m}-{attack}"
+        r = _read(dataset, name, root)
+        if r is None:
+            missing.append(name)
+            continue
+        eps = r["eps"]
+        white[_precision(m)] = [100 * a for a in r["accuracy"][m]]
+    transfer = {}
+    name = f"{sweeps.FOLDER}/transfer-{attack}"
+    r = _read(dataset, name, root)
+    if r is None:
+        missing.append(name)
+    else:
+        eps = r["eps"]
+        if "FP" in white:
+            transfer["FP"] = white["FP"]
+        transfer.update({_precision(m): [100 * a for a in acc] for m, acc in r["accuracy"].items()})
+    eps = eps or sweeps.eps_grid(dataset)
+    return {MODES[0]: {"x": eps, "series": white}, MODES[1]: {"x": eps, "series": transfer}}, missing
+
+
+def crossover(eps: list[float], member: list[float], fp: list[float]) -> dict:
+    """Where a member stops beating the FP member: the first eps > 0 at which its accuracy is no higher.
+
+    ``status`` is ``'crosses'`` (``eps`` is that value), ``'never'`` (no
+    higher at the first eps > 0 already) or ``'always'`` (higher at every
+    eps > 0 measured: ``eps`` None).  Accuracy at eps 0 is the clean one and
+    is not compared.
+    """
+    for k, (e, a, b) in enumerate(zip(eps, member, fp)):
+        if e <= 0:
+            continue
+        if a <= b:
+            first = next(j for j, v in enumerate(eps) if v > 0)
+            return {"eps": e, "status": "never" if k == first else "crosses"}
+    return {"eps": None, "status": "always"}
+
+
+def crossovers(dataset: str, root: Root = None) -> tuple[dict, list[str]]:
+    """``{precision: {(mode, attack): crossover}}`` for every precision measured, and the missing files."""
+    out, missing = {}, []
+    for attack in sweeps.ATTACKS:
+        panels, gone = sweep_panels(dataset, attack, root)
+        missing += gone
+        for mode, p in panels.items():
+            fp = p["series"].get("FP")
+            if fp is None:
+                continue
+            for prec, acc in p["series"].items():
+                if prec != "FP":
+                    out.setdefault(prec, {})[(mode, attack)] = crossover(p["x"], acc, fp)
+    return out, missing
+
+
+def crossover_table(dataset: str, root: Root = None) -> str:
+    """Markdown: per precision, the eps where it stops beating FP (white-box and transfer, FGSM and PGD)."""
+    found, _ = crossovers(dataset, root)
+    cols = [(mode, a) for mode in MODES for a in sweeps.ATTACKS]
+    rows = []
+    for prec in sorted(found, key=lambda p: settings.parse_precision(p)[::-1]):
+        row = {"precision": prec}
+        for c in cols:
+            x = found[prec].get(c)
+            row[f"{c[0]} {c[1]}"] = DASH if x is None else STATUS[x["status"]].format(eps=x["eps"] or 0)
+        rows.append(row)
+    keys = [f"{m} {a}" for m, a in cols]
+    return markdown_table(rows, ["precision", *keys], ["precision", *[f"{m}, {a.upper()}" for m, a in cols]])
+
+
+# --- the mechanism -------------------------------------------------------------------------------
+
+
+def flip_panels(dataset: str, root: Root = None) -> tuple[dict, list[str]]:
+    """The share (%) of quantised codes an eps perturbation changes, and the missing files.
+
+    Panels: input pixels quantised to k bits along the FGSM direction and a
+    random sign (from the FP member's flips file: the pixels do not depend on
+    the network but the FGSM direction does), and the quantised layers'
+    inputs along the FGSM direction, averaged over every layer of every
+    member with the same abits.
+    """
+    ids, missing = sweeps.members(dataset), []
+    panels = {"pixels, FGSM direction": {}, "pixels, random sign": {}, "layer inputs, FGSM direction": {}}
+    eps, per_abits = None, {}
+    for m in ids:
+        name = f"{sweeps.FOLDER}/flips-{m}"
+        r = _read(dataset, name, root)
+        if r is None:
+            missing.append(name)
+            continue
+        eps = r["eps"]
+        if _precision(m) == "FP":
+            for d, title in (("fgsm", "pixels, FGSM direction"), ("random", "pixels, random sign")):
+                panels[title] = {f"{b}-bit pixels": [100 * v for v in f] for b, f in r[d]["pixels"].items()}
+        for layer in r["fgsm"]["layers"].values():
+            per_abits.setdefault(layer["abits"], []).append(layer["fraction"])
+    panels["layer inputs, FGSM direction"] = {f"abits = {a}": list(100 * np.mean(v, 0))
+                                              for a, v in sorted(per_abits.items())}
+    eps = eps or sweeps.eps_grid(dataset)
+    return {t: {"x": eps, "series": s} for t, s in panels.items()}, missing
+
+
+def half_flipped(eps: list[float], share: list[float]) -> float | None:
+    """The eps at which half of the codes have changed (linear between measured eps), None if never."""
+    share = np.asarray(share, float)
+    above = np.flatnonzero(share >= 50)
+    if not len(above):
+        return None
+    k = int(above[0])
+    if k == 0:
+        return float(eps[0])
+    e0, e1, s0, s1 = eps[k - 1], eps[k], share[k - 1], share[k]
+    return float(e0 + (50 - s0) * (e1 - e0) / (s1 - s0))
+
+
+def mechanism_table(dataset: str, root: Root = None) -> str:
+    """Markdown: per abits, where half the layer-input codes flip, beside the white-box FGSM crossovers."""
+    panels, _ = flip_panels(dataset, root)
+    layer = panels["layer inputs, FGSM direction"]
+    found, _ = crossovers(dataset, root)
+    rows = []
+    for label, share in layer["series"].items():
+        abits = int(label.split("=")[1])
+        cross = [v[(MODES[0], "fgsm")]["eps"] for p, v in found.items()
+                 if settings.parse_precision(p)[1] == abits and (MODES[0], "fgsm") in v
+                 and v[(MODES[0], "fgsm")]["status"] == "crosses"]
+        h = half_flipped(layer["x"], share)
+        rows.append({"abits": abits, "half": DASH if h is None else f"{h:.3g}",
+                     "cross": ", ".join(f"{c:.3g}" for c in sorted(cross)) or DASH})
+    return markdown_table(rows, ["abits", "half", "cross"],
+                          ["abits", "eps at which half the layer-input codes change (FGSM direction)",
+                           "white-box FGSM crossovers of members with these abits"])
+
+
+# --- the stochastic ensemble under EOT -----------------------------------------------------------
+
+
+def eot_curve(dataset: str = "cifar10", root: Root = None) -> dict | None:
+    """The EOT-samples curve in %: ``{samples, robust, lo, hi, chosen, plateau, n, seconds}``, or None."""
+    r = eot_study.read(dataset, "eot-samples", root)
+    if r is None:
+        return None
+    return {"samples": r["samples"], "robust": [100 * a for a in r["robust_accuracy"]],
+            "lo": [100 * c[0] for c in r["robust_ci95"]], "hi": [100 * c[1] for c in r["robust_ci95"]],
+            "chosen": r["chosen"], "plateau": r["plateau"], "n": r["n"], "seconds": r["seconds"]}
+
+
+ROW_NAMES = {"joint": "stochastic ensemble (joint training, EOT)", "empir": "EMPIR (deterministic)",
+             "baseline": "FP baseline"}
+
+
+def stochastic_rows(dataset: str = "cifar10", root: Root = None) -> tuple[list[dict], list[str]]:
+    """Per row: clean and robust (%) under PGD at 5/255 (all n) and the suite (select_n), EOT samples, randomness."""
+    rows, missing = [], []
+    for row in eot_study.rows(dataset):
+        out = {"row": row, "name": ROW_NAMES[row]}
+        for kind in ("pgd", "suite"):
+            name = f"{kind}-5-255-{row}"
+            r = eot_study.read(dataset, name, root)
+            if r is None:
+                missing.append(f"{eot_study.FOLDER}/{name}")
+                out.update({f"{kind}_robust": None, f"{kind}_n": None})
+                continue
+            out.update({f"{kind}_robust": 100 * r["robust_accuracy"], f"{kind}_n": r["n"],
+                        "clean": 100 * r["clean_accuracy"], "eot_samples": r["eot_samples"],
+                        "randomness": 100 * r["randomness"]})
+        rows.append(out)
+    return rows, missing
+
+
+def stochastic_table(dataset: str = "cifar10", root: Root = None) -> str:
+    """Markdown: the three rows and Farkya et al.'s reported number (a lower bound: "over 50%")."""
+    rows, _ = stochastic_rows(dataset, root)
+    body = []
+    for r in rows:
+        body.append({"name": r["name"], "clean": percent_cell(r.get("clean")),
+                     "pgd": percent_cell(r["pgd_robust"]) + ("" if r["pgd_n"] is None else f" ({r['pgd_n']:,})"),
+                     "suite": percent_cell(r["suite_robust"]) + ("" if r["suite_n"] is None else
+                                                                 f" ({r['suite_n']:,})"),
+                     "S": r.get("eot_samples", DASH), "rand": percent_cell(r.get("randomness"))})
+    body.append({"name": "*Farkya et al. 2023 (abstract)*", "clean": DASH,
+                 "pgd": f"*> {paper.FARKYA_PGD_5_255:.0f}*", "suite": DASH, "S": DASH, "rand": DASH})
+    return markdown_table(body, ["name", "clean", "pgd", "suite", "S", "rand"],
+                          ["row", "clean %", "PGD 5/255 robust % (n)", "suite 5/255 robust % (n)", "EOT samples",
+                           "images whose class changes between draws, %"])
+
+
+def claim_lines(dataset: str = "cifar10", root: Root = None) -> list[str]:
+    """Farkya et al.'s claim against our stochastic row, one sentence per measured comparison."""
+    rows, _ = stochastic_rows(dataset, root)
+    joint = next(r for r in rows if r["row"] == "joint")
+    lines = [f"Claim (Farkya et al. 2023, abstract): over {paper.FARKYA_PGD_5_255:.0f}% accuracy under PGD at "
+             "5/255 on CIFAR-10 without adversarial training, with the attacker differentiating the stochastic "
+             "quantiser."]
+    for kind, what in (("pgd", "PGD at 5/255 with EOT"), ("suite", "the worst-case suite at 5/255 with EOT")):
+        v = joint[f"{kind}_robust"]
+        if v is None:
+            lines.append(f"Ours, {what}: not yet measured (`empir reproduce {dataset} --only "
+                         f"{eot_study.FOLDER}/{kind}-5-255-joint`).")
+            continue
+        word = "holds" if v > paper.FARKYA_PGD_5_255 else "does not hold"
+        lines.append(f"Ours, {what} ({joint['eot_samples']} samples, {joint[f'{kind}_n']:,} images): "
+                     f"{v:.2f}% robust; the claim {word} for our ensemble.")
+    return lines
+
+
+def members_line(dataset: str = "cifar10") -> str:
+    """Which joint members the zoo holds, with their deployed and nearest-rounding accuracy."""
+    have = zoo.members(dataset)
+    ids = eot_study.joint_ids(dataset)
+    if not all(m in have for m in ids):
+        return (f"The joint run ({', '.join(ids)}) is not in the zoo yet; "
+                f"`empir joint --dataset {dataset} --zoo` trains it.")
+    parts = [f"`{m}`: {100 * have[m]['test_accuracy']:.2f}% deployed, "
+             f"{100 * have[m]['test_accuracy_nearest']:.2f}% with nearest rounding" for m in ids]
+    return "; ".join(parts) + "."

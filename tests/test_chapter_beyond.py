@@ -1,0 +1,108 @@
+"""Chapter 11's helpers (empir_lib.chapters.beyond) on results files written here, and its figures."""
+import json
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from empir_lib import eot_study, paper, plots, sweeps
+from empir_lib.chapters import beyond
+
+EPS = sweeps.eps_grid("cifar10")
+
+
+def write(root, name, record, dataset="cifar10"):
+    path = root / dataset / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def write_sweeps(root, attack="fgsm"):
+    """FP falls linearly; a2w2 is above it up to eps 0.05 and below after; a4w4 is never above; a1w1 always."""
+    ids = sweeps.members("cifar10")
+    fp = [0.8 - 8 * e for e in EPS]
+    curves = {ids[0]: fp, "cifar10-a2w2-s1": [v + (0.1 if e < 0.05 else -0.05) for v, e in zip(fp, EPS)],
+              "cifar10-a4w4-s1": [v - 0.01 for v in fp], "cifar10-a1w1-s1": [v + 0.02 for v in fp]}
+    for m in ids:
+        acc = curves.get(m, fp)
+        write(root, f"sweeps/whitebox-{m}-{attack}", {"eps": EPS, "accuracy": {m: acc}})
+    write(root, f"sweeps/transfer-{attack}", {"eps": EPS, "accuracy": {m: [v + 0.3 for v in curves.get(m, fp)]
+                                                                       for m in ids[1:]}})
+
+
+def test_crossover_reads_where_a_member_stops_beating_fp():
+    eps = [0.0, 0.1, 0.2, 0.3]
+    assert beyond.crossover(eps, [0.9, 0.8, 0.5, 0.1], [0.9, 0.6, 0.5, 0.2]) == {"eps": 0.2, "status": "crosses"}
+    assert beyond.crossover(eps, [0.9, 0.5, 0.4, 0.1], [0.9, 0.6, 0.5, 0.2]) == {"eps": 0.1, "status": "never"}
+    assert beyond.crossover(eps, [0.1, 0.7, 0.6, 0.3], [0.9, 0.6, 0.5, 0.2]) == {"eps": None, "status": "always"}
+
+
+def test_sweep_panels_and_crossovers_from_files(tmp_path):
+    panels, missing = beyond.sweep_panels("cifar10", "fgsm", tmp_path)
+    assert len(missing) == 11 and not panels["white-box"]["series"]
+    write_sweeps(tmp_path)
+    panels, missing = beyond.sweep_panels("cifar10", "fgsm", tmp_path)
+    assert not missing and panels["white-box"]["x"] == EPS
+    assert set(panels["white-box"]["series"]) == set(panels["transfer from FP"]["series"])
+    assert panels["transfer from FP"]["series"]["FP"] == panels["white-box"]["series"]["FP"]
+    found, missing = beyond.crossovers("cifar10", tmp_path)
+    assert len(missing) == 11  # PGD's files
+    assert found["a2w2"][("white-box", "fgsm")] == {"eps": 0.05, "status": "crosses"}
+    assert found["a4w4"][("white-box", "fgsm")]["status"] == "never"
+    assert found["a1w1"][("white-box", "fgsm")]["status"] == "always"
+    assert found["a2w2"][("transfer from FP", "fgsm")]["status"] == "always"
+    md = beyond.crossover_table("cifar10", tmp_path)
+    assert "| a2w2 | 0.05 |" in md and "never beats FP" in md and "beats FP at every eps" in md
+    fig = plots.precision_sweeps(panels, "fgsm")
+    assert isinstance(fig, Figure) and len(fig.axes[0].lines) == 10
+
+
+def test_flip_panels_and_the_mechanism_table(tmp_path):
+    ids = sweeps.members("cifar10")
+    px = {str(b): [min(1.0, e * (2**b - 1) * 2) for e in EPS] for b in sweeps.PIXEL_BITS}
+    for m in ids:
+        layers = {} if m == ids[0] else {"conv": {"abits": 2, "fraction": [min(1.0, 10 * e) for e in EPS]}}
+        write(tmp_path, f"sweeps/flips-{m}", {"eps": EPS, "fgsm": {"pixels": px, "layers": layers},
+                                             "random": {"pixels": px, "layers": layers}})
+    panels, missing = beyond.flip_panels("cifar10", tmp_path)
+    assert not missing and set(panels["pixels, FGSM direction"]["series"]) == {"1-bit pixels", "2-bit pixels",
+                                                                              "4-bit pixels"}
+    assert panels["layer inputs, FGSM direction"]["series"]["abits = 2"][-1] == pytest.approx(100)
+    assert beyond.half_flipped(EPS, panels["layer inputs, FGSM direction"]["series"]["abits = 2"]) == \
+        pytest.approx(0.05)
+    assert beyond.half_flipped([0, 1], [0, 10]) is None
+    write_sweeps(tmp_path)
+    md = beyond.mechanism_table("cifar10", tmp_path)
+    assert "| 2 | 0.05 | 0.05 |" in md
+    assert isinstance(plots.flip_curves(panels), Figure)
+
+
+def test_the_stochastic_rows_table_and_claim(tmp_path):
+    rows, missing = beyond.stochastic_rows("cifar10", tmp_path)
+    assert len(missing) == 6 and all(r["pgd_robust"] is None for r in rows)
+    text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
+    assert text.count("not yet measured") == 2
+    assert beyond.eot_curve("cifar10", tmp_path) is None
+    for row, robust in (("joint", 0.42), ("empir", 0.05), ("baseline", 0.01)):
+        write(tmp_path, f"stochastic/pgd-5-255-{row}", {"robust_accuracy": robust, "clean_accuracy": 0.7,
+                                                         "n": 10000, "eot_samples": 8 if row == "joint" else 1,
+                                                         "randomness": 0.1 if row == "joint" else 0.0})
+    acc = [0.6, 0.5, 0.43, 0.42]
+    write(tmp_path, "stochastic/eot-samples", {"samples": [1, 2, 4, 8], "robust_accuracy": acc,
+                                               "robust_ci95": [[v - 0.03, v + 0.03] for v in acc], "chosen": 4,
+                                               "plateau": True, "n": 1000, "seconds": [1, 2, 4, 8]})
+    md = beyond.stochastic_table("cifar10", tmp_path)
+    assert "| stochastic ensemble (joint training, EOT) | 70.00 | 42.00 (10,000) |" in md
+    assert f"*> {paper.FARKYA_PGD_5_255:.0f}*" in md
+    text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
+    assert "42.00% robust; the claim does not hold" in text and text.count("not yet measured") == 1
+    curve = beyond.eot_curve("cifar10", tmp_path)
+    assert curve["robust"] == pytest.approx([60, 50, 43, 42]) and curve["chosen"] == 4
+    fig = plots.eot_samples_curve(curve, {"EMPIR": 5.0}, paper.FARKYA_PGD_5_255)
+    assert isinstance(fig, Figure) and np.allclose(fig.axes[0].get_xticks(), [1, 2, 4, 8])
+    assert isinstance(plots.eot_samples_curve(None), Figure)
+
+
+def test_members_line_names_the_command_until_the_joint_run_is_in_the_zoo():
+    line = beyond.members_line("cifar10")
+    assert eot_study.joint_ids("cifar10")[0] in line or "deployed" in line
