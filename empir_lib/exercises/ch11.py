@@ -1,0 +1,87 @@
+"""Exercise checks, chapter 11: where quantisation stops helping, and the deployed decision of a random ensemble."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import stochastic
+from ..chapters import beyond
+from .verdict import verdict
+
+
+def crossover_cases(seed: int = 0) -> list[tuple[list[float], list[float], list[float]]]:
+    """(eps, member accuracy, FP accuracy) cases: a crossing, never above, always above, ties, random curves."""
+    eps = [0.0, 0.05, 0.1, 0.15, 0.2]
+    fp = [0.9, 0.6, 0.4, 0.2, 0.1]
+    cases = [(eps, [0.8, 0.7, 0.5, 0.2, 0.05], fp),   # above, above, tie at 0.15: stops there
+             (eps, [0.95, 0.5, 0.3, 0.1, 0.0], fp),   # below at the first eps > 0 (its clean accuracy is higher)
+             (eps, [0.5, 0.7, 0.6, 0.3, 0.2], fp),    # above at every eps > 0
+             (eps, [0.9, 0.7, 0.3, 0.5, 0.2], fp)]    # crosses, then above again: the first crossing counts
+    rng = np.random.default_rng(seed)
+    for _ in range(30):
+        e = [0.0] + sorted(rng.choice(np.arange(1, 40), 6, replace=False) / 100)
+        a, b = rng.random(7).round(2), rng.random(7).round(2)
+        cases.append((list(map(float, e)), a.tolist(), b.tolist()))
+    return cases
+
+
+def check_crossover(student_fn: Callable) -> bool:
+    """Compare a student's crossover with :func:`empir_lib.chapters.beyond.crossover`'s eps on many curves.
+
+    ``student_fn(eps, member, fp)`` takes three equal-length lists (eps in
+    increasing order starting at 0, the member's and the FP member's accuracy
+    at each) and returns the first eps > 0 at which the member's accuracy is
+    no higher than the FP member's, or None when it is higher at every eps > 0.
+    """
+    cases = crossover_cases()
+    for eps, member, fp in cases:
+        expected = beyond.crossover(eps, member, fp)["eps"]
+        try:
+            got = student_fn(list(eps), list(member), list(fp))
+        except Exception as e:  # the student's code failing is an answer to report, not a crash
+            return verdict(False, f"your function raised {type(e).__name__}: {e}")
+        if expected is None and got is None:
+            continue
+        if expected is None or got is None or abs(float(got) - expected) > 1e-12:
+            hint = ""
+            if got == 0.0 or (got is not None and eps[0] == got):
+                hint = " eps 0 is the clean image: start comparing at the first eps > 0."
+            elif expected is not None and got is not None and float(got) > expected:
+                hint = " a tie counts as not beating the FP member."
+            return verdict(False, f"eps {eps}, member {member}, FP {fp}: you return {got}, "
+                                  f"the first eps > 0 where the member is no higher is {expected}.{hint}")
+    return verdict(True, f"correct: your crossover matches the library's on {len(cases)} pairs of curves.")
+
+
+def majority_cases(seed: int = 0) -> list[np.ndarray]:
+    """Draws x images of classes, with ties common (few draws, few classes)."""
+    rng = np.random.default_rng(seed)
+    cases = [np.array([[1, 2, 0], [1, 3, 0], [2, 3, 1]]), np.array([[4], [2]]), np.array([[0, 5, 5, 5]])]
+    cases += [rng.integers(0, k, (d, 25)) for d in (2, 3, 4, 5, 8) for k in (2, 3, 10)]
+    return cases
+
+
+def check_majority(student_fn: Callable) -> bool:
+    """Compare a student's majority decision with :func:`empir_lib.stochastic.majority`.
+
+    ``student_fn(preds)`` takes an int array (draws, images) of the deployed
+    class at each stochastic draw and returns the most frequent class per
+    image, a tie going to the smaller class.
+    """
+    cases = majority_cases()
+    for preds in cases:
+        expected = stochastic.majority(preds)
+        try:
+            got = np.asarray(student_fn(preds.copy())).reshape(-1)
+        except Exception as e:  # the student's code failing is an answer to report, not a crash
+            return verdict(False, f"your function raised {type(e).__name__}: {e}")
+        if got.shape != expected.shape:
+            return verdict(False, f"for {preds.shape[1]} images return {preds.shape[1]} classes; you returned "
+                                  f"{got.size}. Each column of preds is one image.")
+        bad = np.flatnonzero(got != expected)
+        if bad.size:
+            i = bad[0]
+            return verdict(False, f"draws {preds[:, i].tolist()}: you return {got[i]}, the majority (ties to the "
+                                  f"smaller class) is {expected[i]}.")
+    return verdict(True, f"correct: your majority matches the library's on {sum(c.shape[1] for c in cases)} images.")

@@ -1,0 +1,49 @@
+"""Chapter 11's exercise checks accept a right answer and say what is wrong with wrong ones."""
+import numpy as np
+
+from empir_lib import exercises
+
+
+def crossover(eps, member, fp):
+    for e, a, b in zip(eps, member, fp):
+        if e > 0 and a <= b:
+            return e
+    return None
+
+
+def test_a_right_crossover_passes(capsys):
+    assert exercises.check_crossover(crossover)
+    assert capsys.readouterr().out.startswith(exercises.OK)
+
+
+def test_wrong_crossovers_fail_with_a_hint(capsys):
+    from_zero = lambda eps, m, f: next((e for e, a, b in zip(eps, m, f) if a <= b), None)  # noqa: E731
+    assert not exercises.check_crossover(from_zero)
+    assert "eps 0 is the clean image" in capsys.readouterr().out
+    strict = lambda eps, m, f: next((e for e, a, b in zip(eps, m, f) if e > 0 and a < b), None)  # noqa: E731
+    assert not exercises.check_crossover(strict)
+    assert "a tie counts" in capsys.readouterr().out
+    last = lambda eps, m, f: next((e for e, a, b in reversed(list(zip(eps, m, f))) if e > 0 and a <= b), None)  # noqa
+    assert not exercises.check_crossover(last)
+    assert not exercises.check_crossover(lambda *a: 1 / 0)
+    assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+def majority(preds):
+    counts = np.stack([np.bincount(c, minlength=preds.max() + 1) for c in preds.T])
+    return counts.argmax(1)  # argmax returns the first maximum: the smaller class
+
+
+def test_a_right_majority_passes_and_wrong_ones_fail(capsys):
+    assert exercises.check_majority(majority)
+    assert capsys.readouterr().out.startswith(exercises.OK)
+
+    def larger(preds):  # ties to the larger class
+        counts = np.stack([np.bincount(c, minlength=preds.max() + 1) for c in preds.T])
+        return counts.shape[1] - 1 - counts[:, ::-1].argmax(1)
+
+    assert not exercises.check_majority(larger)
+    assert "ties to the smaller class" in capsys.readouterr().out
+    assert not exercises.check_majority(lambda p: p[0])  # the first draw is not the majority
+    assert not exercises.check_majority(lambda p: majority(p)[:1])
+    assert "return" in capsys.readouterr().out
