@@ -106,3 +106,27 @@ def test_the_stochastic_rows_table_and_claim(tmp_path):
 def test_members_line_names_the_command_until_the_joint_run_is_in_the_zoo():
     line = beyond.members_line("cifar10")
     assert eot_study.joint_ids("cifar10")[0] in line or "deployed" in line
+
+
+def test_uniform_flip_share_matches_a_simulation():
+    # Values uniform over the interior bins (between the first and last rounding boundaries), moves that
+    # stay inside [0, 1]: the setting the formula describes.
+    rng = np.random.default_rng(0)
+    for bits, eps in ((2, 0.1), (2, 0.16), (4, 0.03), (8, 0.001)):
+        k = 2**bits - 1
+        v = rng.uniform(0.5 / k, 1 - 0.5 / k, 200000)
+        measured = np.mean(np.round(k * (v + eps)) != np.round(k * v))
+        assert measured == pytest.approx(beyond.uniform_flip_share(eps, bits), abs=0.01)
+    assert beyond.uniform_flip_share(0.5, 2) == 1.0
+
+
+def test_live_measurements_on_the_sample():
+    from empir_lib import data
+    x, y = data.load_sample("mnist", 40)
+    panels = beyond.live_flips("mnist-a2w2-s1", x, y, [0.0, 0.1, 0.3])
+    px = panels["pixels, random sign"]["series"]
+    assert px["1-bit pixels"][0] == 0 and px["2-bit, min(1, eps (2^k - 1))"] == pytest.approx([0, 30, 90])
+    layers = panels["a2w2 layer inputs, FGSM direction"]["series"]
+    assert layers and all(v[0] == 0 and v[-1] >= v[1] for v in layers.values())
+    r = beyond.live_randomness("mnist-a2w2-s1", x, y, draws=3)
+    assert len(r["draw_accuracy"]) == 3 and 0 <= r["share"] <= 1 and r["n"] == 40

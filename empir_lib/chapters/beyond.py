@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import eot_study, paper, results, settings, sweeps, zoo
+from .. import ensemble as ens_mod
+from .. import eot_study, paper, results, settings, stochastic, sweeps, zoo
 from ..errors import check_choice
 from ..tables import DASH, markdown_table, percent_cell
 from .committed import Root
@@ -275,3 +276,50 @@ def members_line(dataset: str = "cifar10") -> str:
     parts = [f"`{m}`: {100 * have[m]['test_accuracy']:.2f}% deployed, "
              f"{100 * have[m]['test_accuracy_nearest']:.2f}% with nearest rounding" for m in ids]
     return "; ".join(parts) + "."
+
+
+# --- live measurements on the embedded sample ----------------------------------------------------
+
+
+def uniform_flip_share(eps: float, bits: int) -> float:
+    """The share of k-bit codes a move of ``eps`` changes when values sit uniformly inside their bins.
+
+    A code changes when the move crosses the rounding boundary ahead of the
+    value; for a value uniformly placed in an interior bin that boundary is
+    uniformly between 0 and one bin width ``1 / (2^k - 1)`` away, so the
+    share is ``min(1, eps (2^k - 1))``.  Real pixels are not uniform: a pixel
+    at 0 or 1 that the move pushes out of [0, 1] is clipped back and keeps its
+    code, which is why MNIST's measured shares sit below this line.
+    """
+    return float(min(1.0, eps * (2**sweeps.quantize_bits(bits) - 1)))
+
+
+def live_flips(member: str, x: np.ndarray, y: np.ndarray, eps: list[float]) -> dict:
+    """Flip panels (%) for one zoo member on ``(x, y)``: pixels along a random sign beside the uniform formula,
+    and the member's quantised layer inputs along the FGSM direction (:func:`empir_lib.sweeps.flip_fractions`)."""
+    model = zoo.load(member)
+    rnd = sweeps.flip_fractions(model, x, y, eps, "random")
+    fg = sweeps.flip_fractions(model, x, y, eps, "fgsm")
+    pixels = {}
+    for b, f in rnd["pixels"].items():
+        pixels[f"{b}-bit pixels"] = [100 * v for v in f]
+        pixels[f"{b}-bit, min(1, eps (2^k - 1))"] = [100 * uniform_flip_share(e, int(b)) for e in eps]
+    layers = {f"{name} (abits = {v['abits']})": [100 * f for f in v["fraction"]] for name, v in fg["layers"].items()}
+    return {"pixels, random sign": {"x": eps, "series": pixels},
+            f"{_precision(member)} layer inputs, FGSM direction": {"x": eps, "series": layers}}
+
+
+def live_randomness(member: str, x: np.ndarray, y: np.ndarray, draws: int = 10, seed: int = 1) -> dict:
+    """One zoo member made stochastic (:func:`empir_lib.stochastic.to_stochastic`) on ``(x, y)``.
+
+    Returns the accuracy of each of ``draws`` forward passes, the accuracy of
+    the member with nearest rounding, and the share of images whose class
+    changes between draws (the randomness diagnostic).
+    """
+    model = stochastic.to_stochastic(zoo.load(member), seed=seed)
+    ens = ens_mod.make([model], names=[member])
+    out = stochastic.disagreement(ens, x, draws)
+    accs = [float(np.mean(ens_mod.predict(ens, x) == y)) for _ in range(draws)]
+    nearest = ens_mod.make([stochastic.with_inference(model, "nearest")], names=[member])
+    return {"draw_accuracy": accs, "nearest_accuracy": float(np.mean(ens_mod.predict(nearest, x) == y)),
+            "share": out["share"], "draws": draws, "n": int(len(y))}
