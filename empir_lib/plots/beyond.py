@@ -19,16 +19,27 @@ def _style(label: str) -> dict:
     if label.startswith("a") and "w" in label:
         a, w = (int(v) for v in label[1:].split("w"))
         return {"color": bits_colour(a), "ls": _WEIGHT_STYLE.get(w, "-"), "lw": 1.4}
+    if "min(" in label:  # a formula: dashed, no markers
+        bits = int(label.split("-")[0])
+        return {"color": bits_colour(bits), "ls": "--", "lw": 1.0, "marker": ""}
     digits = "".join(ch for ch in label.split("=")[-1].split("-")[0] if ch.isdigit())
     return {"color": bits_colour(int(digits)) if digits else None, "lw": 1.6}
+
+
+_MARKERS = ("o", "s", "^", "D", "v")
 
 
 def _panels(panels: dict, ylabel: str, ylim: tuple | None) -> Figure:
     fig = Figure(figsize=(4.4 * len(panels), 3.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
     for ax, (title, p) in zip(axes, panels.items()):
+        seen: dict = {}
         for label, ys in p["series"].items():
-            ax.plot(p["x"], ys, marker="o", ms=3, label=label, **_style(label))
+            style = {"marker": "o", "ms": 3, **_style(label)}
+            if style["marker"]:  # measured lines of one colour (a network's layers) get their own markers
+                k = seen[style["color"]] = seen.get(style["color"], -1) + 1
+                style["marker"] = _MARKERS[k % len(_MARKERS)]
+            ax.plot(p["x"], ys, label=label, **style)
         if not p["series"]:
             ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(title, fontsize=10)
