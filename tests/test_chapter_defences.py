@@ -92,6 +92,10 @@ def test_file_names_match_what_reproduce_writes():
     for row in d.defence_rows("cifar10"):
         assert d.suite_name(row) in planned
         assert all(f"{d.paper_protocol_stem(row)}-{a}" in planned for a in ATTACKS)
+    # The PGD-AT rows also meet the suite at 8/255, beside EMPIR's suite/empir-linf-8-255.
+    pgd = [r for r in d.defence_rows("cifar10") if d.row_key(r) == "pgd-at"]
+    assert {d.suite_name(r, "linf-8-255") for r in pgd} <= planned
+    assert not any(d.suite_name(r, "linf-8-255") in planned for r in d.defence_rows("cifar10") if r not in pgd)
 
 
 # --- (a) the full table -------------------------------------------------------------------------
@@ -180,7 +184,7 @@ def test_verdict_is_not_yet_measured_without_files(tmp_path):
         for c in row["comparisons"]:
             assert c["holds"] is None and c["status"] == "not yet measured" and c["missing"]
     text = "\n".join(d.verdict_lines(v))
-    assert text.count("not yet measured") == 6 and "+15.64 points" in text
+    assert text.count("not yet measured") == 9 and "+15.64 points" in text
 
 
 @pytest.mark.parametrize("empir, pgd, holds", [(0.30, 0.20, True), (0.20, 0.30, False)])
@@ -190,7 +194,10 @@ def test_verdict_follows_the_numbers(tmp_path, empir, pgd, holds):
     write_suite(tmp_path, "cifar10", "empir", empir / 10, ci=(empir / 10 - 0.001, empir / 10 + 0.001))
     write_suite(tmp_path, "cifar10", "pgd-at", pgd / 10, ci=(pgd / 10 - 0.001, pgd / 10 + 0.001))
     v = d.pgd_verdict("cifar10", tmp_path)
-    paper_cmp, adaptive_cmp = v["rows"]["pgd-at"]["comparisons"]
+    paper_cmp, adaptive_cmp, at_8 = v["rows"]["pgd-at"]["comparisons"]
+    # No 8/255 suite files here: that comparison waits for them.
+    assert at_8["holds"] is None and "defences/pgd-at-suite-linf-8-255" in at_8["missing"]
+    assert "8/255" in at_8["measure"]
     assert paper_cmp["holds"] is holds and adaptive_cmp["holds"] is holds
     assert paper_cmp["difference"] == pytest.approx(100 * (empir - pgd))
     assert adaptive_cmp["separated"] is True and paper_cmp["separated"] is None

@@ -204,7 +204,10 @@ def test_reproduce_plans_the_four_attacks_and_the_suite_per_row():
     rows = settings.MNIST.defence_row_ids()
     assert names[:4] == [f"defences/distillation-paper-{a}" for a in reproduce.ATTACK_ORDER]
     # Every paper-protocol row before any suite row, one suite job per row.
-    assert names[4 * len(rows):] == [f"defences/{r}-suite-linf-table1" for r in rows]
+    assert names[4 * len(rows):] == [f"defences/{r}-suite-linf-table1" for r in rows]  # MNIST: one L-inf budget
+    cifar = [j["name"] for j in reproduce.defence_jobs("cifar10", 100)]
+    pgd = [r for r in settings.CIFAR10.defence_row_ids() if r.startswith("pgd-at")]
+    assert cifar[-len(pgd):] == [f"defences/{r}-suite-linf-8-255" for r in pgd]
     assert all("-paper-" in name for name in names[:4 * len(rows)])
     assert all(j["n"] == 100 for j in jobs)
     empir_row = [j for j in jobs if j["name"] == "defences/empir-fgsm-at-paper-pgd"][0]

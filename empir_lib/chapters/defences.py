@@ -114,9 +114,9 @@ def paper_protocol_stem(row: str) -> str:
     return f"table2/{row}-paper" if row in ("baseline", "empir") else f"{FOLDER}/{row}-paper"
 
 
-def suite_name(row: str) -> str:
-    """The results file of a row's worst-case suite at Table 1's L-inf eps."""
-    return f"suite/{row}-{THREAT}" if row in ("baseline", "empir") else f"{FOLDER}/{row}-suite-{THREAT}"
+def suite_name(row: str, threat: str = THREAT) -> str:
+    """The results file of a row's worst-case suite at Table 1's L-inf eps (or another of the suite's threats)."""
+    return f"suite/{row}-{threat}" if row in ("baseline", "empir") else f"{FOLDER}/{row}-suite-{threat}"
 
 
 def ours(dataset: str, row: str, root: Root = None) -> dict:
@@ -142,12 +142,12 @@ def ours(dataset: str, row: str, root: Root = None) -> dict:
     return out
 
 
-def adaptive(dataset: str, row: str, root: Root = None) -> dict | None:
+def adaptive(dataset: str, row: str, root: Root = None, threat: str = THREAT) -> dict | None:
     """Our row under the adaptive protocol: the worst-case suite's file, or None while it is missing.
 
     Returns ``{robust, clean (%), n, ci95 (% pair), flags, zero_gradient_share}``.
     """
-    path = results.results_dir(dataset, root) / f"{suite_name(row)}.json"
+    path = results.results_dir(dataset, root) / f"{suite_name(row, threat)}.json"
     if not path.is_file():
         return None
     r = results.read_result(path)
@@ -421,10 +421,11 @@ def _compare(empir_value: float | None, pgd_value: float | None, measure: str, p
 def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
     """The paper's claim that EMPIR beats PGD adversarial training, checked under both protocols.
 
-    For each PGD-AT row of ``dataset`` (the paper's eps 0.3 and our eps 0.1):
-    EMPIR's average adversarial accuracy against the row's under the paper
-    protocol, and the worst-case suite's robust accuracy under the adaptive
-    one.  Each comparison says ``holds`` (EMPIR higher: True/False), or None
+    For each PGD-AT row of ``dataset`` (the paper's eps 0.3, and ours at 0.1
+    and 8/255): EMPIR's average adversarial accuracy against the row's under
+    the paper protocol, and the worst-case suite's robust accuracy under the
+    adaptive one, at Table 1's eps and at each of the dataset's other L-inf
+    budgets (8/255 for CIFAR-10).  Each comparison says ``holds`` (EMPIR higher: True/False), or None
     with ``status`` 'not yet measured' and the ``missing`` files.  ``separated``
     says whether the suite's 95% intervals are apart.  Nothing is decided here
     that the files do not say.
@@ -443,12 +444,21 @@ def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
         o, a = ours(dataset, row, root), adaptive(dataset, row, root)
         paper_cmp = _compare(e_o["average"], o["average"], "average adversarial accuracy (CW, FGSM, BIM, PGD)",
                              "paper protocol", e_o["missing"] + o["missing"])
-        gone = [suite_name(r) for r, x in (("empir", e_a), (row, a)) if x is None]
-        adaptive_cmp = _compare(None if e_a is None else e_a["robust"], None if a is None else a["robust"],
-                                "worst-case suite robust accuracy (L-inf, Table 1 eps)", "adaptive protocol", gone,
-                                None if e_a is None or a is None else (e_a["ci95"], a["ci95"]))
-        out["rows"][row] = {"label": label(dataset, row), "comparisons": [paper_cmp, adaptive_cmp]}
+        comparisons = [paper_cmp]
+        for threat, eps_text in [(THREAT, "Table 1 eps"), *_other_linf(dataset)]:
+            e_t = e_a if threat == THREAT else adaptive(dataset, "empir", root, threat)
+            a = adaptive(dataset, row, root, threat)
+            gone = [suite_name(r, threat) for r, x in (("empir", e_t), (row, a)) if x is None]
+            comparisons.append(_compare(None if e_t is None else e_t["robust"], None if a is None else a["robust"],
+                                        f"worst-case suite robust accuracy (L-inf, {eps_text})", "adaptive protocol",
+                                        gone, None if e_t is None or a is None else (e_t["ci95"], a["ci95"])))
+        out["rows"][row] = {"label": label(dataset, row), "comparisons": comparisons}
     return out
+
+
+def _other_linf(dataset: str) -> list[tuple[str, str]]:
+    """The suite's L-inf threats besides Table 1's (8/255 for CIFAR-10), as (name, text): PGD-AT rows meet them too."""
+    return [(f"linf-{round(e * 255)}-255", f"{round(e * 255)}/255") for e in settings.get(dataset).suite_linf]
 
 
 def verdict_lines(verdict: dict) -> list[str]:
