@@ -266,22 +266,18 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
     # The attack-strength sweeps over precision (FGSM on all n; PGD and the flips on select_n).
     if dataset in sweeps.DATASETS:
         run_all(sweeps.jobs(dataset, n, select_n))
-    # Then the other defences, whose members 'empir zoo build --defended' trains separately.
+    # Then the other defences, whose members 'empir zoo build --defended' trains separately, and last the
+    # stochastic-quantiser ensemble under EOT (Farkya et al. 2023), once 'empir joint --zoo' has trained it.
     have = zoo.members(dataset)
-    for job in defence_jobs(dataset, n):
-        missing = [m for m in job["members"] if m not in have]
-        if missing and (not only or job["name"].startswith(only)):
-            print(f"{dataset} {job['name']:40s} skipped: the zoo lacks {', '.join(missing)} "
-                  f"('empir zoo build --dataset {dataset} --defended' trains them)", flush=True)
-        elif not missing:
-            run_all([job])
-    # Last, the stochastic-quantiser ensemble under EOT (Farkya et al. 2023), once 'empir joint --zoo' has trained it.
+    separate = [(defence_jobs(dataset, n), f"empir zoo build --dataset {dataset} --defended")]
     if dataset in eot_study.DATASETS:
-        for job in eot_study.jobs(dataset, n, select_n):
+        separate.append((eot_study.jobs(dataset, n, select_n), f"empir joint --dataset {dataset} --zoo"))
+    for jobs, trains in separate:
+        for job in jobs:
             missing = [m for m in job["members"] if m not in have]
             if missing and (not only or job["name"].startswith(only)):
                 print(f"{dataset} {job['name']:40s} skipped: the zoo lacks {', '.join(missing)} "
-                      f"('empir joint --dataset {dataset} --zoo' trains them)", flush=True)
+                      f"('{trains}' trains them)", flush=True)
             elif not missing:
                 run_all([job])
     return log

@@ -45,6 +45,12 @@ def _read(dataset: str, name: str, root: Root) -> dict | None:
     return results.read_result(path) if path.is_file() else None
 
 
+def _read_each(dataset: str, names: dict[str, str], root: Root) -> tuple[dict[str, dict], list[str]]:
+    """``{key: record}`` for each ``{key: results name}`` present, and the names missing."""
+    found = {k: _read(dataset, name, root) for k, name in names.items()}
+    return {k: r for k, r in found.items() if r is not None}, [names[k] for k, r in found.items() if r is None]
+
+
 # --- accuracy against eps ------------------------------------------------------------------------
 
 
@@ -57,16 +63,10 @@ def sweep_panels(dataset: str, attack: str, root: Root = None) -> tuple[dict, li
     """
     check_choice(dataset, sweeps.DATASETS, "dataset with a precision grid")
     check_choice(attack, sweeps.ATTACKS, "sweep attack")
-    ids, missing = sweeps.members(dataset), []
-    white, eps = {}, None
-    for m in ids:
-        name = f"{sweeps.FOLDER}/whitebox-{m}-{attack}"
-        r = _read(dataset, name, root)
-        if r is None:
-            missing.append(name)
-            continue
-        eps = r["eps"]
-        white[_precision(m)] = [100 * a for a in r["accuracy"][m]]
+    found, missing = _read_each(dataset, {m: f"{sweeps.FOLDER}/whitebox-{m}-{attack}" for m in sweeps.members(dataset)},
+                                root)
+    white = {_precision(m): [100 * a for a in r["accuracy"][m]] for m, r in found.items()}
+    eps = next((r["eps"] for r in found.values()), None)
     transfer = {}
     name = f"{sweeps.FOLDER}/transfer-{attack}"
     r = _read(dataset, name, root)
@@ -141,16 +141,10 @@ def flip_panels(dataset: str, root: Root = None) -> tuple[dict, list[str]]:
     inputs along the FGSM direction, averaged over every layer of every
     member with the same abits.
     """
-    ids, missing = sweeps.members(dataset), []
+    found, missing = _read_each(dataset, {m: f"{sweeps.FOLDER}/flips-{m}" for m in sweeps.members(dataset)}, root)
     panels = {"pixels, FGSM direction": {}, "pixels, random sign": {}, "layer inputs, FGSM direction": {}}
-    eps, per_abits = None, {}
-    for m in ids:
-        name = f"{sweeps.FOLDER}/flips-{m}"
-        r = _read(dataset, name, root)
-        if r is None:
-            missing.append(name)
-            continue
-        eps = r["eps"]
+    eps, per_abits = next((r["eps"] for r in found.values()), None), {}
+    for m, r in found.items():
         if _precision(m) == "FP":
             for d, title in (("fgsm", "pixels, FGSM direction"), ("random", "pixels, random sign")):
                 panels[title] = {f"{b}-bit pixels": [100 * v for v in f] for b, f in r[d]["pixels"].items()}

@@ -10,7 +10,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from .. import ensemble
-from .verdict import as_float_array, verdict
+from .verdict import as_float_array, first_wrong_class, verdict
 
 
 def reference_vote(votes: ArrayLike, fp: Sequence[bool]) -> np.ndarray:
@@ -50,16 +50,10 @@ def check_vote(student_fn: Callable) -> bool:
     cases = vote_cases()
     for votes, fp in cases:
         expected = reference_vote(votes, fp)
-        try:
-            got = np.asarray(student_fn(votes.copy(), fp)).reshape(-1)
-        except Exception as e:  # the student's code failing is an answer to report, not a crash
-            return verdict(False, f"your function raised {type(e).__name__}: {e}")
-        if got.shape != expected.shape:
-            return verdict(False, f"for {votes.shape[1]} images you returned {got.size} classes; "
-                                   f"return one class per image (column).")
-        bad = np.flatnonzero(got != expected)
-        if bad.size:
-            i = bad[0]
+        got, i, problem = first_wrong_class(student_fn, (votes.copy(), fp), expected)
+        if problem:
+            return verdict(False, problem)
+        if i is not None:
             return verdict(False, f"votes {votes[:, i].tolist()} with full-precision flags {list(fp)}: "
                                    f"you return {got[i]}, the rule gives {expected[i]}.")
     return verdict(True, f"correct: your vote matches ensemble.vote on {sum(v.shape[1] for v, _ in cases)} "

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import stochastic
 from ..chapters import beyond
-from .verdict import verdict
+from .verdict import call_student, first_wrong_class, verdict
 
 
 def crossover_cases(seed: int = 0) -> list[tuple[list[float], list[float], list[float]]]:
@@ -37,10 +37,9 @@ def check_crossover(student_fn: Callable) -> bool:
     cases = crossover_cases()
     for eps, member, fp in cases:
         expected = beyond.crossover(eps, member, fp)["eps"]
-        try:
-            got = student_fn(list(eps), list(member), list(fp))
-        except Exception as e:  # the student's code failing is an answer to report, not a crash
-            return verdict(False, f"your function raised {type(e).__name__}: {e}")
+        got, error = call_student(student_fn, list(eps), list(member), list(fp))
+        if error:
+            return verdict(False, error)
         if expected is None and got is None:
             continue
         if expected is None or got is None or abs(float(got) - expected) > 1e-12:
@@ -72,16 +71,10 @@ def check_majority(student_fn: Callable) -> bool:
     cases = majority_cases()
     for preds in cases:
         expected = stochastic.majority(preds)
-        try:
-            got = np.asarray(student_fn(preds.copy())).reshape(-1)
-        except Exception as e:  # the student's code failing is an answer to report, not a crash
-            return verdict(False, f"your function raised {type(e).__name__}: {e}")
-        if got.shape != expected.shape:
-            return verdict(False, f"for {preds.shape[1]} images return {preds.shape[1]} classes; you returned "
-                                  f"{got.size}. Each column of preds is one image.")
-        bad = np.flatnonzero(got != expected)
-        if bad.size:
-            i = bad[0]
+        got, i, problem = first_wrong_class(student_fn, (preds.copy(),), expected)
+        if problem:
+            return verdict(False, problem)
+        if i is not None:
             return verdict(False, f"draws {preds[:, i].tolist()}: you return {got[i]}, the majority (ties to the "
                                   f"smaller class) is {expected[i]}.")
     return verdict(True, f"correct: your majority matches the library's on {sum(c.shape[1] for c in cases)} images.")

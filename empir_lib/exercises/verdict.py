@@ -14,6 +14,31 @@ def verdict(ok: bool, message: str) -> bool:
     return ok
 
 
+def call_student(student_fn, *args: object) -> tuple[object, str | None]:
+    """``(result, None)``, or ``(None, a message)`` when the student's function raised: an answer to report."""
+    try:
+        return student_fn(*args), None
+    except Exception as e:  # the student's code failing is an answer to report, not a crash
+        return None, f"your function raised {type(e).__name__}: {e}"
+
+
+def first_wrong_class(student_fn, args: tuple, expected: np.ndarray) -> tuple[np.ndarray | None, int | None, str]:
+    """Call a student's function that returns one class per image (column) and compare with ``expected``.
+
+    Returns ``(the classes, the first wrong image or None, "")``, or ``(None,
+    None, a message)`` when the function raised or returned the wrong number.
+    """
+    got, error = call_student(student_fn, *args)
+    if error:
+        return None, None, error
+    got = np.asarray(got).reshape(-1)
+    if got.shape != expected.shape:
+        return None, None, (f"for {expected.size} images you returned {got.size} classes; return one class per "
+                            "image (column).")
+    bad = np.flatnonzero(got != expected)
+    return got, (int(bad[0]) if bad.size else None), ""
+
+
 def as_float_array(answer: object, what: str) -> tuple[np.ndarray | None, str]:
     """The answer as a 1-D float array, or a message saying why it is not one."""
     try:
