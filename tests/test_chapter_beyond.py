@@ -30,11 +30,18 @@ def write_sweeps(root, attack="fgsm"):
                                                                        for m in ids[1:]}})
 
 
-def test_crossover_reads_where_a_member_stops_beating_fp():
-    eps = [0.0, 0.1, 0.2, 0.3]
-    assert beyond.crossover(eps, [0.9, 0.8, 0.5, 0.1], [0.9, 0.6, 0.5, 0.2]) == {"eps": 0.2, "status": "crosses"}
-    assert beyond.crossover(eps, [0.9, 0.5, 0.4, 0.1], [0.9, 0.6, 0.5, 0.2]) == {"eps": 0.1, "status": "never"}
-    assert beyond.crossover(eps, [0.1, 0.7, 0.6, 0.3], [0.9, 0.6, 0.5, 0.2]) == {"eps": None, "status": "always"}
+def test_crossover_reads_where_a_member_beats_fp_and_where_it_stops():
+    eps, fp = [0.0, 0.1, 0.2, 0.3], [0.9, 0.6, 0.5, 0.2]
+    assert beyond.crossover(eps, [0.9, 0.8, 0.5, 0.1], fp) == {"start": 0.1, "stop": 0.2, "eps": 0.2,
+                                                               "status": "crosses"}
+    assert beyond.crossover(eps, [0.9, 0.5, 0.4, 0.1], fp)["status"] == "never"
+    assert beyond.crossover(eps, [0.1, 0.7, 0.6, 0.3], fp)["status"] == "always"
+    # Below FP at small eps (a lower clean accuracy), above it once FP has fallen.
+    over = beyond.crossover(eps, [0.8, 0.5, 0.55, 0.5], fp)
+    assert over == {"start": 0.2, "stop": None, "eps": None, "status": "overtakes"}
+    assert beyond.crossover_text(over) == "beats FP from 0.2"
+    assert beyond.crossover_text(beyond.crossover(eps, [0.9, 0.8, 0.5, 0.1], fp)) == "beats FP from 0.1, stops at 0.2"
+    assert beyond.crossover_text(None) == "\u2014"
 
 
 def test_sweep_panels_and_crossovers_from_files(tmp_path):
@@ -47,12 +54,13 @@ def test_sweep_panels_and_crossovers_from_files(tmp_path):
     assert panels["transfer from FP"]["series"]["FP"] == panels["white-box"]["series"]["FP"]
     found, missing = beyond.crossovers("cifar10", tmp_path)
     assert len(missing) == 11  # PGD's files
-    assert found["a2w2"][("white-box", "fgsm")] == {"eps": 0.05, "status": "crosses"}
+    assert found["a2w2"][("white-box", "fgsm")] == {"start": EPS[1], "stop": 0.05, "eps": 0.05, "status": "crosses"}
     assert found["a4w4"][("white-box", "fgsm")]["status"] == "never"
     assert found["a1w1"][("white-box", "fgsm")]["status"] == "always"
     assert found["a2w2"][("transfer from FP", "fgsm")]["status"] == "always"
     md = beyond.crossover_table("cifar10", tmp_path)
-    assert "| a2w2 | 0.05 |" in md and "never beats FP" in md and "beats FP at every eps" in md
+    assert "| a2w2 | beats FP from 0.0125, stops at 0.05 |" in md
+    assert "never beats FP" in md and "beats FP at every eps" in md
     fig = plots.precision_sweeps(panels, "fgsm")
     assert isinstance(fig, Figure) and len(fig.axes[0].lines) == 10
 
@@ -68,12 +76,12 @@ def test_flip_panels_and_the_mechanism_table(tmp_path):
     assert not missing and set(panels["pixels, FGSM direction"]["series"]) == {"1-bit pixels", "2-bit pixels",
                                                                               "4-bit pixels"}
     assert panels["layer inputs, FGSM direction"]["series"]["abits = 2"][-1] == pytest.approx(100)
-    assert beyond.half_flipped(EPS, panels["layer inputs, FGSM direction"]["series"]["abits = 2"]) == \
-        pytest.approx(0.05)
-    assert beyond.half_flipped([0, 1], [0, 10]) is None
+    assert beyond.steepest_rise(EPS, [0, 1, 2, 40, 41, 42, 43, 44, 45]) == EPS[3]
+    assert beyond.steepest_rise([0, 1], [5, 5]) is None
     write_sweeps(tmp_path)
     md = beyond.mechanism_table("cifar10", tmp_path)
-    assert "| 2 | 0.05 | 0.05 |" in md
+    # The synthetic layer share rises evenly (10 eps, clipped at 1): its first step is the steepest.
+    assert f"| 2 | {EPS[1]:.3g} | 0.05 | \u2014 |" in md
     assert isinstance(plots.flip_curves(panels), Figure)
 
 

@@ -31,7 +31,6 @@ from ..tables import DASH, markdown_table, percent_cell
 from .committed import Root
 
 MODES = ("white-box", "transfer from FP")
-STATUS = {"crosses": "{eps:.3g}", "never": "never beats FP", "always": "beats FP at every eps"}
 
 
 def _precision(member: str) -> str:
@@ -82,20 +81,38 @@ def sweep_panels(dataset: str, attack: str, root: Root = None) -> tuple[dict, li
 
 
 def crossover(eps: list[float], member: list[float], fp: list[float]) -> dict:
-    """Where a member stops beating the FP member: the first eps > 0 at which its accuracy is no higher.
+    """Where a member beats the FP member, and where it stops: ``{start, stop, eps, status}``.
 
-    ``status`` is ``'crosses'`` (``eps`` is that value), ``'never'`` (no
-    higher at the first eps > 0 already) or ``'always'`` (higher at every
-    eps > 0 measured: ``eps`` None).  Accuracy at eps 0 is the clean one and
-    is not compared.
+    Accuracy at eps 0 is the clean one and is not compared.  ``start`` is the
+    first eps > 0 at which the member's accuracy is higher than the FP
+    member's; ``stop`` (also ``eps``) the first eps after ``start`` at which
+    it is no longer higher: where it stops beating FP.  ``status``:
+    ``'never'`` (never higher), ``'always'`` (higher at every eps > 0),
+    ``'overtakes'`` (higher from ``start`` to the largest eps),
+    ``'crosses'`` (higher from ``start``, no longer from ``stop``).  Only the
+    first stretch of eps where it is higher counts.
     """
-    for k, (e, a, b) in enumerate(zip(eps, member, fp)):
-        if e <= 0:
-            continue
-        if a <= b:
-            first = next(j for j, v in enumerate(eps) if v > 0)
-            return {"eps": e, "status": "never" if k == first else "crosses"}
-    return {"eps": None, "status": "always"}
+    pts = [(e, a > b) for e, a, b in zip(eps, member, fp) if e > 0]
+    start = next((e for e, beats in pts if beats), None)
+    if start is None:
+        return {"start": None, "stop": None, "eps": None, "status": "never"}
+    stop = next((e for e, beats in pts if e > start and not beats), None)
+    status = "crosses" if stop is not None else ("always" if start == pts[0][0] else "overtakes")
+    return {"start": start, "stop": stop, "eps": stop, "status": status}
+
+
+def crossover_text(c: dict | None) -> str:
+    """A table cell for :func:`crossover`: 'never beats FP', 'beats FP from 0.075', 'beats FP to 0.15, not at 0.188'."""
+    if c is None:
+        return DASH
+    if c["status"] == "never":
+        return "never beats FP"
+    if c["status"] == "always":
+        return "beats FP at every eps"
+    if c["status"] == "overtakes":
+        return f"beats FP from {c['start']:.3g}"
+    head = "beats FP" if c["start"] is None else f"beats FP from {c['start']:.3g}"
+    return f"{head}, stops at {c['stop']:.3g}"
 
 
 def crossovers(dataset: str, root: Root = None) -> tuple[dict, list[str]]:
@@ -122,8 +139,7 @@ def crossover_table(dataset: str, root: Root = None) -> str:
     for prec in sorted(found, key=lambda p: settings.parse_precision(p)[::-1]):
         row = {"precision": prec}
         for c in cols:
-            x = found[prec].get(c)
-            row[f"{c[0]} {c[1]}"] = DASH if x is None else STATUS[x["status"]].format(eps=x["eps"] or 0)
+            row[f"{c[0]} {c[1]}"] = crossover_text(found[prec].get(c))
         rows.append(row)
     keys = [f"{m} {a}" for m, a in cols]
     return markdown_table(rows, ["precision", *keys], ["precision", *[f"{m}, {a.upper()}" for m, a in cols]])
@@ -150,42 +166,43 @@ def flip_panels(dataset: str, root: Root = None) -> tuple[dict, list[str]]:
                 panels[title] = {f"{b}-bit pixels": [100 * v for v in f] for b, f in r[d]["pixels"].items()}
         for layer in r["fgsm"]["layers"].values():
             per_abits.setdefault(layer["abits"], []).append(layer["fraction"])
-    panels["layer inputs, FGSM direction"] = {f"abits = {a}": list(100 * np.mean(v, 0))
+    panels["layer inputs, FGSM direction"] = {f"abits = {a}": (100 * np.mean(v, 0)).tolist()
                                               for a, v in sorted(per_abits.items())}
     eps = eps or sweeps.eps_grid(dataset)
     return {t: {"x": eps, "series": s} for t, s in panels.items()}, missing
 
 
-def half_flipped(eps: list[float], share: list[float]) -> float | None:
-    """The eps at which half of the codes have changed (linear between measured eps), None if never."""
-    share = np.asarray(share, float)
-    above = np.flatnonzero(share >= 50)
-    if not len(above):
-        return None
-    k = int(above[0])
-    if k == 0:
-        return float(eps[0])
-    e0, e1, s0, s1 = eps[k - 1], eps[k], share[k - 1], share[k]
-    return float(e0 + (50 - s0) * (e1 - e0) / (s1 - s0))
+def steepest_rise(eps: list[float], share: list[float]) -> float | None:
+    """The eps that ends the largest rise of ``share`` between two neighbouring eps (None when it never rises).
+
+    A quantiser changes codes in steps, when the perturbation reaches a
+    rounding boundary; this is where the largest step lands on the eps grid.
+    """
+    rise = np.diff(np.asarray(share, float))
+    return None if not len(rise) or rise.max() <= 0 else float(eps[int(rise.argmax()) + 1])
 
 
 def mechanism_table(dataset: str, root: Root = None) -> str:
-    """Markdown: per abits, where half the layer-input codes flip, beside the white-box FGSM crossovers."""
+    """Markdown: per abits, where the layer-input codes change most, beside where those members stop beating FP."""
     panels, _ = flip_panels(dataset, root)
     layer = panels["layer inputs, FGSM direction"]
     found, _ = crossovers(dataset, root)
     rows = []
     for label, share in layer["series"].items():
         abits = int(label.split("=")[1])
-        cross = [v[(MODES[0], "fgsm")]["eps"] for p, v in found.items()
-                 if settings.parse_precision(p)[1] == abits and (MODES[0], "fgsm") in v
-                 and v[(MODES[0], "fgsm")]["status"] == "crosses"]
-        h = half_flipped(layer["x"], share)
-        rows.append({"abits": abits, "half": DASH if h is None else f"{h:.3g}",
-                     "cross": ", ".join(f"{c:.3g}" for c in sorted(cross)) or DASH})
-    return markdown_table(rows, ["abits", "half", "cross"],
-                          ["abits", "eps at which half the layer-input codes change (FGSM direction)",
-                           "white-box FGSM crossovers of members with these abits"])
+        cells = {}
+        for mode in MODES:
+            stops = sorted({v[(mode, "fgsm")]["stop"] for p, v in found.items()
+                            if settings.parse_precision(p)[1] == abits and (mode, "fgsm") in v
+                            and v[(mode, "fgsm")]["stop"] is not None})
+            cells[mode] = ", ".join(f"{e:.3g}" for e in stops) or DASH
+        e = steepest_rise(layer["x"], share)
+        rows.append({"abits": abits, "rise": DASH if e is None else f"{e:.3g}",
+                     "white": cells[MODES[0]], "transfer": cells[MODES[1]]})
+    return markdown_table(rows, ["abits", "rise", "white", "transfer"],
+                          ["abits", "eps ending the steepest rise of layer-input codes changed (FGSM direction)",
+                           "where members with these abits stop beating FP: white-box FGSM",
+                           "transfer FGSM"])
 
 
 # --- the stochastic ensemble under EOT -----------------------------------------------------------

@@ -11,13 +11,15 @@ from .verdict import call_student, first_wrong_class, verdict
 
 
 def crossover_cases(seed: int = 0) -> list[tuple[list[float], list[float], list[float]]]:
-    """(eps, member accuracy, FP accuracy) cases: a crossing, never above, always above, ties, random curves."""
+    """(eps, member accuracy, FP accuracy) cases: crossings, never above, always above, overtaking, ties, random."""
     eps = [0.0, 0.05, 0.1, 0.15, 0.2]
     fp = [0.9, 0.6, 0.4, 0.2, 0.1]
     cases = [(eps, [0.8, 0.7, 0.5, 0.2, 0.05], fp),   # above, above, tie at 0.15: stops there
-             (eps, [0.95, 0.5, 0.3, 0.1, 0.0], fp),   # below at the first eps > 0 (its clean accuracy is higher)
-             (eps, [0.5, 0.7, 0.6, 0.3, 0.2], fp),    # above at every eps > 0
-             (eps, [0.9, 0.7, 0.3, 0.5, 0.2], fp)]    # crosses, then above again: the first crossing counts
+             (eps, [0.95, 0.5, 0.3, 0.1, 0.0], fp),   # never above (its clean accuracy is, but eps 0 does not count)
+             (eps, [0.5, 0.7, 0.6, 0.3, 0.2], fp),    # above at every eps > 0: never stops
+             (eps, [0.8, 0.5, 0.45, 0.3, 0.2], fp),   # below first, above from 0.1 on: overtakes, never stops
+             (eps, [0.8, 0.5, 0.45, 0.1, 0.2], fp),   # below, above at 0.1, stops at 0.15
+             (eps, [0.9, 0.7, 0.3, 0.5, 0.2], fp)]    # stops at 0.1, above again later: the first stop counts
     rng = np.random.default_rng(seed)
     for _ in range(30):
         e = [0.0] + sorted(rng.choice(np.arange(1, 40), 6, replace=False) / 100)
@@ -27,16 +29,18 @@ def crossover_cases(seed: int = 0) -> list[tuple[list[float], list[float], list[
 
 
 def check_crossover(student_fn: Callable) -> bool:
-    """Compare a student's crossover with :func:`empir_lib.chapters.beyond.crossover`'s eps on many curves.
+    """Compare a student's "where it stops beating FP" with :func:`empir_lib.chapters.beyond.crossover`'s stop.
 
     ``student_fn(eps, member, fp)`` takes three equal-length lists (eps in
     increasing order starting at 0, the member's and the FP member's accuracy
-    at each) and returns the first eps > 0 at which the member's accuracy is
-    no higher than the FP member's, or None when it is higher at every eps > 0.
+    at each) and returns the first eps at which the member is no longer more
+    accurate than the FP member, after having been more accurate at some
+    smaller eps > 0; None when that never happens.
     """
     cases = crossover_cases()
     for eps, member, fp in cases:
-        expected = beyond.crossover(eps, member, fp)["eps"]
+        c = beyond.crossover(eps, member, fp)
+        expected = c["stop"]
         got, error = call_student(student_fn, list(eps), list(member), list(fp))
         if error:
             return verdict(False, error)
@@ -44,13 +48,15 @@ def check_crossover(student_fn: Callable) -> bool:
             continue
         if expected is None or got is None or abs(float(got) - expected) > 1e-12:
             hint = ""
-            if got == 0.0 or (got is not None and eps[0] == got):
-                hint = " eps 0 is the clean image: start comparing at the first eps > 0."
+            if c["status"] == "overtakes" and got is not None:
+                hint = " the member starts below FP and then overtakes it: it never stops beating FP."
+            elif c["status"] == "never" and got is not None:
+                hint = " the member is never more accurate than FP at an eps > 0 (eps 0 is the clean image)."
             elif expected is not None and got is not None and float(got) > expected:
-                hint = " a tie counts as not beating the FP member."
+                hint = " a tie counts as no longer beating the FP member."
             return verdict(False, f"eps {eps}, member {member}, FP {fp}: you return {got}, "
-                                  f"the first eps > 0 where the member is no higher is {expected}.{hint}")
-    return verdict(True, f"correct: your crossover matches the library's on {len(cases)} pairs of curves.")
+                                  f"the member stops beating FP at {expected}.{hint}")
+    return verdict(True, f"correct: your answer matches the library's on {len(cases)} pairs of curves.")
 
 
 def majority_cases(seed: int = 0) -> list[np.ndarray]:
