@@ -37,3 +37,24 @@ def perturbation_norms(x: ArrayLike, x_adv: ArrayLike) -> tuple[np.ndarray, np.n
     """Per-image L2 and L-infinity norms of ``x_adv - x``."""
     d = (np.asarray(x_adv) - np.asarray(x)).reshape(len(x), -1)
     return np.sqrt((d ** 2).sum(1)), np.abs(d).max(1)
+
+
+def crossover(eps: list[float], member: list[float], fp: list[float]) -> dict:
+    """Where a member beats the FP member, and where it stops: ``{start, stop, eps, status}``.
+
+    Accuracy at eps 0 is the clean one and is not compared.  ``start`` is the
+    first eps > 0 at which the member's accuracy is higher than the FP
+    member's; ``stop`` (also ``eps``) the first eps after ``start`` at which
+    it is no longer higher: where it stops beating FP.  ``status``:
+    ``'never'`` (never higher), ``'always'`` (higher at every eps > 0),
+    ``'overtakes'`` (higher from ``start`` to the largest eps),
+    ``'crosses'`` (higher from ``start``, no longer from ``stop``).  Only the
+    first stretch of eps where it is higher counts.
+    """
+    pts = [(e, a > b) for e, a, b in zip(eps, member, fp) if e > 0]
+    start = next((e for e, beats in pts if beats), None)
+    if start is None:
+        return {"start": None, "stop": None, "eps": None, "status": "never"}
+    stop = next((e for e, beats in pts if e > start and not beats), None)
+    status = "crosses" if stop is not None else ("always" if start == pts[0][0] else "overtakes")
+    return {"start": start, "stop": stop, "eps": stop, "status": status}

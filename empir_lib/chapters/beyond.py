@@ -27,6 +27,7 @@ import numpy as np
 from .. import ensemble as ens_mod
 from .. import eot_study, paper, results, settings, stochastic, sweeps, zoo
 from ..errors import check_choice
+from ..metrics import crossover  # noqa: F401  (chapter 11 and its exercise read it from here too)
 from ..tables import DASH, markdown_table, percent_cell
 from .committed import Root
 
@@ -78,27 +79,6 @@ def sweep_panels(dataset: str, attack: str, root: Root = None) -> tuple[dict, li
         transfer.update({_precision(m): [100 * a for a in acc] for m, acc in r["accuracy"].items()})
     eps = eps or sweeps.eps_grid(dataset)
     return {MODES[0]: {"x": eps, "series": white}, MODES[1]: {"x": eps, "series": transfer}}, missing
-
-
-def crossover(eps: list[float], member: list[float], fp: list[float]) -> dict:
-    """Where a member beats the FP member, and where it stops: ``{start, stop, eps, status}``.
-
-    Accuracy at eps 0 is the clean one and is not compared.  ``start`` is the
-    first eps > 0 at which the member's accuracy is higher than the FP
-    member's; ``stop`` (also ``eps``) the first eps after ``start`` at which
-    it is no longer higher: where it stops beating FP.  ``status``:
-    ``'never'`` (never higher), ``'always'`` (higher at every eps > 0),
-    ``'overtakes'`` (higher from ``start`` to the largest eps),
-    ``'crosses'`` (higher from ``start``, no longer from ``stop``).  Only the
-    first stretch of eps where it is higher counts.
-    """
-    pts = [(e, a > b) for e, a, b in zip(eps, member, fp) if e > 0]
-    start = next((e for e, beats in pts if beats), None)
-    if start is None:
-        return {"start": None, "stop": None, "eps": None, "status": "never"}
-    stop = next((e for e, beats in pts if e > start and not beats), None)
-    status = "crosses" if stop is not None else ("always" if start == pts[0][0] else "overtakes")
-    return {"start": start, "stop": stop, "eps": stop, "status": status}
 
 
 def crossover_text(c: dict | None) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import stochastic
-from ..chapters import beyond
+from ..metrics import crossover
 from .verdict import call_student, first_wrong_class, verdict
 
 
@@ -29,7 +29,7 @@ def crossover_cases(seed: int = 0) -> list[tuple[list[float], list[float], list[
 
 
 def check_crossover(student_fn: Callable) -> bool:
-    """Compare a student's "where it stops beating FP" with :func:`empir_lib.chapters.beyond.crossover`'s stop.
+    """Compare a student's "where it stops beating FP" with :func:`empir_lib.metrics.crossover`'s stop.
 
     ``student_fn(eps, member, fp)`` takes three equal-length lists (eps in
     increasing order starting at 0, the member's and the FP member's accuracy
@@ -39,7 +39,7 @@ def check_crossover(student_fn: Callable) -> bool:
     """
     cases = crossover_cases()
     for eps, member, fp in cases:
-        c = beyond.crossover(eps, member, fp)
+        c = crossover(eps, member, fp)
         expected = c["stop"]
         got, error = call_student(student_fn, list(eps), list(member), list(fp))
         if error:
