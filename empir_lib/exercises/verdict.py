@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,7 +15,7 @@ def verdict(ok: bool, message: str) -> bool:
     return ok
 
 
-def call_student(student_fn, *args: object) -> tuple[object, str | None]:
+def call_student(student_fn: Callable, *args: object) -> tuple[object, str | None]:
     """``(result, None)``, or ``(None, a message)`` when the student's function raised: an answer to report."""
     try:
         return student_fn(*args), None
@@ -22,7 +23,7 @@ def call_student(student_fn, *args: object) -> tuple[object, str | None]:
         return None, f"your function raised {type(e).__name__}: {e}"
 
 
-def first_wrong_class(student_fn, args: tuple, expected: np.ndarray) -> tuple[np.ndarray | None, int | None, str]:
+def first_wrong_class(student_fn: Callable, args: tuple, expected: np.ndarray) -> tuple[np.ndarray | None, int | None, str]:
     """Call a student's function that returns one class per image (column) and compare with ``expected``.
 
     Returns ``(the classes, the first wrong image or None, "")``, or ``(None,
