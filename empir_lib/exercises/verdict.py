@@ -23,7 +23,8 @@ def call_student(student_fn: Callable, *args: object) -> tuple[object, str | Non
         return None, f"your function raised {type(e).__name__}: {e}"
 
 
-def first_wrong_class(student_fn: Callable, args: tuple, expected: np.ndarray) -> tuple[np.ndarray | None, int | None, str]:
+def first_wrong_class(student_fn: Callable, args: tuple,
+                      expected: np.ndarray) -> tuple[np.ndarray | None, int | None, str]:
     """Call a student's function that returns one class per image (column) and compare with ``expected``.
 
     Returns ``(the classes, the first wrong image or None, "")``, or ``(None,
