@@ -208,5 +208,4 @@ def _eot_curve(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, cfg: dict, s
 
 def read(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict | None:
     """A study results file (``'eot-samples'``, ``'pgd-5-255-joint'``, ...), or None while it is missing."""
-    path = results.results_dir(dataset, root) / FOLDER / f"{name}.json"
-    return results.read_result(path) if path.is_file() else None
+    return results.find(dataset, f"{FOLDER}/{name}", root)

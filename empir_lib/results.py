@@ -36,6 +36,12 @@ def load(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict
     return read_result(results_dir(dataset, root) / f"{name}.json")
 
 
+def find(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict | None:
+    """Like :func:`load`, or None while the file is missing (for tables that show what is there)."""
+    path = results_dir(dataset, root) / f"{name}.json"
+    return read_result(path) if path.is_file() else None
+
+
 def names(dataset: str, prefix: str = "", root: str | os.PathLike | None = None) -> list[str]:
     """The results present for ``dataset`` whose name starts with ``prefix`` (e.g. 'fig4/')."""
     base = results_dir(dataset, root)

@@ -114,9 +114,8 @@ def table(dataset: str, root: str | os.PathLike | None = None) -> dict:
     out: dict = {}
     for threat_name in suite.threats(dataset):
         for row in ("baseline", "empir"):
-            path = results.results_dir(dataset, root) / FOLDER / f"{row}-{threat_name}.json"
-            out.setdefault(row, {})[threat_name] = (100 * results.read_result(path)["robust_accuracy"]
-                                                    if path.is_file() else None)
+            r = results.find(dataset, f"{FOLDER}/{row}-{threat_name}", root)
+            out.setdefault(row, {})[threat_name] = 100 * r["robust_accuracy"] if r else None
     return out
 
 
@@ -159,8 +158,8 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
             linf = [old.get(a) for a in ("fgsm", "bim", "pgd")]
             entry["old_linf"] = None if None in linf else min(linf)
             entry["old_cw"] = old.get("cw")
-            path = base / FOLDER / "empir-min-l2.json"
-            entry["median_l2"] = results.read_result(path)["median_l2"] if path.is_file() else None
+            r = results.find(dataset, f"{FOLDER}/empir-min-l2", root)
+            entry["median_l2"] = r["median_l2"] if r else None
         out.append(entry)
     return out
 

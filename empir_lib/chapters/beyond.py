@@ -40,14 +40,9 @@ def _precision(member: str) -> str:
     return "FP" if tag == "fp" else tag
 
 
-def _read(dataset: str, name: str, root: Root) -> dict | None:
-    path = results.results_dir(dataset, root) / f"{name}.json"
-    return results.read_result(path) if path.is_file() else None
-
-
 def _read_each(dataset: str, names: dict[str, str], root: Root) -> tuple[dict[str, dict], list[str]]:
     """``{key: record}`` for each ``{key: results name}`` present, and the names missing."""
-    found = {k: _read(dataset, name, root) for k, name in names.items()}
+    found = {k: results.find(dataset, name, root) for k, name in names.items()}
     return {k: r for k, r in found.items() if r is not None}, [names[k] for k, r in found.items() if r is None]
 
 
@@ -69,7 +64,7 @@ def sweep_panels(dataset: str, attack: str, root: Root = None) -> tuple[dict, li
     eps = next((r["eps"] for r in found.values()), None)
     transfer = {}
     name = f"{sweeps.FOLDER}/transfer-{attack}"
-    r = _read(dataset, name, root)
+    r = results.find(dataset, name, root)
     if r is None:
         missing.append(name)
     else:
