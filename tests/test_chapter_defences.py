@@ -419,3 +419,23 @@ def test_figure_labels_a_measured_zero(tmp_path):
     write_suite(tmp_path, "mnist", "baseline", 0.0)
     ax = d.figure(("mnist",), tmp_path).axes[0]
     assert "0" in [t.get_text() for t in ax.texts]
+
+
+def test_a_constant_classifier_is_named_in_the_verdict(tmp_path):
+    confusion = np.zeros((10, 10), int)
+    confusion[:, 0] = 1000  # every image answered 'airplane', whatever its class
+    confusion[3, 0], confusion[3, 3] = 990, 10
+    for attack in ATTACKS:
+        write(tmp_path, "cifar10", f"{d.paper_protocol_stem('pgd-at')}-{attack}",
+              {"adversarial_accuracy": 0.1, "clean_accuracy": 0.1, "n": 10000, "confusion": confusion.tolist()})
+    one = d.one_answer("cifar10", "pgd-at", tmp_path)
+    assert one["class"] == "airplane" and one["share"] == pytest.approx(0.999) and one["constant"]
+    text = "\n".join(d.verdict_lines(d.pgd_verdict("cifar10", tmp_path)))
+    assert "answers 'airplane' for 99.9% of the test images" in text and "constant classifier" in text
+    # A network that spreads its answers is not flagged, and a row without files has no answer.
+    write(tmp_path, "cifar10", f"{d.paper_protocol_stem('pgd-at_eps8')}-pgd",
+          {"adversarial_accuracy": 0.1, "clean_accuracy": 0.5, "n": 10000,
+           "confusion": (np.eye(10, dtype=int) * 500 + 50).tolist()})
+    assert d.one_answer("cifar10", "pgd-at_eps8", tmp_path)["constant"] is False
+    assert d.one_answer("cifar10", "pgd-at_eps0.1", tmp_path) is None
+    assert text.count("constant classifier") == 1

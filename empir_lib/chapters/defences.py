@@ -452,8 +452,40 @@ def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
             comparisons.append(_compare(None if e_t is None else e_t["robust"], None if a is None else a["robust"],
                                         f"worst-case suite robust accuracy (L-inf, {eps_text})", "adaptive protocol",
                                         gone, None if e_t is None or a is None else (e_t["ci95"], a["ci95"])))
-        out["rows"][row] = {"label": label(dataset, row), "comparisons": comparisons}
+        out["rows"][row] = {"label": label(dataset, row), "comparisons": comparisons,
+                            "one_answer": one_answer(dataset, row, root)}
     return out
+
+
+CONSTANT_SHARE = 0.95  # a network answering one class for this share of the images is flagged as constant
+
+
+def one_answer(dataset: str, row: str, root: Root = None) -> dict | None:
+    """The class a row's network gives most often under the paper protocol, and its share of the test images.
+
+    Read from the confusion matrices (true class by predicted class) of the
+    row's paper-protocol files, taking the attack whose top class has the
+    smallest share (a network that answers one class under every attack is
+    one that answers it always).  Returns ``{'class', 'share', 'attack',
+    'constant'}``, ``constant`` when the share is at least
+    :data:`CONSTANT_SHARE`; None while no file with a confusion matrix exists.
+    A constant classifier keeps exactly the images of its one class under any
+    attack, so its robust accuracy is the class's share of the test set
+    (10% on CIFAR-10), and it says nothing about robustness.
+    """
+    best = None
+    for attack in results.ATTACK_COLUMNS:
+        r = results.find(dataset, f"{paper_protocol_stem(row)}-{attack}", root)
+        if r is None or "confusion" not in r:
+            continue
+        counts = np.asarray(r["confusion"]).sum(axis=0)
+        share = float(counts.max() / counts.sum())
+        if best is None or share < best["share"]:
+            k, names = int(counts.argmax()), settings.get(dataset).class_names
+            best = {"class": names[k] if names else str(k), "share": share, "attack": attack}
+    if best is not None:
+        best["constant"] = best["share"] >= CONSTANT_SHARE
+    return best
 
 
 def _other_linf(dataset: str) -> list[tuple[str, str]]:
@@ -480,6 +512,12 @@ def verdict_lines(verdict: dict) -> list[str]:
                 extra = "; the 95% intervals are apart" if c["separated"] else "; the 95% intervals overlap"
             lines.append(f"{head} {c['empir']:.2f}% against {c['pgd_at']:.2f}% {c['measure']} "
                          f"({c['difference']:+.2f} points): the claim {word}{extra}.")
+        one = row.get("one_answer")
+        if one and one["constant"]:
+            lines.append(f"Note: {row['label']} answers '{one['class']}' for {100 * one['share']:.1f}% of the "
+                         f"test images (under the paper protocol's {one['attack'].upper()}, the attack where that "
+                         "share is lowest): it is a constant classifier, so its accuracy under any attack is that "
+                         "class's share of the test set, not robustness.")
     return lines
 
 
