@@ -439,3 +439,19 @@ def test_a_constant_classifier_is_named_in_the_verdict(tmp_path):
     assert d.one_answer("cifar10", "pgd-at_eps8", tmp_path)["constant"] is False
     assert d.one_answer("cifar10", "pgd-at_eps0.1", tmp_path) is None
     assert text.count("constant classifier") == 1
+
+
+def test_a_constant_classifiers_gain_does_not_survive(tmp_path):
+    confusion = np.zeros((10, 10), int)
+    confusion[:, 0] = 1000
+    write_paper(tmp_path, "cifar10", "baseline", (0.1,) * 4)
+    write_suite(tmp_path, "cifar10", "baseline", 0.0)
+    for attack in ATTACKS:
+        write(tmp_path, "cifar10", f"{d.paper_protocol_stem('pgd-at')}-{attack}",
+              {"adversarial_accuracy": 0.1, "clean_accuracy": 0.1, "n": 10000, "confusion": confusion.tolist()})
+    write_suite(tmp_path, "cifar10", "pgd-at", 0.1)
+    write_paper(tmp_path, "cifar10", "pgd-at_eps8", (0.2,) * 4)
+    write_suite(tmp_path, "cifar10", "pgd-at_eps8", 0.1)
+    g = {r["row"]: r for r in d.gains("cifar10", tmp_path)}
+    assert g["pgd-at"]["adaptive"] == pytest.approx(10.0) and d.survives(g["pgd-at"]) == "no (constant classifier)"
+    assert d.survives(g["pgd-at_eps8"]) == "yes"  # the same gain, from a network that answers every class

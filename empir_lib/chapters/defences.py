@@ -240,7 +240,7 @@ def gains(dataset: str, root: Root = None) -> list[dict]:
 
     ``paper``: the paper's average gain; ``paper_protocol``: ours, average
     adversarial accuracy; ``adaptive``: the suite's robust accuracy; ``flags``:
-    the suite's diagnostics.
+    the suite's diagnostics; ``one_answer``: :func:`one_answer`.
     """
     base_o, base_a = ours(dataset, "baseline", root), adaptive(dataset, "baseline", root)
     base_p = paper_row(dataset, "baseline")
@@ -251,7 +251,8 @@ def gains(dataset: str, root: Root = None) -> list[dict]:
                     "paper": None if p is None else p["average"] - base_p["average"],
                     "paper_protocol": gain(o, base_o)["average"],
                     "adaptive": None if a is None or base_a is None else a["robust"] - base_a["robust"],
-                    "flags": None if a is None else a["flags"]})
+                    "flags": None if a is None else a["flags"],
+                    "one_answer": one_answer(dataset, row, root)})
     return out
 
 
@@ -270,9 +271,15 @@ SURVIVES_POINTS = 1.0  # a robust gain below one point is within the noise of a 
 
 
 def survives(g: dict) -> str:
-    """'yes', 'no' or 'not yet measured': is the row's robust gain over the baseline at least one point?"""
+    """'yes', 'no' or 'not yet measured': is the row's robust gain over the baseline at least one point?
+
+    A constant classifier (:func:`one_answer`) keeps its one class's images
+    under any attack, so its "gain" is no robustness: 'no (constant classifier)'.
+    """
     if g["adaptive"] is None:
         return "not yet measured"
+    if (g.get("one_answer") or {}).get("constant"):
+        return "no (constant classifier)"
     return "yes" if g["adaptive"] >= SURVIVES_POINTS else "no"
 
 
