@@ -476,7 +476,7 @@ def one_answer(dataset: str, row: str, root: Root = None) -> dict | None:
     one that answers it always).  Returns ``{'class', 'share', 'attack',
     'constant'}``, ``constant`` when the share is at least
     :data:`CONSTANT_SHARE`; None while no file with a confusion matrix exists.
-    A constant classifier keeps exactly the images of its one class under any
+    A constant classifier keeps about the images of its one class under any
     attack, so its robust accuracy is the class's share of the test set
     (10% on CIFAR-10), and it says nothing about robustness.
     """
