@@ -14,7 +14,9 @@ as ``empir reproduce cifar10`` jobs under ``data/results/cifar10/stochastic/``:
    ensemble, one robust accuracy per S: how many samples the attack needs
    before its robust accuracy stops falling.  :func:`enough_samples` reads the
    S the other jobs use from that curve (the smallest S within
-   :data:`TOLERANCE` of the lowest robust accuracy measured).
+   :data:`TOLERANCE` of the lowest robust accuracy measured).  The curve
+   stops early once an S leaves no image robust (no larger S can do better;
+   the record's ``stopped_at_zero`` says so).
 2. ``pgd-5-255-<row>``: that PGD on all ``n`` test images, for the joint
    stochastic ensemble (with the S of 1), deterministic EMPIR and the FP
    baseline.  EOT over a deterministic network is its plain gradient S
@@ -194,13 +196,18 @@ def _eot_curve(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, cfg: dict, s
         if progress:
             print(f"  EOT {s:3d} samples: robust {robust / len(y):.4f} ({done['points'][-1]['seconds']:.0f} s)",
                   flush=True)
+        if robust == 0:
+            # Nothing is left to break: a larger S cannot lower the curve, and on a 2-core CPU each
+            # S costs S times the attack.  The record's 'stopped_at_zero' says the rest was not run.
+            break
     pts = done["points"]
     record = {**cfg, **{k: [p[k] for p in pts] for k in ("samples", "robust_accuracy", "robust_ci95",
                                                           "clean_accuracy", "seconds")}}
     record["chosen"] = enough_samples(record, cfg["tolerance"])
     acc = record["robust_accuracy"]
+    record["stopped_at_zero"] = len(acc) < len(cfg["samples"])
     # False while still falling at the largest S by more than the tolerance: more samples may lower it further.
-    record["plateau"] = len(acc) > 1 and acc[-2] - acc[-1] <= cfg["tolerance"]
+    record["plateau"] = acc[-1] == 0 or (len(acc) > 1 and acc[-2] - acc[-1] <= cfg["tolerance"])
     record["randomness"] = _randomness(ens, x)
     record["wall_time_s"] = round(sum(record["seconds"]), 1)
     return record

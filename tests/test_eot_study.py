@@ -83,6 +83,21 @@ def test_the_eot_curve_runs_resumes_and_feeds_the_pgd_row(small, tmp_path):
     assert 0 <= out["robust_accuracy"] <= out["clean_accuracy"] and 0 <= out["randomness"] <= 1
 
 
+def test_the_curve_stops_once_no_image_is_left(small, tmp_path, monkeypatch):
+    # With the whole pixel range as budget the images break within a few S; once none is left, a larger
+    # S cannot do better and is not run.
+    ens, x, y = small
+    monkeypatch.setattr(eot_study, "THREAT", {"name": "linf-1", "norm": "linf", "eps": 1.0})
+    planned = [1, 2, 4, 8, 16, 32]
+    job = {"name": "stochastic/eot-samples", "kind": "eot-samples", "members": ["s1", "s2"], "samples": planned,
+           "n": 12}
+    rec, ran = eot_study.run_job(job, "mnist", ens, x, y, tmp_path / "out", tmp_path / "part", progress=False)
+    acc = rec["robust_accuracy"]
+    assert ran and acc[-1] == 0.0 and all(a > 0 for a in acc[:-1]), acc
+    assert len(acc) < len(planned) and rec["samples"] == planned[:len(acc)]
+    assert rec["stopped_at_zero"] and rec["plateau"] and rec["chosen"] == rec["samples"][-1]
+
+
 def test_a_partial_curve_of_another_configuration_is_refused(small, tmp_path):
     ens, x, y = small
     (tmp_path / "mnist-stochastic-eot-samples.json").write_text(json.dumps({"config": {"n": 3}, "points": []}))
