@@ -25,6 +25,12 @@ as ``empir reproduce cifar10`` jobs under ``data/results/cifar10/stochastic/``:
    at 5/255 with the same EOT, on the first ``select_n`` images: every attack
    costs S times its deterministic cost, more than a 2-core CPU affords on
    10,000 images.
+4. ``pgd-0-joint``, the **noise-only control**: the joint row's PGD job with
+   eps = 0 on the same ``n`` images.  Every iterate is then the clean image,
+   judged on a fresh draw, and each "break" re-checked on another: what the
+   deployed randomness alone takes from the robust accuracy, given as many
+   judged queries as the attack.  An attack on a randomised defence is only
+   as strong as its margin over this control.
 
 The PGD is Table 1's CIFAR-10 PGD scaled to 5/255: 40 steps of eps / 10
 (Table 1: eps 0.1, steps of 0.01), from a uniform random start, on the
@@ -55,6 +61,7 @@ FOLDER = "stochastic"
 DATASETS = ("cifar10",)
 EPS = 5 / 255
 THREAT = {"name": "linf-5-255", "norm": "linf", "eps": EPS}
+NOISE_ONLY = {"name": "linf-0", "norm": "linf", "eps": 0.0}  # the control: the attack's queries, no perturbation
 EOT_SAMPLES = (1, 2, 4, 8, 16)
 # The S a later job uses: the smallest whose robust accuracy is within this of the lowest measured.
 TOLERANCE = 0.01
@@ -98,7 +105,14 @@ def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
         for row, members in r.items():
             out.append({"name": f"{FOLDER}/{kind}-5-255-{row}", "kind": kind, "row": row, "members": members,
                         "n": size})
+    out.append({"name": f"{FOLDER}/pgd-0-joint", "kind": "pgd", "row": "joint", "members": r["joint"], "n": n,
+                "noise_only": True})
     return out
+
+
+def threat(job: dict) -> dict:
+    """The job's threat model: 5/255, or eps = 0 for the noise-only control (module docstring, item 4)."""
+    return NOISE_ONLY if job.get("noise_only") else THREAT
 
 
 def enough_samples(curve: dict, tolerance: float = TOLERANCE) -> int:
@@ -131,7 +145,7 @@ def row_samples(job: dict, out_dir: Path) -> int:
 
 def config(job: dict, ens: ens_mod.Ensemble, n: int, samples: int | None = None) -> dict:
     """What a job's results file must record for it to count as done (compared on rerun)."""
-    cfg = {"kind": job["kind"], "members": list(job["members"]), "rule": ens.rule, "threat": THREAT, "n": n}
+    cfg = {"kind": job["kind"], "members": list(job["members"]), "rule": ens.rule, "threat": threat(job), "n": n}
     if job["kind"] == "eot-samples":
         return {**cfg, "samples": check_samples(job["samples"]), "attack": dict(PGD), "decision": DECISION,
                 "tolerance": TOLERANCE}
@@ -158,7 +172,7 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
         record = _eot_curve(ens, xs, ys, cfg, stem, progress)
         record["robust_accuracy_at_chosen"] = record["robust_accuracy"][record["samples"].index(record["chosen"])]
     else:
-        res = suite.cascade(ens, xs, ys, THREAT, cfg["attacks"], state_path=stem.with_suffix(".npz"),
+        res = suite.cascade(ens, xs, ys, cfg["threat"], cfg["attacks"], state_path=stem.with_suffix(".npz"),
                             progress=progress)
         record = worstcase.summary(cfg, res["broken_by"], res["counts"], res["stats"], ys, ens)
         record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])

@@ -87,7 +87,7 @@ def test_flip_panels_and_the_mechanism_table(tmp_path):
 
 def test_the_stochastic_rows_table_and_claim(tmp_path):
     rows, missing = beyond.stochastic_rows("cifar10", tmp_path)
-    assert len(missing) == 6 and all(r["pgd_robust"] is None for r in rows)
+    assert len(missing) == 7 and all(r["pgd_robust"] is None for r in rows)
     text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
     assert text.count("not yet measured") == 2
     assert beyond.eot_curve("cifar10", tmp_path) is None
@@ -110,6 +110,15 @@ def test_the_stochastic_rows_table_and_claim(tmp_path):
                                                    "eot_samples": 2, "randomness": 0.5})
     text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
     assert "clean accuracy (49.88%) is itself not above 50%" in text and "76% of its clean accuracy" in text
+    assert "Noise alone" not in text
+    # The noise-only control splits what PGD takes into the randomness's share and the perturbation's.
+    write(tmp_path, "stochastic/pgd-0-joint", {"robust_accuracy": 0.45, "clean_accuracy": 0.50, "n": 10000,
+                                               "eot_samples": 2, "randomness": 0.5})
+    assert "| stochastic ensemble, noise only (the PGD's queries at eps = 0) | 50.00 | 45.00 (10,000) | — |" in (
+        beyond.stochastic_table("cifar10", tmp_path))
+    text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
+    assert "45.00% of the images stay correct, against 50.00% clean in that run: the deployed randomness alone " \
+           "takes 5.00 points, and PGD's perturbation 7.00 more." in text
     curve = beyond.eot_curve("cifar10", tmp_path)
     assert curve["robust"] == pytest.approx([60, 50, 43, 42]) and curve["chosen"] == 4
     fig = plots.eot_samples_curve(curve, {"EMPIR": 5.0}, paper.FARKYA_PGD_5_255)

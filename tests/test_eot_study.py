@@ -18,8 +18,10 @@ def test_jobs_run_the_curve_first_and_compare_three_rows():
     assert jobs[0] == {"name": "stochastic/eot-samples", "kind": "eot-samples",
                        "members": eot_study.joint_ids("cifar10"), "samples": list(eot_study.EOT_SAMPLES), "n": 1000}
     names = [j["name"] for j in jobs[1:]]
-    assert names == [f"stochastic/{k}-5-255-{r}" for k in ("pgd", "suite") for r in ("joint", "empir", "baseline")]
-    assert [j["n"] for j in jobs[1:]] == [10000] * 3 + [1000] * 3
+    assert names == [f"stochastic/{k}-5-255-{r}" for k in ("pgd", "suite") for r in ("joint", "empir", "baseline")
+                     ] + ["stochastic/pgd-0-joint"]
+    assert [j["n"] for j in jobs[1:]] == [10000] * 3 + [1000] * 3 + [10000]
+    assert [eot_study.threat(j)["eps"] for j in jobs] == [eot_study.EPS] * 7 + [0.0]
     # The joint run's ids are those 'empir joint --zoo' registers.
     assert eot_study.joint_ids("cifar10") == [
         settings.member_id("cifar10", 2, 2, 1, diversity.joint_tag(k, diversity.DIVERSITY_WEIGHT)) for k in range(3)]
@@ -96,6 +98,24 @@ def test_the_curve_stops_once_no_image_is_left(small, tmp_path, monkeypatch):
     assert ran and acc[-1] == 0.0 and all(a > 0 for a in acc[:-1]), acc
     assert len(acc) < len(planned) and rec["samples"] == planned[:len(acc)]
     assert rec["stopped_at_zero"] and rec["plateau"] and rec["chosen"] == rec["samples"][-1]
+
+
+def test_the_noise_only_control_breaks_only_what_the_randomness_breaks(small, tmp_path):
+    # Seeded stochastic members: eps = 0 leaves the images as they are, so a "break" is a wrong draw,
+    # confirmed on a fresh one; a deterministic ensemble loses nothing to it.
+    ens, x, y = small
+    (tmp_path / "out" / "stochastic").mkdir(parents=True)
+    (tmp_path / "out" / "stochastic" / "eot-samples.json").write_text(json.dumps(
+        {"samples": [1, 2], "robust_accuracy": [0.5, 0.5]}))
+    job = {"name": "stochastic/pgd-0-joint", "kind": "pgd", "row": "joint", "members": ["s1", "s2"], "n": 12,
+           "noise_only": True}
+    rec, ran = eot_study.run_job(job, "mnist", ens, x, y, tmp_path / "out", tmp_path / "part", progress=False)
+    assert ran and rec["threat"]["eps"] == 0.0 and rec["eot_samples"] == 1
+    assert 0 <= rec["robust_accuracy"] <= rec["clean_accuracy"]
+    fixed = ensemble.make([zoo.load("mnist-a4w2-s1"), zoo.load("mnist-a4w2-s2")], names=["d1", "d2"])
+    det = {**job, "name": "stochastic/pgd-0-det", "row": "empir", "members": ["d1", "d2"]}
+    rec, ran = eot_study.run_job(det, "mnist", fixed, x, y, tmp_path / "out", tmp_path / "part", progress=False)
+    assert ran and rec["robust_accuracy"] == rec["clean_accuracy"] and rec["randomness"] == 0
 
 
 def test_a_partial_curve_of_another_configuration_is_refused(small, tmp_path):

@@ -194,16 +194,23 @@ def eot_curve(dataset: str = "cifar10", root: Root = None) -> dict | None:
 
 
 ROW_NAMES = {"joint": "stochastic ensemble (joint training, EOT)", "empir": "EMPIR (deterministic)",
-             "baseline": "FP baseline"}
+             "baseline": "FP baseline", "noise": "stochastic ensemble, noise only (the PGD's queries at eps = 0)"}
 
 
 def stochastic_rows(dataset: str = "cifar10", root: Root = None) -> tuple[list[dict], list[str]]:
-    """Per row: clean and robust (%) under PGD at 5/255 (all n) and the suite (select_n), EOT samples, randomness."""
+    """Per row: clean and robust (%) under PGD at 5/255 (all n) and the suite (select_n), EOT samples, randomness.
+
+    The last row, ``'noise'``, is the noise-only control (:mod:`empir_lib.eot_study`, item 4): its
+    "PGD" column is the same PGD at eps = 0, and it has no suite column.
+    """
     rows, missing = [], []
-    for row in eot_study.rows(dataset):
+    for row in (*eot_study.rows(dataset), "noise"):
         out = {"row": row, "name": ROW_NAMES[row]}
         for kind in ("pgd", "suite"):
-            name = f"{kind}-5-255-{row}"
+            if row == "noise" and kind == "suite":
+                out.update({"suite_robust": None, "suite_n": None})
+                continue
+            name = "pgd-0-joint" if row == "noise" else f"{kind}-5-255-{row}"
             r = eot_study.read(dataset, name, root)
             if r is None:
                 missing.append(f"{eot_study.FOLDER}/{name}")
@@ -250,6 +257,12 @@ def claim_lines(dataset: str = "cifar10", root: Root = None) -> list[str]:
         lines.append(f"Ours, {what} ({joint['eot_samples']} samples, {joint[f'{kind}_n']:,} images): "
                      f"{v:.2f}% robust, {100 * v / joint['clean']:.0f}% of its clean accuracy; "
                      f"the claim {word} for our ensemble.")
+        noise = next(r for r in rows if r["row"] == "noise")
+        if kind == "pgd" and noise["pgd_robust"] is not None:
+            u, c = noise["pgd_robust"], noise["clean"]
+            lines.append(f"Noise alone (the same PGD's queries at eps = 0, judged the same way): {u:.2f}% of the "
+                         f"images stay correct, against {c:.2f}% clean in that run: the deployed randomness alone "
+                         f"takes {c - u:.2f} points, and PGD's perturbation {u - v:.2f} more.")
     clean = joint.get("clean")
     if clean is not None and clean <= paper.FARKYA_PGD_5_255:
         # Robust accuracy cannot exceed clean accuracy: the number alone then says nothing about the method.
