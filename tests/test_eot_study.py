@@ -19,9 +19,10 @@ def test_jobs_run_the_curve_first_and_compare_three_rows():
                        "members": eot_study.joint_ids("cifar10"), "samples": list(eot_study.EOT_SAMPLES), "n": 1000}
     names = [j["name"] for j in jobs[1:]]
     assert names == [f"stochastic/{k}-5-255-{r}" for k in ("pgd", "suite") for r in ("joint", "empir", "baseline")
-                     ] + ["stochastic/pgd-0-joint"]
-    assert [j["n"] for j in jobs[1:]] == [10000] * 3 + [1000] * 3 + [10000]
-    assert [eot_study.threat(j)["eps"] for j in jobs] == [eot_study.EPS] * 7 + [0.0]
+                     ] + ["stochastic/pgd-0-joint", "stochastic/suite-5-255-joint-eot8"]
+    assert [j["n"] for j in jobs[1:]] == [10000] * 3 + [1000] * 3 + [10000, 500]
+    assert [eot_study.threat(j)["eps"] for j in jobs] == [eot_study.EPS] * 7 + [0.0, eot_study.EPS]
+    assert eot_study.row_samples(jobs[-1], "/nonexistent") == eot_study.CHECK_SAMPLES  # its own S, no curve needed
     # The joint run's ids are those 'empir joint --zoo' registers.
     assert eot_study.joint_ids("cifar10") == [
         settings.member_id("cifar10", 2, 2, 1, diversity.joint_tag(k, diversity.DIVERSITY_WEIGHT)) for k in range(3)]
