@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from empir_lib import eot_study, paper, plots, sweeps
+from empir_lib import eot_study, outcomes, paper, plots, sweeps
 from empir_lib.chapters import beyond
 
 EPS = sweeps.eps_grid("cifar10")
@@ -124,6 +124,25 @@ def test_the_stochastic_rows_table_and_claim(tmp_path):
     fig = plots.eot_samples_curve(curve, {"EMPIR": 5.0}, paper.FARKYA_PGD_5_255)
     assert isinstance(fig, Figure) and np.allclose(fig.axes[0].get_xticks(), [1, 2, 4, 8])
     assert isinstance(plots.eot_samples_curve(None), Figure)
+
+
+def test_the_suite_check_is_compared_on_the_same_images(tmp_path):
+    assert beyond.suite_check("cifar10", tmp_path) is None
+    # The main suite (S = 2, 10 images) keeps 2 of the first 4; the check (S = 8) runs on those 4.
+    broken_by = np.array([-1, -1, 0, 2, -1, 1, -1, -1, 0, 0])
+    folder = tmp_path / "cifar10" / "stochastic"
+    folder.mkdir(parents=True)
+    desc = outcomes.save(folder / "suite-5-255-joint.npz", broken_by, np.zeros(10, np.float32))
+    write(tmp_path, "stochastic/suite-5-255-joint", {"n": 10, "eot_samples": 2, "robust_accuracy": 0.5,
+                                                      "clean_accuracy": 0.7, "randomness": 0.3, "per_image": desc})
+    assert beyond.suite_check("cifar10", tmp_path) is None  # the check itself is not there yet
+    write(tmp_path, f"stochastic/suite-5-255-joint-eot{eot_study.CHECK_SAMPLES}",
+          {"n": 4, "eot_samples": 8, "robust_accuracy": 0.25, "robust_ci95": [0.05, 0.7]})
+    check = beyond.suite_check("cifar10", tmp_path)
+    assert check == {"samples": 8, "n": 4, "robust": 25.0, "lo": 5.0, "hi": 70.0, "main_samples": 2,
+                     "main_robust": 50.0}
+    assert "with 8 EOT samples on the first 4 images: 25.00% robust" in "\n".join(
+        beyond.claim_lines("cifar10", tmp_path))
 
 
 def test_members_line_names_the_command_until_the_joint_run_is_in_the_zoo():

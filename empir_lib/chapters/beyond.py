@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ensemble as ens_mod
-from .. import eot_study, paper, results, settings, stochastic, sweeps, zoo
+from .. import eot_study, outcomes, paper, results, settings, stochastic, sweeps, zoo
 from ..errors import check_choice
 from ..metrics import crossover  # noqa: F401  (chapter 11 and its exercise read it from here too)
 from ..tables import DASH, markdown_table, percent_cell
@@ -263,6 +263,12 @@ def claim_lines(dataset: str = "cifar10", root: Root = None) -> list[str]:
             lines.append(f"Noise alone (the same PGD's queries at eps = 0, judged the same way): {u:.2f}% of the "
                          f"images stay correct, against {c:.2f}% clean in that run: the deployed randomness alone "
                          f"takes {c - u:.2f} points, and PGD's perturbation {u - v:.2f} more.")
+    check = suite_check(dataset, root)
+    if check is not None:
+        lines.append(f"The suite again with {check['samples']} EOT samples on the first {check['n']:,} images: "
+                     f"{check['robust']:.2f}% robust (95% interval {check['lo']:.2f} to {check['hi']:.2f}), "
+                     f"against {check['main_robust']:.2f}% with {check['main_samples']} samples on the same "
+                     "images.")
     clean = joint.get("clean")
     if clean is not None and clean <= paper.FARKYA_PGD_5_255:
         # Robust accuracy cannot exceed clean accuracy: the number alone then says nothing about the method.
@@ -271,6 +277,24 @@ def claim_lines(dataset: str = "cifar10", root: Root = None) -> list[str]:
                      "what it can test is how much of its clean accuracy survives, and whether the suite's "
                      "stronger attacks take away what PGD leaves.")
     return lines
+
+
+def suite_check(dataset: str = "cifar10", root: Root = None) -> dict | None:
+    """The joint suite with more EOT samples beside the main one on the same images (%), or None.
+
+    ``{samples, n, robust, lo, hi, main_samples, main_robust}``: ``main_robust`` is the main suite's
+    robust accuracy on the check's images (the first ``n``), read from its per-image outcomes.
+    """
+    name = f"suite-5-255-joint-eot{eot_study.CHECK_SAMPLES}"
+    check, main = eot_study.read(dataset, name, root), eot_study.read(dataset, "suite-5-255-joint", root)
+    if check is None or main is None:
+        return None
+    path = results.results_dir(dataset, root) / eot_study.FOLDER / "suite-5-255-joint.json"
+    n = check["n"]
+    robust = outcomes.robust_mask(outcomes.load(path, main)["broken_by"][:n])
+    return {"samples": check["eot_samples"], "n": n, "robust": 100 * check["robust_accuracy"],
+            "lo": 100 * check["robust_ci95"][0], "hi": 100 * check["robust_ci95"][1],
+            "main_samples": main["eot_samples"], "main_robust": 100 * float(robust.mean())}
 
 
 def members_line(dataset: str = "cifar10") -> str:
