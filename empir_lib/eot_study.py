@@ -18,9 +18,10 @@ as ``empir reproduce cifar10`` jobs under ``data/results/cifar10/stochastic/``:
    stops early once an S leaves no image robust (no larger S can do better;
    the record's ``stopped_at_zero`` says so).
 2. ``pgd-5-255-<row>``: that PGD on all ``n`` test images, for the joint
-   stochastic ensemble (with the S of 1), deterministic EMPIR and the FP
-   baseline.  EOT over a deterministic network is its plain gradient S
-   times, so those two rows run with S = 1.
+   stochastic ensemble (with the S of 1), deterministic EMPIR, the FP
+   baseline and PGD adversarial training at 8/255 (:func:`rows`).  EOT
+   over a deterministic network is its plain gradient S times, so the
+   deterministic rows run with S = 1.
 3. ``suite-5-255-<row>``: the whole worst-case suite (:mod:`empir_lib.suite`)
    at 5/255 with the same EOT, on the first ``select_n`` images: every attack
    costs S times its deterministic cost, more than a 2-core CPU affords on
@@ -73,6 +74,7 @@ DECISION = "draw"
 CHECK_SAMPLES = 8  # the suite's second EOT setting (item 5), four times the curve's S where that is 2
 PGD = {"name": "pgd-ce", "kind": "pgd", "loss": "ce_mean_prob", "n_iter": 40, "restarts": 1, "step_frac": 0.1}
 RANDOMNESS_DRAWS = 10
+PGDAT_ROW = "pgd-at_eps8"  # the Table 2 defence row whose network is the adversarially trained reference
 
 
 def check_samples(samples: object) -> list[int]:
@@ -95,9 +97,12 @@ def joint_ids(dataset: str = "cifar10", members: tuple = diversity.DEFAULT_MEMBE
 
 
 def rows(dataset: str) -> dict[str, list[str]]:
-    """The rows compared: the joint stochastic ensemble, deterministic EMPIR and the FP baseline."""
+    """The rows compared: the joint stochastic ensemble, deterministic EMPIR, the FP baseline, and PGD
+    adversarial training at 8/255 (chapter 10's network, the reference at a similar clean accuracy)."""
     s = settings.get(dataset)
-    return {"joint": joint_ids(dataset), "empir": s.empir_ids, "baseline": [s.empir_fp]}
+    (pgdat,) = dict(s.defence_rows)[PGDAT_ROW]
+    return {"joint": joint_ids(dataset), "empir": s.empir_ids, "baseline": [s.empir_fp],
+            "pgdat": [settings.defended_id(dataset, pgdat)]}
 
 
 def jobs(dataset: str, n: int, select_n: int) -> list[dict]:

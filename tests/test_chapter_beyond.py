@@ -87,7 +87,7 @@ def test_flip_panels_and_the_mechanism_table(tmp_path):
 
 def test_the_stochastic_rows_table_and_claim(tmp_path):
     rows, missing = beyond.stochastic_rows("cifar10", tmp_path)
-    assert len(missing) == 7 and all(r["pgd_robust"] is None for r in rows)
+    assert len(missing) == 9 and all(r["pgd_robust"] is None for r in rows)
     text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
     assert text.count("not yet measured") == 2
     assert beyond.eot_curve("cifar10", tmp_path) is None

@@ -194,7 +194,8 @@ def eot_curve(dataset: str = "cifar10", root: Root = None) -> dict | None:
 
 
 ROW_NAMES = {"joint": "stochastic ensemble (joint training, EOT)", "empir": "EMPIR (deterministic)",
-             "baseline": "FP baseline", "noise": "stochastic ensemble, noise only (the PGD's queries at eps = 0)"}
+             "baseline": "FP baseline", "pgdat": "PGD adversarial training (8/255, chapter 10)",
+             "noise": "stochastic ensemble, noise only (the PGD's queries at eps = 0)"}
 
 
 def stochastic_rows(dataset: str = "cifar10", root: Root = None) -> tuple[list[dict], list[str]]:
