@@ -121,7 +121,10 @@ def test_the_stochastic_rows_table_and_claim(tmp_path):
            "takes 5.00 points, and PGD's perturbation 7.00 more." in text
     curve = beyond.eot_curve("cifar10", tmp_path)
     assert curve["robust"] == pytest.approx([60, 50, 43, 42]) and curve["chosen"] == 4
-    fig = plots.eot_samples_curve(curve, {"EMPIR": 5.0}, paper.FARKYA_PGD_5_255)
+    refs = beyond.curve_references(beyond.stochastic_rows("cifar10", tmp_path)[0])
+    assert refs["EMPIR (deterministic), PGD 5/255"] == pytest.approx(5.0)
+    assert refs["stochastic ensemble (joint training, EOT), worst-case suite"] is None  # not measured yet
+    fig = plots.eot_samples_curve(curve, refs, paper.FARKYA_PGD_5_255)
     assert isinstance(fig, Figure) and np.allclose(fig.axes[0].get_xticks(), [1, 2, 4, 8])
     assert isinstance(plots.eot_samples_curve(None), Figure)
 

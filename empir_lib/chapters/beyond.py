@@ -224,6 +224,22 @@ def stochastic_rows(dataset: str = "cifar10", root: Root = None) -> tuple[list[d
     return rows, missing
 
 
+def curve_references(rows: list[dict]) -> dict[str, float | None]:
+    """The horizontal lines beside the EOT curve (%), from :func:`stochastic_rows`.
+
+    The stochastic ensemble under the whole suite, every other row under the same PGD, and the
+    noise-only control (PGD's queries at eps = 0).
+    """
+    out = {}
+    for r in rows:
+        if r["row"] == "joint":
+            n = "" if r["suite_n"] is None else f", {r['suite_n']:,} images"
+            out[f"{r['name']}, worst-case suite{n}"] = r["suite_robust"]
+        else:
+            out[r["name"] if r["row"] == "noise" else f"{r['name']}, PGD 5/255"] = r["pgd_robust"]
+    return out
+
+
 def stochastic_table(dataset: str = "cifar10", root: Root = None) -> str:
     """Markdown: the three rows and Farkya et al.'s reported number (a lower bound: "over 50%")."""
     rows, _ = stochastic_rows(dataset, root)
