@@ -240,6 +240,18 @@ def curve_references(rows: list[dict]) -> dict[str, float | None]:
     return out
 
 
+def suite_cascades(dataset: str = "cifar10", root: Root = None) -> dict[str, dict]:
+    """``{label: per-stage counts}`` of the study's suite files, for :func:`empir_lib.plots.cascade_bars`."""
+    names = {f"suite-5-255-{row}": f"{ROW_NAMES[row]}, S = {{S}}" for row in eot_study.rows(dataset)}
+    names[f"suite-5-255-joint-eot{eot_study.CHECK_SAMPLES}"] = ROW_NAMES["joint"] + ", S = {S}"
+    out = {}
+    for name, label in names.items():
+        r = eot_study.read(dataset, name, root)
+        if r is not None:
+            out[label.format(S=r["eot_samples"]) + f" ({r['n']:,} images)"] = r["broken_by"]
+    return out
+
+
 def stochastic_table(dataset: str = "cifar10", root: Root = None) -> str:
     """Markdown: the three rows and Farkya et al.'s reported number (a lower bound: "over 50%")."""
     rows, _ = stochastic_rows(dataset, root)
