@@ -103,7 +103,7 @@ def test_the_stochastic_rows_table_and_claim(tmp_path):
     assert "| stochastic ensemble (joint training, EOT) | 70.00 | 42.00 (10,000) |" in md
     assert f"*> {paper.FARKYA_PGD_5_255:.0f}*" in md
     text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
-    assert "42.00% robust, 60% of its clean accuracy; the claim does not hold" in text
+    assert "42.00% robust, 60% of its clean accuracy on those images; the claim does not hold" in text
     assert text.count("not yet measured") == 1 and "no attack result on it could reach" not in text
     # A clean accuracy at or below the claimed robust accuracy is said, since then the number cannot be met.
     write(tmp_path, "stochastic/pgd-5-255-joint", {"robust_accuracy": 0.38, "clean_accuracy": 0.4988, "n": 10000,

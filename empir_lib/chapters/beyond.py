@@ -218,8 +218,11 @@ def stochastic_rows(dataset: str = "cifar10", root: Root = None) -> tuple[list[d
                 out.update({f"{kind}_robust": None, f"{kind}_n": None})
                 continue
             out.update({f"{kind}_robust": 100 * r["robust_accuracy"], f"{kind}_n": r["n"],
-                        "clean": 100 * r["clean_accuracy"], "eot_samples": r["eot_samples"],
-                        "randomness": 100 * r["randomness"]})
+                        f"{kind}_clean": 100 * r["clean_accuracy"]})
+            # The row's clean accuracy, S and randomness: from PGD's run on all n images where there is one.
+            for key, value in (("clean", 100 * r["clean_accuracy"]), ("eot_samples", r["eot_samples"]),
+                               ("randomness", 100 * r["randomness"])):
+                out.setdefault(key, value)
         rows.append(out)
     return rows, missing
 
@@ -284,8 +287,8 @@ def claim_lines(dataset: str = "cifar10", root: Root = None) -> list[str]:
             continue
         word = "holds" if v > paper.FARKYA_PGD_5_255 else "does not hold"
         lines.append(f"Ours, {what} ({joint['eot_samples']} samples, {joint[f'{kind}_n']:,} images): "
-                     f"{v:.2f}% robust, {100 * v / joint['clean']:.0f}% of its clean accuracy; "
-                     f"the claim {word} for our ensemble.")
+                     f"{v:.2f}% robust, {100 * v / joint[f'{kind}_clean']:.0f}% of its clean accuracy on those "
+                     f"images; the claim {word} for our ensemble.")
         noise = next(r for r in rows if r["row"] == "noise")
         if kind == "pgd" and noise["pgd_robust"] is not None:
             u, c = noise["pgd_robust"], noise["clean"]
