@@ -158,26 +158,26 @@ def steepest_rise(eps: list[float], share: list[float]) -> float | None:
 
 
 def mechanism_table(dataset: str, root: Root = None) -> str:
-    """Markdown: per abits, where the layer-input codes change most, beside where those members stop beating FP."""
+    """Markdown: per abits, where the layer-input codes change most, beside where those members stop beating FP
+    (white-box and transfer, FGSM and PGD)."""
     panels, _ = flip_panels(dataset, root)
     layer = panels["layer inputs, FGSM direction"]
     found, _ = crossovers(dataset, root)
+    columns = [(mode, attack) for attack in sweeps.ATTACKS for mode in MODES]
     rows = []
     for label, share in layer["series"].items():
         abits = int(label.split("=")[1])
-        cells = {}
-        for mode in MODES:
-            stops = sorted({v[(mode, "fgsm")]["stop"] for p, v in found.items()
-                            if settings.parse_precision(p)[1] == abits and (mode, "fgsm") in v
-                            and v[(mode, "fgsm")]["stop"] is not None})
-            cells[mode] = ", ".join(f"{e:.3g}" for e in stops) or DASH
         e = steepest_rise(layer["x"], share)
-        rows.append({"abits": abits, "rise": DASH if e is None else f"{e:.3g}",
-                     "white": cells[MODES[0]], "transfer": cells[MODES[1]]})
-    return markdown_table(rows, ["abits", "rise", "white", "transfer"],
+        row = {"abits": abits, "rise": DASH if e is None else f"{e:.3g}"}
+        for key in columns:
+            stops = sorted({v[key]["stop"] for p, v in found.items()
+                            if settings.parse_precision(p)[1] == abits and key in v and v[key]["stop"] is not None})
+            row[key] = ", ".join(f"{e:.3g}" for e in stops) or DASH
+        rows.append(row)
+    return markdown_table(rows, ["abits", "rise", *columns],
                           ["abits", "eps ending the steepest rise of layer-input codes changed (FGSM direction)",
-                           "where members with these abits stop beating FP: white-box FGSM",
-                           "transfer FGSM"])
+                           *(f"stop beating FP: {'white-box' if m == MODES[0] else 'transfer'} {a.upper()}"
+                             for m, a in columns)])
 
 
 # --- the stochastic ensemble under EOT -----------------------------------------------------------
