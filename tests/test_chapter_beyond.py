@@ -129,8 +129,8 @@ def test_the_stochastic_rows_table_and_claim(tmp_path):
     assert isinstance(plots.eot_samples_curve(None), Figure)
 
 
-def test_the_suite_check_is_compared_on_the_same_images(tmp_path):
-    assert beyond.suite_check("cifar10", tmp_path) is None
+def test_the_suite_checks_are_compared_on_the_same_images(tmp_path):
+    assert beyond.suite_checks("cifar10", tmp_path) == []
     # The main suite (S = 2, 10 images) keeps 2 of the first 4; the check (S = 8) runs on those 4.
     broken_by = np.array([-1, -1, 0, 2, -1, 1, -1, -1, 0, 0])
     folder = tmp_path / "cifar10" / "stochastic"
@@ -140,11 +140,11 @@ def test_the_suite_check_is_compared_on_the_same_images(tmp_path):
                                                       "broken_by": outcomes.counts(broken_by, ["a", "b"]),
                                                       "attacks": [{"name": "a"}, {"name": "b"}],
                                                       "clean_accuracy": 0.7, "randomness": 0.3, "per_image": desc})
-    assert beyond.suite_check("cifar10", tmp_path) is None  # the check itself is not there yet
-    write(tmp_path, f"stochastic/suite-5-255-joint-eot{eot_study.CHECK_SAMPLES}",
+    assert beyond.suite_checks("cifar10", tmp_path) == []  # no check is there yet
+    write(tmp_path, f"stochastic/suite-5-255-joint-eot{eot_study.CHECK_SAMPLES[0]}",
           {"n": 4, "eot_samples": 8, "robust_accuracy": 0.25, "robust_ci95": [0.05, 0.7],
            "broken_by": {"clean": 1, "a": 2, "robust": 1}})
-    check = beyond.suite_check("cifar10", tmp_path)
+    (check,) = beyond.suite_checks("cifar10", tmp_path)
     assert list(beyond.suite_cascades("cifar10", tmp_path)) == [
         "stochastic ensemble (joint training, EOT), S = 2 (10 images)",
         "stochastic ensemble (joint training, EOT), S = 8 (4 images)"]

@@ -20,11 +20,11 @@ def test_jobs_run_the_curve_first_and_compare_three_rows():
     names = [j["name"] for j in jobs[1:]]
     rows = ("joint", "empir", "baseline", "pgdat")
     assert names == [f"stochastic/{k}-5-255-{r}" for k in ("pgd", "suite") for r in rows
-                     ] + ["stochastic/pgd-0-joint", "stochastic/suite-5-255-joint-eot8"]
-    assert [j["n"] for j in jobs[1:]] == [10000] * 4 + [1000] * 4 + [10000, 500]
-    assert [eot_study.threat(j)["eps"] for j in jobs] == [eot_study.EPS] * 9 + [0.0, eot_study.EPS]
+                     ] + ["stochastic/pgd-0-joint"] + [f"stochastic/suite-5-255-joint-eot{s}" for s in (8, 16)]
+    assert [j["n"] for j in jobs[1:]] == [10000] * 4 + [1000] * 4 + [10000, 500, 500]
+    assert [eot_study.threat(j)["eps"] for j in jobs] == [eot_study.EPS] * 9 + [0.0] + [eot_study.EPS] * 2
     assert jobs[4]["members"] == ["cifar10-fp-s1-pgdat-e0.0313725"]
-    assert eot_study.row_samples(jobs[-1], "/nonexistent") == eot_study.CHECK_SAMPLES  # its own S, no curve needed
+    assert eot_study.row_samples(jobs[-1], "/nonexistent") == 16  # its own S, no curve needed
     # The joint run's ids are those 'empir joint --zoo' registers.
     assert eot_study.joint_ids("cifar10") == [
         settings.member_id("cifar10", 2, 2, 1, diversity.joint_tag(k, diversity.DIVERSITY_WEIGHT)) for k in range(3)]

@@ -246,7 +246,8 @@ def curve_references(rows: list[dict]) -> dict[str, float | None]:
 def suite_cascades(dataset: str = "cifar10", root: Root = None) -> dict[str, dict]:
     """``{label: per-stage counts}`` of the study's suite files, for :func:`empir_lib.plots.cascade_bars`."""
     names = {f"suite-5-255-{row}": f"{ROW_NAMES[row]}, S = {{S}}" for row in eot_study.rows(dataset)}
-    names[f"suite-5-255-joint-eot{eot_study.CHECK_SAMPLES}"] = ROW_NAMES["joint"] + ", S = {S}"
+    for samples in eot_study.CHECK_SAMPLES:
+        names[f"suite-5-255-joint-eot{samples}"] = ROW_NAMES["joint"] + ", S = {S}"
     out = {}
     for name, label in names.items():
         r = eot_study.read(dataset, name, root)
@@ -295,8 +296,7 @@ def claim_lines(dataset: str = "cifar10", root: Root = None) -> list[str]:
             lines.append(f"Noise alone (the same PGD's queries at eps = 0, judged the same way): {u:.2f}% of the "
                          f"images stay correct, against {c:.2f}% clean in that run: the deployed randomness alone "
                          f"takes {c - u:.2f} points, and PGD's perturbation {u - v:.2f} more.")
-    check = suite_check(dataset, root)
-    if check is not None:
+    for check in suite_checks(dataset, root):
         lines.append(f"The suite again with {check['samples']} EOT samples on the first {check['n']:,} images: "
                      f"{check['robust']:.2f}% robust (95% interval {check['lo']:.2f} to {check['hi']:.2f}), "
                      f"against {check['main_robust']:.2f}% with {check['main_samples']} samples on the same "
@@ -311,22 +311,29 @@ def claim_lines(dataset: str = "cifar10", root: Root = None) -> list[str]:
     return lines
 
 
-def suite_check(dataset: str = "cifar10", root: Root = None) -> dict | None:
-    """The joint suite with more EOT samples beside the main one on the same images (%), or None.
+def suite_checks(dataset: str = "cifar10", root: Root = None) -> list[dict]:
+    """The joint suite with more EOT samples, each beside the main suite on the same images (%).
 
-    ``{samples, n, robust, lo, hi, main_samples, main_robust}``: ``main_robust`` is the main suite's
-    robust accuracy on the check's images (the first ``n``), read from its per-image outcomes.
+    One ``{samples, n, robust, lo, hi, main_samples, main_robust}`` per measured S of
+    :data:`empir_lib.eot_study.CHECK_SAMPLES`: ``main_robust`` is the main suite's robust accuracy on
+    the check's images (the first ``n``), read from its per-image outcomes.
     """
-    name = f"suite-5-255-joint-eot{eot_study.CHECK_SAMPLES}"
-    check, main = eot_study.read(dataset, name, root), eot_study.read(dataset, "suite-5-255-joint", root)
-    if check is None or main is None:
-        return None
+    main = eot_study.read(dataset, "suite-5-255-joint", root)
+    if main is None:
+        return []
     path = results.results_dir(dataset, root) / eot_study.FOLDER / "suite-5-255-joint.json"
-    n = check["n"]
-    robust = outcomes.robust_mask(outcomes.load(path, main)["broken_by"][:n])
-    return {"samples": check["eot_samples"], "n": n, "robust": 100 * check["robust_accuracy"],
-            "lo": 100 * check["robust_ci95"][0], "hi": 100 * check["robust_ci95"][1],
-            "main_samples": main["eot_samples"], "main_robust": 100 * float(robust.mean())}
+    main_broken = outcomes.load(path, main)["broken_by"]
+    out = []
+    for samples in eot_study.CHECK_SAMPLES:
+        check = eot_study.read(dataset, f"suite-5-255-joint-eot{samples}", root)
+        if check is None:
+            continue
+        n = check["n"]
+        out.append({"samples": check["eot_samples"], "n": n, "robust": 100 * check["robust_accuracy"],
+                    "lo": 100 * check["robust_ci95"][0], "hi": 100 * check["robust_ci95"][1],
+                    "main_samples": main["eot_samples"],
+                    "main_robust": 100 * float(outcomes.robust_mask(main_broken[:n]).mean())})
+    return out
 
 
 def members_line(dataset: str = "cifar10") -> str:
