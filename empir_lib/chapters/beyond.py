@@ -243,16 +243,26 @@ def curve_references(rows: list[dict]) -> dict[str, float | None]:
     return out
 
 
+SHORT_NAMES = {"joint": "stochastic ensemble", "empir": "EMPIR", "baseline": "FP baseline",
+               "pgdat": "PGD-AT 8/255"}
+
+
 def suite_cascades(dataset: str = "cifar10", root: Root = None) -> dict[str, dict]:
-    """``{label: per-stage counts}`` of the study's suite files, for :func:`empir_lib.plots.cascade_bars`."""
-    names = {f"suite-5-255-{row}": f"{ROW_NAMES[row]}, S = {{S}}" for row in eot_study.rows(dataset)}
+    """``{label: per-stage counts}`` of the study's suite files, for :func:`empir_lib.plots.cascade_bars`.
+
+    Stages in cascade order (misclassified first, then the attacks as they ran, robust last).
+    """
+    names = {f"suite-5-255-{row}": SHORT_NAMES[row] for row in eot_study.rows(dataset)}
     for samples in eot_study.CHECK_SAMPLES:
-        names[f"suite-5-255-joint-eot{samples}"] = ROW_NAMES["joint"] + ", S = {S}"
+        names[f"suite-5-255-joint-eot{samples}"] = SHORT_NAMES["joint"]
     out = {}
     for name, label in names.items():
         r = eot_study.read(dataset, name, root)
         if r is not None:
-            out[label.format(S=r["eot_samples"]) + f" ({r['n']:,} images)"] = r["broken_by"]
+            order = ["clean", *(a["name"] for a in r.get("attacks", [])), "robust"]
+            counts = {k: r["broken_by"][k] for k in order if k in r["broken_by"]}
+            counts.update({k: v for k, v in r["broken_by"].items() if k not in counts})
+            out[f"{label}, S = {r['eot_samples']} ({r['n']:,} images)"] = counts
     return out
 
 
