@@ -71,7 +71,7 @@ EOT_SAMPLES = (1, 2, 4, 8, 16)
 # The S a later job uses: the smallest whose robust accuracy is within this of the lowest measured.
 TOLERANCE = 0.01
 DECISION = "draw"
-# The suite's further EOT settings (item 5): 8 lowered the robust accuracy below S = 2's, so 16 follows.
+# The suite's further EOT settings (item 5): 8 lowered the robust accuracy below S = 2's; 16 checks that it stopped.
 CHECK_SAMPLES = (8, 16)
 PGD = {"name": "pgd-ce", "kind": "pgd", "loss": "ce_mean_prob", "n_iter": 40, "restarts": 1, "step_frac": 0.1}
 RANDOMNESS_DRAWS = 10

@@ -11,6 +11,14 @@ from matplotlib.figure import Figure
 STAGE_COLOURS = {"clean": "tab:gray", "apgd-ce": "tab:blue", "apgd-dlr": "tab:cyan", "apgd-ce-sum": "tab:purple",
                  "pgd-margin": "tab:olive", "transfer-fp": "tab:brown", "square": "tab:pink", "cw-l2": "tab:red",
                  "robust": "tab:green"}
+# For the stages without a colour of their own (member-<i>, ...), in order: none of them is in STAGE_COLOURS.
+SPARE_COLOURS = ("tab:orange", "gold", "teal", "navy", "orchid", "darkkhaki", "lightcoral", "black")
+
+
+def stage_colours(stages: list[str]) -> dict[str, str]:
+    """A distinct colour per stage: its own where it has one, else the next spare one (cycling)."""
+    spare = iter([c for _ in range(len(stages)) for c in SPARE_COLOURS])
+    return {s: STAGE_COLOURS[s] if s in STAGE_COLOURS else next(spare) for s in stages}
 
 
 def cascade_bars(rows: dict[str, dict], title: str = "") -> Figure:
@@ -30,9 +38,10 @@ def cascade_bars(rows: dict[str, dict], title: str = "") -> Figure:
     fig = Figure(figsize=(8.5, 0.7 * len(labels) + 1.6), layout="constrained")
     ax = fig.subplots()
     left = np.zeros(len(labels))
+    colours = stage_colours(stages)
     for s in stages:
         share = np.array([100 * rows[r].get(s, 0) / max(sum(rows[r].values()), 1) for r in labels])
-        colour = STAGE_COLOURS.get(s, f"C{stages.index(s) % 10}")
+        colour = colours[s]
         ax.barh(labels, share, left=left, color=colour, label=s if share.any() else None)
         for i, v in enumerate(share):
             if v >= 4:

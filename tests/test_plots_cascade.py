@@ -1,0 +1,22 @@
+"""The cascade figure (empir_lib.plots.cascade): one distinct colour per stage."""
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from empir_lib import plots
+from empir_lib.plots import cascade
+
+
+def test_every_stage_gets_its_own_colour():
+    stages = ["clean", "apgd-ce", "member-0", "member-1", "member-2", "transfer-fp", "square", "robust"]
+    colours = cascade.stage_colours(stages)
+    assert colours["clean"] == cascade.STAGE_COLOURS["clean"] and colours["robust"] == "tab:green"
+    assert len({to_rgba(c) for c in colours.values()}) == len(stages)
+
+
+def test_cascade_bars_draws_every_stage_that_broke_something():
+    rows = {"a": {"clean": 2, "apgd-ce": 3, "member-0": 1, "robust": 4},
+            "b": {"clean": 5, "member-1": 1, "robust": 4}}
+    fig = plots.cascade_bars(rows, title="t")
+    assert isinstance(fig, Figure)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["clean", "apgd-ce", "member-0", "member-1", "robust"]
