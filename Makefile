@@ -22,10 +22,12 @@ book: setup
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Open _build/html/index.html"
 
-# The book's browser check needs Debian's chromium (tests/test_book_browser.py).
+# The book's browser check needs Debian's chromium (tests/test_book_browser.py).  Two checkouts set up
+# at once on a fresh machine both install it: the second waits for apt's lock instead of failing.
+APT = $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "Installing Debian's chromium for the browser check"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	  $(APT) update -qq && $(APT) install -y -qq chromium >/dev/null; }
 
 # ruff (configured in pyproject.toml) over the library, tests, scripts and the notebooks.
 lint: setup
