@@ -212,7 +212,9 @@ def _eot_curve(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, cfg: dict, s
     done = json.loads(part.read_text()) if part.is_file() else {"config": cfg, "points": []}
     if done["config"] != json.loads(json.dumps(cfg)):
         raise EmpirError(f"{part} holds a partial EOT curve of another configuration; delete it to start again.")
-    for s in cfg["samples"][len(done["points"]):]:
+    # A resumed curve whose last finished S left no image robust is complete (see the break below).
+    stopped = bool(done["points"]) and done["points"][-1]["robust_accuracy"] == 0
+    for s in [] if stopped else cfg["samples"][len(done["points"]):]:
         t0 = time.perf_counter()
         res = suite.cascade(ens, x, y, THREAT, pgd_spec(s), state_path=stem.with_suffix(".npz"), progress=progress)
         robust = int(np.sum(res["broken_by"] == outcomes.ROBUST))

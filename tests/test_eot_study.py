@@ -130,16 +130,31 @@ def test_a_partial_curve_of_another_configuration_is_refused(small, tmp_path):
         eot_study.run_job(job, "mnist", ens, x, y, tmp_path / "out", tmp_path, progress=False)
 
 
-def test_reproduce_skips_the_study_until_the_joint_run_is_in_the_zoo(capsys, tmp_path, data_dir):
-    if not set(eot_study.joint_ids("cifar10")) - set(zoo.members("cifar10")):
-        pytest.skip("the joint run is in the zoo")
-    # The deterministic rows need no joint run; the curve and the stochastic rows wait for it.
-    for only in ("stochastic/eot", "stochastic/pgd-5-255-joint", "stochastic/suite-5-255-joint"):
+def test_reproduce_skips_the_study_until_the_joint_run_is_in_the_zoo(capsys, tmp_path, data_dir, monkeypatch):
+    # A zoo without the joint run (the committed one has it): the deterministic rows need none; the curve,
+    # the stochastic rows, the control and the suite checks wait for it.
+    joint, real = set(eot_study.joint_ids("cifar10")), zoo.members
+    monkeypatch.setattr(zoo, "members", lambda *a, **k: {m: v for m, v in real(*a, **k).items() if m not in joint})
+    for only in ("stochastic/eot", "stochastic/pgd-5-255-joint", "stochastic/suite-5-255-joint", "stochastic/pgd-0"):
         reproduce.reproduce("cifar10", n=5, select_n=5, data_dir=data_dir, out_dir=tmp_path,
                             partial_dir=tmp_path / "p", only=only, progress=False)
     out = capsys.readouterr().out
-    assert out.count("skipped") == 3 and out.count("empir joint --dataset cifar10 --zoo") == 3
+    # The suite prefix also names the two suite checks (S = 8, 16): six jobs in all.
+    assert out.count("skipped") == 6 and out.count("empir joint --dataset cifar10 --zoo") == 6
     assert not list(tmp_path.glob("stochastic/*"))
+
+
+def test_a_resumed_curve_that_reached_zero_runs_no_further_s(small, tmp_path):
+    ens, x, y = small
+    job = {"name": "stochastic/eot-samples", "kind": "eot-samples", "members": ["s1", "s2"], "samples": [1, 2, 4],
+           "n": 12}
+    cfg = eot_study.config(job, ens, 12)
+    point = {"samples": 1, "robust_accuracy": 0.0, "robust_ci95": [0.0, 0.2], "clean_accuracy": 0.9, "seconds": 1.0}
+    (tmp_path / "part").mkdir()
+    (tmp_path / "part" / "mnist-stochastic-eot-samples.json").write_text(json.dumps({"config": cfg,
+                                                                                     "points": [point]}))
+    rec, ran = eot_study.run_job(job, "mnist", ens, x, y, tmp_path / "out", tmp_path / "part", progress=False)
+    assert ran and rec["samples"] == [1] and rec["stopped_at_zero"] and rec["chosen"] == 1
 
 
 def test_read_returns_none_while_a_file_is_missing(tmp_path):
