@@ -212,11 +212,14 @@ def _eot_curve(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, cfg: dict, s
     done = json.loads(part.read_text()) if part.is_file() else {"config": cfg, "points": []}
     if done["config"] != json.loads(json.dumps(cfg)):
         raise EmpirError(f"{part} holds a partial EOT curve of another configuration; delete it to start again.")
-    # A resumed curve whose last finished S left no image robust is complete (see the break below).
-    stopped = bool(done["points"]) and done["points"][-1]["robust_accuracy"] == 0
-    for s in [] if stopped else cfg["samples"][len(done["points"]):]:
+    for s in cfg["samples"][len(done["points"]):]:
+        if done["points"] and done["points"][-1]["robust_accuracy"] == 0:
+            # Nothing is left to break (also when resuming): a larger S cannot lower the curve, and on a
+            # 2-core CPU each S costs S times the attack.  The record's 'stopped_at_zero' says so.
+            break
         t0 = time.perf_counter()
-        res = suite.cascade(ens, x, y, THREAT, pgd_spec(s), state_path=stem.with_suffix(".npz"), progress=progress)
+        res = suite.cascade(ens, x, y, cfg["threat"], pgd_spec(s), state_path=stem.with_suffix(".npz"),
+                            progress=progress)
         robust = int(np.sum(res["broken_by"] == outcomes.ROBUST))
         lo, hi = outcomes.wilson_interval(robust, len(y))
         done["points"].append({"samples": s, "robust_accuracy": round(robust / len(y), 6),
@@ -228,10 +231,6 @@ def _eot_curve(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, cfg: dict, s
         if progress:
             print(f"  EOT {s:3d} samples: robust {robust / len(y):.4f} ({done['points'][-1]['seconds']:.0f} s)",
                   flush=True)
-        if robust == 0:
-            # Nothing is left to break: a larger S cannot lower the curve, and on a 2-core CPU each
-            # S costs S times the attack.  The record's 'stopped_at_zero' says the rest was not run.
-            break
     pts = done["points"]
     record = {**cfg, **{k: [p[k] for p in pts] for k in ("samples", "robust_accuracy", "robust_ci95",
                                                           "clean_accuracy", "seconds")}}

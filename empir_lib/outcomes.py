@@ -48,6 +48,19 @@ def counts(broken_by: np.ndarray, attack_names: list[str]) -> dict:
     return out
 
 
+def stage_counts(record: dict) -> dict:
+    """A results record's ``broken_by`` in cascade order: misclassified, the attacks as they ran, robust.
+
+    The files store their keys sorted (:func:`empir_lib.results.write_result`), which puts ``clean``
+    among the attacks; a figure of the cascade needs them in the order the images went through it.
+    """
+    order = ["clean", *(a["name"] for a in record.get("attacks", [])), "robust"]
+    counts = record["broken_by"]
+    out = {k: counts[k] for k in order if k in counts}
+    out.update({k: v for k, v in counts.items() if k not in out})
+    return out
+
+
 def load(json_path: str | os.PathLike, record: dict) -> dict:
     """The per-image arrays of a results file, checked against its JSON ``record``.
 

@@ -235,14 +235,14 @@ def _eps_text(threat: dict) -> str:
 
 
 def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[str, dict]:
-    """``{label: per-stage counts}`` of every committed cascade (for :func:`plots.cascade_bars`)."""
+    """``{label: per-stage counts}`` of every committed cascade, in cascade order (for :func:`plots.cascade_bars`)."""
     out = {}
     for threat_name, threat in suite.threats(dataset).items():
         for row, label in ROW_LABELS.items():
             path = results.results_dir(dataset, root) / FOLDER / f"{row}-{threat_name}.json"
             if path.is_file():
                 out[f"{label}, {THREAT_LABELS[threat_name]} ({_eps_text(threat)})"] = (
-                    results.read_result(path)["broken_by"])
+                    outcomes.stage_counts(results.read_result(path)))
     return out
 
 

@@ -58,6 +58,8 @@ def test_gains_counts_curves_diagnostics_and_times(tree):
     counts = worstcase.cascade_counts("mnist", tree)
     assert counts["EMPIR, L-inf, Table 1 eps (eps = 0.3)"] == {"clean": 1, "apgd-ce": 5, "apgd-dlr": 1,
                                                                "square": 1, "robust": 2}
+    # In cascade order (the file stores its keys sorted, 'clean' among the attacks).
+    assert list(counts["EMPIR, L-inf, Table 1 eps (eps = 0.3)"]) == ["clean", *NAMES, "robust"]
     d = worstcase.minimal_l2("mnist", tree)
     assert d.tolist() == [1.0, 2.0, 3.0, np.inf, 0.0]
     assert worstcase.minimal_l2("cifar10", tree) is None
@@ -113,3 +115,10 @@ def test_cw_against_the_suite_at_the_budget(tree):
     line = worstcase.cw_versus_suite("mnist", tree)
     # minimal L2 [1, 2, 3, inf, 0] against the budget 2.0: 3.0 and inf exceed it.
     assert "alone leaves 40.0% of the first 5 images" in line and "leaves 20.0% of the first 5" in line
+
+
+def test_stage_counts_follow_the_cascade_and_keep_every_stage():
+    record = {"attacks": [{"name": "b"}, {"name": "a"}],
+              "broken_by": {"a": 2, "b": 1, "clean": 3, "extra": 1, "robust": 4}}
+    assert list(outcomes.stage_counts(record).items()) == [("clean", 3), ("b", 1), ("a", 2), ("robust", 4),
+                                                           ("extra", 1)]

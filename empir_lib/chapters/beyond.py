@@ -250,7 +250,7 @@ SHORT_NAMES = {"joint": "stochastic ensemble", "empir": "EMPIR", "baseline": "FP
 def suite_cascades(dataset: str = "cifar10", root: Root = None) -> dict[str, dict]:
     """``{label: per-stage counts}`` of the study's suite files, for :func:`empir_lib.plots.cascade_bars`.
 
-    Stages in cascade order (misclassified first, then the attacks as they ran, robust last).
+    Stages in cascade order (:func:`empir_lib.outcomes.stage_counts`).
     """
     names = {f"suite-5-255-{row}": SHORT_NAMES[row] for row in eot_study.rows(dataset)}
     for samples in eot_study.CHECK_SAMPLES:
@@ -259,10 +259,7 @@ def suite_cascades(dataset: str = "cifar10", root: Root = None) -> dict[str, dic
     for name, label in names.items():
         r = eot_study.read(dataset, name, root)
         if r is not None:
-            order = ["clean", *(a["name"] for a in r.get("attacks", [])), "robust"]
-            counts = {k: r["broken_by"][k] for k in order if k in r["broken_by"]}
-            counts.update({k: v for k, v in r["broken_by"].items() if k not in counts})
-            out[f"{label}, S = {r['eot_samples']} ({r['n']:,} images)"] = counts
+            out[f"{label}, S = {r['eot_samples']} ({r['n']:,} images)"] = outcomes.stage_counts(r)
     return out
 
 
