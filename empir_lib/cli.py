@@ -25,11 +25,15 @@ from pathlib import Path
 # A command line should not open with TensorFlow's C++ start-up log: set the default before TF is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from . import assignments, attacks, bench, data, defences, diversity, ensemble, evaluate, results, settings, train, zoo
-from .deploy import deploy as deploy_member
-from .errors import EmpirError, check_choice
-from .reproduce import reproduce
-from .samples import write_samples
+from .attack import attacks
+from .book import assignments
+from .core import defences, settings
+from .core.errors import EmpirError, check_choice
+from .hardware.deploy import deploy as deploy_member
+from .nets import data, diversity, ensemble, train, zoo
+from .nets.samples import write_samples
+from .studies import bench, evaluate, results
+from .studies.reproduce import reproduce
 
 
 def _bits_arg(text: str) -> str | list[str]:

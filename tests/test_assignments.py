@@ -20,8 +20,8 @@ import sys
 
 import pytest
 
-from empir_lib import assignments, exercises
-from empir_lib.errors import EmpirError
+from empir_lib.book import assignments, exercises
+from empir_lib.core.errors import EmpirError
 
 GRADED = {"1": "1.2", "3": "3.2", "6": "6.2"}  # chapter: the exercise the wrong submission gets wrong
 

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import attacks, data, ensemble, evaluate
-from empir_lib.errors import EmpirError
+from empir_lib.attack import attacks
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, ensemble
+from empir_lib.studies import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +168,9 @@ _SHARDED = r"""
 import sys, numpy as np, tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-from empir_lib import attacks, data, distribute, ensemble
+from empir_lib.attack import attacks
+from empir_lib.nets import data, ensemble
+from empir_lib.core import distribute
 assert distribute.strategy().num_replicas_in_sync == 2
 ens = ensemble.empir("mnist")
 x, y = data.load_sample("mnist", 51)  # odd: the two shards differ in size

@@ -12,8 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from empir_lib import data, ensemble, evaluate, models, quantize, results, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, ensemble, models, quantize, zoo
+from empir_lib.studies import evaluate, results
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """The benchmark code (not its numbers: those live in benchmarks/results.json)."""
 import pytest
 
-from empir_lib import bench, data, ensemble
-from empir_lib.errors import EmpirError
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, ensemble
+from empir_lib.studies import bench
 
 
 def test_training_speed_rows_are_ratios_against_the_first_precision():

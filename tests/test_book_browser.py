@@ -37,7 +37,7 @@ import nbformat
 import pytest
 import yaml
 
-from empir_lib import launch
+from empir_lib.book import launch
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "_build" / "screenshots"

@@ -1,12 +1,15 @@
-"""Chapter 11's helpers (empir_lib.chapters.beyond) on results files written here, and its figures."""
+"""Chapter 11's helpers (empir_lib.book.chapters.beyond) on results files written here, and its figures."""
 import json
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from empir_lib import eot_study, outcomes, paper, plots, sweeps
-from empir_lib.chapters import beyond
+from empir_lib.attack import outcomes
+from empir_lib.book import plots
+from empir_lib.book.chapters import beyond
+from empir_lib.core import paper
+from empir_lib.studies import eot_study, sweeps
 
 EPS = sweeps.eps_grid("cifar10")
 
@@ -174,7 +177,7 @@ def test_uniform_flip_share_matches_a_simulation():
 
 
 def test_live_measurements_on_the_sample():
-    from empir_lib import data
+    from empir_lib.nets import data
     x, y = data.load_sample("mnist", 40)
     panels = beyond.live_flips("mnist-a2w2-s1", x, y, [0.0, 0.1, 0.3])
     px = panels["pixels, random sign"]["series"]

@@ -1,4 +1,4 @@
-"""Chapter 10's helpers (empir_lib.chapters.defences) and exercise checks (empir_lib.exercises.ch10).
+"""Chapter 10's helpers (empir_lib.book.chapters.defences) and exercise checks (empir_lib.book.exercises.ch10).
 
 Results files and zoo manifests are written to temporary folders, so every
 expected cell is known exactly: a missing file is a dash and a note naming its
@@ -13,10 +13,12 @@ import pytest
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from empir_lib import exercises, paper, reproduce, settings
-from empir_lib.chapters import defences as d
-from empir_lib.errors import EmpirError
-from empir_lib.files import sha256
+from empir_lib.book import exercises
+from empir_lib.book.chapters import defences as d
+from empir_lib.core import paper, settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.core.files import sha256
+from empir_lib.studies import reproduce
 
 ATTACKS = ("cw", "fgsm", "bim", "pgd")
 

@@ -1,4 +1,4 @@
-"""The chapters' helpers (empir_lib.chapters): each is checked on a small, hand-made case.
+"""The chapters' helpers (empir_lib.book.chapters): each is checked on a small, hand-made case.
 
 Results files are written to a temporary ``root`` so the expected tables are
 known exactly; the landscape and rules helpers run on a few embedded MNIST
@@ -10,9 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from empir_lib import attacks, bench, ensemble, results, settings, timing, zoo
-from empir_lib.chapters import committed, landscape, members, rules, storage, table2, warning_signs
-from empir_lib.errors import EmpirError
+from empir_lib.attack import attacks
+from empir_lib.book.chapters import committed, landscape, members, rules, storage, table2, warning_signs
+from empir_lib.core import settings, timing
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import ensemble, zoo
+from empir_lib.studies import results
 
 
 def write(root, dataset, name, acc, clean=0.9, n=100, objective="mean_prob", **extra):
@@ -232,7 +235,7 @@ def test_zoo_table_and_accuracy_gaps():
 
 
 def test_overhead_verdicts():
-    from empir_lib.chapters import scale
+    from empir_lib.book.chapters import scale
     lines = scale.overhead_verdicts({"eq6_storage": 1.1, "layer_storage": 1.3, "eq6_time": 1.1, "layer_time": 1.2},
                                     "FP AlexNet")
     assert lines == ["storage overhead over one FP AlexNet: Eq. 6 10.0%, layer by layer 30.0% (above the paper's <25%)",
@@ -242,7 +245,7 @@ def test_overhead_verdicts():
 def test_storage_configurations_and_macs():
     md = storage.configurations_table()
     assert md.count("\n") >= 4 and "a4w2 + a4w2 + FP" in md
-    from empir_lib import models
+    from empir_lib.nets import models
     md = storage.macs_table(models.mnist_conv(2, 4), "m")
     assert "layer (m)" in md and "100.00%" not in md
 
@@ -260,7 +263,7 @@ def test_rules_example_top_confusion_and_better_rule():
     assert notes["FGSM accuracy, live"][(0, 3)] == "paper 56.9"
 
 
-# --- timing.best_time (re-exported by bench) ----------------------------------------------------
+# --- timing.best_time ---------------------------------------------------------------------------
 
 
 def test_best_time_is_the_minimum_after_a_warm_up():
@@ -272,7 +275,6 @@ def test_best_time_is_the_minimum_after_a_warm_up():
 
     t = timing.best_time(fn, repeats=3)
     assert len(calls) == 4 and t < 0.04
-    assert bench.best_time is timing.best_time
 
 
 def test_chapters_6_and_9_do_not_load_art():
@@ -297,7 +299,7 @@ def test_chapters_6_and_9_do_not_load_art():
 
 @pytest.fixture(scope="module")
 def small():
-    from empir_lib import data
+    from empir_lib.nets import data
     x, y = data.load_sample("mnist", 16)
     return ensemble.empir("mnist", "average"), x, y
 
@@ -339,14 +341,14 @@ def test_own_paths_gives_one_curve_per_objective(small):
 
 
 def test_describe_and_parameters_table():
-    from empir_lib.chapters import four_attacks
+    from empir_lib.book.chapters import four_attacks
     assert four_attacks.describe({"eps": 0.3, "nb_iter": 40, "other": 1}) == "ε = 0.3, iterations = 40, other = 1"
     md = four_attacks.parameters_table()
     assert "| mnist |" in md and "CW-L2" in md and "ε = 0.3" in md
 
 
 def test_bound_checks_and_summary(small):
-    from empir_lib.chapters import four_attacks
+    from empir_lib.book.chapters import four_attacks
     ens, x, y = small
     far = {"fgsm": np.clip(x + 0.5, 0, 1), "cw": x}
     lines = four_attacks.bound_checks(x, far, "mnist")
@@ -425,7 +427,7 @@ def test_tradeoff_points_with_fgsm(small):
 
 
 def test_four_attacks_run_all(small):
-    from empir_lib.chapters import four_attacks
+    from empir_lib.book.chapters import four_attacks
     _, x, y = small
     adversarial, seconds = four_attacks.run_all(ensemble.baseline("mnist"), x[:2], y[:2], "mnist")
     assert list(adversarial) == list(attacks.ATTACKS) and all(s > 0 for s in seconds.values())
@@ -433,8 +435,8 @@ def test_four_attacks_run_all(small):
 
 
 def test_scale_networks_and_costs():
-    from empir_lib import models
-    from empir_lib.chapters import scale
+    from empir_lib.book.chapters import scale
+    from empir_lib.nets import models
     assert scale.net("mnist", 2, 4) is scale.net("mnist", 2, 4)
     fp, lp = scale.net("mnist"), scale.net("mnist", 2, 4)
     assert scale.conv1(fp) == "8×8, stride 2, 64 filters" and scale.macs(fp) == scale.macs(lp) > 0
@@ -449,7 +451,7 @@ def test_scale_networks_and_costs():
 
 
 def test_scale_settings_table():
-    from empir_lib.chapters import scale
+    from empir_lib.book.chapters import scale
     md = scale.settings_table()
     assert "| classes | 1000 | 200 |" in md and "| width multiplier | 1 | 0.25 |" in md
 
@@ -481,6 +483,6 @@ def test_beside_paper_versus_and_live_check(small, tmp_path):
 
 
 def test_width_rates():
-    from empir_lib.chapters import scale
+    from empir_lib.book.chapters import scale
     table, summary = scale.width_rates(widths=(0.25,), batch=2)
     assert table.splitlines()[-1].startswith("| 0.25 |") and summary.startswith("width 0.25 costs 1.0x")

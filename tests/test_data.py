@@ -5,8 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from empir_lib import data, files, imagenet
-from empir_lib.errors import EmpirError
+from empir_lib.core import files
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, imagenet
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

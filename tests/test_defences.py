@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import defence_losses, defences, paper, reproduce, settings, train, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.core import defences, paper, settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import defence_losses, train, zoo
+from empir_lib.studies import reproduce
 
 
 def _tiny_model(seed=0):

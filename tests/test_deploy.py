@@ -1,4 +1,4 @@
-"""Members deployed in ONNX Runtime with integer kernels (empir_lib/deploy.py): same predictions as Keras."""
+"""Members deployed in ONNX Runtime with integer kernels (empir_lib/hardware/deploy.py): same predictions as Keras."""
 import json
 import os
 import subprocess
@@ -9,9 +9,12 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
-from empir_lib import data, deploy, deploy_bench, ensemble, exercises, models, overhead, quantize, settings, zoo
-from empir_lib.chapters import hardware
-from empir_lib.errors import EmpirError
+from empir_lib.book import exercises
+from empir_lib.book.chapters import hardware
+from empir_lib.core import settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.hardware import deploy, deploy_bench, overhead
+from empir_lib.nets import data, ensemble, models, quantize, zoo
 
 MNIST_EMPIR = settings.get("mnist").empir_ids
 
@@ -54,7 +57,7 @@ def test_deployed_mnist_empir_matches_keras_on_the_full_test_set(data_dir, tmp_p
 # Batch norm between a quantised layer and the next (AlexNet) puts continuous values in front of a
 # quantiser, so float sums accumulated in another order can move one across a rounding boundary: a few
 # of 10,000 predictions differ (5 and 13 of 10,000 measured).  Without batch norm nothing can (module
-# docstring of empir_lib.deploy), so MNIST and CIFAR-10 must match on every image.
+# docstring of empir_lib.hardware.deploy), so MNIST and CIFAR-10 must match on every image.
 BOUND = {"mnist": 0, "cifar10": 0, "tiny-imagenet": 30, "tiny-imagenet+nbits": 30}
 
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import diversity, settings, stochastic, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.core import settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import diversity, stochastic, zoo
 
 
 def test_the_penalty_is_higher_for_identical_members_than_for_independent_ones():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import ensemble, models
-from empir_lib.errors import EmpirError
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import ensemble, models
 
 
 def _probs_to_logits(p):
@@ -72,7 +72,7 @@ def test_priority_puts_fp_members_first():
 
 
 def test_zoo_empir_ensemble_predicts_the_sample():
-    from empir_lib import data
+    from empir_lib.nets import data
 
     e = ensemble.empir("mnist")
     x, y = data.load_sample("mnist", 200)

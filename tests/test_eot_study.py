@@ -1,10 +1,12 @@
-"""The stochastic ensemble under EOT (empir_lib.eot_study): its jobs, the S it picks, and a small real run."""
+"""The stochastic ensemble under EOT (empir_lib.studies.eot_study): its jobs, the S it picks, and a small real run."""
 import json
 
 import pytest
 
-from empir_lib import data, diversity, ensemble, eot_study, reproduce, results, settings, stochastic, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.core import settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, diversity, ensemble, stochastic, zoo
+from empir_lib.studies import eot_study, reproduce, results
 
 
 @pytest.mark.parametrize("bad", [[], [0], [2, 1], [1, 1], [1, 2.5], "abc", None, [True]])

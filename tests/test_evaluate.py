@@ -9,8 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from empir_lib import attacks, data, ensemble, evaluate
-from empir_lib.errors import EmpirError
+from empir_lib.attack import attacks
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, ensemble
+from empir_lib.studies import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
-from empir_lib import exercises, quantize, zoo
+from empir_lib.book import exercises
+from empir_lib.nets import quantize, zoo
 
 REPO = Path(__file__).resolve().parent.parent
 TICK, CROSS = exercises.OK, exercises.NO
@@ -245,7 +246,7 @@ def test_linf_check(capsys):
 
 
 def test_gradient_counts_follow_the_presets(capsys):
-    from empir_lib import attacks
+    from empir_lib.attack import attacks
 
     counts = exercises.gradient_counts("mnist")
     assert counts == {"fgsm": 1, "bim": attacks.PRESETS["mnist"]["bim"]["nb_iter"],
@@ -275,7 +276,7 @@ def test_overheads_check(capsys):
 
 
 def test_pack_check(capsys):
-    from empir_lib import overhead
+    from empir_lib.hardware import overhead
 
     verdict(capsys, exercises.check_pack(overhead.pack_codes), True)
     verdict(capsys, exercises.check_pack(lambda c, k: c.astype(np.uint8)), False, "not a whole byte")
@@ -534,7 +535,8 @@ def layerwise_fraction(f, k):
 
 
 def test_member_storage_reference_is_the_packed_size():
-    from empir_lib import models, overhead
+    from empir_lib.hardware import overhead
+    from empir_lib.nets import models
 
     model = models.alexnet_tiny(2, 2, width=0.25)
     report = overhead.storage_report(model)

@@ -1,7 +1,7 @@
 """Chapter 11's exercise checks accept a right answer and say what is wrong with wrong ones."""
 import numpy as np
 
-from empir_lib import exercises
+from empir_lib.book import exercises
 
 
 def crossover(eps, member, fp):

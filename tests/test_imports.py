@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from empir_lib import LAYERS
+
 PACKAGE = "empir_lib"
 ROOT = REPO / PACKAGE
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
-    """'empir_lib/exercises/ch01.py' -> 'exercises.ch01'; a package's __init__ is the package; root is ''."""
+    """'empir_lib/book/exercises/ch01.py' -> 'exercises.ch01'; a package's __init__ is the package; root is ''."""
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -55,8 +57,8 @@ def imports_of(path: Path, modules: set[str], root: Path = ROOT) -> list[tuple[s
             else:
                 base_name = None
             if base_name is not None:
-                # `from . import zoo` imports the module empir_lib.zoo; `from .zoo import load` imports
-                # empir_lib.zoo; `from . import __version__` imports the package itself.
+                # `from . import zoo` imports the module empir_lib.nets.zoo; `from .zoo import load` imports
+                # empir_lib.nets.zoo; `from . import __version__` imports the package itself.
                 named = [f"{base_name}.{a.name}" if base_name else a.name for a in node.names]
                 named = [m for m in named if m in modules]
                 for target in named if named and not node.module else [base_name, *named]:
@@ -118,8 +120,48 @@ def test_no_library_module_is_imported_inside_a_function():
 
 def test_the_graph_sees_the_imports_it_should():
     graph, _ = import_graph()
-    assert {"ensemble", "settings"} <= graph["attacks"] and {"zoo", "settings"} <= graph["ensemble"]
-    assert "exercises.ch01" in graph["exercises"] and "settings" in graph["exercises.ch01"]
+    assert {"nets.ensemble", "core.settings"} <= graph["attack.attacks"]
+    assert {"nets.zoo", "core.settings"} <= graph["nets.ensemble"]
+    assert "book.exercises.ch01" in graph["book.exercises"] and "core.settings" in graph["book.exercises.ch01"]
+
+
+def layer_of(module: str, layers: tuple[str, ...]) -> int:
+    """The index of a module's layer in ``layers``; the package and modules outside every layer (cli) are on top."""
+    head = module.split(".")[0]
+    return layers.index(head) if head in layers else len(layers)
+
+
+def upward_imports(graph: dict[str, set[str]], layers: tuple[str, ...]) -> list[str]:
+    """Every import of a module in a higher layer than the importer's, as 'a imports b'."""
+    return [f"{m or PACKAGE} ({layer_of(m, layers)}) imports {t} ({layer_of(t, layers)})"
+            for m, targets in sorted(graph.items()) for t in sorted(targets)
+            if m and layer_of(t, layers) > layer_of(m, layers)]
+
+
+def test_every_module_is_in_a_layer_folder():
+    graph, _ = import_graph()
+    loose = [m for m in graph if m and m.split(".")[0] not in LAYERS and m != "cli"]
+    assert not loose, f"modules outside the layer folders {LAYERS}: {loose}"
+
+
+def test_imports_run_down_the_layers_only():
+    graph, _ = import_graph()
+    upward = upward_imports(graph, LAYERS)
+    assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+
+
+def test_a_planted_upward_import_is_caught(tmp_path):
+    pkg = tmp_path / PACKAGE
+    for layer in ("low", "high"):
+        (pkg / layer).mkdir(parents=True)
+        (pkg / layer / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "high" / "h.py").write_text("from ..low import l\n")
+    (pkg / "low" / "l.py").write_text("from ..high import h\n")  # the planted upward import
+    graph, _ = import_graph(pkg)
+    # `from ..high import h` imports both the package high and the module high.h
+    assert upward_imports(graph, ("low", "high")) == ["low.l (0) imports high (1)", "low.l (0) imports high.h (1)"]
+    assert upward_imports(graph, ("high", "low")) == ["high.h (0) imports low (1)", "high.h (0) imports low.l (1)"]
 
 
 def test_find_cycle_finds_a_cycle_and_names_it():

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO
 from IPython.core.inputtransformer2 import TransformerManager
 
-from empir_lib import launch
+from empir_lib.book import launch
 
 sys.path.insert(0, str(REPO / "book" / "_ext"))
 import launch_buttons  # noqa: E402  (the book's Sphinx extension, found as Sphinx finds it)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from empir_lib import models
-from empir_lib.errors import EmpirError
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import models
 
 
 def test_parameter_counts():

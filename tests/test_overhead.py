@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from empir_lib import data, models, overhead, quantize, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.core.errors import EmpirError
+from empir_lib.hardware import overhead
+from empir_lib.nets import data, models, quantize, zoo
 
 FP = (32, 32)
 

@@ -117,4 +117,4 @@ def test_every_subpackage_is_packaged():
     find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     packaged = set(find_packages(str(REPO), include=find["include"]))
     on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "empir_lib").rglob("__init__.py")}
-    assert {"empir_lib", "empir_lib.exercises", "empir_lib.plots"} <= on_disk == packaged
+    assert {"empir_lib", "empir_lib.book.exercises", "empir_lib.book.plots"} <= on_disk == packaged

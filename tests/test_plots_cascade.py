@@ -1,9 +1,9 @@
-"""The cascade figure (empir_lib.plots.cascade): one distinct colour per stage."""
+"""The cascade figure (empir_lib.book.plots.cascade): one distinct colour per stage."""
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from empir_lib import plots
-from empir_lib.plots import cascade
+from empir_lib.book import plots
+from empir_lib.book.plots import cascade
 
 
 def test_every_stage_gets_its_own_colour():

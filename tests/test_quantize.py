@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib.errors import EmpirError
-from empir_lib.quantize import levels, quantize_activations, quantize_k, quantize_weights
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets.quantize import levels, quantize_activations, quantize_k, quantize_weights
 
 # Worked by hand: round(x * (2^k - 1)) / (2^k - 1), where round is TensorFlow's
 # (and the original code's) round-half-to-even: 7.5 -> 8 but 10.5 -> 10.

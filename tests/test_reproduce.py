@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from empir_lib import reproduce, worstcase, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import zoo
+from empir_lib.studies import reproduce, worstcase
 
 
 @pytest.mark.parametrize("dataset", reproduce.DATASETS)
@@ -34,7 +35,7 @@ def test_tiny_imagenet_plan_is_table2_members_and_eps4_only():
 def test_adaptive_jobs_pick_the_worst_objective(tmp_path):
     sel = tmp_path / "adaptive-select"
     sel.mkdir()
-    from empir_lib import evaluate
+    from empir_lib.studies import evaluate
     for obj, acc in (("mean_prob", 0.30), ("member:0", 0.10), ("mean_logits", 0.20)):
         result = {"members": zoo.EMPIR_MEMBERS["mnist"], "rule": "vote", "attack": "pgd", "protocol": "adaptive",
                   "objective": obj, "params": {}, "n": 1000, "clean_accuracy": 0.99, "adversarial_accuracy": acc,
@@ -49,8 +50,8 @@ def test_adaptive_jobs_pick_the_worst_objective(tmp_path):
 
 def test_adaptive_jobs_break_ties_by_name_like_the_chapters(tmp_path):
     """A tie goes to the first name in sorted order: results.worst_objective, the rule the chapters show."""
-    from empir_lib import evaluate, results
-    from empir_lib.chapters import committed
+    from empir_lib.book.chapters import committed
+    from empir_lib.studies import evaluate, results
     sel = tmp_path / "adaptive-select"
     sel.mkdir()
     tried = {"mean_prob": 0.10, "mean_logits": 0.10, "temperature": 0.30}
@@ -91,7 +92,7 @@ def offline_plan(monkeypatch):
 
 def test_jobs_run_one_attack_at_a_time_table2_column_first(tmp_path, monkeypatch, offline_plan):
     """Each attack's paper rows, selection, adaptive row and sweeps finish before the next attack starts."""
-    from empir_lib import evaluate
+    from empir_lib.studies import evaluate
     ran = []
 
     def fake_run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov):

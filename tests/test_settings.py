@@ -1,8 +1,11 @@
 """One source for every dataset's settings: the old per-module tables are views of it, zoo ids round-trip."""
 import pytest
 
-from empir_lib import attacks, data, models, paper, reproduce, results, samples, settings, train, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.attack import attacks
+from empir_lib.core import paper, settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, models, samples, train, zoo
+from empir_lib.studies import reproduce, results
 
 
 def test_the_old_tables_are_views_of_settings():

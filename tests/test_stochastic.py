@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import apgd, data, ensemble, models, quantize, results, stochastic, suite, surrogates, worstcase, zoo
-from empir_lib.errors import FULL_PRECISION, EmpirError
+from empir_lib.attack import apgd, suite, surrogates
+from empir_lib.core.errors import FULL_PRECISION, EmpirError
+from empir_lib.nets import data, ensemble, models, quantize, stochastic, zoo
+from empir_lib.studies import results, worstcase
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4])

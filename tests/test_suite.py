@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import apgd, art_bridge, attacks, data, diagnostics, ensemble, outcomes, suite, surrogates, worstcase
-from empir_lib.errors import EmpirError
+from empir_lib.attack import apgd, art_bridge, attacks, diagnostics, outcomes, suite, surrogates
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, ensemble
+from empir_lib.studies import worstcase
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import attacks, data, models, results, settings, sweeps, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.attack import attacks
+from empir_lib.core import settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, models, zoo
+from empir_lib.studies import results, sweeps
 
 
 @pytest.mark.parametrize("bad", [[-0.1, 0.2], [0.2, 0.1], [0.1, 0.1], [], [0.0, float("nan")], [0.5, 2.0],

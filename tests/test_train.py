@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib import train
-from empir_lib.errors import EmpirError
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import train
 
 
 def _weights(run_dir):
@@ -112,7 +112,7 @@ _TWO_REPLICAS = r"""
 import sys, numpy as np, tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-from empir_lib import train
+from empir_lib.nets import train
 r = train.train_member("mnist", 2, 4, seed=3, epochs=1, n_train=300, batch_size=100, progress=False,
                        run_dir=sys.argv[1])
 print("REPLICAS", r["distribute"]["replicas"])
@@ -143,7 +143,7 @@ def test_two_replica_mirrored_training_matches_one_device(tmp_path, data_dir):
 def _initial_weights(seed):
     import keras
 
-    from empir_lib import models
+    from empir_lib.nets import models
     keras.utils.set_random_seed(seed)
     return [w.numpy() for w in models.build("mnist_conv", 2, 4).weights]
 

@@ -4,8 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from empir_lib import outcomes, plots, results, suite, worstcase
-from empir_lib.errors import EmpirError
+from empir_lib.attack import outcomes, suite
+from empir_lib.book import plots
+from empir_lib.core.errors import EmpirError
+from empir_lib.studies import results, worstcase
 
 NAMES = ["apgd-ce", "apgd-dlr", "square"]
 

@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from empir_lib import data, files, zoo
-from empir_lib.errors import EmpirError
+from empir_lib.core import files
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, zoo
 
 MANIFEST = zoo.read_manifest()["members"]
 
@@ -63,7 +64,7 @@ def _tiny_zoo(tmp_path, model):
 
 
 def test_truncated_or_tampered_weights_are_refused(tmp_path):
-    from empir_lib import models
+    from empir_lib.nets import models
 
     path = _tiny_zoo(tmp_path, models.cifar_conv(2, 2))
     assert zoo.load("m", tmp_path).count_params() == 116_704
@@ -93,7 +94,7 @@ def test_unknown_member_lists_the_available_ones():
 
 
 def test_tiny_imagenet_member_is_stored_as_float16_and_loads_back(tmp_path, data_dir):
-    from empir_lib import models
+    from empir_lib.nets import models
     keras.utils.set_random_seed(0)
     model = models.alexnet_tiny(width=0.125)
     path = tmp_path / "model.keras"

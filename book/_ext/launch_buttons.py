@@ -2,7 +2,7 @@
 
 ``repository.url`` in ``_config.yml`` is the one setting the Binder, Colab
 and repository buttons are built from.  While it is the placeholder
-(``empir_lib.launch.PLACEHOLDER_URL``) this extension removes those buttons
+(``empir_lib.book.launch.PLACEHOLDER_URL``) this extension removes those buttons
 from every page, so a reader never clicks through to a page that does not
 exist.  Set the real URL and they appear, with no other change.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from sphinx.application import Sphinx
 from sphinx.config import Config
 
-from empir_lib.launch import is_placeholder
+from empir_lib.book.launch import is_placeholder
 
 
 def _hide_buttons_without_a_repository(app: Sphinx, config: Config) -> None:

@@ -1,0 +1,284 @@
+"""Auto-PGD (Croce & Hein 2020) and fixed-step PGD, judged on the deployed decision at every iterate.
+
+APGD (their Algorithm 1) is PGD with three changes that remove the step size
+as a free parameter:
+
+* the first step is ``2 eps``; after it, each step mixes the new projected
+  point with the previous move (momentum ``alpha = 0.75``):
+  ``z = P(x_k + eta sign(g_k))``,
+  ``x_{k+1} = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1}))``;
+* at checkpoints ``w_j`` (the first after 22% of the iterations, then at
+  shrinking intervals, never below 6%) the step ``eta`` halves, and the
+  iterate restarts from the best point so far, when the loss rose in fewer
+  than ``rho = 75%`` of the steps since the last checkpoint, or when the step
+  was not halved last time and the best loss has not improved since;
+* every iterate is kept if it is the best so far.
+
+We follow the reference implementation (``autopgd_base.py`` of
+fra31/auto-attack) in each of these, with one deliberate difference: success
+is judged on the **deployed decision** returned by the loss function (the
+vote), at *every* iterate, and the first iterate that fools it is returned
+("best iterate", the guide's rule for a defence whose decision is not the
+argmax of the surrogate).  The oscillation count at the first checkpoint
+compares the first step with the loss at the random start (the reference
+compares it with an unfilled zero).
+
+**Compaction.**  The iterations run in segments inside one ``tf.function``
+(the first ends after 2 iterations, the next after 5, then every
+``segment``); between segments the images already broken leave the
+batch.  For an image the result is the same as without compaction (the
+per-image schedule never looks at other images), but an ensemble that is
+broken on 99% of images after 10 steps costs about 10 steps per image, not
+100.  This is the cascade's idea applied inside one attack.
+
+``pgd`` is the same loop with a fixed step, no momentum and no checkpoints.
+Both work for L-infinity (sign of the gradient, clip to the box) and L2
+(normalised gradient, projection onto the ball).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
+
+NORMS = ("linf", "l2")
+RHO = 0.75
+MOMENTUM = 0.75
+CLIP = (0.0, 1.0)
+
+
+class Outcome(NamedTuple):
+    """What one attack did to a batch: per-image arrays (numpy), all of length n."""
+
+    x_adv: np.ndarray       # the first iterate that fooled the decision, else the last best-loss point
+    broken: np.ndarray      # bool: some iterate fooled the deployed decision
+    loss_start: np.ndarray  # surrogate loss at the (first) random start
+    loss_best: np.ndarray   # best surrogate loss reached (for images never broken: at the end)
+    zero_grad: np.ndarray   # bool: the gradient at the start was exactly zero
+    steps: int              # image-steps spent (forward + backward passes), for the benchmarks
+
+
+def checkpoints(n_iter: int) -> tuple[np.ndarray, np.ndarray]:
+    """APGD's checkpoint schedule: (is iteration i a checkpoint, the window length there).
+
+    As in the reference code: the first window is ``max(int(0.22 n), 1)``
+    iterations, each next one ``max(int(0.03 n), 1)`` shorter, never below
+    ``max(int(0.06 n), 1)``.
+    """
+    n_iter = check_positive_int(n_iter, "n_iter")
+    k, kmin, decr = max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
+    check, window = np.zeros(n_iter, bool), np.zeros(n_iter, np.int32)
+    counter = 0
+    for i in range(n_iter):
+        counter += 1
+        if counter == k:
+            check[i], window[i] = True, k
+            k, counter = max(k - decr, kmin), 0
+    return check, window
+
+
+def segments(n_iter: int, segment: int = 10) -> list[int]:
+    """Where compaction happens: after iterations 2 and 5, then every ``segment`` (bounds incl. 0 and n_iter).
+
+    Most images an attack breaks fall in its first few steps; looking early
+    lets them leave the batch before they cost ten steps each.
+    """
+    if segment >= n_iter:  # no compaction at all (the benchmarks' baseline)
+        return [0, n_iter]
+    early = [b for b in (2, 5) if b < segment]
+    return sorted({0, *early, *range(segment, n_iter, segment), n_iter})
+
+
+def _bcast(v: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(v, [-1, 1, 1, 1])
+
+
+def _l2(d: tf.Tensor) -> tf.Tensor:
+    return tf.sqrt(tf.reduce_sum(tf.square(d), [1, 2, 3]))
+
+
+def project(x_nat: tf.Tensor, x: tf.Tensor, eps: float, norm: str, clip: tuple[float, float] = CLIP) -> tf.Tensor:
+    """Project ``x`` onto the eps ball around ``x_nat`` (L-inf or L2), then into the pixel box.
+
+    Clipping to the box after the ball keeps the ball: each pixel only moves towards ``x_nat``.
+    """
+    if norm == "linf":
+        x = tf.clip_by_value(x, x_nat - eps, x_nat + eps)
+    else:
+        d = x - x_nat
+        x = x_nat + d * _bcast(tf.minimum(1.0, eps / (_l2(d) + 1e-12)))
+    return tf.clip_by_value(x, *clip)
+
+
+def direction(g: tf.Tensor, norm: str) -> tf.Tensor:
+    """The steepest-ascent direction of unit norm: sign (L-inf) or g / ||g|| (L2)."""
+    return tf.sign(g) if norm == "linf" else g / _bcast(_l2(g) + 1e-12)
+
+
+def loss_and_gradient(fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """``(loss, decision, gradient of the summed loss)`` of a suite loss function at ``x``."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss, pred = fn(x, y)
+        total = tf.reduce_sum(loss)
+    # A loss that does not depend on x (a masked model) has a zero gradient, not None.
+    return loss, pred, tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+# State rows, all per image: the current and previous iterates and gradient,
+# the best-loss point and its gradient, the step size, the bookkeeping of the
+# last checkpoint, the loss history (iterations + 1, batch), and the first
+# iterate that fooled the decision.
+_FIELDS = ("x_adv", "x_old", "grad", "x_best", "grad_best", "loss_best", "step", "best_last_check",
+           "reduced_last", "hist", "broken", "x_broken")
+
+
+_SEGMENTS: dict = {}
+
+
+def _make_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
+    # One traced segment per loss function and variant: a caller that reuses its
+    # loss function (the suite does) traces once, not once per batch.
+    key = (fn, norm, tuple(clip), schedule, momentum)
+    if key not in _SEGMENTS:
+        _SEGMENTS[key] = _trace_segment(fn, norm, clip, schedule, momentum)
+    return _SEGMENTS[key]
+
+
+def _trace_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
+    @tf.function(reduce_retracing=True)
+    def segment(st, x_nat, y, eps, i0, i1, check, window):
+        x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist, broken, x_broken = st
+        for i in tf.range(i0, i1):
+            # The batch shrinks between segments: keep its size free, or a one-image batch
+            # traced with a known size fails to match the loop's relaxed shapes.
+            tf.autograph.experimental.set_loop_options(shape_invariants=[
+                (v, tf.TensorShape([None, *v.shape[1:]])) for v in (x_adv, x_old, grad, x_best, grad_best, x_broken)
+            ] + [(v, tf.TensorShape([None])) for v in (loss_best, step, best_last, reduced_last, broken)]
+              + [(hist, tf.TensorShape([hist.shape[0], None]))])
+            a = tf.where(tf.logical_and(momentum, i > 0), MOMENTUM, 1.0)
+            grad2 = x_adv - x_old
+            x_old = x_adv
+            z = project(x_nat, x_adv + _bcast(step) * direction(grad, norm), eps, norm, clip)
+            x_new = project(x_nat, x_adv + a * (z - x_adv) + (1.0 - a) * grad2, eps, norm, clip)
+            loss, pred, g = loss_and_gradient(fn, x_new, y)
+            fooled = tf.not_equal(pred, y)
+            x_broken = tf.where(_bcast(tf.cast(fooled & ~broken, x_new.dtype)) > 0, x_new, x_broken)
+            broken = broken | fooled
+            hist = tf.tensor_scatter_nd_update(hist, [[i + 1]], loss[None])
+            better = loss > loss_best
+            x_best = tf.where(_bcast(tf.cast(better, x_new.dtype)) > 0, x_new, x_best)
+            grad_best = tf.where(_bcast(tf.cast(better, x_new.dtype)) > 0, g, grad_best)
+            loss_best = tf.maximum(loss, loss_best)
+            x_adv, grad = x_new, g
+            if schedule:
+                k = window[i]
+                span = tf.slice(hist, [tf.maximum(i - k + 1, 0), 0], [k + 1, -1])
+                rises = tf.reduce_sum(tf.cast(span[1:] > span[:-1], tf.float32), 0)
+                osc = rises <= tf.cast(k, tf.float32) * RHO
+                stuck = ~reduced_last & (best_last >= loss_best)
+                reduce = check[i] & (osc | stuck)
+                reduced_last = tf.where(check[i], reduce, reduced_last)
+                best_last = tf.where(check[i], loss_best, best_last)
+                step = tf.where(reduce, step / 2.0, step)
+                rb = _bcast(tf.cast(reduce, x_new.dtype)) > 0
+                x_adv = tf.where(rb, x_best, x_adv)
+                grad = tf.where(rb, grad_best, grad)
+        return (x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist, broken,
+                x_broken)
+
+    return segment
+
+
+def _start(fn, x_nat, y, eps, norm, clip, seed):
+    shape = tf.shape(x_nat)
+    if norm == "linf":
+        t = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
+        t = t / _bcast(tf.reduce_max(tf.abs(tf.reshape(t, [shape[0], -1])), 1) + 1e-12)
+    else:
+        t = tf.random.stateless_normal(shape, seed)
+        t = t / _bcast(_l2(t) + 1e-12)
+    x0 = tf.clip_by_value(x_nat + eps * t, *clip)
+    loss, pred, g = loss_and_gradient(fn, x0, y)
+    return x0, loss, pred, g
+
+
+def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float, norm: str = "linf", n_iter: int = 100,
+        restarts: int = 1, seed: int = 0, step: float | None = None, schedule: bool = True,
+        momentum: bool = True, segment: int = 10, clip: tuple[float, float] = CLIP,
+        batch_size: int = 500) -> Outcome:
+    """Run APGD (defaults) or fixed-step PGD (``schedule=momentum=False, step=...``) on numpy images.
+
+    ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.attack.surrogates.loss_fn`.
+    Restarts run on the images no earlier restart broke, each from a new
+    random start.  Returns an :class:`Outcome`.
+    """
+    check_choice(norm, NORMS, "norm")
+    eps = check_finite_number(eps, "eps", 0.0, float(np.prod(x.shape[1:])) if norm == "l2" else 1.0)
+    n_iter = check_positive_int(n_iter, "n_iter")
+    restarts = check_positive_int(restarts, "restarts")
+    segment = check_positive_int(segment, "segment")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if len(x) != len(y):
+        raise EmpirError(f"{len(x)} images but {len(y)} labels.")
+    step0 = 2.0 * eps if step is None else check_finite_number(step, "step", 0.0, None)
+    check, window = checkpoints(n_iter)
+    check_t = tf.constant(check & schedule)
+    window_t = tf.constant(np.maximum(window, 1))
+    seg_fn = _make_segment(fn, norm, clip, schedule, momentum)
+    bounds = segments(n_iter, segment)
+    n = len(x)
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).astype(np.int32)
+    out_x, broken = x.copy(), np.zeros(n, bool)
+    loss_start, loss_best = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+    zero_grad = np.zeros(n, bool)
+    steps = 0
+    for r in range(restarts):
+        todo = np.flatnonzero(~broken)
+        for b in range(0, len(todo), batch_size):
+            idx = todo[b:b + batch_size]
+            xb, yb = tf.constant(x[idx]), tf.constant(y[idx])
+            x0, loss0, pred0, g0 = _start(fn, xb, yb, eps, norm, clip, tf.constant([seed, r * 7919 + b], tf.int64))
+            steps += len(idx)
+            if r == 0:
+                loss_start[idx] = loss0.numpy()
+                zero_grad[idx] = tf.reduce_all(tf.equal(tf.reshape(g0, [len(idx), -1]), 0.0), 1).numpy()
+            fooled0 = tf.not_equal(pred0, yb)
+            hist = tf.tensor_scatter_nd_update(tf.zeros([n_iter + 1, len(idx)]), [[0]], loss0[None])
+            st = (x0, x0, g0, x0, g0, loss0, tf.fill([len(idx)], np.float32(step0)), loss0,
+                  tf.zeros([len(idx)], tf.bool), hist, fooled0, x0)
+            active = np.arange(len(idx))  # rows of this batch still in the state
+            for i0, i1 in zip(bounds[:-1], bounds[1:]):
+                alive = ~st[10].numpy()
+                if not alive.any():
+                    break
+                if not alive.all():  # compaction: broken images leave the batch
+                    _finish(st, ~alive, idx[active], out_x, broken, loss_best)
+                    keep = np.flatnonzero(alive)
+                    st = tuple(tf.gather(s, keep, axis=1) if j == 9 else tf.gather(s, keep)
+                               for j, s in enumerate(st))
+                    active = active[keep]
+                    xb, yb = tf.gather(xb, keep), tf.gather(yb, keep)
+                st = seg_fn(st, xb, yb, tf.constant(eps, tf.float32), tf.constant(i0), tf.constant(i1),
+                            check_t, window_t)
+                steps += len(active) * (i1 - i0)
+            _finish(st, np.ones(len(active), bool), idx[active], out_x, broken, loss_best)
+    return Outcome(out_x, broken, loss_start, loss_best, zero_grad, steps)
+
+
+def _finish(st, rows, idx, out_x, broken, loss_best) -> None:
+    """Copy the finished rows of a state into the outputs (restarts only ever add breaks)."""
+    b = st[10].numpy()[rows]
+    xb, xbest, lb = st[11].numpy()[rows], st[3].numpy()[rows], st[5].numpy()[rows]
+    tgt = idx[rows]
+    for j, i in enumerate(tgt):
+        if b[j]:
+            out_x[i], broken[i] = xb[j], True
+        elif not broken[i]:
+            out_x[i] = xbest[j]
+        loss_best[i] = lb[j] if np.isnan(loss_best[i]) else max(loss_best[i], lb[j])

@@ -1,0 +1,327 @@
+"""The worst-case evaluation: threat models, an attack suite run as a cascade, judged on the deployed vote.
+
+This is the book's **adaptive protocol** (chapter 8).  It answers "how many
+test images can *some* attack within the threat model break?", and reports
+robust accuracy per **threat model** rather than per attack name:
+
+* L-infinity at the dataset's Table 1 eps (the paper's FGSM, BIM and PGD
+  columns all live in this one threat model), plus 8/255 on CIFAR-10
+  (Tramer et al. 2020's setting) and 4/255 on Tiny ImageNet;
+* L2 at a stated budget per dataset (the paper's CW column), plus the median
+  minimal L2 that CW-L2 finds (:func:`min_l2`).
+
+An image counts as robust only if it survives *every* attack in the suite.
+Following AutoAttack (Croce & Hein 2020) the suite runs as a **cascade**:
+each attack sees only the images every earlier attack failed on, so the
+strong, expensive attacks cost little once the cheap ones have done their
+work.  Every success is re-checked here on the deployed decision
+(:func:`empir_lib.nets.ensemble.predict`) and on the perturbation's norm, whatever
+the attack itself believed.
+
+The suite for an ensemble of K members (attacker's choices, independent of
+the paper's Table 1 presets):
+
+1. ``apgd-ce``: APGD on the cross-entropy of the mean probability, 100
+   iterations, up to 3 restarts on the survivors;
+2. ``apgd-dlr``: APGD on the DLR loss of the mean logits (scale-invariant),
+   likewise;
+3. ``apgd-ce-sum``: APGD on the sum of the members' cross-entropies;
+4. ``pgd-margin``: 100 steps of fixed-size PGD (2.5 eps / 100, Madry et al.'s
+   rule) on the CW margin of the mean logits;
+5. ``member-<i>``: APGD-CE on member i alone, judged on the vote; for the
+   full-precision member this is the transfer attack (``transfer-fp``);
+6. L-inf: ``square``, ART's gradient-free Square attack, the check that
+   gradients are not masked; L2: ``cw-l2``, Carlini & Wagner with a binary
+   search over c, every iterate judged on the vote.
+
+Against stochastic members (:mod:`empir_lib.nets.stochastic`) the suite can run
+with **EOT** (``attack_suite(..., eot_samples=S, decision=...)``, Athalye et
+al. 2018): every gradient attack averages its surrogate over S stochastic
+passes (:func:`empir_lib.attack.surrogates.expectation`), and every success, during
+the attack and in the cascade's re-check, is judged on the named deployed
+decision, ``'draw'`` (one stochastic pass) or ``'majority'`` (over S passes).
+Square and CW keep their own search and are judged the same way.  The
+cascade then also reports ``randomness``, the share of images whose class
+differs across S draws (:func:`empir_lib.nets.stochastic.disagreement`).  With
+the default ``eot_samples=1`` the suite, its specs and its results are
+exactly those without EOT.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ..core import settings
+from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from ..core.files import atomic_write
+from ..nets import ensemble as ens_mod
+from ..nets import stochastic
+from . import apgd, art_bridge, attacks, outcomes, surrogates
+
+KINDS = ("apgd", "pgd", "square", "cw")
+# The L2 budgets per dataset (settings.DatasetSettings.l2_budget; the paper reports CW without one).
+L2_BUDGETS = {n: d.l2_budget for n, d in settings.DATASETS.items() if d.l2_budget}
+SQUARE_QUERIES = 1000
+CW_SEARCH = {"binary_search_steps": 5, "max_iterations": 100, "learning_rate": 0.1, "initial_const": 10.0,
+             "confidence": 0.0, "abort_early": True, "batch_size": 100}
+NORM_SLACK = 1e-4  # relative slack on eps when re-checking a perturbation's norm (float32 rounding)
+
+
+def threats(dataset: str) -> dict[str, dict]:
+    """The threat models evaluated for ``dataset``: name -> {'norm', 'eps'}."""
+    s = settings.get(dataset)
+    if dataset not in L2_BUDGETS:
+        raise EmpirError(f"no threat models for {dataset!r}; choose one of: {', '.join(L2_BUDGETS)}.")
+    out = {"linf-table1": {"norm": "linf", "eps": float(s.attacks["pgd"]["eps"])}}
+    for eps in s.suite_linf:  # named in 255ths, e.g. linf-8-255
+        out[f"linf-{round(eps * 255)}-255"] = {"norm": "linf", "eps": eps}
+    out["l2"] = {"norm": "l2", "eps": s.l2_budget}
+    return out
+
+
+def threat(dataset: str, name: str) -> dict:
+    """One of :func:`threats` by name, or one sentence naming the threat models ``dataset`` has."""
+    return threats(dataset)[check_choice(name, tuple(threats(dataset)), f"threat model for {dataset}")]
+
+
+def check_threat(threat: dict) -> dict:
+    """A threat model ``{'norm': 'linf'|'l2', 'eps': float}``, checked (eps in [0, 1] for L-inf)."""
+    if not isinstance(threat, dict) or set(threat) - {"norm", "eps", "name"} or not {"norm", "eps"} <= set(threat):
+        raise EmpirError(f"a threat model is {{'norm': 'linf' or 'l2', 'eps': number}}; got {threat!r}.")
+    check_choice(threat["norm"], apgd.NORMS, "threat-model norm")
+    hi = 1.0 if threat["norm"] == "linf" else 1e3
+    return {**threat, "eps": check_finite_number(threat["eps"], "eps", 0.0, hi)}
+
+
+def attack_suite(ens: ens_mod.Ensemble, threat: dict, eot_samples: int = 1, decision: str = "draw") -> list[dict]:
+    """The cascade's attacks for ``ens`` under ``threat``, in the order they run (module docstring).
+
+    ``eot_samples > 1`` adds ``eot_samples`` and ``decision`` to every attack
+    (EOT, module docstring); the default suite's specs carry neither key.
+    """
+    threat = check_threat(threat)
+    eot_samples, decision = surrogates.check_eot(eot_samples, decision)
+    specs = _suite(ens, threat)
+    if eot_samples > 1:
+        specs = [{**spec, "eot_samples": eot_samples, "decision": decision} for spec in specs]
+    return specs
+
+
+def _eot(spec: dict) -> tuple[int, str]:
+    """An attack's EOT samples and deployed decision (1 and 'draw' for a spec without them)."""
+    return spec.get("eot_samples", 1), spec.get("decision", "draw")
+
+
+def _suite(ens: ens_mod.Ensemble, threat: dict) -> list[dict]:
+    specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 100, "restarts": 3},
+             {"name": "apgd-dlr", "kind": "apgd", "loss": "dlr_mean_logits", "n_iter": 100, "restarts": 3}]
+    if len(ens.members) > 1:
+        specs.append({"name": "apgd-ce-sum", "kind": "apgd", "loss": "ce_sum", "n_iter": 100, "restarts": 1})
+    specs.append({"name": "pgd-margin", "kind": "pgd", "loss": "margin_mean_logits", "n_iter": 100,
+                  "restarts": 1, "step_frac": 0.025})
+    if len(ens.members) > 1:
+        for i in ens_mod.priority(ens)[::-1]:  # low-precision members first, the FP member (transfer) last
+            name = "transfer-fp" if ens.fp[i] else f"member-{i}"
+            specs.append({"name": name, "kind": "apgd", "loss": f"ce_member:{i}", "n_iter": 100, "restarts": 1})
+    if threat["norm"] == "linf":
+        specs.append({"name": "square", "kind": "square", "queries": SQUARE_QUERIES, "restarts": 1})
+    else:
+        specs.append({"name": "cw-l2", "kind": "cw", **CW_SEARCH})
+    return specs
+
+
+def check_suite(specs: list[dict]) -> list[dict]:
+    """Refuse an empty suite, an unknown kind or loss, or two attacks with one name."""
+    if not specs:
+        raise EmpirError("a suite needs at least one attack; start from suite.attack_suite(ens, threat).")
+    seen = set()
+    for s in specs:
+        check_choice(s.get("kind"), KINDS, "attack kind")
+        if s.get("name") in seen or not s.get("name"):
+            raise EmpirError(f"attack names must be unique and non-empty; {s.get('name')!r} is not.")
+        seen.add(s["name"])
+        surrogates.check_eot(*_eot(s))
+    if len({_eot(s) for s in specs}) > 1:
+        raise EmpirError("every attack of a suite must share one EOT setting (eot_samples and decision): "
+                         "the cascade re-checks every break with it.")
+    return specs
+
+
+def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y: np.ndarray,
+               seed: int = 0) -> tuple[np.ndarray, dict]:
+    """One attack of the suite on a batch: (adversarial images, statistics for the diagnostics)."""
+    norm, eps = threat["norm"], threat["eps"]
+    eot = _eot(spec)
+    if spec["kind"] in ("apgd", "pgd"):
+        key = ("loss", spec["loss"]) if eot == (1, "draw") else ("loss", spec["loss"], *eot)
+        fn = _cached(ens, key, lambda: surrogates.loss_fn(ens, spec["loss"], *eot))
+        fixed = spec["kind"] == "pgd"
+        out = apgd.run(fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1), seed,
+                       step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed)
+        robust = ~out.broken
+        stats = {"image_steps": out.steps, "zero_grad": int(out.zero_grad.sum()),
+                 "no_progress": int(np.sum(robust & ~(out.loss_best > out.loss_start)))}
+        return out.x_adv, stats
+    if spec["kind"] == "square":
+        if norm != "linf":
+            raise EmpirError("the suite's Square attack is the L-inf version; use cw for L2.")
+        xa = art_bridge.square(ens, x, y, eps, spec["queries"], spec.get("restarts", 1), seed)
+        return xa, {"image_steps": len(x) * spec["queries"]}
+    p = {k: spec[k] for k in CW_SEARCH}
+
+    def make_step():
+        cw = dict(num_classes=ens.num_classes, max_iterations=p["max_iterations"], learning_rate=p["learning_rate"],
+                  confidence=p["confidence"], abort_early=p["abort_early"])
+        if eot == (1, "draw"):  # scores and vote from one pass through the members
+            joint = surrogates.mean_logits_and_decision_fn(ens)
+            return tf.function(lambda xb, yb, c: attacks.cw_l2(joint, xb, yb, c, joint=True, **cw),
+                               reduce_retracing=True)
+        # EOT: the decision is its own (possibly S-pass) query of the stochastic ensemble.
+        score_fn, decide = surrogates.mean_logits_fn(ens), surrogates.decision_fn(ens, *eot)
+        return tf.function(lambda xb, yb, c: attacks.cw_l2(score_fn, xb, yb, c, decide=decide, **cw),
+                           reduce_retracing=True)
+
+    key = ("cw", json.dumps(p, sort_keys=True)) + (() if eot == (1, "draw") else eot)
+    step = _cached(ens, key, make_step)
+    bs = p["batch_size"]
+    xa = np.concatenate([attacks.cw_search(step, x[i:i + bs], y[i:i + bs].astype(np.int32), p)
+                         for i in range(0, len(x), bs)])
+    return xa, {"image_steps": len(x) * p["binary_search_steps"] * p["max_iterations"]}
+
+
+_CACHE: dict = {}
+
+
+def _cached(ens: ens_mod.Ensemble, key: tuple, make):
+    # One loss function (and so one traced APGD segment, one traced CW step) per
+    # ensemble and attack, reused across chunks: tracing costs seconds per call.
+    # The entry keeps the ensemble alive so that a member's id is never reused.
+    full = (tuple(id(m) for m in ens.members), ens.rule, key)
+    if full not in _CACHE:
+        _CACHE[full] = (ens, make())
+    return _CACHE[full][1]
+
+
+def perturbation_norms(x: np.ndarray, xa: np.ndarray, norm: str) -> np.ndarray:
+    d = (np.asarray(xa, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    return np.abs(d).max(1) if norm == "linf" else np.sqrt((d ** 2).sum(1))
+
+
+def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, specs: list[dict] | None = None,
+            seed: int = 0, chunk: int = 1000, state_path: str | os.PathLike | None = None,
+            progress: bool = True) -> dict:
+    """Run the suite as a cascade on ``(x, y)``; every break is re-checked on the vote and the norm.
+
+    With ``state_path`` the cascade saves its state after every chunk of
+    images and a rerun with the same configuration resumes there (a different
+    configuration is refused).  Returns a dict with the per-image
+    ``broken_by`` and ``norm`` arrays, the per-attack counts, seconds and
+    image-steps, and the statistics the diagnostics read.
+    """
+    threat = check_threat(threat)
+    specs = check_suite(specs if specs is not None else attack_suite(ens, threat))
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    if len(x) != len(y) or len(y) == 0:
+        raise EmpirError(f"{len(x)} images and {len(y)} labels: pass the same number, at least one.")
+    chunk = check_positive_int(chunk, "chunk")
+    config = {"members": list(ens.names), "rule": ens.rule, "threat": threat, "attacks": specs, "seed": seed,
+              "n": len(y), "chunk": chunk}
+    state = _load_state(state_path, config)
+    # Seconds spent by earlier, interrupted invocations (the stats carry them over).
+    resumed_s = sum(v["seconds"] for v in state["stats"].values()) if state else 0.0
+    eot = _eot(specs[0])
+    if state is None:
+        clean = surrogates.deployed(ens, x, *eot)
+        state = {"broken_by": np.where(clean == y, outcomes.ROBUST, outcomes.CLEAN).astype(np.int8),
+                 "norm": np.zeros(len(y), np.float32), "stage": 0, "pos": 0, "todo": None, "stats": {}}
+    for j, spec in enumerate(specs, start=1):
+        if j < state["stage"] + 1:
+            continue
+        if state["todo"] is None:
+            state["todo"] = np.flatnonzero(state["broken_by"] == outcomes.ROBUST)
+        todo = state["todo"]
+        st = state["stats"].setdefault(spec["name"], {"attacked": int(len(todo)), "broken": 0, "seconds": 0.0,
+                                                      "image_steps": 0, "zero_grad": 0, "no_progress": 0})
+        starts = range(state["pos"], len(todo), chunk)
+        bar = _bar(starts, f"{threat['norm']} {threat['eps']:.4g} {spec['name']} ({len(todo)} left)", progress)
+        for c in bar:
+            idx = todo[c:c + chunk]
+            t0 = time.perf_counter()
+            xa, info = run_attack(ens, spec, threat, x[idx], y[idx], seed * 1_000_003 + j * 7919 + c)
+            nrm = perturbation_norms(x[idx], xa, threat["norm"])
+            ok = (surrogates.deployed(ens, xa, *eot) != y[idx]) & (nrm <= threat["eps"] * (1 + NORM_SLACK) + 1e-6)
+            state["broken_by"][idx[ok]] = j
+            state["norm"][idx[ok]] = nrm[ok]
+            st["broken"] += int(ok.sum())
+            st["seconds"] += time.perf_counter() - t0
+            for k in ("image_steps", "zero_grad", "no_progress"):
+                st[k] += int(info.get(k, 0))
+            state["pos"] = c + chunk
+            _save_state(state_path, config, state)
+        state.update(stage=j, pos=0, todo=None)
+        _save_state(state_path, config, state)
+    names = [s["name"] for s in specs]
+    out = {"config": config, "broken_by": state["broken_by"], "norm": state["norm"], "stats": state["stats"],
+           "counts": outcomes.counts(state["broken_by"], names), "resumed_s": resumed_s}
+    if eot[0] > 1:  # the randomness diagnostic: how often the deployed class changes between draws
+        out["randomness"] = stochastic.disagreement(ens, x, eot[0])["share"]
+    return out
+
+
+def _bar(it, desc: str, progress: bool):
+    if not progress:
+        return it
+    # Only when shown: tqdm.auto warns in a notebook without ipywidgets.
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(it, desc=desc, unit="chunk", mininterval=2)
+
+
+def _save_state(path, config: dict, state: dict) -> None:
+    if path is None:
+        return
+    arrays = {"config": np.array(json.dumps(config, sort_keys=True)), "broken_by": state["broken_by"],
+              "norm": state["norm"], "stage": np.array(state["stage"]), "pos": np.array(state["pos"]),
+              "todo": np.array([] if state["todo"] is None else state["todo"], np.int64),
+              "has_todo": np.array(state["todo"] is not None), "stats": np.array(json.dumps(state["stats"]))}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(Path(path), lambda p: np.savez(open(p, "wb"), **arrays))
+
+
+def _load_state(path, config: dict) -> dict | None:
+    if path is None or not Path(path).is_file():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        if json.loads(str(f["config"])) != json.loads(json.dumps(config, sort_keys=True)):
+            raise EmpirError(f"{path} holds a partial cascade of another configuration; delete it or pass "
+                             "another state path.")
+        return {"broken_by": f["broken_by"].copy(), "norm": f["norm"].copy(), "stage": int(f["stage"]),
+                "pos": int(f["pos"]), "todo": f["todo"].copy() if bool(f["has_todo"]) else None,
+                "stats": json.loads(str(f["stats"]))}
+
+
+def min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0, progress: bool = True) -> dict:
+    """CW-L2 on every image, judged on the vote: the minimal L2 it finds (inf where none, 0 if misclassified)."""
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    clean = ens_mod.predict(ens, x)
+    spec = {"name": "cw-l2", "kind": "cw", **CW_SEARCH}
+    dist = np.where(clean == y, np.inf, 0.0).astype(np.float32)
+    todo = np.flatnonzero(clean == y)
+    t0 = time.perf_counter()
+    for c in _bar(range(0, len(todo), 500), "cw-l2 minimal L2", progress):
+        idx = todo[c:c + 500]
+        xa, _ = run_attack(ens, spec, {"norm": "l2", "eps": 1e3}, x[idx], y[idx], seed)
+        ok = ens_mod.predict(ens, xa) != y[idx]
+        d = perturbation_norms(x[idx], xa, "l2")
+        dist[idx[ok]] = d[ok]
+    broken_by = np.where(clean != y, outcomes.CLEAN, np.where(np.isfinite(dist), 1, outcomes.ROBUST)).astype(np.int8)
+    correct = dist[clean == y]
+    return {"broken_by": broken_by, "norm": dist, "attack": spec, "seconds": time.perf_counter() - t0,
+            "median_l2": float(np.median(correct)) if len(correct) else float("nan"),
+            "found": int(np.isfinite(correct).sum()), "attacked": int(len(correct))}

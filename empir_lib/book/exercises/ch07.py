@@ -1,0 +1,71 @@
+"""Exercise checks, chapter 7: the result tables."""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+from ...studies import results
+from .verdict import points_verdict, verdict
+
+
+def average_gain(dataset: str = "mnist", root: str | os.PathLike | None = None) -> float | None:
+    """Our EMPIR (paper protocol) average adversarial accuracy minus our baseline's, in points.
+
+    Read from the Table 2 results files (``results.table2``); ``None`` while
+    any of the eight files is missing.
+    """
+    t = results.table2(dataset, root)
+    hi, lo = t["EMPIR, paper protocol"]["average"], t["baseline (FP)"]["average"]
+    return None if hi is None or lo is None else hi - lo
+
+
+def check_average_gain(answer: object, dataset: str = "mnist", root: str | os.PathLike | None = None) -> bool:
+    """Check the gain in average adversarial accuracy (EMPIR paper protocol minus baseline), in points."""
+    expected = average_gain(dataset, root)
+    if expected is None:
+        return verdict(False, f"the {dataset} Table 2 results are not all there yet, so there is nothing to "
+                               f"check against; produce them with 'empir reproduce {dataset} --only table2/'.")
+    got, slip = points_verdict(answer, expected,
+                                   f"correct: on {dataset}, EMPIR's average adversarial accuracy is "
+                                   f"{expected:.2f} points above the baseline's (paper protocol).",
+                                   "give EMPIR's average minus the baseline's.")
+    if slip is not None:
+        return slip
+    paper = results.paper_table2(dataset)
+    if math.isclose(got, paper["empir"]["average"] - paper["baseline"]["average"], abs_tol=0.01):
+        return verdict(False, "that is the paper's gain; the question asks for ours, from results.table2.")
+    return verdict(False, f"not quite: you gave {got:.2f} points. The average is the mean of the four "
+                           "attack columns (CW, FGSM, BIM, PGD), not including the clean column.")
+
+
+HALFWIDTH_CASES = ((0.5, 100), (0.15, 200), (0.7341, 10000), (0.9873, 1000), (0.02, 500), (0.0, 500))
+
+
+def binomial_halfwidth(p: float, n: int) -> float:
+    """Half-width of the normal-approximation 95% interval of an accuracy p measured on n images."""
+    return 1.96 * math.sqrt(p * (1 - p) / n)
+
+
+def check_halfwidth(student_fn: Callable) -> bool:
+    """Check ``student_fn(p, n)`` -> the 95% half-width 1.96 sqrt(p (1 - p) / n), as a fraction."""
+    for p, n in HALFWIDTH_CASES:
+        expected = binomial_halfwidth(p, n)
+        try:
+            got = float(student_fn(p, n))
+        except Exception as e:  # the student's code failing is an answer to report, not a crash
+            return verdict(False, f"your function raised {type(e).__name__}: {e}")
+        if math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-9):
+            continue
+        se = math.sqrt(p * (1 - p) / n)
+        if math.isclose(got, se, rel_tol=1e-3):
+            return verdict(False, f"p={p}, n={n}: that is the standard error; a 95% interval is 1.96 of them "
+                                   "on each side.")
+        if math.isclose(got, 100 * expected, rel_tol=1e-3):
+            return verdict(False, "that looks like percentage points; return a fraction, like p.")
+        if math.isclose(got, 1.96 * p * (1 - p) / n, rel_tol=1e-3):
+            return verdict(False, f"p={p}, n={n}: take the square root of the variance p (1 - p) / n.")
+        return verdict(False, f"p={p}, n={n}: you return {got:.5g}, expected {expected:.5g}.")
+    return verdict(True, "correct: e.g. 200 images at 15% give \u00b1"
+                          f"{100 * binomial_halfwidth(0.15, 200):.1f} points, 10,000 images at 73% give "
+                          f"\u00b1{100 * binomial_halfwidth(0.7341, 10000):.1f}.")

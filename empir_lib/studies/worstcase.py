@@ -1,0 +1,328 @@
+"""The worst-case evaluation as results files: the jobs ``empir reproduce`` runs, and reading them back.
+
+Each job runs the suite (:mod:`empir_lib.attack.suite`) on one ensemble under one
+threat model and writes ``data/results/<dataset>/suite/<row>-<threat>.json``
+with the per-image outcomes beside it (``.npz``, :mod:`empir_lib.attack.outcomes`)
+and the diagnostics (:mod:`empir_lib.attack.diagnostics`).  ``<row>-min-l2`` holds
+CW-L2's minimal L2 on the first ``select_n`` images.  An interrupted job
+resumes from its last finished chunk (``runs/suite/``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..attack import diagnostics, outcomes, suite
+from ..core import settings, tables
+from ..core.errors import EmpirError
+from ..nets import ensemble as ens_mod
+from . import results
+
+FOLDER = "suite"
+
+
+def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
+    """One job per (row, threat model), EMPIR and the FP baseline, plus EMPIR's minimal-L2 run.
+
+    The minimal-L2 job is named ``empir-min-l2`` so that ``--only suite/empir-l2``
+    selects the L2 threat model alone.
+    """
+    s = settings.get(dataset)
+    rows = {"empir": s.empir_ids, "baseline": [s.empir_fp]}
+    out = []
+    for threat_name in suite.threats(dataset):
+        for row, members in rows.items():
+            out.append({"name": f"{FOLDER}/{row}-{threat_name}", "members": members, "threat": threat_name,
+                        "kind": "cascade", "n": n})
+    out.append({"name": f"{FOLDER}/empir-min-l2", "members": rows["empir"], "threat": "l2", "kind": "min_l2",
+                "n": select_n})
+    return out
+
+
+def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int) -> dict:
+    """What a job's results file must record for it to count as done (compared on rerun)."""
+    threat = suite.threat(dataset, job["threat"])
+    attack = suite.attack_suite(ens, threat) if job["kind"] == "cascade" else [{"name": "cw-l2", "kind": "cw",
+                                                                                 **suite.CW_SEARCH}]
+    return {"members": list(job["members"]), "rule": ens.rule, "threat": {"name": job["threat"], **threat},
+            "attacks": attack, "n": n, "kind": job["kind"]}
+
+
+def is_done(path: Path, cfg: dict) -> bool:
+    if not path.is_file():
+        return False
+    old = results.read_result(path)
+    return all(old.get(k) == json.loads(json.dumps(v)) for k, v in cfg.items())
+
+
+def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, out_dir: Path,
+            partial_dir: Path, progress: bool = True, prov: dict | None = None) -> tuple[dict, bool]:
+    """Run one suite job unless its results file already holds the same configuration."""
+    n = min(job["n"], len(y))
+    path = Path(out_dir) / f"{job['name']}.json"
+    cfg = config(job, dataset, ens, n)
+    if is_done(path, cfg):
+        return results.read_result(path), False
+    t0 = time.perf_counter()
+    xs, ys = x[:n], y[:n]
+    if job["kind"] == "cascade":
+        state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"
+        res = suite.cascade(ens, xs, ys, cfg["threat"], cfg["attacks"], state_path=state, progress=progress)
+        diag = diagnostics.run(ens, xs, ys, suite.threat(dataset, job["threat"]), res)
+        record = summary(cfg, res["broken_by"], res["counts"], res["stats"], ys, ens)
+        record["diagnostics"] = diag
+    else:
+        state = None
+        res = suite.min_l2(ens, xs, ys, progress=progress)
+        record = summary(cfg, res["broken_by"], outcomes.counts(res["broken_by"], ["cw-l2"]),
+                          {"cw-l2": {"attacked": res["attacked"], "broken": res["found"],
+                                     "seconds": round(res["seconds"], 1)}}, ys, ens)
+        record.update(median_l2=res["median_l2"], found=res["found"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])
+    # This invocation's time plus the attack time of earlier, interrupted ones.
+    record["wall_time_s"] = round(time.perf_counter() - t0 + res.get("resumed_s", 0.0), 1)
+    written = results.write_result(path, record, dataset, prov=prov)
+    if state is not None:
+        state.unlink(missing_ok=True)
+    return written, True
+
+
+def summary(cfg: dict, broken_by: np.ndarray, counts: dict, stats: dict, y: np.ndarray,
+            ens: ens_mod.Ensemble) -> dict:
+    """A suite record: ``cfg`` with clean and robust accuracy, the robust share's 95% interval and the counts."""
+    n = len(y)
+    robust = int(np.sum(broken_by == outcomes.ROBUST))
+    lo, hi = outcomes.wilson_interval(robust, n)
+    return {**cfg, "clean_accuracy": round(1 - counts["clean"] / n, 6), "robust_accuracy": round(robust / n, 6),
+            "robust_ci95": [round(lo, 6), round(hi, 6)], "broken_by": counts,
+            "stats": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in stats.items()},
+            "members_are_fp": list(ens.fp)}
+
+
+def load(dataset: str, name: str, root: str | os.PathLike | None = None) -> tuple[dict, dict]:
+    """A suite results file and its per-image arrays (checked against each other)."""
+    path = results.results_dir(dataset, root) / FOLDER / f"{name}.json"
+    record = results.read_result(path)
+    return record, outcomes.load(path, record)
+
+
+def table(dataset: str, root: str | os.PathLike | None = None) -> dict:
+    """Robust accuracy (%) per row and threat model from the committed suite files (None where missing)."""
+    out: dict = {}
+    for threat_name in suite.threats(dataset):
+        for row in ("baseline", "empir"):
+            r = results.find(dataset, f"{FOLDER}/{row}-{threat_name}", root)
+            out.setdefault(row, {})[threat_name] = 100 * r["robust_accuracy"] if r else None
+    return out
+
+
+def check_job_name(dataset: str, name: str) -> str:
+    names = [j["name"] for j in jobs(dataset, 1, 1)]
+    if name not in names:
+        raise EmpirError(f"unknown suite job {name!r}; choose one of: {', '.join(names)}.")
+    return name
+
+
+ROW_LABELS = {"baseline": "baseline (FP)", "empir": "EMPIR"}
+
+
+def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dict]:
+    """Robust accuracy (%) per threat model for each row, beside the old per-attack adaptive rows.
+
+    Each row: ``row``, ``clean`` and one entry per threat model (None where
+    the file is missing), and ``n``: the images each evaluation ran on.  The
+    EMPIR row also carries ``old_linf`` (the old adaptive protocol's lowest
+    figure among FGSM, BIM and PGD at the Table 1 eps, each attack with its
+    own objective) and ``old_cw`` (the old adaptive
+    CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run.
+    """
+    base = results.results_dir(dataset, root)
+    out = []
+    for row, label in ROW_LABELS.items():
+        entry: dict = {"row": label, "clean": None, "n": {}}
+        for threat_name in suite.threats(dataset):
+            path = base / FOLDER / f"{row}-{threat_name}.json"
+            if path.is_file():
+                r = results.read_result(path)
+                entry[threat_name] = 100 * r["robust_accuracy"]
+                if r["n"] > max(entry["n"].values(), default=0):  # clean accuracy on the most images
+                    entry["clean"] = 100 * r["clean_accuracy"]
+                entry["n"][threat_name] = r["n"]
+            else:
+                entry[threat_name] = None
+        if row == "empir":
+            old = results.table2(dataset, root).get("EMPIR, adaptive protocol", {})
+            linf = [old.get(a) for a in ("fgsm", "bim", "pgd")]
+            entry["old_linf"] = None if None in linf else min(linf)
+            entry["old_cw"] = old.get("cw")
+            r = results.find(dataset, f"{FOLDER}/empir-min-l2", root)
+            entry["median_l2"] = r["median_l2"] if r else None
+        out.append(entry)
+    return out
+
+
+def job_times(dataset: str, root: str | os.PathLike | None = None) -> dict:
+    """Job seconds from ``timing.json``: the suite's EMPIR jobs against the old adaptive selection and rows.
+
+    Like for like: the old adaptive protocol attacked EMPIR alone, so the
+    suite's FP-baseline jobs (which it had no counterpart for) are summed
+    apart, as ``baseline_s``.
+    """
+    path = results.results_dir(dataset, root) / "timing.json"
+    steps = json.loads(path.read_text())["steps"] if path.is_file() else {}
+    old = {k: v for k, v in steps.items()
+           if k.startswith("adaptive-select/") or "empir-adaptive-" in k}
+    new = {k: v for k, v in steps.items() if k.startswith(f"{FOLDER}/empir-")}
+    base = {k: v for k, v in steps.items() if k.startswith(f"{FOLDER}/") and k not in new}
+    return {"suite_s": round(sum(new.values()), 1), "suite_jobs": len(new),
+            "baseline_s": round(sum(base.values()), 1), "baseline_jobs": len(base),
+            "old_adaptive_s": round(sum(old.values()), 1), "old_adaptive_jobs": len(old)}
+
+
+def diagnostics_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dict]:
+    """One row per suite file: its diagnostics' values and flags (for the chapter's table)."""
+    out = []
+    for name in sorted(results.names(dataset, f"{FOLDER}/", root)):
+        r = results.load(dataset, name, root)
+        d = r.get("diagnostics")
+        if d is None:
+            continue
+        v = d["values"]
+        out.append({"evaluation": name.split("/", 1)[1], "zero grad": f"{v.get('zero_gradient_share', 0):.1%}",
+                    "no progress": f"{v.get('no_progress_share', 0):.1%}",
+                    "Square after white-box": v.get("square_broke_after_white_box", "n/a"),
+                    "unbounded robust": f"{v.get('unbounded_robust', float('nan')):.0%}",
+                    "transfer / white-box robust": (f"{v['transfer_fp_robust']:.0%} / {v['white_box_robust']:.0%}"
+                                                    if "transfer_fp_robust" in v else "n/a"),
+                    "flags": "; ".join(d["flags"]) or "none"})
+    return out
+
+
+THREAT_LABELS = {"linf-table1": "L-inf, Table 1 eps", "linf-8-255": "L-inf 8/255", "linf-4-255": "L-inf 4/255",
+                 "l2": "L2"}
+
+
+def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """Markdown: robust accuracy (%) per threat model, baseline and EMPIR, beside the old adaptive rows."""
+    threats = suite.threats(dataset)
+    rows = threat_rows(dataset, root)
+    cols = ["row", "clean", *threats, "median_l2", "old_linf", "old_cw"]
+    heads = ["row", "clean"] + [f"{THREAT_LABELS[t]} ({_eps_text(th)})" for t, th in threats.items()] + [
+        "median minimal L2 (CW, first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
+    shown = []
+    for r in rows:
+        cell = {"row": r["row"], "clean": tables.percent_cell(r["clean"])}
+        most = max(r["n"].values(), default=0)
+        cell.update({t: tables.percent_cell(r.get(t)) + (f" (first {r['n'][t]:,} images)"
+                                                         if r["n"].get(t, most) < most else "")
+                     for t in threats})
+        med = r.get("median_l2")
+        cell["median_l2"] = tables.DASH if med is None else f"{med:.2f}"
+        cell["old_linf"] = tables.percent_cell(r.get("old_linf"))
+        cell["old_cw"] = tables.percent_cell(r.get("old_cw"))
+        shown.append(cell)
+    return tables.markdown_table(shown, cols, heads)
+
+
+def _eps_text(threat: dict) -> str:
+    eps = threat["eps"]
+    if threat["norm"] == "linf" and abs(eps * 255 - round(eps * 255)) < 1e-6:
+        return f"eps = {round(eps * 255)}/255"
+    return f"eps = {eps:.4g}"
+
+
+def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[str, dict]:
+    """``{label: per-stage counts}`` of every committed cascade, in cascade order (for :func:`plots.cascade_bars`)."""
+    out = {}
+    for threat_name, threat in suite.threats(dataset).items():
+        for row, label in ROW_LABELS.items():
+            path = results.results_dir(dataset, root) / FOLDER / f"{row}-{threat_name}.json"
+            if path.is_file():
+                out[f"{label}, {THREAT_LABELS[threat_name]} ({_eps_text(threat)})"] = (
+                    outcomes.stage_counts(results.read_result(path)))
+    return out
+
+
+def minimal_l2(dataset: str, root: str | os.PathLike | None = None) -> np.ndarray | None:
+    """EMPIR's per-image minimal L2 from CW (0 if misclassified, inf if none found), checked; None if missing."""
+    path = results.results_dir(dataset, root) / FOLDER / "empir-min-l2.json"
+    if not path.is_file():
+        return None
+    return outcomes.load(path, results.read_result(path))["norm"]
+
+
+def suite_table(ens: ens_mod.Ensemble, threat: dict) -> str:
+    """Markdown: the suite's attacks for ``ens`` under ``threat``, in cascade order, with their settings."""
+    rows = []
+    for i, s in enumerate(suite.attack_suite(ens, threat), start=1):
+        if s["kind"] in ("apgd", "pgd"):
+            what = f"`{s['loss']}`, {s['n_iter']} iterations, up to {s['restarts']} restart(s)"
+            if s["kind"] == "pgd":
+                what += f", step {s['step_frac']} x eps"
+        elif s["kind"] == "square":
+            what = f"{s['queries']} queries, gradient-free"
+        else:
+            what = (f"{s['binary_search_steps']} binary-search steps x {s['max_iterations']} Adam steps, "
+                    f"c from {s['initial_const']}, margin on the mean logits")
+        rows.append({"stage": i, "attack": s["name"], "kind": s["kind"], "settings": what})
+    return tables.markdown_table(rows, ["stage", "attack", "kind", "settings"])
+
+
+def stage_table(cascade_or_record: dict) -> str:
+    """Markdown: per stage of a cascade, the images it attacked and broke, its seconds and image-steps."""
+    stats = cascade_or_record["stats"]
+    specs = cascade_or_record.get("attacks") or cascade_or_record["config"]["attacks"]
+    order = [a["name"] for a in specs if a["name"] in stats]  # cascade order (a JSON file sorts its keys)
+    rows = [{"stage": name, "attacked": stats[name]["attacked"], "broke": stats[name]["broken"],
+             "seconds": f"{stats[name]['seconds']:.1f}", "steps": stats[name].get("image_steps", "")}
+            for name in order]
+    return tables.markdown_table(rows, ["stage", "attacked", "broke", "seconds", "steps"],
+                                 ["stage", "images attacked", "images broken", "seconds", "image-steps"])
+
+
+def diagnostics_table(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """Markdown: :func:`diagnostics_rows` for ``dataset`` (a dash line when no suite file exists yet)."""
+    rows = diagnostics_rows(dataset, root)
+    if not rows:
+        return tables.missing_line("suite results", [f"{dataset}/{FOLDER}/empir-linf-table1"],
+                                   f"empir reproduce {dataset} --only {FOLDER}/")
+    cols = list(rows[0])
+    return tables.markdown_table(rows, cols)
+
+
+def gain_lines(dataset: str, root: str | os.PathLike | None = None) -> list[str]:
+    """One sentence per threat model: EMPIR's robust accuracy against its FP member's, from the suite files."""
+    rows = {r["row"]: r for r in threat_rows(dataset, root)}
+    base, empir = rows[ROW_LABELS["baseline"]], rows[ROW_LABELS["empir"]]
+    out = []
+    for t, threat in suite.threats(dataset).items():
+        b, e = base.get(t), empir.get(t)
+        label = f"{dataset}, {THREAT_LABELS[t]} ({_eps_text(threat)})"
+        if b is None or e is None:
+            out.append(f"{label}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)")
+        else:
+            out.append(f"{label}: EMPIR {e:.2f}% robust, its FP member alone {b:.2f}% ({e - b:+.2f} points)")
+    return out
+
+
+def cw_versus_suite(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """One sentence: robust accuracy at the L2 budget from CW's minimal L2 alone, against the whole suite's.
+
+    CW's minimal L2 is what *this* CW found, an upper bound on each image's
+    true minimal perturbation; where the suite leaves fewer images robust at
+    the budget, CW alone would overstate the robustness.
+    """
+    d = minimal_l2(dataset, root)
+    path = results.results_dir(dataset, root) / FOLDER / "empir-l2.json"
+    if d is None or not path.is_file():
+        return f"{dataset}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)"
+    budget = suite.threat(dataset, "l2")["eps"]
+    suite_r = results.read_result(path)
+    return (f"{dataset}, L2 budget {budget:g}: CW's minimal L2 alone leaves {100 * np.mean(d > budget):.1f}% of the "
+            f"first {len(d)} images robust; the whole suite leaves {100 * suite_r['robust_accuracy']:.1f}% of the "
+            f"first {suite_r['n']:,}.")
