@@ -2,6 +2,7 @@
 
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir train --dataset mnist --defence distillation --temperature 100 [--zoo]   (also igr, fgsm-at, pgd-at)
+    empir train --dataset cifar10 --defence pgd-at --recipe original --zoo   (the original code's PGD training)
     empir zoo list | verify | build --dataset mnist [--defended]
     empir joint --dataset cifar10 --members a2w2,a2w2,a2w2 [--lam 0.5] [--zoo]   (stochastic members, trained jointly)
     empir samples [mnist cifar10 tiny-imagenet]
@@ -61,12 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", default=None, help="default: runs/<member id>")
     t.add_argument("--data-dir", default=None, help="default: $EMPIR_DATA_DIR")
     t.add_argument("--zoo", action="store_true", help="add the trained member to data/models")
-    t.add_argument("--defence", default="none", help=f"train with a defence's loss: {', '.join(defences.DEFENCES)}")
-    for name, what in (("temperature", "distillation's T (paper: 100)"), ("lam", "igr's lambda (paper: 100)"),
-                       ("eps", "fgsm-at / pgd-at eps in [0, 1] (paper: 0.3)"),
-                       ("clean-weight", "weight of the clean loss (fgsm-at 0.5, pgd-at 0)"),
-                       ("steps", "pgd-at's steps (7)"), ("step-size", "pgd-at's step (2.5 eps / steps)")):
-        t.add_argument(f"--{name}", type=int if name == "steps" else float, default=None, help=what)
+    t.add_argument("--defence", default="none", help=f"train with a defence's loss: {', '.join(defences.names())}")
+    t.add_argument("--recipe", default=None,
+                   help="a defence's named parameter set, e.g. pgd-at's 'original' (the original code's)")
+    for name, param in _defence_params().items():
+        t.add_argument(f"--{name.replace('_', '-')}", type=param.kind, default=None, help=param.help)
 
     j = sub.add_parser("joint", help="train stochastic-quantised members jointly with a diversity penalty")
     j.add_argument("--dataset", default="cifar10")
@@ -136,6 +136,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _defence_params() -> dict[str, defences.Param]:
+    """Every registered defence's parameters by name, once each: the train command's flags."""
+    out: dict[str, defences.Param] = {}
+    for record in defences.REGISTRY.values():
+        for param in record.params:
+            out.setdefault(param.name, param)
+    return out
+
+
 def _int_or_list(v: str | list[str]) -> int | str | list:
     if isinstance(v, list):
         return [int(b) if b.strip().isdigit() else b for b in v]
@@ -163,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.cmd == "train":
-        params = {k: getattr(args, k) for k in ("temperature", "lam", "eps", "clean_weight", "steps", "step_size")
-                  if getattr(args, k) is not None}
+        given = {k: getattr(args, k) for k in _defence_params() if getattr(args, k) is not None}
+        params = {**(defences.recipe(args.defence, args.recipe) if args.recipe else {}), **given}
         result = train.train_member(args.dataset, _int_or_list(args.wbits), _int_or_list(args.abits), args.seed,
                                     args.epochs, args.run_dir, args.data_dir, args.n_train, args.batch_size,
                                     defence=args.defence, defence_params=params)

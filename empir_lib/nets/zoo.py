@@ -189,7 +189,9 @@ def train_command(dataset: str, wbits: models.Bits, abits: models.Bits, seed: in
     if epochs:
         cmd += f" --epochs {epochs}"
     if defence != "none":
-        cmd += f" --defence {defence}" + "".join(f" --{k.replace('_', '-')} {v:g}"
+        def value(v: object) -> str:
+            return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+        cmd += f" --defence {defence}" + "".join(f" --{k.replace('_', '-')} {value(v)}"
                                                  for k, v in (params or {}).items() if v is not None)
     return cmd + " --zoo"
 
