@@ -3,7 +3,7 @@
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir train --dataset mnist --defence distillation --temperature 100 [--zoo]   (also igr, fgsm-at, pgd-at)
     empir train --dataset cifar10 --defence pgd-at --recipe original --zoo   (the original code's PGD training)
-    empir zoo list | verify | build --dataset mnist [--defended]
+    empir zoo list | verify | build --dataset mnist [--defended | --seed-sets]
     empir joint --dataset cifar10 --members a2w2,a2w2,a2w2 [--lam 0.5] [--zoo]   (stochastic members, trained jointly)
     empir samples [mnist cifar10 tiny-imagenet]
     empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--epochs", type=int, default=None)
     z.add_argument("--data-dir", default=None)
     z.add_argument("--defended", action="store_true", help="build the members of Table 2's other defences")
+    z.add_argument("--seed-sets", action="store_true",
+                   help="build the seed study's independent seed sets of EMPIR (settings: seed_sets)")
 
     e = sub.add_parser("evaluate", help="one ensemble, one attack, one protocol: adversarial accuracy")
     e.add_argument("--dataset", required=True, help="mnist, cifar10 or tiny-imagenet")
@@ -207,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1 if problems else 0
         if not args.dataset:
             raise EmpirError("'empir zoo build' needs --dataset (mnist, cifar10 or tiny-imagenet).")
-        zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended)
+        zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended, seed_sets=args.seed_sets)
         return 0
     if args.cmd == "evaluate":
         return _evaluate(args)

@@ -77,6 +77,10 @@ class DatasetSettings:
     l2_budget: float | None = None
     # How the zoo stores a member: a Keras file, or float16 weights (AlexNets, to fit the zoo's size budget).
     storage: str = "keras"
+    # Independent training seeds of the EMPIR configuration (the seed study): each set is
+    # (wbits, abits, seed[, epochs]) per member, in ``empir``'s order, no member shared
+    # between sets; the first set is ``empir`` itself, its FP member the FP baseline.
+    seed_sets: tuple = ()
     # Table 2's other defences (section 5.3): rows of (row key, members), each member
     # (wbits, abits, seed, defence, params); the paper's row key in paper.TABLE2_DEFENCES is
     # the part before "_" ("fgsm-at_eps0.1" is our extra row beside the paper's eps).  A sixth
@@ -95,6 +99,10 @@ class DatasetSettings:
     def defence_row_ids(self) -> dict[str, list[str]]:
         """Each defence row's members by zoo id, in the row's order (low precision first)."""
         return {row: [defended_id(self.name, spec) for spec in specs] for row, specs in self.defence_rows}
+
+    def seed_set_ids(self) -> list[list[str]]:
+        """Each seed set's members by zoo id, in the EMPIR configuration's order (low precision first)."""
+        return [[member_id(self.name, w, a, seed) for w, a, seed, *_ in members] for members in self.seed_sets]
 
     @property
     def empir_ids(self) -> list[str]:
@@ -138,6 +146,9 @@ MNIST = DatasetSettings(
     # precision get distinct seeds (the original would have trained them identically:
     # the original code, appendix section 3).
     zoo=((*FP, 1), *((w, a, 1) for w, a in GRID), (2, 4, 2), (*FP, 2), (*FP, 3), (2, 4, 3)),
+    # Figure 4's extra members (a4w2 s3, FP s2 and s3) start the second and third sets.
+    seed_sets=(((2, 4, 1), (2, 4, 2), (*FP, 1)), ((2, 4, 3), (2, 4, 4), (*FP, 2)),
+               ((2, 4, 5), (2, 4, 6), (*FP, 3))),
     sample_size=500,
     second_eps=("eps8", EPS8, False),
     # 2.0: the usual MNIST L2 budget (Croce & Hein 2020).
@@ -165,6 +176,8 @@ CIFAR10 = DatasetSettings(
     # The EMPIR pair is trained longer (40 epochs) than the grid: at 15 epochs its
     # training accuracy was still rising by about a point an epoch.
     zoo=((*FP, 1), *((w, a, 1) for w, a in GRID), (4, 2, 2, 40), (2, 2, 2, 40)),
+    # Seed 1 of a2w4 and a2w2 is the grid's (15 epochs): the 40-epoch pair starts at seed 2.
+    seed_sets=(_CIFAR_EMPIR, ((4, 2, 3, 40), (2, 2, 3, 40), (*FP, 2)), ((4, 2, 4, 40), (2, 2, 4, 40), (*FP, 3))),
     sample_size=500,
     # Tramer et al.'s 8/255, on all n images: that setting comes from CIFAR-10.
     second_eps=("eps8", EPS8, True),

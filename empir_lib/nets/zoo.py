@@ -198,15 +198,23 @@ def train_command(dataset: str, wbits: models.Bits, abits: models.Bits, seed: in
 
 def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLike | None = None,
               progress: bool = True, runs_dir: str | os.PathLike = "runs", only: list[str] | None = None,
-              defended: bool = False) -> list[str]:
+              defended: bool = False, seed_sets: bool = False) -> list[str]:
     """Train and register every ``REQUIRED`` member of ``dataset`` not yet in the zoo.
 
     ``defended=True`` trains the members of Table 2's other defences instead
-    (``settings.DATASETS[name].defence_rows``), at the recipe's epochs.
+    (``settings.DATASETS[name].defence_rows``), at the recipe's epochs;
+    ``seed_sets=True`` the members of the seed study's independent seed sets
+    (``settings.DATASETS[name].seed_sets``), each at its own epochs.
     """
     check_choice(dataset, tuple(REQUIRED), "dataset")
-    todo = (list(settings.get(dataset).defended) if defended
-            else [(w, a, s, "none", {}, *rest) for w, a, s, *rest in REQUIRED[dataset]])
+    if defended and seed_sets:
+        raise EmpirError("build the defended members and the seed sets in two runs (--defended, --seed-sets).")
+    if defended:
+        todo = list(settings.get(dataset).defended)
+    else:
+        specs = ([m for members in settings.get(dataset).seed_sets for m in members] if seed_sets
+                 else REQUIRED[dataset])
+        todo = [(w, a, s, "none", {}, *rest) for w, a, s, *rest in specs]
     done = []
     for wbits, abits, seed, defence, params, *own_epochs in todo:
         mid = settings.member_id(dataset, wbits, abits, seed, defences.tag(defence, params))

@@ -30,6 +30,8 @@ What it produces (paper section 5 and appendix B):
   Table 1's L-inf eps, on all ``n`` images, after the sweeps and one row at a time;
   a row whose members are not in the zoo yet is skipped with a message naming
   the command that trains them;
+* ``seeds/`` (MNIST and CIFAR-10): EMPIR and its FP baseline from independent
+  training seeds, under the paper protocol and the suite (:mod:`empir_lib.studies.seeds`);
 * ``stochastic/`` (CIFAR-10): the jointly trained stochastic-quantiser ensemble
   (``empir joint --zoo``) under EOT at 5/255: robust accuracy against EOT
   samples, then PGD on all ``n`` and the suite on ``select_n`` beside
@@ -59,7 +61,7 @@ from ..core import provenance, settings
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write
 from ..nets import data, ensemble, zoo
-from . import eot_study, evaluate, results, sweeps, worstcase
+from . import eot_study, evaluate, results, seeds, sweeps, worstcase
 
 # The datasets with an EMPIR configuration (settings.DATASETS[name].empir).
 DATASETS = tuple(settings.EMPIR_MEMBERS)
@@ -275,6 +277,8 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
     separate = [(defence_jobs(dataset, n), f"empir zoo build --dataset {dataset} --defended")]
     if dataset in eot_study.DATASETS:
         separate.append((eot_study.jobs(dataset, n, select_n), f"empir joint --dataset {dataset} --zoo"))
+    if settings.get(dataset).seed_sets:  # the seed study: EMPIR and FP from independent training seeds
+        separate.append((seeds.jobs(dataset, n, select_n), f"empir zoo build --dataset {dataset} --seed-sets"))
     for jobs, trains in separate:
         for job in jobs:
             missing = [m for m in job["members"] if m not in have]
