@@ -7,9 +7,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .style import ROW_COLOURS
+from .style import ROW_COLOURS, book_figure
 
 
+@book_figure
 def figure(panels: Sequence[dict]) -> Figure:
     """One panel per dataset: per row the paper's average (hatched), ours under the paper protocol, the suite's robust.
 
