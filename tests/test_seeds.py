@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from empir_lib.attack import outcomes
+from empir_lib.book.chapters import seeds as chapter_seeds
 from empir_lib.core import paper, settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.studies import seeds
@@ -105,3 +106,24 @@ def test_ours_against_the_paper_within_two_seed_sds(tmp_path):
     assert out["empir"]["paper"] == paper.TABLE2["mnist"]["empir"]["average"]
     assert out["empir"]["mean"] == pytest.approx(41.0) and out["empir"]["sd"] == pytest.approx(1.0)
     assert out["empir"]["within_two_sd"] is (abs(41.0 - out["empir"]["paper"]) <= 2.0)
+
+
+# --- the chapters' view -------------------------------------------------------------------------
+
+def test_member_seeds_reads_the_recipes_members_only():
+    m = chapter_seeds.member_seeds("mnist", "a4w2")
+    assert m["seeds"] == [1, 2, 3, 4, 5, 6] and m["k"] == 6 and m["sd"] > 0
+    # CIFAR-10's 40-epoch a2w2 members are not the recipe's (15 epochs): only seed 1 of the grid counts.
+    assert chapter_seeds.member_seeds("cifar10", "a2w2")["seeds"] == [1]
+
+
+def test_the_seed_table_and_verdicts_come_from_the_files(tmp_path):
+    _fill(tmp_path)
+    md = chapter_seeds.seed_table("mnist", tmp_path)
+    assert "| EMPIR | 2 | 99.00 | 41.00 |" in md and "**41.00 ± 1.00**" in md
+    lines = chapter_seeds.verdict_lines("mnist", tmp_path)
+    # EMPIR's paper average is 30 points over the baseline in every set, with no spread in the difference.
+    assert any(line.startswith("mnist, paper average: EMPIR minus FP per seed set +30.00, +30.00, +30.00")
+               and "beyond the seed spread" in line for line in lines)
+    assert any("EMPIR paper-protocol average: ours 41.00 ± 1.00 over 3 seed set(s), the paper's 47.48: "
+               "outside two seed sds of ours" in line for line in lines)
