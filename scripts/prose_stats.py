@@ -11,7 +11,6 @@ the limit, to find what to cut.
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from empir_lib.book import prose
 from empir_lib.core import files, provenance

@@ -116,7 +116,7 @@ def book_stats(paths: Iterable[str | Path], limit: int = MAX_SENTENCE) -> dict[s
 
 def table(stats: dict[str, dict], limit: int = MAX_SENTENCE) -> str:
     """The per-chapter numbers as a Markdown table."""
-    rows = ["| chapter | words | longest sentence | sentences over %d |" % limit, "|---|---:|---:|---:|"]
+    rows = [f"| chapter | words | longest sentence | sentences over {limit} |", "|---|---:|---:|---:|"]
     rows += [f"| {name} | {s['words']} | {s['longest_sentence']} | {s[f'over_{limit}']} |"
              for name, s in stats.items()]
     return "\n".join(rows)
