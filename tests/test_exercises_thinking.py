@@ -1,6 +1,6 @@
 """The exercises that ask the reader to think (issue 26): their checks pass right answers and fail wrong ones.
 
-Exercise 3.5 (how far a signed step must go to cross a 2-bit input
+Exercise 4.4 (how far a signed step must go to cross a 2-bit input
 quantiser), 5.4 (when a random classifier is counted as broken) and 7.4 (why
 an attack on the model's own predictions can raise accuracy).
 """
@@ -23,7 +23,7 @@ def verdict(capsys, ok, expected: bool, *words):
     return out
 
 
-# --- 3.5: crossing a 2-bit input quantiser ------------------------------------------------
+# --- 4.4: crossing a 2-bit input quantiser ------------------------------------------------
 
 
 def test_crossing_problem_is_derived_from_the_quantiser():
