@@ -7,21 +7,10 @@ an attack on the model's own predictions can raise accuracy).
 import math
 
 import pytest
+from test_exercises import verdict  # the tick-or-cross helper the chapters' check tests share
 
 from empir_lib.book import exercises
 from empir_lib.core.errors import EmpirError
-
-TICK, CROSS = exercises.OK, exercises.NO
-
-
-def verdict(capsys, ok, expected: bool, *words):
-    out = capsys.readouterr().out
-    assert ok is expected, out
-    assert out.startswith(TICK if expected else CROSS), out
-    for w in words:
-        assert w in out, out
-    return out
-
 
 # --- 4.4: crossing a 2-bit input quantiser ------------------------------------------------
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from ...nets import ensemble
-from .verdict import as_float_array, first_wrong_class, verdict
+from .verdict import as_float_array, call_for_number, first_wrong_class, verdict
 
 
 def reference_vote(votes: ArrayLike, fp: Sequence[bool]) -> np.ndarray:
@@ -143,10 +143,9 @@ def check_broken_chance(student_fn: Callable) -> bool:
     """Check ``student_fn(p, q)`` -> the chance of at least one error in ``q`` independent queries."""
     for p, q in BROKEN_CASES:
         expected = broken_chance(p, q)
-        try:
-            got = float(student_fn(p, q))
-        except Exception as e:  # the student's code failing is an answer to report, not a crash
-            return verdict(False, f"your function raised {type(e).__name__}: {e}")
+        got, error = call_for_number(student_fn, p, q)
+        if error:
+            return verdict(False, error)
         if math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
             continue
         if math.isclose(got, 1 - expected, rel_tol=1e-6, abs_tol=1e-9):

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 from ...studies import results
-from .verdict import points_verdict, verdict
+from .verdict import call_for_number, fraction_verdict, points_verdict, verdict
 
 
 def average_gain(dataset: str = "mnist", root: str | os.PathLike | None = None) -> float | None:
@@ -51,10 +51,9 @@ def check_halfwidth(student_fn: Callable) -> bool:
     """Check ``student_fn(p, n)`` -> the 95% half-width 1.96 sqrt(p (1 - p) / n), as a fraction."""
     for p, n in HALFWIDTH_CASES:
         expected = binomial_halfwidth(p, n)
-        try:
-            got = float(student_fn(p, n))
-        except Exception as e:  # the student's code failing is an answer to report, not a crash
-            return verdict(False, f"your function raised {type(e).__name__}: {e}")
+        got, error = call_for_number(student_fn, p, n)
+        if error:
+            return verdict(False, error)
         if math.isclose(got, expected, rel_tol=1e-3, abs_tol=1e-9):
             continue
         se = math.sqrt(p * (1 - p) / n)
@@ -105,17 +104,14 @@ def check_fixed_share(answer: object, dataset: str = "cifar10", name: str = "tab
     if expected is None:
         return verdict(False, f"{dataset}/{name} did not change every prediction, so its file alone cannot "
                               "answer this; ask about a row whose attack_success_rate is 1.")
-    try:
-        got = float(answer)
-    except (TypeError, ValueError):
-        return verdict(False, f"give one number, a fraction; got {answer!r}.")
-    if math.isclose(got, expected, abs_tol=1e-3):
-        return verdict(True, f"correct: {100 * expected:.1f}% of the images the network got wrong are right "
-                             "after the attack. Maximising the loss of a wrong label moves the image away "
-                             "from that label, and often onto the true class: an attack aimed at the model's "
-                             "own predictions can raise accuracy, so it must be given the true labels.")
-    if math.isclose(got, 100 * expected, abs_tol=0.1):
-        return verdict(False, "that looks like a percentage; give a fraction.")
+    got, slip = fraction_verdict(answer, expected,
+                                 f"correct: {100 * expected:.1f}% of the images the network got wrong are right "
+                                 "after the attack. Maximising the loss of a wrong label moves the image away "
+                                 "from that label, and often onto the true class: an attack aimed at the "
+                                 "model's own predictions can raise accuracy, so it must be given the true "
+                                 "labels.")
+    if slip is not None:
+        return slip
     if math.isclose(got, leak["adversarial"], abs_tol=1e-3):
         return verdict(False, "that is the accuracy over all images; which images can be correct after an "
                               "attack that changed every prediction?")
