@@ -24,23 +24,23 @@ def test_crossing_problem_is_derived_from_the_quantiser():
     assert exercises.crossing_problem(step=0.05)["steps"] == 4  # 0.2 * 3 = 0.6 -> 1; 0.15 * 3 = 0.45 -> 0
 
 
-RIGHT_3_5 = {"edges": [5 / 6, 1 / 6, 0.5], "min_step": 1 / 6, "steps": 17}
+RIGHT_4_4 = {"edges": [5 / 6, 1 / 6, 0.5], "min_step": 1 / 6, "steps": 17}
 
 
 def test_crossing_accepts_the_derivation(capsys):
-    verdict(capsys, exercises.check_crossing(RIGHT_3_5), True, "invisible until step 17")
+    verdict(capsys, exercises.check_crossing(RIGHT_4_4), True, "invisible until step 17")
 
 
 @pytest.mark.parametrize("wrong, hint", [
-    ({**RIGHT_3_5, "edges": [0, 1 / 3, 2 / 3, 1]}, "those are the levels"),
-    ({**RIGHT_3_5, "edges": [0.25, 0.5, 0.75]}, "3 edges"),
-    ({**RIGHT_3_5, "edges": [1 / 6, 1 / 2]}, "3 edges"),
-    ({**RIGHT_3_5, "min_step": 1 / 3}, "whole level"),
-    ({**RIGHT_3_5, "min_step": 0.5}, "nearest edge"),
-    ({**RIGHT_3_5, "steps": 16}, "one more"),
-    ({**RIGHT_3_5, "steps": 30}, "you gave 30"),
-    ({**RIGHT_3_5, "steps": 17.0}, "whole number"),
-    ({**RIGHT_3_5, "edges": [float("nan")] * 3}, "NaN"),
+    ({**RIGHT_4_4, "edges": [0, 1 / 3, 2 / 3, 1]}, "those are the levels"),
+    ({**RIGHT_4_4, "edges": [0.25, 0.5, 0.75]}, "right number of edges"),
+    ({**RIGHT_4_4, "edges": [1 / 6, 1 / 2]}, "3 edges"),
+    ({**RIGHT_4_4, "min_step": 1 / 3}, "whole level"),
+    ({**RIGHT_4_4, "min_step": 0.5}, "nearest edge"),
+    ({**RIGHT_4_4, "steps": 16}, "one more"),
+    ({**RIGHT_4_4, "steps": 30}, "you gave 30"),
+    ({**RIGHT_4_4, "steps": 17.0}, "whole number"),
+    ({**RIGHT_4_4, "edges": [float("nan")] * 3}, "NaN"),
     ({"edges": [1 / 6, 1 / 2, 5 / 6]}, "give a dict"),
     ([1 / 6, 1 / 2, 5 / 6], "give a dict"),
 ])
