@@ -1,6 +1,8 @@
 """The exercises that ask the reader to think (issue 26): their checks pass right answers and fail wrong ones.
 
-Exercise 4.4 (how far a signed step must go to cross a 2-bit input
+Exercise 6.1 (the widest precision within the paper's 25% time budget, on
+native and on proportional hardware), 6.4 (what fits in that budget at the
+measured int8 rate), 4.4 (how far a signed step must go to cross a 2-bit input
 quantiser), 5.4 (when a random classifier is counted as broken) and 7.4 (why
 an attack on the model's own predictions can raise accuracy).
 """
@@ -116,3 +118,45 @@ def test_fixed_share_accepts_the_reasoning(capsys):
 ])
 def test_fixed_share_rejects_wrong_answers(capsys, wrong, hint):
     verdict(capsys, exercises.check_fixed_share(wrong(exercises.label_leak())), False, hint)
+
+
+# --- 6.1 and 6.4: the paper's 25% time budget -----------------------------------------
+
+
+def test_precision_budget_is_eq6():
+    # proportional: 2 k/32 < 1/4 needs k <= 3; native: every k <= 4 runs at the 4-bit rate, 2 * 4/32 = 1/4.
+    assert exercises.precision_budget() == {"proportional": 3, "native": None}
+    assert exercises.precision_budget(n=1) == {"proportional": 7, "native": 4}
+
+
+@pytest.mark.parametrize("answer, ok, hint", [
+    ({"proportional": 3, "native": None}, True, "no precision fits"),
+    ({"proportional": 4, "native": None}, False, "exactly 25%"),
+    ({"proportional": 3, "native": 2}, False, "next built-in width"),
+    ({"proportional": 3, "native": 3.0}, False, "whole number"),
+    ({"proportional": 2, "native": None}, False, "not quite"),
+    ({"proportional": 3.5, "native": None}, False, "whole number"),
+    ({"proportional": 3}, False, "keys"),
+    (3, False, "keys"),
+])
+def test_precision_budget_check(capsys, answer, ok, hint):
+    verdict(capsys, exercises.check_precision_budget(answer), ok, hint)
+
+
+def test_rate_budget_is_eq6_with_the_measured_rate():
+    assert exercises.rate_budget(0.2156) == {"members": 1, "max_rate": 0.125}
+    assert exercises.rate_budget(0.1)["members"] == 2 and exercises.rate_budget(0.3)["members"] == 0
+    assert exercises.rate_budget(0.125)["members"] == 1  # 2 x 0.125 sits on the bound, which is strict
+
+
+@pytest.mark.parametrize("answer, ok, hint", [
+    ({"members": 1, "max_rate": 0.125}, True, "8 times faster"),
+    ({"members": 2, "max_rate": 0.125}, False, "2 x 0.216"),
+    ({"members": 1, "max_rate": 0.25}, False, "fits one member"),
+    ({"members": 1, "max_rate": 0.5}, False, "not quite"),
+    ({"members": 1.0, "max_rate": 0.125}, False, "whole number"),
+    ({"members": 1, "max_rate": "fast"}, False, "give a number"),
+    ({"members": 1}, False, "give a dict"),
+])
+def test_rate_budget_check(capsys, answer, ok, hint):
+    verdict(capsys, exercises.check_rate_budget(answer, 0.2156), ok, hint)

@@ -54,7 +54,15 @@ from .ch05 import (
            rule_predictions,
            vote_cases,
 )
-from .ch06 import check_overheads, check_pack
+from .ch06 import (
+           BUDGET,
+           check_overheads,
+           check_pack,
+           check_precision_budget,
+           check_rate_budget,
+           precision_budget,
+           rate_budget,
+)
 from .ch07 import (
            HALFWIDTH_CASES,
            average_gain,
@@ -99,4 +107,5 @@ __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accura
            "worst_case_accuracy", "worst_case_problem", "zero_gradient_gap"]
 # The exercises that ask the reader to think (issue 26): chapters 3, 5 and 7.
 __all__ += ["BROKEN_CASES", "broken_chance", "check_broken_chance", "check_crossing", "check_fixed_share",
-            "crossing_problem", "fixed_share", "label_leak"]
+            "crossing_problem", "fixed_share", "label_leak", "BUDGET", "check_precision_budget",
+            "check_rate_budget", "precision_budget", "rate_budget"]
