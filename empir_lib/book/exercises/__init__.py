@@ -31,9 +31,21 @@ from .ch02 import (
            norm_problem,
            reference_fgsm,
 )
-from .ch03 import STE_POINTS, check_levels, check_quantizer, check_ste_gradients, quantizer_inputs, ste_gradients
+from .ch03 import (
+           STE_POINTS,
+           check_crossing,
+           check_levels,
+           check_quantizer,
+           check_ste_gradients,
+           crossing_problem,
+           quantizer_inputs,
+           ste_gradients,
+)
 from .ch04 import check_flippable_fraction, check_pareto, flippable_fraction, pareto_front
 from .ch05 import (
+           BROKEN_CASES,
+           broken_chance,
+           check_broken_chance,
            check_prob_as_logits_range,
            check_rules_disagree,
            check_vote,
@@ -42,8 +54,25 @@ from .ch05 import (
            rule_predictions,
            vote_cases,
 )
-from .ch06 import check_overheads, check_pack
-from .ch07 import HALFWIDTH_CASES, average_gain, binomial_halfwidth, check_average_gain, check_halfwidth
+from .ch06 import (
+           BUDGET,
+           check_overheads,
+           check_pack,
+           check_precision_budget,
+           check_rate_budget,
+           precision_budget,
+           rate_budget,
+)
+from .ch07 import (
+           HALFWIDTH_CASES,
+           average_gain,
+           binomial_halfwidth,
+           check_average_gain,
+           check_fixed_share,
+           check_halfwidth,
+           fixed_share,
+           label_leak,
+)
 from .ch08 import (
            check_mean_prob_scores,
            check_worst_case,
@@ -76,3 +105,7 @@ __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accura
            "prob_as_logits_loss_range", "quantizer_inputs", "reference_fgsm", "reference_fgsm_at_loss",
            "reference_vote", "require", "rule_predictions", "ste_gradients", "storage_cases", "vote_cases",
            "worst_case_accuracy", "worst_case_problem", "zero_gradient_gap"]
+# The exercises that ask the reader to think (issue 26): chapters 3, 5 and 7.
+__all__ += ["BROKEN_CASES", "broken_chance", "check_broken_chance", "check_crossing", "check_fixed_share",
+            "crossing_problem", "fixed_share", "label_leak", "BUDGET", "check_precision_budget",
+            "check_rate_budget", "precision_budget", "rate_budget"]
