@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import provenance
+from ..core import provenance, tables
 from ..core.files import atomic_write
 from . import attack_solutions
 from .attack_tasks import Defence, Outcome, Task, ensemble, fingerprint, images, judge
@@ -40,7 +40,7 @@ def run(t: Task, attack: Callable, hidden: bool, seed: int = 0, n: int | None = 
         attack = attack.limited(t.seconds)
     start, x_adv, error = time.monotonic(), None, ""
     try:
-        x_adv = attack(defence if isinstance(attack, RemoteFunction) else _Local(defence), x.copy(), y.copy(),
+        x_adv = attack(defence if isinstance(attack, RemoteFunction) else LocalDefence(defence), x.copy(), y.copy(),
                        float(t.eps))
     except WorkerError as e:
         error = (f"your attack ran past its {t.seconds:g} s limit and was stopped" if e.kind == "timeout"
@@ -52,10 +52,10 @@ def run(t: Task, attack: Callable, hidden: bool, seed: int = 0, n: int | None = 
     seconds = time.monotonic() - start
     if not error and seconds > t.seconds:
         error = f"your attack took {seconds:.0f} s, over its {t.seconds:g} s limit"
-    return judge(t, defence, x, y, x_adv, seconds, error, before)
+    return judge(t, defence, x, y, x_adv, seconds, error, before, seed)
 
 
-class _Local:
+class LocalDefence:
     """The defence for an attack run in this process (the self-check): the same methods and data, read-only."""
 
     __slots__ = ("_d",)
@@ -114,3 +114,29 @@ def record(tasks: Sequence[Task], seed: int, path: str | Path = RECORD) -> dict:
 
 def _json(doc: dict) -> str:
     return json.dumps(doc, indent=1, default=lambda o: float(o) if isinstance(o, np.floating) else str(o)) + "\n"
+
+
+def tasks_table(tasks: Sequence[Task]) -> str:
+    """The tasks as the chapter lists them: threat model, budget, target and where the target comes from."""
+    rows = [{"n": i + 1, "task": f"`{t.name}`", "defence": t.title, "eps": f"{t.eps:.4g}",
+             "budget": f"{t.forward_per_image} / {t.backward_per_image}", "seconds": f"{t.seconds:g}",
+             "hidden": t.n_hidden, "target": f"{t.committed:.3f} + {t.margin:g} = {t.target:.3f}",
+             "file": f"`data/results/{t.result}`"} for i, t in enumerate(tasks)]
+    return tables.markdown_table(rows, ["n", "task", "defence", "eps", "budget", "seconds", "hidden", "target",
+                                        "file"],
+                                 ["", "task", "defence", "L-inf eps", "forward / backward passes per image",
+                                  "seconds (2 cores)", "hidden images", "target: committed + margin",
+                                  "committed result"])
+
+
+def record_table(path: str | Path = RECORD) -> str:
+    """The committed record of :func:`record` as a table: each attack's robust accuracy and credit per task."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    rows = [{"task": f"`{r['task']}`", "attack": r["attack"], "clean": f"{r['clean']:.3f}",
+             "robust": "—" if r["error"] else f"{r['robust']:.3f}", "target": f"{r['target']:.3f}",
+             "credit": f"{100 * r['credit']:.0f}%", "passes": f"{r['used']['forward']} / {r['used']['backward']}",
+             "seconds": f"{r['seconds']:.1f}"} for r in doc["runs"]]
+    return tables.markdown_table(rows, ["task", "attack", "clean", "robust", "target", "credit", "passes",
+                                        "seconds"],
+                                 ["task", "attack", "clean accuracy", "robust accuracy", "target", "credit",
+                                  "forward / backward passes used", "seconds"])

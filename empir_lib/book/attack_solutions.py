@@ -15,9 +15,9 @@ exactly as it runs a submission (``tests/test_attack_tasks.py``).
   members' mean logits, then the cross-entropy of the members' mean
   probability on what survives), a step that shrinks, every iterate judged
   on the deployed decision and the first break kept.  Against a random
-  defence it averages each gradient over fresh draws (EOT, Athalye et al.
-  2018) and keeps, per image, the iterate whose vote is wrong on the most
-  draws: the expected accuracy is what is graded.
+  defence it climbs the mean probability's cross-entropy averaged over fresh
+  draws (EOT, Athalye et al. 2018) and keeps, per image, the iterate whose
+  vote is wrong on the most draws: the expected accuracy is what is graded.
 """
 from __future__ import annotations
 
@@ -47,17 +47,21 @@ def plain_pgd(defence: object, x: np.ndarray, y: np.ndarray, eps: float) -> np.n
     return x_adv
 
 
-def reference_attack(defence: object, x: np.ndarray, y: np.ndarray, eps: float,
-                     steps: int = 50, samples: int = 8, draws: int = 8) -> np.ndarray:
-    """The reference: PGD on DLR, then on the mean probability's CE, judged on the deployed decision."""
+def reference_attack(defence: object, x: np.ndarray, y: np.ndarray, eps: float, steps: int = 50,
+                     samples: int = 8, draws: int = 8, losses: tuple | None = None, seed: int = 0) -> np.ndarray:
+    """The reference: PGD on DLR, then on the mean probability's CE, judged on the deployed decision.
+
+    Against a random defence: EOT over ``samples`` draws on the mean probability's CE alone.
+    """
     random = bool(defence.stochastic)
+    losses = losses or (("ce_mean_prob",) if random else ("dlr_mean_logits", "ce_mean_prob"))
     samples, draws = (samples, draws) if random else (1, 1)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     best = x.copy()
     wrong = np.zeros(len(x))  # per image: the share of the vote's draws that were wrong at `best`
-    for loss in ("dlr_mean_logits", "ce_mean_prob"):
+    for k, loss in enumerate(losses):
         todo = np.flatnonzero(wrong < 1.0) if not random else np.arange(len(x))
-        if random and loss == "ce_mean_prob":
+        if random and k > 0:
             todo = np.flatnonzero(wrong < 0.75)
         if todo.size == 0:
             break

@@ -48,7 +48,7 @@ import tensorflow as tf
 from ..attack import surrogates
 from ..core import provenance
 from ..core.errors import EmpirError, check_choice
-from ..nets import data
+from ..nets import data, stochastic
 from ..nets import ensemble as ens_mod
 from ..nets.models import check_images
 from ..studies import eot_study
@@ -155,7 +155,7 @@ def fingerprint(ens: ens_mod.Ensemble) -> str:
     return h.hexdigest()
 
 
-class BudgetExceeded(EmpirError):
+class BudgetError(EmpirError):
     """A query that would pass the task's budget (refused; the task then scores zero)."""
 
 
@@ -195,12 +195,12 @@ class Defence:
 
     def _charge(self, forward: int, backward: int) -> None:
         if self.exceeded:
-            raise BudgetExceeded(self.exceeded)
+            raise BudgetError(self.exceeded)
         for kind, n in (("forward", forward), ("backward", backward)):
             if self.used[kind] + n > self.budget[kind]:
                 self.exceeded = (f"over budget: this query needs {n} {kind} passes with {self.used[kind]} of "
                                  f"{self.budget[kind]} used")
-                raise BudgetExceeded(self.exceeded)
+                raise BudgetError(self.exceeded)
         self.used["forward"] += forward
         self.used["backward"] += backward
 
@@ -290,10 +290,22 @@ class Defence:
         return self._grads[key]
 
 
-def accuracy(t: Task, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of the deployed decision; for a random defence the expected accuracy over :data:`DRAWS` draws."""
-    draws = DRAWS if t.stochastic else 1
-    return float(np.mean([np.mean(ens_mod.predict(ens, x) == y) for _ in range(draws)]))
+def per_image(t: Task, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per image: 1 if the deployed decision gives the label; for a random defence the share of :data:`DRAWS` draws.
+
+    The draws restart from ``seed`` on every call (:func:`empir_lib.nets.stochastic.reseed`): the clean
+    and the attacked images meet the same noise, so an attack that changes nothing gains nothing by luck.
+    """
+    if not t.stochastic:
+        return (ens_mod.predict(ens, x) == y).astype(np.float64)
+    for m in ens.members:
+        stochastic.reseed(m, seed)
+    return np.mean([ens_mod.predict(ens, x) == y for _ in range(DRAWS)], 0)
+
+
+def accuracy(t: Task, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+    """Accuracy of the deployed decision; for a random defence the expected accuracy (:func:`per_image`)."""
+    return float(np.mean(per_image(t, ens, x, y, seed)))
 
 
 @dataclass
@@ -333,11 +345,11 @@ def validate(t: Task, x: np.ndarray, x_adv: object) -> tuple[np.ndarray | None, 
 
 
 def judge(t: Task, defence: Defence, x: np.ndarray, y: np.ndarray, x_adv: object, seconds: float,
-          error: str = "", before: str = "") -> Outcome:
+          error: str = "", before: str = "", seed: int = 0) -> Outcome:
     """Grade one attack's answer (module docstring, "Judging"); ``error`` is what went wrong running it."""
     ens = defence.ens
     out = Outcome(t.name, 0.0, "", target=t.target, n=len(x), seconds=round(seconds, 2), used=dict(defence.used))
-    clean = out.clean = accuracy(t, ens, x, y)
+    clean = out.clean = accuracy(t, ens, x, y, seed)
     spent = (f"{defence.used['forward']} of {defence.budget['forward']} forward and {defence.used['backward']} "
              f"of {defence.budget['backward']} backward passes, {seconds:.1f} s of {t.seconds:g} s")
     if before and fingerprint(ens) != before:
@@ -349,7 +361,7 @@ def judge(t: Task, defence: Defence, x: np.ndarray, y: np.ndarray, x_adv: object
     if error:
         out.error, out.message = error, f"\u2717 {t.name}: 0 credit: {error}. (Used {spent}.)"
         return out
-    robust = out.robust = accuracy(t, ens, x_adv, y)
+    robust = out.robust = accuracy(t, ens, x_adv, y, seed)
     span = clean - t.target
     out.credit = 1.0 if robust <= t.target else (0.0 if span <= 0 else max(0.0, (clean - robust) / span))
     what = "expected accuracy over " + f"{DRAWS} draws" if t.stochastic else "accuracy of the vote"
