@@ -103,7 +103,7 @@ def test_validate_names_each_fault():
     ("import os\n\ndef attack(defence, x, y, eps):\n    os._exit(3)", "process failed"),
 ])
 def test_a_broken_or_hostile_attack_scores_zero_with_a_clear_message(body, fault):
-    out = _grade(body, seconds=8, backward_per_image=20)
+    out = _grade(body, seconds=8, backward_per_image=2)
     print(out.message)
     assert out.credit == 0.0 and fault in out.message, out.message
     assert out.message.startswith(exercises.NO)
@@ -127,7 +127,7 @@ def test_the_defence_the_judge_uses_is_the_one_it_loaded():
 
 def test_self_check_runs_the_function_in_this_process_on_public_images(capsys):
     credit = exercises.check_attack(attack_solutions.plain_fgsm, "mnist-distill")
-    assert credit == 0.0 and "on 20 hidden images" not in capsys.readouterr().out
+    assert credit == 0.0 and f"on {attack_runs.PUBLIC_N['mnist']} public images" in capsys.readouterr().out
 
 
 # --- the reference and the plain attacks on every task (slow) ---------------------------------

@@ -52,7 +52,7 @@ def run(t: Task, attack: Callable, hidden: bool, seed: int = 0, n: int | None = 
     seconds = time.monotonic() - start
     if not error and seconds > t.seconds:
         error = f"your attack took {seconds:.0f} s, over its {t.seconds:g} s limit"
-    return judge(t, defence, x, y, x_adv, seconds, error, before, seed)
+    return judge(t, defence, x, y, x_adv, seconds, error, before, seed, "hidden" if hidden else "public")
 
 
 class LocalDefence:

@@ -345,7 +345,7 @@ def validate(t: Task, x: np.ndarray, x_adv: object) -> tuple[np.ndarray | None, 
 
 
 def judge(t: Task, defence: Defence, x: np.ndarray, y: np.ndarray, x_adv: object, seconds: float,
-          error: str = "", before: str = "", seed: int = 0) -> Outcome:
+          error: str = "", before: str = "", seed: int = 0, where: str = "hidden") -> Outcome:
     """Grade one attack's answer (module docstring, "Judging"); ``error`` is what went wrong running it."""
     ens = defence.ens
     out = Outcome(t.name, 0.0, "", target=t.target, n=len(x), seconds=round(seconds, 2), used=dict(defence.used))
@@ -364,8 +364,8 @@ def judge(t: Task, defence: Defence, x: np.ndarray, y: np.ndarray, x_adv: object
     robust = out.robust = accuracy(t, ens, x_adv, y, seed)
     span = clean - t.target
     out.credit = 1.0 if robust <= t.target else (0.0 if span <= 0 else max(0.0, (clean - robust) / span))
-    what = "expected accuracy over " + f"{DRAWS} draws" if t.stochastic else "accuracy of the vote"
+    what = f"expected accuracy over {DRAWS} draws" if t.stochastic else "accuracy of the vote"
     mark = "\u2713" if out.credit >= 1 else "\u2717"
-    out.message = (f"{mark} {t.name}: robust {what} {robust:.3f} on {len(x)} hidden images (clean {clean:.3f}, "
+    out.message = (f"{mark} {t.name}: robust {what} {robust:.3f} on {len(x)} {where} images (clean {clean:.3f}, "
                    f"target <= {t.target:.3f}): {100 * out.credit:.0f}% of the credit. Used {spent}.")
     return out
