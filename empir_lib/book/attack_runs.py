@@ -11,6 +11,7 @@ measurements of the reference and the plain attacks to
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
@@ -23,7 +24,7 @@ import numpy as np
 from ..core import provenance, tables
 from ..core.files import atomic_write
 from . import attack_solutions
-from .attack_tasks import Defence, Outcome, Task, ensemble, fingerprint, images, judge
+from .attack_tasks import Defence, Outcome, Task, ensemble, fingerprint, images, judge, task
 from .sandbox import RemoteError, RemoteFunction, Sandbox, WorkerError
 
 RECORD = provenance.REPO / "data" / "results" / "assignments" / "attack_tasks.json"
@@ -92,22 +93,43 @@ def grade_source(source: str, function: str, t: Task, seed: int, n: int | None =
 
 
 SOLUTIONS = {"reference": "reference_attack", "plain FGSM": "plain_fgsm", "plain PGD": "plain_pgd"}
+# Wrong and malicious submissions, graded in the record so that the feedback a student sees is on file.
+BROKEN = {
+    "returns x unchanged": "def attack(defence, x, y, eps):\n    return x.copy()",
+    "exceeds eps": "def attack(defence, x, y, eps):\n    return np.clip(x + 2 * eps, 0, 1).astype(np.float32)",
+    "returns NaN": "def attack(defence, x, y, eps):\n    return x * np.nan",
+    "loops forever": "def attack(defence, x, y, eps):\n    while True:\n        pass",
+    "modifies the model": "def attack(defence, x, y, eps):\n    defence.members = 0\n    return x",
+    "over budget": "def attack(defence, x, y, eps):\n    for _ in range(10**6):\n        defence.loss_gradient(x, y)\n"
+                   "    return x",
+}
+BROKEN_TASK = {"name": "mnist-distill", "n": 10, "seconds": 10, "backward_per_image": 5}
 
 
 def record(tasks: Sequence[Task], seed: int, path: str | Path = RECORD) -> dict:
     """Grade the reference solution and the plain attacks on every task; write what was measured."""
     source = Path(attack_solutions.__file__).read_text(encoding="utf-8")
-    rows = []
+    rows, broken = [], []
     for t in tasks:
         for label, fn in SOLUTIONS.items():
+            start = time.monotonic()
             out = grade_source(source, fn, t, seed)
-            rows.append({"task": t.name, "attack": label, **{k: v for k, v in asdict(out).items() if k != "task"}})
+            rows.append({"task": t.name, "attack": label, **{k: v for k, v in asdict(out).items() if k != "task"},
+                         "grading_seconds": round(time.monotonic() - start, 1)})
             print(f"{t.name:20s} {label:11s} credit {out.credit:.2f}  {out.message}", flush=True)
+    small = dataclasses.replace(task(BROKEN_TASK["name"]), seconds=BROKEN_TASK["seconds"],
+                                backward_per_image=BROKEN_TASK["backward_per_image"])
+    for label, body in BROKEN.items():
+        out = grade_source("import numpy as np\n\n" + body, "attack", small, seed, BROKEN_TASK["n"])
+        broken.append({"submission": label, "source": body, "credit": out.credit, "feedback": out.message})
+        print(f"{label:20s} {out.message}", flush=True)
     doc = {"tasks": [{"name": t.name, "title": t.title, "eps": t.eps, "committed": t.committed, "margin": t.margin,
                       "target": t.target, "result_file": f"data/results/{t.result}", "n_hidden": t.n_hidden,
                       "budget_per_image": {"forward": t.forward_per_image, "backward": t.backward_per_image},
                       "seconds": t.seconds} for t in tasks],
-           "seed": seed, "runs": rows, "provenance": provenance.record("empir assignments record-attacks")}
+           "seed": seed, "runs": rows,
+           "broken_submissions": {"task": BROKEN_TASK, "graded": broken},
+           "provenance": provenance.record("empir assignments attacks")}
     atomic_write(Path(path), lambda p: Path(p).write_text(_json(doc), encoding="utf-8"))
     return doc
 

@@ -95,7 +95,7 @@ def grade_one(assignment: str | Path, submission: str | Path, out_dir: str | Pat
             if failed:
                 (out_dir / "cell-errors.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
         except WorkerError as e:
-            error = f"the notebook {e}; see {out_dir / 'run.log'}"
+            error = f"running the notebook failed: it {e}; see {out_dir / 'run.log'}"
         for q in auto:
             if error:
                 share, message = 0.0, f"{NO} not graded: {error}"
