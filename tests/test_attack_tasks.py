@@ -43,6 +43,16 @@ def test_tasks_are_ordered_and_read_their_targets_from_committed_results():
         assert t.committed == record["robust_accuracy"] and t.target == round(t.committed + t.margin, 4)
         assert list(t.members) == record["members"]
     assert attack_tasks.task("cifar10-stochastic").stochastic and attack_tasks.DRAWS >= 32
+
+
+def test_the_random_ensembles_target_is_a_stable_expected_accuracy_with_a_two_standard_error_margin():
+    t = attack_tasks.task("cifar10-stochastic")
+    record = json.loads((attack_tasks.RESULTS / t.result).read_text())
+    runs = [np.array(r["per_image"]) for r in record["runs"]]
+    worst = np.minimum(*runs)
+    assert record["stable"] and record["moved_by_doubling"] <= record["tolerance"]
+    assert abs(worst.mean() - record["robust_accuracy"]) < 1e-9 and record["draws_judged"] == attack_tasks.DRAWS
+    assert t.margin >= 2 * worst.std(ddof=1) / np.sqrt(t.n_hidden)
     with pytest.raises(EmpirError, match="attack task"):
         attack_tasks.task("nope")
 

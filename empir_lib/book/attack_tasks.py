@@ -111,10 +111,14 @@ TASKS = {t.name: t for t in (
          margin=0.05, n_hidden=100, forward_per_image=300, backward_per_image=200, seconds=90),
     Task("cifar10-empir", "CIFAR-10 EMPIR(2, 1), 2-of-3 vote", "cifar10",
          ("cifar10-a2w4-s2", "cifar10-a2w2-s2", "cifar10-fp-s1"), 8 / 255, "cifar10/suite/empir-linf-8-255.json",
-         margin=0.05, n_hidden=40, forward_per_image=300, backward_per_image=200, seconds=150),
+         margin=0.05, n_hidden=50, forward_per_image=300, backward_per_image=200, seconds=180),
+    # The committed suite judges a random defence per iterate on single draws, a different number from the
+    # expected accuracy graded here; the target comes from the expected-accuracy worst case
+    # (empir_lib.book.attack_worst), and the margin is two standard errors of a mean over 30 images of
+    # that file's per-image spread (tests/test_attack_tasks.py checks it).
     Task("cifar10-stochastic", "CIFAR-10 stochastic-quantiser ensemble (joint, diverse)", "cifar10",
-         tuple(eot_study.joint_ids("cifar10")), eot_study.EPS, "cifar10/stochastic/suite-5-255-joint-eot16.json",
-         margin=0.10, n_hidden=30, forward_per_image=1200, backward_per_image=800, seconds=240,
+         tuple(eot_study.joint_ids("cifar10")), eot_study.EPS, "cifar10/stochastic/expected-5-255-joint.json",
+         margin=0.12, n_hidden=30, forward_per_image=1200, backward_per_image=800, seconds=480,
          stochastic=True),
 )}
 

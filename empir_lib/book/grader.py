@@ -89,22 +89,38 @@ def grade_one(assignment: str | Path, submission: str | Path, out_dir: str | Pat
         return Score(submission.stem, {q["name"]: 0.0 for q in auto}, {q["name"]: str(e) for q in auto}, str(e))
     points, messages, error = {}, {}, ""
     # The worker runs in an empty folder of its own: the submission's folder is never its working directory.
-    with tempfile.TemporaryDirectory() as tmp, Sandbox(tmp, out_dir / "run.log") as box:
+    with tempfile.TemporaryDirectory() as tmp:
+        box = None
         try:
-            failed = box.run_cells(cells, timeout_s)
-            if failed:
-                (out_dir / "cell-errors.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
-        except WorkerError as e:
-            error = f"running the notebook failed: it {e}; see {out_dir / 'run.log'}"
-        for q in auto:
-            if error:
-                share, message = 0.0, f"{NO} not graded: {error}"
-            else:
-                share, message = grading.run_check(q["check"], box.lookup, seed)
-            points[q["name"]] = share * q["points"]
-            if share < 1:
-                messages[q["name"]] = message
+            for q in auto:
+                if not error and (box is None or box.proc.poll() is not None):
+                    # A fresh worker (again, after a question's code killed or timed out the last one).
+                    if box is not None:
+                        box.close()
+                    box, error = _start(cells, tmp, out_dir, timeout_s)
+                if error:
+                    share, message = 0.0, f"{NO} not graded: {error}"
+                else:
+                    share, message = grading.run_check(q["check"], box.lookup, seed)
+                points[q["name"]] = share * q["points"]
+                if share < 1:
+                    messages[q["name"]] = message
+        finally:
+            if box is not None:
+                box.close()
     return Score(submission.stem, points, messages, error, time.monotonic() - start)
+
+
+def _start(cells: list[str], cwd: str, out_dir: Path, timeout_s: float) -> tuple[Sandbox, str]:
+    """A worker that has run the notebook's cells, and '' or why running them failed."""
+    box = Sandbox(cwd, out_dir / "run.log")
+    try:
+        failed = box.run_cells(cells, timeout_s)
+        if failed:
+            (out_dir / "cell-errors.txt").write_text("\n".join(failed) + "\n", encoding="utf-8")
+        return box, ""
+    except WorkerError as e:
+        return box, f"running the notebook failed: it {e}; see {out_dir / 'run.log'}"
 
 
 def grade(assignment: str | Path, submissions: str | Path, out_dir: str | Path | None = None,
