@@ -10,7 +10,7 @@ correct one; for the wrong one, everything but the question it got wrong,
 which the table and the feedback name.  Chapter 3 also gets hostile
 submissions that answer nothing but patch the checks, ``exercises.require``
 or ``numpy.allclose``, or forge the files a grader might read: each scores
-zero; the honest blank one scores 1 of 4 (exercise 3.2's stub answer).  Run
+zero; an honest one that answers only exercise 3.2 scores 1 of 4.  Run
 it with ``-s`` to see the scores.
 """
 from __future__ import annotations
@@ -175,7 +175,7 @@ def _filled(student: dict, found: list[assignments.Exercise], wrong: str | None,
         e = stubs.get("".join(cell["source"]).strip())
         if e is not None and first:
             cell["source"], first = first + "\n" + "".join(cell["source"]), ""
-        elif e is not None and answer and e.number != wrong:
+        elif e is not None and answer and e.number not in ({wrong} if isinstance(wrong, str) else wrong or ()):
             cell["source"] = e.worked
         elif cell["cell_type"] == "markdown" and "Type your answer here" in "".join(cell["source"]):
             cell["source"] = "A written answer, for the instructor to grade."
@@ -198,7 +198,7 @@ def graded(tmp_path_factory):
         (submissions / "correct.ipynb").write_text(json.dumps(_filled(student, found, None)))
         (submissions / "wrong.ipynb").write_text(json.dumps(_filled(student, found, wrong)))
         if chapter == "3":
-            (submissions / "blank.ipynb").write_text(json.dumps(_filled(student, found, None, answer=False)))
+            (submissions / "honest.ipynb").write_text(json.dumps(_filled(student, found, ("3.1", "3.3"))))
             for name, code in HOSTILE.items():
                 code = code.replace("OUT", repr(str(root / "graded" / path.stem / "runs" / name)))
                 (submissions / f"{name}.ipynb").write_text(json.dumps(_filled(student, found, None, code, False)))
@@ -252,10 +252,10 @@ def test_correct_submission_gets_full_marks_and_wrong_one_loses_its_question(gra
     assert all(by_name["correct"][f"{q['name']} (/{q['points']:g}, manual)"] == "" for q in manual)
 
 
-def test_hostile_submissions_score_zero_and_the_honest_blank_one_as_before(graded):
+def test_hostile_submissions_score_zero_and_an_honest_wrong_one_as_before(graded):
     _, scores, rows, _ = graded["3"]
-    blank = scores["blank"]
-    assert blank.total == 1 and sorted(blank.messages) == ["exercise_3_1", "exercise_3_3"], blank.messages
+    honest = scores["honest"]
+    assert honest.total == 1 and sorted(honest.messages) == ["exercise_3_1", "exercise_3_3"], honest.messages
     for name in HOSTILE:
         s = scores[name]
         assert s.total == 0 and sorted(s.messages) == ["exercise_3_1", "exercise_3_2", "exercise_3_3"], (name, s)

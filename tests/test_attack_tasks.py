@@ -4,8 +4,9 @@ Every submission here is *source code* run in a worker process by
 :func:`empir_lib.book.attack_runs.grade_source`, exactly as the grader runs a
 student's: the reference solution passes every task; plain FGSM fails the
 EMPIR and distillation tasks and plain PGD fails the distillation task
-(on MNIST EMPIR plain PGD succeeds, as measured: the paper's vote gradient
-rule is a working surrogate there; the record says so); an identity attack
+(on the EMPIR votes plain PGD comes close, as measured: the paper's vote gradient
+rule is a working surrogate there, ending a few images short of the
+reference; the record says so); an identity attack
 scores zero; an answer over eps, with NaN, of the wrong dtype, an attack that
 loops forever, overruns its budget, raises, or tries to change the model
 scores zero with a message saying which.  The slow part (the reference and
@@ -53,6 +54,14 @@ def test_the_random_ensembles_target_is_a_stable_expected_accuracy_with_a_two_st
     assert record["stable"] and record["moved_by_doubling"] <= record["tolerance"]
     assert abs(worst.mean() - record["robust_accuracy"]) < 1e-9 and record["draws_judged"] == attack_tasks.DRAWS
     assert t.margin >= 2 * worst.std(ddof=1) / np.sqrt(t.n_hidden)
+
+
+@pytest.mark.parametrize("name", ["mnist-empir", "mnist-distill", "cifar10-empir"])
+def test_each_margin_is_two_binomial_standard_errors_and_at_least_one_image(name):
+    t = attack_tasks.task(name)
+    p = t.committed
+    assert t.margin >= max(2 * np.sqrt(p * (1 - p) / t.n_hidden), 1 / t.n_hidden) - 1e-9
+    assert t.margin <= max(2 * np.sqrt(p * (1 - p) / t.n_hidden), 1 / t.n_hidden) + 0.005
     with pytest.raises(EmpirError, match="attack task"):
         attack_tasks.task("nope")
 
@@ -165,13 +174,16 @@ def test_plain_fgsm_fails_the_empir_and_distillation_tasks(measured, name):
     assert out.credit < 1.0 and out.robust > out.target
 
 
-def test_plain_pgd_fails_distillation_and_cifar_empir_but_breaks_the_mnist_vote(measured):
-    for name in ("mnist-distill", "cifar10-empir"):
-        out = measured[(name, "plain PGD")]
-        assert out.credit < 1.0 and out.robust > out.target, out.message
-    # Measured, not wished: the paper's vote gradient rule (vote_ce) is a working surrogate on MNIST at 0.3.
-    out = measured[("mnist-empir", "plain PGD")]
-    assert out.credit == 1.0, out.message
+def test_plain_pgd_fails_distillation_and_comes_close_on_the_empir_votes(measured):
+    out = measured[("mnist-distill", "plain PGD")]
+    assert out.credit < 0.1 and out.robust > out.target, out.message
+    # Measured, not wished: the paper's vote gradient rule (vote_ce) is a working surrogate for the EMPIR
+    # votes; plain PGD ends a few images short of the reference (which breaks them all), and on some hidden
+    # seeds within the target (the record and the report say so).
+    for name in ("mnist-empir", "cifar10-empir"):
+        pgd, ref = measured[(name, "plain PGD")], measured[(name, "reference")]
+        print(pgd.message)
+        assert ref.robust <= pgd.robust <= ref.robust + 0.1, pgd.message
 
 
 def test_identity_attack_scores_zero_on_every_task():

@@ -102,20 +102,23 @@ def committed_record(task: Task) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+# Every margin is two standard errors of a robust accuracy measured on the task's hidden images (binomial
+# at the committed value for a deterministic defence, the committed per-image spread for the random one),
+# and at least one image; tests/test_attack_tasks.py checks it.  (A first version had 0.05 everywhere: plain
+# PGD then passed both EMPIR tasks with robust accuracies of 0.03 and 0.04, inside that loose margin.)
 TASKS = {t.name: t for t in (
     Task("mnist-empir", "MNIST EMPIR(2, 1), 2-of-3 vote", "mnist",
          ("mnist-a4w2-s1", "mnist-a4w2-s2", "mnist-fp-s1"), 0.3, "mnist/suite/empir-linf-table1.json",
-         margin=0.05, n_hidden=100, forward_per_image=300, backward_per_image=200, seconds=120),
+         margin=0.01, n_hidden=100, forward_per_image=300, backward_per_image=200, seconds=120),
     Task("mnist-distill", "MNIST defensive distillation (T = 100, deployed at T = 1)", "mnist",
          ("mnist-fp-s1-distill-t100",), 0.3, "mnist/defences/distillation-suite-linf-table1.json",
-         margin=0.05, n_hidden=100, forward_per_image=300, backward_per_image=200, seconds=90),
+         margin=0.01, n_hidden=100, forward_per_image=300, backward_per_image=200, seconds=90),
     Task("cifar10-empir", "CIFAR-10 EMPIR(2, 1), 2-of-3 vote", "cifar10",
          ("cifar10-a2w4-s2", "cifar10-a2w2-s2", "cifar10-fp-s1"), 8 / 255, "cifar10/suite/empir-linf-8-255.json",
-         margin=0.05, n_hidden=50, forward_per_image=300, backward_per_image=200, seconds=180),
+         margin=0.02, n_hidden=50, forward_per_image=300, backward_per_image=200, seconds=180),
     # The committed suite judges a random defence per iterate on single draws, a different number from the
     # expected accuracy graded here; the target comes from the expected-accuracy worst case
-    # (empir_lib.book.attack_worst), and the margin is two standard errors of a mean over 30 images of
-    # that file's per-image spread (tests/test_attack_tasks.py checks it).
+    # (empir_lib.book.attack_worst).
     Task("cifar10-stochastic", "CIFAR-10 stochastic-quantiser ensemble (joint, diverse)", "cifar10",
          tuple(eot_study.joint_ids("cifar10")), eot_study.EPS, "cifar10/stochastic/expected-5-255-joint.json",
          margin=0.12, n_hidden=30, forward_per_image=1200, backward_per_image=800, seconds=480,
@@ -358,12 +361,12 @@ def judge(t: Task, defence: Defence, x: np.ndarray, y: np.ndarray, x_adv: object
              f"of {defence.budget['backward']} backward passes, {seconds:.1f} s of {t.seconds:g} s")
     if before and fingerprint(ens) != before:
         error = "the defence's weights changed during your attack"
-    if not error and defence.exceeded:
+    if defence.exceeded:  # whatever the attack did after its refused query
         error = f"your attack went {defence.exceeded}"
     if not error:
         x_adv, error = validate(t, x, x_adv)
     if error:
-        out.error, out.message = error, f"\u2717 {t.name}: 0 credit: {error}. (Used {spent}.)"
+        out.error, out.message = error, f"\u2717 {t.name}: 0 credit: {error.rstrip('.')}. (Used {spent}.)"
         return out
     robust = out.robust = accuracy(t, ens, x_adv, y, seed)
     span = clean - t.target

@@ -114,6 +114,7 @@ def grade_one(assignment: str | Path, submission: str | Path, out_dir: str | Pat
 def _start(cells: list[str], cwd: str, out_dir: Path, timeout_s: float) -> tuple[Sandbox, str]:
     """A worker that has run the notebook's cells, and '' or why running them failed."""
     box = Sandbox(cwd, out_dir / "run.log")
+    (out_dir / "cell-errors.txt").unlink(missing_ok=True)  # a previous grading's, not this one's
     try:
         failed = box.run_cells(cells, timeout_s)
         if failed:

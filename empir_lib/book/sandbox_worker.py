@@ -83,6 +83,8 @@ class _Worker:
         if self.shell is None:
             shell_mod = importlib.import_module("IPython.core.interactiveshell")
             self.shell = shell_mod.InteractiveShell.instance()
+            # A plain shell has no GUI event loop; "%matplotlib inline" asks for one (figures go nowhere here).
+            self.shell.enable_gui = lambda gui=None: None
             self.shell.user_ns.update(self.namespace)
             self.namespace = self.shell.user_ns
         errors = []
