@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .attack import attacks
-from .book import assignments
+from .book import assignments, attack_runs, attack_tasks, grader
 from .core import defences, settings
 from .core.errors import EmpirError, check_choice
 from .hardware.deploy import deploy as deploy_member
@@ -124,8 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--book", action="store_true", help="also time the quick-profile notebooks and the HTML build")
 
     a = sub.add_parser("assignments", help="classroom: build the chapters' Otter assignments, or grade a folder")
-    a.add_argument("action", choices=("build", "grade"))
-    a.add_argument("args", nargs="*", help="build: chapters (default: all); grade: CHAPTER SUBMISSIONS_DIR")
+    a.add_argument("action", choices=("build", "grade", "attacks"))
+    a.add_argument("args", nargs="*", help="build: chapters (default: all); grade: CHAPTER SUBMISSIONS_DIR; "
+                   "attacks: tasks (default: all): grade the reference and plain attacks, write their record")
     a.add_argument("--out-dir", default=None, help="default: _build/assignments (build), <assignment>/graded")
 
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
@@ -267,12 +268,17 @@ def _assignments(args: argparse.Namespace) -> int:
         for stem, folder in assignments.generate(args.args or None, root).items():
             print(f"{stem}: {folder}/student (hand out), {assignments.autograder_zip(folder)} (grade)")
         return 0
+    if args.action == "attacks":
+        tasks = [attack_tasks.task(name) for name in args.args] or list(attack_tasks.TASKS.values())
+        attack_runs.record(tasks, grader.hidden_seed(), Path(args.out_dir) / "attack_tasks.json" if args.out_dir
+                           else attack_runs.RECORD)
+        return 0
     if len(args.args) != 2:
         raise EmpirError("usage: empir assignments grade CHAPTER SUBMISSIONS_DIR, e.g. grade 3 submissions/")
     folder = root / assignments.chapter_path(args.args[0]).stem
     scores = assignments.grade(folder, args.args[1], args.out_dir)
     for s in scores:
-        print(f"{s.submission}: {s.total:g} points" + (f"; failed: {', '.join(s.messages)}" if s.messages else "")
+        print(f"{s.submission}: {s.total:.3g} points" + (f"; failed: {', '.join(s.messages)}" if s.messages else "")
               + (f"; {s.error}" if s.error else ""))
     print(f"wrote {Path(args.out_dir or folder / 'graded') / 'scores.csv'}")
     return 0

@@ -8,7 +8,7 @@ verdict says what was expected where that teaches something (a wrong shape, a
 fraction instead of percentage points) and gives a counter-example for a
 wrong function.
 
-One module per chapter (``ch01`` ... ``ch11``) holds that chapter's checks;
+One module per chapter (``ch01`` ... ``ch12``) holds that chapter's checks;
 ``verdict`` holds what they share, and ``grading`` turns a check into an
 autograder's test (:func:`require`).  Every check is re-exported here, so
 ``from empir_lib import exercises; exercises.check_quantizer(...)`` works.
@@ -90,11 +90,12 @@ from .ch10 import (
            zero_gradient_gap,
 )
 from .ch11 import check_crossover, check_majority, crossover_cases, majority_cases
+from .ch12 import check_attack
 from .grading import require
 from .verdict import NO, OK
 
 __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accuracy_gap", "average_gain",
-           "best_lowprecision_member", "binomial_halfwidth", "check_accuracy_gap", "check_average_gain",
+           "best_lowprecision_member", "binomial_halfwidth", "check_accuracy_gap", "check_attack", "check_average_gain",
            "check_best_member", "check_crossover", "check_eps_in_255ths", "check_fgsm", "check_fgsm_at_loss",
            "check_flippable_fraction", "check_gradient_counts", "check_halfwidth", "check_levels", "check_linf_norm",
            "check_majority", "check_mean_prob_scores", "check_member_storage", "check_overheads", "check_pack",

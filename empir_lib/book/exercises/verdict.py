@@ -1,8 +1,9 @@
 """What every exercise check shares: the verdict line, and reading an answer as numbers."""
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -99,3 +100,29 @@ def fraction_verdict(answer: object, expected: float, correct: str,
     if math.isclose(got, 100 * expected, abs_tol=0.1):
         return got, verdict(False, f"that looks like a percentage; give {what}.")
     return got, None
+
+
+# --- hidden test values -------------------------------------------------------------------
+# A check that draws its test inputs at random takes its seed from test_seed(public): the public seed in
+# the reader's notebook, the grader's hidden seed while `hidden(seed)` is active (grading.run_check).
+_HIDDEN: list[int] = []
+
+
+@contextlib.contextmanager
+def hidden(seed: int) -> Iterator[None]:
+    """While active, :func:`test_seed` returns ``seed``: the grader's inputs, not the notebook's."""
+    _HIDDEN.append(int(seed))
+    try:
+        yield
+    finally:
+        _HIDDEN.pop()
+
+
+def test_seed(public: int) -> int:
+    """The seed a check draws its inputs from: ``public`` in a notebook, the hidden one while grading."""
+    return _HIDDEN[-1] if _HIDDEN else public
+
+
+def grading() -> bool:
+    """True while the grader runs the checks (hidden seed set): a check then uses its hidden inputs."""
+    return bool(_HIDDEN)
