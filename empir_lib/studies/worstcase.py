@@ -20,16 +20,18 @@ from ..attack import diagnostics, outcomes, suite
 from ..core import settings, tables
 from ..core.errors import EmpirError
 from ..nets import ensemble as ens_mod
-from . import results
+from . import results, suite_checks
 
 FOLDER = "suite"
 
 
 def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
-    """One job per (row, threat model), EMPIR and the FP baseline, plus EMPIR's minimal-L2 run.
+    """One job per (row, threat model), EMPIR and the FP baseline, their re-checks, EMPIR's minimal-L2 runs.
 
-    The minimal-L2 job is named ``empir-min-l2`` so that ``--only suite/empir-l2``
-    selects the L2 threat model alone.
+    The minimal-L2 jobs are named ``empir-min-l2`` (CW, kept for comparison)
+    and ``empir-min-norm`` (:mod:`empir_lib.studies.suite_checks`), so that
+    ``--only suite/empir-l2`` selects the L2 threat model (and its re-check).
+    Each row's re-check (``<row>-<threat>-recheck``) follows every cascade.
     """
     s = settings.get(dataset)
     rows = {"empir": s.empir_ids, "baseline": [s.empir_fp]}
@@ -38,7 +40,10 @@ def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
         for row, members in rows.items():
             out.append({"name": f"{FOLDER}/{row}-{threat_name}", "members": members, "threat": threat_name,
                         "kind": "cascade", "n": n})
+    out += [{**j, "name": f"{j['name']}-recheck", "kind": "recheck", "base": j["name"]} for j in list(out)]
     out.append({"name": f"{FOLDER}/empir-min-l2", "members": rows["empir"], "threat": "l2", "kind": "min_l2",
+                "n": select_n})
+    out.append({"name": f"{FOLDER}/empir-min-norm", "members": rows["empir"], "threat": "l2", "kind": "min_norm",
                 "n": select_n})
     return out
 
@@ -62,6 +67,8 @@ def is_done(path: Path, cfg: dict) -> bool:
 def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, out_dir: Path,
             partial_dir: Path, progress: bool = True, prov: dict | None = None) -> tuple[dict, bool]:
     """Run one suite job unless its results file already holds the same configuration."""
+    if job["kind"] in suite_checks.KINDS:  # stages added to a row, its re-check, the minimal L2
+        return suite_checks.run_job(job, dataset, ens, x, y, out_dir, partial_dir, progress, prov)
     n = min(job["n"], len(y))
     path = Path(out_dir) / f"{job['name']}.json"
     cfg = config(job, dataset, ens, n)

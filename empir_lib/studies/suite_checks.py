@@ -1,0 +1,135 @@
+"""A suite row extended with new stages, re-checked for convergence, and the minimal L2 that always succeeds.
+
+Three job kinds of ``empir reproduce`` beside the suite's cascades
+(:mod:`empir_lib.studies.worstcase` dispatches to :func:`run_job`), each
+writing ``data/results/<dataset>/suite/<name>.json`` with provenance and its
+per-image ``.npz``:
+
+* ``stages`` (``<row>-<threat>-stages``): the committed row's cascade on its
+  first ``n`` images, continued with the stages of the current suite it did
+  not run (APGD-T, Square at 5,000 queries, Square-L2), on its survivors
+  only.  ``robust_before`` and ``robust_after`` are the row's robust images
+  on those ``n`` images before and after; the per-image file holds the whole
+  continued cascade;
+* ``recheck`` (``<row>-<threat>-recheck``): the survivors of a row (its
+  ``base`` file, e.g. the ``stages`` file) re-attacked with doubled
+  iterations and restarts and another seed
+  (:mod:`empir_lib.attack.convergence`): ``change_points`` and ``converged``;
+* ``min_norm`` (``empir-min-norm``): the minimal L2 per image from the
+  boundary start and APGD's bisection (:mod:`empir_lib.attack.minnorm`):
+  ``success_rate`` (1.0 on every correctly classified image unless the vote
+  is constant), ``median_l2`` and its bootstrap ``median_ci95``.  It
+  replaces CW's ``empir-min-l2`` figure; that file stays for comparison.
+
+Each job resumes from its last finished chunk (the cascade's state file) and
+is skipped when its results file already holds the same configuration.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..attack import convergence, diagnostics, minnorm, outcomes, suite
+from ..core.errors import EmpirError
+from ..nets import ensemble as ens_mod
+from . import results
+
+FOLDER = "suite"
+KINDS = ("stages", "recheck", "min_norm")
+
+
+def new_stages(ens: ens_mod.Ensemble, threat: dict, done: list[dict]) -> list[dict]:
+    """The current suite's stages a finished cascade ``done`` did not run (a clashing name gets the queries)."""
+    taken = {s["name"] for s in done}
+    out = []
+    for s in suite.attack_suite(ens, threat):
+        if any(s == d for d in done):
+            continue
+        if s["name"] in taken:
+            s = {**s, "name": f"{s['name']}-{s.get('queries', 'new')}"}
+        out.append(s)
+    return out
+
+
+def _base(dataset: str, job: dict, out_dir: Path, n: int) -> tuple[dict, dict, str]:
+    """The job's base row (record, per-image arrays cut to ``n``, its name), checked."""
+    path = Path(out_dir) / f"{job['base']}.json"
+    record = results.read_result(path)
+    arrays = outcomes.load(path, record)
+    if record["n"] < n or record["members"] != list(job["members"]):
+        raise EmpirError(f"{path} covers {record['n']} images of {record['members']}; the job needs the first {n} "
+                         f"of {job['members']}.")
+    return record, {k: arrays[k][:n] for k in ("broken_by", "norm")}, job["base"]
+
+
+def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int, out_dir: Path) -> dict:
+    """What the job's results file must record for it to count as done."""
+    threat = suite.threat(dataset, job["threat"])
+    cfg = {"members": list(job["members"]), "rule": ens.rule, "threat": {"name": job["threat"], **threat},
+           "n": n, "kind": job["kind"]}
+    if job["kind"] == "min_norm":
+        # Two "stages": the per-image file says which gave each image's smallest perturbation.
+        return {**cfg, "attacks": [{"name": "boundary", "kind": "boundary", "line_steps": minnorm.LINE_STEPS},
+                                   {"name": "apgd-bisection", "kind": "apgd-bisection", "loss": "ce_mean_prob",
+                                    "n_iter": minnorm.N_ITER, "bisect_steps": minnorm.BISECT_STEPS}]}
+    record, _, name = _base(dataset, job, out_dir, n)
+    done = record["attacks"]
+    more = new_stages(ens, threat, done) if job["kind"] == "stages" else convergence.doubled(done)
+    return {**cfg, "attacks": done + more, "base": {"name": name, "sha256": record["per_image"]["sha256"]}}
+
+
+def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, out_dir: Path,
+            partial_dir: Path, progress: bool = True, prov: dict | None = None) -> tuple[dict, bool]:
+    """Run one job of :data:`KINDS` unless its results file already holds the same configuration."""
+    n = min(job["n"], len(y))
+    path = Path(out_dir) / f"{job['name']}.json"
+    cfg = config(job, dataset, ens, n, out_dir)
+    if path.is_file():
+        old = results.read_result(path)
+        if all(old.get(k) == json.loads(json.dumps(v)) for k, v in cfg.items()):
+            return old, False
+    t0 = time.perf_counter()
+    xs, ys = x[:n], y[:n]
+    state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"
+    threat = suite.threat(dataset, job["threat"])
+    if job["kind"] == "min_norm":
+        res = minnorm.minimal_l2(ens, xs, ys, progress=progress)
+        state = None
+        record = {**cfg, "clean_accuracy": round(float(np.mean(res["broken_by"] != outcomes.CLEAN)), 6),
+                  "broken_by": outcomes.counts(res["broken_by"], [a["name"] for a in cfg["attacks"]]),
+                  "robust_accuracy": round(float(np.mean(res["broken_by"] == outcomes.ROBUST)), 6),
+                  **{k: res[k] for k in ("success_rate", "attacked", "found", "median_l2", "median_ci95",
+                                         "from_apgd", "from_boundary")},
+                  "stats": {"min-norm": {"seconds": round(res["seconds"], 1)}}}
+    else:
+        base, arrays, _ = _base(dataset, job, out_dir, n)
+        done = base["attacks"]
+        before = int(np.sum(arrays["broken_by"] == outcomes.ROBUST))
+        if job["kind"] == "recheck":
+            res = convergence.recheck(ens, xs, ys, threat, done, arrays["broken_by"], arrays["norm"],
+                                      state_path=state, progress=progress)
+        else:
+            start = {**arrays, "stats": {a["name"]: {"seconds": 0.0} for a in done}}
+            res = suite.cascade(ens, xs, ys, threat, cfg["attacks"], state_path=state, progress=progress,
+                                start=start)
+            res["stats"] = {k: v for k, v in res["stats"].items() if k not in {a["name"] for a in done}}
+        after = int(np.sum(res["broken_by"] == outcomes.ROBUST))
+        lo, hi = outcomes.wilson_interval(after, n)
+        record = {**cfg, "clean_accuracy": round(float(np.mean(res["broken_by"] != outcomes.CLEAN)), 6),
+                  "robust_before": before, "robust_after": after, "robust_accuracy": round(after / n, 6),
+                  "robust_ci95": [round(lo, 6), round(hi, 6)], "change_points": round(100 * (before - after) / n, 4),
+                  "converged": bool(100 * (before - after) / n < convergence.TOLERANCE_POINTS),
+                  "broken_by": res["counts"],
+                  "stats": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in res["stats"].items()},
+                  "transfer_check": diagnostics.transfer_check(cfg["attacks"], res["broken_by"]),
+                  "invalid_outputs": {k: v.get("invalid", 0) for k, v in res["stats"].items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])
+    record["wall_time_s"] = round(time.perf_counter() - t0 + res.get("resumed_s", 0.0), 1)
+    written = results.write_result(path, record, dataset, prov=prov)
+    if state is not None:
+        state.unlink(missing_ok=True)
+    return written, True
