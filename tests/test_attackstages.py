@@ -75,6 +75,7 @@ def test_apgd_t_breaks_on_the_vote_within_the_ball(mnist):
     xa, stats = targeted.run(ens, targeted.loss_fn(ens), x, y, 0.2, "linf", n_iter=10, targets=2)
     fooled = ensemble.predict(ens, xa) != y
     assert fooled.any() and stats["image_steps"] > 0
+    assert sum(stats["broken_per_target"]) == fooled.sum() and len(stats["broken_per_target"]) == 2
     assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all()
 
 
@@ -251,21 +252,28 @@ def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
     base = suite.cascade(ens, x, y, {"norm": "l2", "eps": 2.0}, SHORT[:1], progress=False)
     rec = worstcase.summary({"members": list(ens.names), "rule": ens.rule, "attacks": SHORT[:1], "n": 16},
                             base["broken_by"], base["counts"], base["stats"], y, ens)
-    path = tmp_path / "suite" / "empir-l2.json"
-    path.parent.mkdir()
+    ds = tmp_path / "mnist"
+    path = ds / "suite" / "empir-l2.json"
+    path.parent.mkdir(parents=True)
     rec["per_image"] = outcomes.save(path.with_suffix(".npz"), base["broken_by"], base["norm"])
     results.write_result(path, rec, "mnist", prov={"command": "test"})
     job = {"name": "suite/empir-l2-stages", "members": list(ens.names), "threat": "l2", "kind": "stages", "n": 16,
            "base": "suite/empir-l2"}
-    out, ran = worstcase.run_job(job, "mnist", ens, x, y, tmp_path, tmp_path / "runs", progress=False,
+    out, ran = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False,
                                  prov={"command": "test"})
     assert ran and [a["name"] for a in out["attacks"]] == ["apgd-ce", "apgd-t"]
     assert out["robust_before"] == base["counts"]["robust"] >= out["robust_after"]
     assert set(out["stats"]) == {"apgd-t"} and out["invalid_outputs"] == {"apgd-t": 0}
-    written = tmp_path / "suite" / "empir-l2-stages.json"
+    written = ds / "suite" / "empir-l2-stages.json"
     assert outcomes.load(written, json.loads(written.read_text()))["broken_by"].shape == (16,)
-    again, ran2 = worstcase.run_job(job, "mnist", ens, x, y, tmp_path, tmp_path / "runs", progress=False)
+    again, ran2 = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False)
     assert not ran2 and again["robust_after"] == out["robust_after"]
+    summary = suite_checks.row_summary("mnist", "empir", "l2", root=tmp_path)
+    assert summary["before"] == out["robust_before"]
+    assert summary["broke"] == {"apgd-t": out["stats"]["apgd-t"]["broken"]}
+    wf = suite_checks.where_from("mnist", "empir-l2", "empir-l2-stages", root=tmp_path)
+    assert wf["only_second"] == 0 and wf["only_first"] == out["robust_before"] - out["robust_after"]
+    assert sum(wf["only_first_broken_in_second_by"].values()) == wf["only_first"]
     names = [j["name"] for j in worstcase.jobs("mnist", 10, 10)]
     assert "suite/empir-l2-recheck" in names and names[-1] == "suite/empir-min-norm"
     assert suite_checks.KINDS == ("stages", "recheck", "min_norm")

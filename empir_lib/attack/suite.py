@@ -37,7 +37,9 @@ the paper's Table 1 presets):
    ``square-l2``, our own Square-L2 (:mod:`empir_lib.attack.square`; ART's
    returns non-finite images);
 7. L2 only: ``cw-l2``, Carlini & Wagner with a binary search over c, every
-   iterate judged on the vote;
+   iterate judged on the vote (FAB-T, AutoAttack's fourth attack, is left
+   out: ART 1.20.1 has no FAB, and the maintained one is AutoAttack's
+   PyTorch code, which does not run on these Keras models);
 8. last, ``member-<i>``: APGD-CE on member i alone, judged on the vote; for
    the full-precision member this is the transfer attack (``transfer-fp``).
    They run after every ensemble-level stage, so an image they break is one
@@ -317,6 +319,9 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             st["seconds"] += time.perf_counter() - t0
             for k in ("image_steps", "zero_grad", "no_progress"):
                 st[k] += int(info.get(k, 0))
+            for k, v in info.items():  # per-rank counts (APGD-T's breaks per target class), added up
+                if isinstance(v, list):
+                    st[k] = [a + b for a, b in zip(st.get(k, [0] * len(v)), v)]
             state["pos"] = c + chunk
             cascade_state.save(state_path, config, state)
         state.update(stage=j, pos=0, todo=None)

@@ -91,7 +91,8 @@ def run(ens: ens_mod.Ensemble, fn: surrogates.LossFn, x: np.ndarray, y: np.ndarr
     y = np.asarray(y).astype(np.int64)
     ranked = target_ranking(ens, x, y, targets)
     out, broken = x.copy(), np.zeros(len(y), bool)
-    stats = {"image_steps": 0, "zero_grad": 0, "no_progress": 0}
+    # Breaks per target rank: what the cost of each further target class buys (the choice of 9).
+    stats = {"image_steps": 0, "zero_grad": 0, "no_progress": 0, "broken_per_target": [0] * ranked.shape[1]}
     for k in range(ranked.shape[1]):
         todo = np.flatnonzero(~broken)
         if not len(todo):
@@ -101,6 +102,7 @@ def run(ens: ens_mod.Ensemble, fn: surrogates.LossFn, x: np.ndarray, y: np.ndarr
         out[todo] = res.x_adv
         broken[todo] = res.broken
         stats["image_steps"] += res.steps
+        stats["broken_per_target"][k] = int(res.broken.sum())
         if k == 0:
             stats["zero_grad"] = int(res.zero_grad.sum())
         if k == ranked.shape[1] - 1:  # the last target: did the optimiser move on the images that survived it?

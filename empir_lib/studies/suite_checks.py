@@ -133,3 +133,61 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     if state is not None:
         state.unlink(missing_ok=True)
     return written, True
+
+
+def row_summary(dataset: str, row: str, threat: str, root=None) -> dict:
+    """One suite row before and after the new stages and its re-check, from the committed files (None if absent).
+
+    ``before``/``after``: robust images (and n) of the row on the stages
+    file's first n images; ``broke``: what each new stage broke;
+    ``recheck``: the re-check's change in points and verdict; seconds of each job.
+    """
+    base = results.results_dir(dataset, root) / FOLDER
+    out: dict = {"row": row, "threat": threat}
+    stages = base / f"{row}-{threat}-stages.json"
+    if stages.is_file():
+        r = results.read_result(stages)
+        out.update(n=r["n"], before=r["robust_before"], after=r["robust_after"],
+                   broke={k: v["broken"] for k, v in r["stats"].items()}, invalid=r["invalid_outputs"],
+                   stages_s=r["timing"]["wall_time_s"], transfer_check=r["transfer_check"])
+    recheck = base / f"{row}-{threat}-recheck.json"
+    if recheck.is_file():
+        r = results.read_result(recheck)
+        out["recheck"] = {"n": r["n"], "before": r["robust_before"], "after": r["robust_after"],
+                          "change_points": r["change_points"], "converged": r["converged"],
+                          "broke": {k: v["broken"] for k, v in r["stats"].items() if v["broken"]},
+                          "seconds": r["timing"]["wall_time_s"], "base": r["base"]["name"]}
+    return out
+
+
+def where_from(dataset: str, first: str, second: str, root=None) -> dict:
+    """Per image, two suite files on the same images: robust in both, only in one, and what broke the others.
+
+    ``first`` and ``second`` name files under ``suite/`` (e.g.
+    ``empir-l2-stages`` and ``baseline-l2-stages``); compared on the images
+    both cover.  ``only_first_broken_in_second_by`` counts, for the images
+    only ``first`` keeps, the stage of ``second`` that broke them (``clean``:
+    ``second`` misclassifies them to begin with).
+    """
+    recs = {}
+    for name in (first, second):
+        path = results.results_dir(dataset, root) / FOLDER / f"{name}.json"
+        rec = results.read_result(path)
+        recs[name] = (rec, outcomes.load(path, rec)["broken_by"])
+    n = min(len(b) for _, b in recs.values())
+    (ra, a), (rb, b) = recs[first], recs[second]
+    a, b = a[:n], b[:n]
+    ra_names, rb_names = ["clean", *(s["name"] for s in ra["attacks"])], ["clean", *(s["name"] for s in rb["attacks"])]
+    only_a = (a == outcomes.ROBUST) & (b != outcomes.ROBUST)
+    only_b = (b == outcomes.ROBUST) & (a != outcomes.ROBUST)
+
+    def by(stage_of, names, mask):
+        vals, counts = np.unique(stage_of[mask], return_counts=True)
+        return {names[int(v)]: int(c) for v, c in zip(vals, counts)}
+
+    return {"n": int(n), "first": first, "second": second,
+            "robust_first": int(np.sum(a == outcomes.ROBUST)), "robust_second": int(np.sum(b == outcomes.ROBUST)),
+            "both": int(np.sum((a == outcomes.ROBUST) & (b == outcomes.ROBUST))),
+            "only_first": int(only_a.sum()), "only_second": int(only_b.sum()),
+            "only_first_broken_in_second_by": by(b, rb_names, only_a),
+            "only_second_broken_in_first_by": by(a, ra_names, only_b)}

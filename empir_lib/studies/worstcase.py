@@ -4,8 +4,11 @@ Each job runs the suite (:mod:`empir_lib.attack.suite`) on one ensemble under on
 threat model and writes ``data/results/<dataset>/suite/<row>-<threat>.json``
 with the per-image outcomes beside it (``.npz``, :mod:`empir_lib.attack.outcomes`)
 and the diagnostics (:mod:`empir_lib.attack.diagnostics`).  ``<row>-min-l2`` holds
-CW-L2's minimal L2 on the first ``select_n`` images.  An interrupted job
-resumes from its last finished chunk (``runs/suite/``).
+CW-L2's minimal L2 on the first ``select_n`` images (kept for comparison);
+``empir-min-norm`` the minimal L2 that always succeeds, and
+``<row>-<threat>-recheck`` each row's convergence re-check (both
+:mod:`empir_lib.studies.suite_checks`).  An interrupted job resumes from its
+last finished chunk (``runs/suite/``).
 """
 from __future__ import annotations
 
@@ -271,6 +274,9 @@ def suite_table(ens: ens_mod.Ensemble, threat: dict) -> str:
             what = f"`{s['loss']}`, {s['n_iter']} iterations, up to {s['restarts']} restart(s)"
             if s["kind"] == "pgd":
                 what += f", step {s['step_frac']} x eps"
+        elif s["kind"] == "apgd-t":
+            what = (f"`{s['loss']}`, {s['n_iter']} iterations, {s['restarts']} start(s) per target, "
+                    f"top {s['targets']} target classes")
         elif s["kind"] == "square":
             what = f"{s['queries']} queries, gradient-free"
         else:
