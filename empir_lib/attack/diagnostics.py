@@ -46,7 +46,7 @@ NO_PROGRESS_SHARE = 0.10
 
 def single_member(spec: dict) -> bool:
     """Is this stage an attack on one member alone (a single-member or transfer stage)?"""
-    return spec["kind"] in ("apgd", "pgd") and ":" in spec.get("loss", "")
+    return spec.get("kind") in ("apgd", "pgd") and ":" in spec.get("loss", "")
 
 
 def transfer_check(attacks: list[dict], broken_by: np.ndarray) -> dict:

@@ -203,13 +203,21 @@ def diagnostics_rows(dataset: str, root: str | os.PathLike | None = None) -> lis
         if d is None:
             continue
         v = d["values"]
+        # The per-image transfer check, from the per-image file (older files predate it in their diagnostics).
+        tc = diagnostics.transfer_check(r["attacks"], outcomes.load(results.results_dir(dataset, root) /
+                                                                    f"{name}.json", r)["broken_by"])
+        flags = list(d["flags"])
+        if tc["flag"] and not any(f.startswith("transfer_per_image") for f in flags):
+            flags.append(f"transfer_per_image: {tc['images']} images ({tc['share']:.2%}) broken only by "
+                         "single-member or transfer stages after the ensemble-level gradient stages failed")
         out.append({"evaluation": name.split("/", 1)[1], "zero grad": f"{v.get('zero_gradient_share', 0):.1%}",
                     "no progress": f"{v.get('no_progress_share', 0):.1%}",
                     "Square after white-box": v.get("square_broke_after_white_box", "n/a"),
                     "unbounded robust": f"{v.get('unbounded_robust', float('nan')):.0%}",
                     "transfer / white-box robust": (f"{v['transfer_fp_robust']:.0%} / {v['white_box_robust']:.0%}"
                                                     if "transfer_fp_robust" in v else "n/a"),
-                    "flags": "; ".join(d["flags"]) or "none"})
+                    "broken only by one member": f"{tc['images']} ({tc['share']:.2%})" if tc["per_stage"] else "n/a",
+                    "flags": "; ".join(flags) or "none"})
     return out
 
 
