@@ -126,13 +126,19 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
                   "stats": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in res["stats"].items()},
                   "transfer_check": diagnostics.transfer_check(cfg["attacks"], res["broken_by"]),
                   "invalid_outputs": {k: v.get("invalid", 0) for k, v in res["stats"].items()}}
+    return write(path, record, res, time.perf_counter() - t0, dataset, prov, state), True
+
+
+def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, prov: dict | None,
+          state: Path | None) -> dict:
+    """Write a suite job's per-image file and results file (its time plus earlier, interrupted invocations')."""
     path.parent.mkdir(parents=True, exist_ok=True)
     record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])
-    record["wall_time_s"] = round(time.perf_counter() - t0 + res.get("resumed_s", 0.0), 1)
+    record["wall_time_s"] = round(seconds + res.get("resumed_s", 0.0), 1)
     written = results.write_result(path, record, dataset, prov=prov)
-    if state is not None:
+    if state is not None:  # the job is done: its resume state goes
         state.unlink(missing_ok=True)
-    return written, True
+    return written
 
 
 def row_summary(dataset: str, row: str, threat: str, root=None) -> dict:

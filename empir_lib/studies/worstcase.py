@@ -92,14 +92,7 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
                           {"cw-l2": {"attacked": res["attacked"], "broken": res["found"],
                                      "seconds": round(res["seconds"], 1)}}, ys, ens)
         record.update(median_l2=res["median_l2"], found=res["found"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])
-    # This invocation's time plus the attack time of earlier, interrupted ones.
-    record["wall_time_s"] = round(time.perf_counter() - t0 + res.get("resumed_s", 0.0), 1)
-    written = results.write_result(path, record, dataset, prov=prov)
-    if state is not None:
-        state.unlink(missing_ok=True)
-    return written, True
+    return suite_checks.write(path, record, res, time.perf_counter() - t0, dataset, prov, state), True
 
 
 def summary(cfg: dict, broken_by: np.ndarray, counts: dict, stats: dict, y: np.ndarray,
