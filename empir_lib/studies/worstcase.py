@@ -142,7 +142,8 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
     EMPIR row also carries ``old_linf`` (the old adaptive protocol's lowest
     figure among FGSM, BIM and PGD at the Table 1 eps, each attack with its
     own objective) and ``old_cw`` (the old adaptive
-    CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run.
+    CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run
+    (``empir-min-norm``, with ``median_l2_ci95``; CW's ``empir-min-l2`` where it is missing).
     """
     base = results.results_dir(dataset, root)
     out = []
@@ -163,8 +164,11 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
             linf = [old.get(a) for a in ("fgsm", "bim", "pgd")]
             entry["old_linf"] = None if None in linf else min(linf)
             entry["old_cw"] = old.get("cw")
-            r = results.find(dataset, f"{FOLDER}/empir-min-l2", root)
+            # The minimal L2 that always succeeds (empir-min-norm) where it exists; CW's (empir-min-l2) before it.
+            r = results.find(dataset, f"{FOLDER}/empir-min-norm", root) or results.find(
+                dataset, f"{FOLDER}/empir-min-l2", root)
             entry["median_l2"] = r["median_l2"] if r else None
+            entry["median_l2_ci95"] = r.get("median_ci95") if r else None
         out.append(entry)
     return out
 
@@ -224,7 +228,7 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
     rows = threat_rows(dataset, root)
     cols = ["row", "clean", *threats, "median_l2", "old_linf", "old_cw"]
     heads = ["row", "clean"] + [f"{THREAT_LABELS[t]} ({_eps_text(th)})" for t, th in threats.items()] + [
-        "median minimal L2 (CW, first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
+        "median minimal L2 (first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
     shown = []
     for r in rows:
         cell = {"row": r["row"], "clean": tables.percent_cell(r["clean"])}
@@ -233,7 +237,9 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
                                                          if r["n"].get(t, most) < most else "")
                      for t in threats})
         med = r.get("median_l2")
-        cell["median_l2"] = tables.DASH if med is None else f"{med:.2f}"
+        ci = r.get("median_l2_ci95")
+        note = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (CW)"  # the interval, or whose figure it is
+        cell["median_l2"] = tables.DASH if med is None else f"{med:.2f}{note}"
         cell["old_linf"] = tables.percent_cell(r.get("old_linf"))
         cell["old_cw"] = tables.percent_cell(r.get("old_cw"))
         shown.append(cell)
