@@ -277,3 +277,17 @@ def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
     names = [j["name"] for j in worstcase.jobs("mnist", 10, 10)]
     assert "suite/empir-l2-recheck" in names and names[-1] == "suite/empir-min-norm"
     assert suite_checks.KINDS == ("stages", "recheck", "min_norm")
+
+
+def test_a_min_norm_job_writes_a_checked_file_that_always_succeeds(mnist, tmp_path):
+    ens, x, y = mnist
+    x, y = x[:12], y[:12]
+    job = {"name": "suite/empir-min-norm", "members": list(ens.names), "threat": "l2", "kind": "min_norm", "n": 12}
+    out, ran = worstcase.run_job(job, "mnist", ens, x, y, tmp_path / "mnist", tmp_path / "runs", progress=False,
+                                 prov={"command": "test"})
+    assert ran and out["success_rate"] == 1.0 and out["robust_accuracy"] == 0.0
+    assert out["median_ci95"][0] <= out["median_l2"] <= out["median_ci95"][1]
+    path = tmp_path / "mnist" / "suite" / "empir-min-norm.json"
+    arrays = outcomes.load(path, json.loads(path.read_text()))
+    assert np.isfinite(arrays["norm"]).all()
+    assert not list((tmp_path / "runs").glob("*.npz"))  # done: the resume state is gone

@@ -42,20 +42,20 @@ N_ITER = 50
 BOOTSTRAP = 2000
 
 
-def boundary_start(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, pred: np.ndarray,
+def boundary_start(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, pool: np.ndarray, pool_pred: np.ndarray,
                    steps: int = LINE_STEPS) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: a point on the segment to the nearest differently-voted image that the vote gets wrong.
+    """Per image: a point on the segment to the nearest image of ``pool`` voted into another class, voted wrong.
 
-    Returns ``(x_adv, found)``; ``found`` is False only where no image of
-    the set is voted into a class other than ``y``.
+    ``pool_pred`` is the vote on ``pool``.  Returns ``(x_adv, found)``;
+    ``found`` is False only where no pool image is voted into a class other than ``y``.
     """
     flat = x.reshape(len(x), -1).astype(np.float64)
-    sq = (flat ** 2).sum(1)
-    dist = sq[:, None] + sq[None, :] - 2.0 * flat @ flat.T
-    dist[pred[None, :] == y[:, None]] = np.inf  # only images the vote puts in another class
+    pf = pool.reshape(len(pool), -1).astype(np.float64)
+    dist = (flat ** 2).sum(1)[:, None] + (pf ** 2).sum(1)[None, :] - 2.0 * flat @ pf.T
+    dist[pool_pred[None, :] == y[:, None]] = np.inf  # only images the vote puts in another class
     j = dist.argmin(1)
     found = np.isfinite(dist[np.arange(len(x)), j])
-    other = x[j]
+    other = pool[j]
     lo, hi = np.zeros(len(x)), np.ones(len(x))  # hi: a point of the segment the vote gets wrong
     for _ in range(steps):
         mid = (lo + hi) / 2
@@ -67,14 +67,17 @@ def boundary_start(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, pred: np
 
 
 def minimal_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0, n_iter: int = N_ITER,
-               bisect_steps: int = BISECT_STEPS, progress: bool = True) -> dict:
+               bisect_steps: int = BISECT_STEPS, progress: bool = True,
+               pool: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """The minimal L2 per image (0 if the vote is already wrong), always finite where an adversary exists.
 
     Returns ``norm`` (per image), ``broken_by`` (0 misclassified, 1 the
     boundary start, 2 APGD's bisection gave the smallest, -1 no adversary
     found: only when the vote is constant), ``success_rate`` on the correctly
     classified images, ``median_l2`` with its bootstrap ``median_ci95``, and
-    the seconds spent.
+    the seconds spent.  ``pool`` (images, their vote) is where the boundary
+    start looks for differently-voted images; by default ``x`` itself (a job
+    that runs in chunks passes all its images).
     """
     x = np.asarray(x, np.float32)
     y = np.asarray(y).reshape(-1).astype(np.int64)
@@ -87,8 +90,8 @@ def minimal_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 
     norm = np.zeros(len(y), np.float32)
     broken_by = np.full(len(y), outcomes.CLEAN, np.int8)
     xs, ys = x[correct], y[correct]
-    best, found = boundary_start(ens, x, y, pred)
-    best, found = best[correct], found[correct]
+    pool_x, pool_pred = pool if pool is not None else (x, pred)
+    best, found = boundary_start(ens, xs, ys, np.asarray(pool_x, np.float32), np.asarray(pool_pred))
     hi = np.where(found, validate.norms(xs, best, "l2"), np.inf)
     lo = np.zeros(len(correct))
     how = np.where(found, 1, outcomes.ROBUST).astype(np.int8)
