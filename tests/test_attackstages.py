@@ -291,3 +291,17 @@ def test_a_min_norm_job_writes_a_checked_file_that_always_succeeds(mnist, tmp_pa
     arrays = outcomes.load(path, json.loads(path.read_text()))
     assert np.isfinite(arrays["norm"]).all()
     assert not list((tmp_path / "runs").glob("*.npz"))  # done: the resume state is gone
+
+
+def test_the_label_column_shows_a_share_or_its_bounds(tmp_path):
+    rec = {"protocol": "paper", "n": 1000, "adversarial_accuracy": 0.1, "attack_success_rate": 1.0,
+           "clean_accuracy": 0.7}
+    rows = {"table2/baseline-paper-pgd": paper_labels.row(rec),
+            "table2/empir-paper-cw": paper_labels.row({**rec, "attack_success_rate": 0.95})}
+    path = tmp_path / "cifar10" / "labels" / "paper-protocol.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"rows": rows}))
+    col = paper_labels.column("cifar10", tmp_path)
+    assert col == {"baseline (FP)": {"pgd": "100.0%"}, "EMPIR, paper protocol": {"cw": "50.0%-100.0%"}}
+    with pytest.raises(EmpirError, match="missing"):
+        paper_labels.column("mnist", tmp_path)

@@ -24,11 +24,13 @@ independent draw of PGD's random start (its seeds are per batch).
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..core.errors import EmpirError
 from ..nets import ensemble
-from . import evaluate
+from . import evaluate, results
 
 ROW_STEMS = ("baseline-paper", "empir-paper")
 
@@ -85,4 +87,24 @@ def row(record: dict, rerun: dict | None = None) -> dict:
                    rerun_wall_time_s=rerun["wall_time_s"])
     else:
         out.update(moved=None, share=None, method="bounds only")
+    return out
+
+
+def column(dataset: str, root=None) -> dict:
+    """Table 2's column from ``labels/paper-protocol.json``: per row and attack, ``moved``'s share as text.
+
+    ``{'baseline (FP)': {'pgd': '100%', ...}, 'EMPIR, paper protocol': {...}}``;
+    a share the aggregates only bound is shown as its range, e.g. ``'49.2%-100.0%'``.
+    """
+    path = results.results_dir(dataset, root) / "labels" / "paper-protocol.json"
+    if not path.is_file():
+        raise EmpirError(f"{path} is missing; write it with 'scripts/attack_stages.py {dataset} labels'.")
+    rows = json.loads(path.read_text())["rows"]
+    out: dict = {}
+    for name, r in rows.items():
+        stem, _, attack = name.split("/", 1)[1].rpartition("-")
+        label = {v: k for k, v in results.ROWS.items()}[stem]
+        text = (f"{r['share']:.1%}" if r.get("share") is not None
+                else f"{r['share_lo']:.1%}-{r['share_hi']:.1%}")
+        out.setdefault(label, {})[attack] = text
     return out
