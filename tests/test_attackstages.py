@@ -182,10 +182,14 @@ def test_the_recheck_doubles_the_budget_and_measures_the_change(mnist):
     res = convergence.recheck(ens, x, y, {"norm": "linf", "eps": 0.3}, SHORT[:1], start, np.zeros(20),
                               progress=False)
     assert res["change_points"] > 10 and not res["converged"] and set(res["stats"]) == {"recheck-apgd-ce"}
+    two = SHORT[:1] + [{**SHORT[0], "name": "apgd-ce-2"}]
+    early = convergence.recheck(ens, x, y, {"norm": "linf", "eps": 0.3}, two, start, np.zeros(20), progress=False)
+    assert early["stopped_early"] and early["stages_run"] == 1  # moved already: "not converged" is final
+    assert early["counts"]["recheck-apgd-ce-2"] == 0 and not early["converged"]
     # ... and one at eps = 0 cannot move.
     still = convergence.recheck(ens, x, y, {"norm": "linf", "eps": 0.0}, SHORT[:1], start, np.zeros(20),
                                 progress=False)
-    assert still["change_points"] == 0 and still["converged"]
+    assert still["change_points"] == 0 and still["converged"] and still["stages_run"] == 1
 
 
 def test_minimal_l2_always_succeeds_even_on_a_masked_model(mnist):

@@ -16,6 +16,8 @@ it attacks only the row's survivors, and reports the change.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..core.errors import EmpirError
@@ -46,24 +48,46 @@ def doubled(specs: list[dict]) -> list[dict]:
 
 def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, attacks: list[dict],
             broken_by: np.ndarray, norm: np.ndarray, seed: int = RECHECK_SEED, state_path=None,
-            progress: bool = True) -> dict:
+            progress: bool = True, stop_when_moved: bool = True) -> dict:
     """Re-attack the survivors of a finished cascade (its ``attacks``, per-image ``broken_by`` and ``norm``).
 
-    Returns the continued cascade (:func:`suite.cascade`'s dict: its
-    ``broken_by`` carries the row's stages and then the re-check's) with
+    The re-check's stages run one at a time, each continuing the last
+    (``suite.cascade(start=...)``; with ``state_path`` each finished stage is
+    a checkpoint ``<state_path stem>-<k>.npz``, so a cut-short job resumes
+    there).  With ``stop_when_moved`` it stops as soon as the change reaches
+    :data:`TOLERANCE_POINTS`: later stages can only break more, so the
+    verdict "not converged" is final (``stopped_early``).  Returns the
+    continued cascade (:func:`suite.cascade`'s dict: its ``broken_by``
+    carries the row's stages and then the re-check's) with
     ``robust_before``, ``robust_after``, ``change_points`` (percentage
-    points of the ``n`` images) and ``converged`` (change below
-    :data:`TOLERANCE_POINTS`).
+    points of the ``n`` images), ``converged`` (change below the tolerance)
+    and ``stages_run``.
     """
     broken_by = np.asarray(broken_by)
     if any(a["name"].startswith(PREFIX) for a in attacks):
         raise EmpirError("this cascade already holds a re-check; re-check the row itself.")
-    start = {"broken_by": broken_by, "norm": norm, "stats": {a["name"]: {"seconds": 0.0} for a in attacks}}
-    res = suite.cascade(ens, x, y, threat, list(attacks) + doubled(attacks), seed=seed, state_path=state_path,
-                        progress=progress, start=start)
+    more = doubled(attacks)
     before = int(np.sum(broken_by == outcomes.ROBUST))
+    res = {"broken_by": broken_by, "norm": np.asarray(norm, np.float32),
+           "stats": {a["name"]: {"seconds": 0.0} for a in attacks}, "resumed_s": 0.0}
+    resumed, k = 0.0, 0
+    for k in range(1, len(more) + 1):
+        state = None if state_path is None else Path(state_path).with_name(f"{Path(state_path).stem}-{k}.npz")
+        res = suite.cascade(ens, x, y, threat, list(attacks) + more[:k], seed=seed, state_path=state,
+                            progress=progress, start={k2: res[k2] for k2 in ("broken_by", "norm", "stats")})
+        resumed += res["resumed_s"]
+        change = 100.0 * (before - int(np.sum(res["broken_by"] == outcomes.ROBUST))) / len(broken_by)
+        if stop_when_moved and change >= TOLERANCE_POINTS:
+            break
     after = int(np.sum(res["broken_by"] == outcomes.ROBUST))
     change = 100.0 * (before - after) / len(broken_by)
-    res["stats"] = {k: v for k, v in res["stats"].items() if k.startswith(PREFIX)}
-    return {**res, "robust_before": before, "robust_after": after, "change_points": change,
-            "converged": bool(change < TOLERANCE_POINTS)}
+    res["stats"] = {k2: v for k2, v in res["stats"].items() if k2.startswith(PREFIX)}
+    names = [a["name"] for a in attacks] + [s["name"] for s in more]
+    res["counts"] = outcomes.counts(res["broken_by"], names)
+    return {**res, "resumed_s": resumed, "robust_before": before, "robust_after": after, "change_points": change,
+            "converged": bool(change < TOLERANCE_POINTS), "stages_run": k, "stopped_early": k < len(more)}
+
+
+def checkpoints(state_path, stages: int) -> list[Path]:
+    """The per-stage checkpoint files :func:`recheck` writes for ``state_path`` (to delete once the job is done)."""
+    return [Path(state_path).with_name(f"{Path(state_path).stem}-{k}.npz") for k in range(1, stages + 1)]
