@@ -230,6 +230,9 @@ def test_paper_label_split_bounds_and_exact_case():
     r = paper_labels.row({**rec, "attack_success_rate": 0.5}, {"moved": 100, "clean_wrong": 2584,
                                                              "wall_time_s": 1.0})
     assert r["share"] == pytest.approx(100 / 882) and r["rerun_within_bounds"]
+    tight = {**rec, "attack_success_rate": 0.999}  # bounds [872, 882]: a re-run of 100 is another draw
+    far = paper_labels.row(tight, {"moved": 100, "clean_wrong": 2584, "wall_time_s": 1.0})
+    assert far["share"] is None and not far["rerun_within_bounds"] and far["method"].startswith("bounds only")
     with pytest.raises(EmpirError, match="not the paper protocol"):
         paper_labels.split({**rec, "protocol": "adaptive"})
 
