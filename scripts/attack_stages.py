@@ -1,6 +1,7 @@
 """The new suite stages, the convergence re-check and the minimal L2 on chosen rows, and the label shares.
 
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist stages empir l2 1000
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 stages baseline l2 1000 apgd-t
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist recheck empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist min_norm empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 labels
@@ -82,6 +83,8 @@ def main(argv: list[str]) -> None:
         return
     row, threat, n = argv[2], argv[3], int(argv[4])
     j = job(dataset, kind, row, threat, n)
+    if len(argv) > 5:  # a stages job cut to these new stages, e.g. apgd-t
+        j["only"] = argv[5].split(",")
     ens = ensemble.from_zoo(j["members"], "vote")
     x, y = data.load(dataset, "test", None, n)
     prov = provenance.record(" ".join(["scripts/attack_stages.py", *argv]))

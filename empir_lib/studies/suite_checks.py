@@ -8,7 +8,8 @@ per-image ``.npz``:
 * ``stages`` (``<row>-<threat>-stages``): the committed row's cascade on its
   first ``n`` images, continued with the stages of the current suite it did
   not run (APGD-T, Square at 5,000 queries, Square-L2), on its survivors
-  only.  ``robust_before`` and ``robust_after`` are the row's robust images
+  only (``only``: just the named new stages, when time allows no more; the
+  file then lists the stages run).  ``robust_before`` and ``robust_after`` are the row's robust images
   on those ``n`` images before and after; the per-image file holds the whole
   continued cascade;
 * ``recheck`` (``<row>-<threat>-recheck``): the survivors of a row (its
@@ -79,6 +80,9 @@ def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int, out_dir: Path
     record, _, name = _base(dataset, job, out_dir, n)
     done = record["attacks"]
     more = new_stages(ens, threat, done) if job["kind"] == "stages" else convergence.doubled(done)
+    if job.get("only"):  # a stages job cut to the named new stages (the others said not run, in "only")
+        more = [s for s in more if s["name"] in job["only"]]
+        cfg["only"] = list(job["only"])
     return {**cfg, "attacks": done + more, "base": {"name": name, "sha256": record["per_image"]["sha256"]}}
 
 
