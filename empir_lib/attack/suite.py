@@ -51,14 +51,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from ..core import settings
+from ..core import partial, settings
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
-from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
 from . import apgd, art_bridge, attacks, outcomes, surrogates
@@ -284,26 +282,18 @@ def _bar(it, desc: str, progress: bool):
 
 
 def _save_state(path, config: dict, state: dict) -> None:
-    if path is None:
-        return
-    arrays = {"config": np.array(json.dumps(config, sort_keys=True)), "broken_by": state["broken_by"],
-              "norm": state["norm"], "stage": np.array(state["stage"]), "pos": np.array(state["pos"]),
-              "todo": np.array([] if state["todo"] is None else state["todo"], np.int64),
-              "has_todo": np.array(state["todo"] is not None), "stats": np.array(json.dumps(state["stats"]))}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(Path(path), lambda p: np.savez(open(p, "wb"), **arrays))
+    partial.save(path, config, {"broken_by": state["broken_by"], "norm": state["norm"], "stage": state["stage"],
+                                "pos": state["pos"],
+                                "todo": np.array([] if state["todo"] is None else state["todo"], np.int64),
+                                "has_todo": state["todo"] is not None, "stats": json.dumps(state["stats"])})
 
 
 def _load_state(path, config: dict) -> dict | None:
-    if path is None or not Path(path).is_file():
+    f = partial.load(path, config, "a partial cascade", "delete it or pass another state path")
+    if f is None:
         return None
-    with np.load(path, allow_pickle=False) as f:
-        if json.loads(str(f["config"])) != json.loads(json.dumps(config, sort_keys=True)):
-            raise EmpirError(f"{path} holds a partial cascade of another configuration; delete it or pass "
-                             "another state path.")
-        return {"broken_by": f["broken_by"].copy(), "norm": f["norm"].copy(), "stage": int(f["stage"]),
-                "pos": int(f["pos"]), "todo": f["todo"].copy() if bool(f["has_todo"]) else None,
-                "stats": json.loads(str(f["stats"]))}
+    return {"broken_by": f["broken_by"], "norm": f["norm"], "stage": int(f["stage"]), "pos": int(f["pos"]),
+            "todo": f["todo"] if bool(f["has_todo"]) else None, "stats": json.loads(str(f["stats"]))}
 
 
 def min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0, progress: bool = True) -> dict:
