@@ -8,7 +8,7 @@
     empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
     empir reproduce mnist|cifar10|tiny-imagenet [--n 10000] [--select-n 1000] [--only table2/]
-                    [--dry-run] [--workers N | --address auto|host:port]   (Ray: empir_lib/studies/parallel.py)
+                    [--dry-run] [--workers N | --address host:port]   (Dask: empir_lib/studies/parallel.py)
     empir bench [--n 500] [--only attacks|apgd|training|end_to_end]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
@@ -142,9 +142,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _parallel_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--workers", type=int, default=None,
-                   help=f"run the {what} as Ray tasks on N workers (Ray started on this machine; the 'ray' extra)")
+                   help=f"run the {what} as tasks on N worker processes on this machine (the 'parallel' extra)")
     p.add_argument("--address", default=None,
-                   help="join a running Ray cluster instead: 'auto' (started here with 'ray start') or host:port")
+                   help="run them on a Dask cluster instead: its scheduler's host:port ('dask scheduler')")
 
 
 def _int_or_list(v: str | list[str]) -> int | str | list:

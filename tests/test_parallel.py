@@ -1,7 +1,7 @@
-"""`empir reproduce --workers N` on Ray: the plan, its price, and the same files as a serial run.
+"""`empir reproduce --workers N` on Dask: the plan, its price, and the same files as a serial run.
 
-The Ray runs are small (sweeps of two MNIST grid members on a few dozen
-images) and start Ray embedded on this machine: they check that a parallel
+The parallel runs are small (sweeps of one MNIST grid member on a few dozen
+images) and start Dask workers on this machine: they check that a parallel
 run writes byte-identical per-image files and the same headline numbers as
 a serial one, that a worker killed in the middle of a job is replaced and
 the job resumes from its saved state to the same result, and that no
@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from empir_lib import cli
@@ -24,12 +25,12 @@ from empir_lib.core.errors import EmpirError
 from empir_lib.studies import parallel, reproduce, schedule
 
 REPO = Path(__file__).resolve().parent.parent
-# Two grid members' sweeps: FGSM (9 eps, one step each) and PGD (8 eps of 40 steps), per-image .npz files.
+# One grid member's sweeps: FGSM (9 eps, one step each) and PGD (8 eps of 40 steps), per-image .npz files.
 ONLY = "sweeps/whitebox-mnist-a1w1"
 N, SELECT_N = 40, 20
 
 
-# --- the plan and its price (no Ray) -----------------------------------------------------------------
+# --- the plan and its price (no Dask) -----------------------------------------------------------------
 
 def test_every_study_is_planned_once_with_its_dependencies():
     ctx, entries = reproduce.prepare("cifar10", 100, 20, load=False)
@@ -72,10 +73,10 @@ def test_dry_run_prices_every_job_from_timing_json(tmp_path, capsys):
     assert "expected wall time on 1 worker(s)" in out and "expected wall time on 4 worker(s)" in out
 
 
-def test_the_serial_path_never_imports_ray(tmp_path):
+def test_the_serial_path_never_imports_dask(tmp_path):
     code = ("import sys; from empir_lib import cli; "
             f"cli.main(['reproduce', 'mnist', '--dry-run', '--out-dir', {str(tmp_path)!r}]); "
-            "assert 'ray' not in sys.modules, 'ray was imported'")
+            "assert not {'dask', 'distributed'} & set(sys.modules), 'dask was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True,
                    env={**os.environ, "PYTHONPATH": str(REPO)})
 
@@ -92,20 +93,21 @@ def test_bad_worker_counts_give_one_clear_line(argv, message, capsys):
 
 
 def test_an_address_with_no_cluster_gives_one_clear_line(capsys, data_dir):
-    # A port nothing listens on: Ray cannot join, and says so in one line.
+    # A port nothing listens on: the client cannot connect, and says so in one line.
     assert cli.main(["reproduce", "mnist", "--n", "5", "--only", ONLY, "--address", "127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("empir: error: no Ray cluster answers at --address '127.0.0.1:9'"), err
+    assert len(err) == 1, err
+    assert err[0].startswith("empir: error: no Dask scheduler answers at --address '127.0.0.1:9'"), err
 
 
 def test_a_parallel_run_needs_workers_or_an_address():
-    with pytest.raises(EmpirError, match="--workers N"):
-        parallel.connect(None, None)
+    with pytest.raises(EmpirError, match="--workers N"), parallel.connect(None, None):
+        pass
     assert parallel.threads_per_task(2, 2) == 1 and parallel.threads_per_task(1, 2) == 2
     assert parallel.threads_per_task(8, 2) == 1
 
 
-# --- real runs on Ray ----------------------------------------------------------------------------------
+# --- real runs on Dask workers ----------------------------------------------------------------------------------
 
 def _files(out: Path) -> dict[str, str]:
     """sha256 of every per-image file under ``out``."""
@@ -154,15 +156,18 @@ def test_two_workers_write_the_same_files_as_a_serial_run(serial, tmp_path):
 
 
 def _kill_the_worker_once_its_job_has_saved_state(partial: Path, killed: list) -> None:
-    """Wait for the job's first saved chunk (an eps), then SIGKILL the Ray worker running it."""
+    """Wait for the job's first saved chunk (an eps), then SIGKILL the worker process running it.
+
+    The one worker is the one process this test's process spawned for it
+    (multiprocessing's ``spawn_main``); its nanny starts a new one.
+    """
     deadline = time.time() + 600
     while time.time() < deadline and not partial.is_file():
         time.sleep(0.05)
-    for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if args.startswith("ray::_run_on_worker"):
-            os.kill(int(pid), signal.SIGKILL)
-            killed.append((int(pid), partial.is_file()))
+    for child in psutil.Process().children(recursive=True):
+        if "spawn_main" in " ".join(child.cmdline()):
+            child.send_signal(signal.SIGKILL)
+            killed.append((child.pid, partial.is_file()))
 
 
 def test_a_killed_worker_is_replaced_and_its_job_resumes_to_the_same_result(serial, tmp_path):

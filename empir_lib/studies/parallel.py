@@ -1,62 +1,75 @@
-"""``empir reproduce --workers N`` (or ``--address``) and ``empir zoo build --workers N``: the same jobs on Ray.
+"""``empir reproduce --workers N`` (or ``--address``) and ``empir zoo build --workers N``: the same jobs on Dask.
 
 The plan is the serial plan (:func:`empir_lib.studies.reproduce.prepare`):
-each job becomes one Ray task, started as soon as every job it waits for
-has finished (:class:`empir_lib.studies.study.Entry`'s ``after``), in plan
-order otherwise.  Inside a task a job runs exactly as in a serial run, on
-the same images with the same seeds, and saves its partial state after
-every chunk (1,000 images of a cascade stage, 500 of a paper-protocol
-evaluation, one eps of a sweep; :mod:`empir_lib.core.partial`); a task
-whose worker dies is retried (:data:`RETRIES`) and resumes from that state.
-Each job writes only its own results files, atomically; ``timing.json`` and
-the zoo's manifest are written by this process alone, so two tasks never
-write the same file.
+each job becomes one task of Dask's distributed scheduler, submitted as soon
+as every job it waits for has finished (:class:`empir_lib.studies.study.Entry`'s
+``after``), in plan order otherwise.  Inside a task a job runs exactly as in a
+serial run, on the same images with the same seeds, and saves its partial
+state after every chunk (1,000 images of a cascade stage, 500 of a
+paper-protocol evaluation, one eps of a sweep; :mod:`empir_lib.core.partial`);
+a task whose worker dies is run again on another worker (up to
+:data:`RETRIES` times) and resumes from that state.  Each job writes only its
+own results files, atomically; ``timing.json`` and the zoo's manifest are
+written by this process alone, so two tasks never write the same file.
+
+**Why Dask.**  Ray was the first choice; its current release (2.60) cannot
+start a node on a machine as loaded as the book's 2-core CPU (its raylet gives
+the dashboard agent a fixed 15 s to start, ray-project/ray#65983), while Dask's
+``LocalCluster`` starts in seconds there.  Dask's scheduler does what this
+needs: task retries when a worker dies, a dashboard, and a cluster started with
+two commands (``dask scheduler``, ``dask worker``).
 
 **Where things must be.**  The test images travel from this process to the
-workers through Ray's object store.  Each worker node needs the same
+workers through the scheduler.  Each worker machine needs the same
 repository checkout at the same path (the code and the zoo in
-``data/models``), the ``ray`` extra installed, the datasets at
+``data/models``), installed with the ``parallel`` extra, the datasets at
 ``$EMPIR_DATA_DIR`` (a results file records which archive it used), and the
 results and partial-state folders (``--out-dir``, ``runs/``) on a file system
-every node shares (the adaptive Table 2 rows and the stochastic rows read
+every machine shares (the adaptive Table 2 rows and the stochastic rows read
 what the jobs they waited for wrote).  A results file a worker wrote that
 this process cannot see is an error, not a silent gap.
 
-**Threads.**  On one machine (``--workers N``, Ray started embedded), each
-task gets ``cores // N`` TensorFlow threads (intra- and inter-op, and
-OpenMP's), set through the task's environment before TensorFlow starts, so
-that N tasks do not oversubscribe the cores; on a cluster (``--address``)
-each task takes one CPU of the cluster and one thread.
+**Threads.**  On one machine (``--workers N``), each worker process runs one
+task at a time with ``cores // N`` TensorFlow threads (intra- and inter-op,
+and OpenMP's, set in its environment before TensorFlow starts), so that N
+tasks do not oversubscribe the cores; on a cluster (``--address``) each
+worker thread runs one task with one TensorFlow thread.
 
-Ray is an optional dependency (``pip install -e '.[ray]'``); only this
-module imports it, and only when a parallel run starts: the serial path
-never loads it.
+Dask is an optional dependency (``pip install -e '.[parallel]'``); only this
+module imports it, and only when a parallel run starts: the serial path never
+loads it.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import logging
 import os
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import tensorflow as tf
 from tqdm.auto import tqdm
 
-from ..core import provenance
 from ..core.errors import EmpirError, check_positive_int
 from ..nets import zoo
 from . import reproduce as reproduce_mod
 from . import schedule, study
 
 BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} est. s [{elapsed}<{remaining}]{postfix}"
-RETRIES = 3  # a task whose worker dies is started again this many times, resuming from its partial state
+RETRIES = 3  # a task whose worker dies is started again (on another worker) up to this many times
+CONNECT_TIMEOUT_S = 20
 
 
-def _ray():  # the ray module
+def _distributed():  # the distributed module
     try:
-        import ray  # noqa: PLC0415 - optional dependency (the 'ray' extra), imported only by a parallel run
+        import distributed  # noqa: PLC0415 - optional dependency (the 'parallel' extra), imported by a parallel run
     except ImportError:
-        raise EmpirError("--workers and --address need Ray: pip install -e '.[ray]' (or make setup).") from None
-    return ray
+        raise EmpirError("--workers and --address need Dask: pip install -e '.[parallel]' (or make setup).") from None
+    return distributed
 
 
 def threads_per_task(workers: int, cores: int | None = None) -> int:
@@ -64,42 +77,68 @@ def threads_per_task(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
-def connect(workers: int | None = None, address: str | None = None) -> tuple[object, int, dict]:
-    """Start Ray embedded with ``workers`` CPUs, or join the cluster at ``address``; (ray, task slots, info).
+@contextmanager
+def connect(workers: int | None = None, address: str | None = None) -> Iterator[tuple]:
+    """Start ``workers`` Dask worker processes here, or join the scheduler at ``address``: (client, slots, info).
 
-    ``info`` holds the threads per task and the dashboard's address (None
-    when Ray runs without its dashboard).
+    ``info`` holds the threads per task and the dashboard's address (None when
+    the dashboard is not installed).  Closed, and local workers stopped, on exit.
     """
     if workers is None and address is None:
-        raise EmpirError("a parallel run needs --workers N (Ray on this machine) or --address (a Ray cluster).")
+        raise EmpirError("a parallel run needs --workers N (workers on this machine) or --address (a Dask scheduler).")
     if workers is not None:
         workers = check_positive_int(workers, "workers")
     if address is not None and not str(address).strip():
-        raise EmpirError("--address is empty: pass 'auto' (the cluster 'ray start' began here) or host:port.")
-    ray = _ray()
+        raise EmpirError("--address is empty: pass the Dask scheduler's host:port (e.g. 10.0.0.1:8786).")
+    dd = _distributed()
+    dask_config = _distributed_config()
     threads = 1 if address is not None else threads_per_task(workers)
-    env = {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads),
-           "OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-           # The workers import this checkout's library (the same path on every node).
-           "PYTHONPATH": os.pathsep.join(p for p in (str(provenance.REPO), os.environ.get("PYTHONPATH")) if p)}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("EMPIR_")})
-    kwargs = {"runtime_env": {"env_vars": env}, "logging_level": "ERROR", "log_to_driver": False}
-    try:
-        if address is None:
-            ctx = ray.init(num_cpus=workers, **kwargs)
-        else:
-            ctx = ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise EmpirError(f"no Ray cluster answers at --address {address!r} ({str(e).splitlines()[0][:160]}); "
-                         "start one with 'ray start --head' or use --workers N on this machine.") from None
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    slots = min(cpus, workers) if workers else cpus
-    url = getattr(ctx, "dashboard_url", None)
-    return ray, slots, {"threads_per_task": threads, "slots": slots, "dashboard": f"http://{url}" if url else None}
+    cluster = None
+    with dask_config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+        try:
+            if address is None:
+                env = {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads),
+                       "OMP_NUM_THREADS": str(threads)}
+                dashboard = ":0" if importlib.util.find_spec("bokeh") else None
+                cluster = dd.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env,
+                                          dashboard_address=dashboard, silence_logs=logging.ERROR, memory_limit=0)
+                client = dd.Client(cluster)
+            else:
+                client = dd.Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as e:
+            if cluster is not None:
+                cluster.close()
+            where = f"--address {address!r}" if address is not None else "this machine"
+            raise EmpirError(f"no Dask scheduler answers at {where} ({str(e).splitlines()[0][:160]}); start one "
+                             "with 'dask scheduler' and 'dask worker', or use --workers N here.") from None
+        try:
+            slots = sum(client.nthreads().values())
+            if not slots:
+                raise EmpirError(f"the Dask scheduler at {address} has no workers; start some with "
+                                 f"'dask worker {address} --nthreads 1'.")
+            slots = min(slots, workers) if workers else slots
+            link = client.dashboard_link if importlib.util.find_spec("bokeh") else None
+            yield client, slots, {"threads_per_task": threads, "slots": slots, "dashboard": link}
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
-def _run_on_worker(study_name: str, job: dict, ctx: study.Context, x: object, y: object) -> tuple:
-    """One job in a Ray task: the serial code on the images from the object store; (outcome, seconds, pid)."""
+def _distributed_config():  # dask.config, imported with distributed
+    _distributed()
+    import dask.config  # noqa: PLC0415 - optional dependency, as above
+
+    return dask.config
+
+
+def _run_on_worker(study_name: str, job: dict, ctx: study.Context, x: object, y: object, threads: int) -> tuple:
+    """One job in a task: the serial code on the images sent by the client; (outcome, seconds, pid)."""
+    try:  # a cluster's workers were started without our environment: set TensorFlow's threads here
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # this worker's TensorFlow has started already, with the threads its environment set
     t0 = time.perf_counter()
     st = {s.name: s for s in reproduce_mod.STUDIES}[study_name]
     outcome = st.run_job(job, dataclasses.replace(ctx, x=x, y=y))
@@ -110,34 +149,31 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
               out_dir: str | os.PathLike | None = None, partial_dir: str | os.PathLike = "runs/eval",
               only: str | None = None, workers: int | None = None, address: str | None = None,
               progress: bool = True) -> list[dict]:
-    """:func:`empir_lib.studies.reproduce.reproduce` with each job a Ray task; the same files and log."""
+    """:func:`empir_lib.studies.reproduce.reproduce` with each job a Dask task; the same files and log."""
     if workers is not None:
         check_positive_int(workers, "workers")
     ctx, entries = reproduce_mod.prepare(dataset, n, select_n, data_dir, out_dir, partial_dir, only, progress=False)
-    ray, slots, info = connect(workers, address)
-    say = print
-    try:
+    with connect(workers, address) as (client, slots, info):
         if info["dashboard"]:
-            print(f"Ray dashboard: {info['dashboard']}", flush=True)
-        print(f"{dataset}: {len(entries)} jobs on {slots} Ray worker(s), {info['threads_per_task']} thread(s) "
-              "per task", flush=True)
+            print(f"Dask dashboard: {info['dashboard']}", flush=True)
+        print(f"{dataset}: {len(entries)} jobs on {slots} worker(s), {info['threads_per_task']} thread(s) per task",
+              flush=True)
         priced = {j["name"]: j["seconds"] for j in schedule.job_seconds(entries, ctx.out_dir / "timing.json")}
         # One bar over the whole plan, in estimated job seconds (schedule.job_seconds), so its ETA means something.
         bar = tqdm(total=round(sum(priced.values())), unit="s", desc=f"{dataset} plan", disable=not progress,
                    mininterval=2, bar_format=BAR)
-        say = bar.write if progress else print
-        log = _run_plan(ray, entries, ctx, slots, bar, priced, say)
-        bar.close()
-        return log
-    finally:
-        ray.shutdown()
+        try:
+            return _run_plan(client, entries, ctx, slots, info["threads_per_task"], bar, priced,
+                             bar.write if progress else print)
+        finally:
+            bar.close()
 
 
-def _run_plan(ray: object, entries: list[study.Entry], ctx: study.Context, slots: int, bar: tqdm, priced: dict,
-              say: object) -> list[dict]:
-    task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(_run_on_worker)
+def _run_plan(client: object, entries: list[study.Entry], ctx: study.Context, slots: int, threads: int, bar: tqdm,
+              priced: dict, say: Callable[[str], object]) -> list[dict]:
+    dd = _distributed()
     light = dataclasses.replace(ctx, x=None, y=None)
-    x_ref, y_ref = ray.put(ctx.x), ray.put(ctx.y)
+    x_f, y_f = client.scatter(ctx.x, broadcast=True), client.scatter(ctx.y, broadcast=True)
     pending, running, done, log = list(entries), {}, set(), []
     t_start = time.perf_counter()
     while pending or running:
@@ -150,23 +186,24 @@ def _run_plan(ray: object, entries: list[study.Entry], ctx: study.Context, slots
                 if job is None:
                     done.add(e.name)
                     continue
-                running[task.remote(e.study.name, job, light, x_ref, y_ref)] = e
+                fut = client.submit(_run_on_worker, e.study.name, job, light, x_f, y_f, threads, pure=False,
+                                    key=f"{e.name}-{uuid.uuid4().hex[:8]}")
+                running[fut] = e
         if not running:
             continue
-        finished, _ = ray.wait(list(running), num_returns=1)
-        for ref in finished:
-            e = running.pop(ref)
+        finished, _ = dd.wait(list(running), return_when="FIRST_COMPLETED")
+        for fut in finished:
+            e = running.pop(fut)
             try:
-                outcome, secs, _ = ray.get(ref)
-            except ray.exceptions.RayTaskError as err:
-                cause = getattr(err, "cause", None) or err
-                raise EmpirError(f"{e.name} failed in a Ray task: {cause}") from None
-            except ray.exceptions.WorkerCrashedError:
-                raise EmpirError(f"{e.name}: its Ray worker died {RETRIES + 1} times; rerun to resume it.") from None
+                outcome, secs, _ = fut.result()
+            except dd.KilledWorker:
+                raise EmpirError(f"{e.name}: its worker died {RETRIES + 1} times; rerun to resume it.") from None
+            except EmpirError as err:
+                raise EmpirError(f"{e.name}: {err}") from None
             path = Path(ctx.out_dir) / f"{e.name}.json"
             if not path.is_file():
                 raise EmpirError(f"{e.name}: the worker wrote {path}, which this machine cannot see; put --out-dir "
-                                 "and runs/ on a file system every node shares.")
+                                 "and runs/ on a file system every machine shares.")
             log.append(reproduce_mod.report(ctx, e.name, outcome, secs, t_start, say))
             done.add(e.name)
             bar.update(round(priced.get(e.name, 0)))
@@ -176,7 +213,7 @@ def _run_plan(ray: object, entries: list[study.Entry], ctx: study.Context, slots
 
 def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLike | None = None,
               defended: bool = False, workers: int | None = None, address: str | None = None) -> list[str]:
-    """:func:`empir_lib.nets.zoo.build_zoo` with one Ray task per member: same seeds, same files.
+    """:func:`empir_lib.nets.zoo.build_zoo` with one task per member: same seeds, same files.
 
     Each task trains its member and writes the member's file into the zoo;
     this process adds the manifest entries as the tasks finish.
@@ -187,23 +224,18 @@ def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLi
     if not todo:
         print(f"{dataset}: every member is already in the zoo", flush=True)
         return []
-    ray, slots, info = connect(workers, address)
-    try:
+    with connect(workers, address) as (client, slots, info):
+        dd = _distributed()
         if info["dashboard"]:
-            print(f"Ray dashboard: {info['dashboard']}", flush=True)
-        task = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(zoo.train_and_store)
-        refs = {task.remote(t, data_dir, "runs", False): t["id"] for t in todo}
+            print(f"Dask dashboard: {info['dashboard']}", flush=True)
+        futures = [client.submit(zoo.train_and_store, t, data_dir, "runs", False, pure=False) for t in todo]
         done = []
-        for _ in tqdm(range(len(refs)), desc=f"{dataset} zoo", unit="member"):
-            [ref], _ = ray.wait(list(refs), num_returns=1)
-            refs.pop(ref)
+        for fut in tqdm(dd.as_completed(futures), total=len(futures), desc=f"{dataset} zoo", unit="member"):
             try:
-                mid, entry = ray.get(ref)
-            except ray.exceptions.RayTaskError as err:
-                raise EmpirError(f"training failed in a Ray task: {getattr(err, 'cause', None) or err}") from None
+                mid, entry = fut.result()
+            except dd.KilledWorker:
+                raise EmpirError(f"a training task's worker died {RETRIES + 1} times; rerun to resume.") from None
             zoo.register({mid: entry})
             print(zoo.build_line(mid, entry), flush=True)
             done.append(mid)
         return done
-    finally:
-        ray.shutdown()
