@@ -19,8 +19,9 @@ the dashboard agent a fixed 15 s to start, ray-project/ray#65983), while Dask's
 needs: task retries when a worker dies, a dashboard, and a cluster started with
 two commands (``dask scheduler``, ``dask worker``).
 
-**Where things must be.**  The test images travel from this process to the
-workers through the scheduler.  Each worker machine needs the same
+**Where things must be.**  Each worker reads the test images itself (once
+per worker process), so a worker that dies loses nothing the scheduler
+must keep.  Each worker machine needs the same
 repository checkout at the same path (the code and the zoo in
 ``data/models``), installed with the ``parallel`` extra, the datasets at
 ``$EMPIR_DATA_DIR`` (a results file records which archive it used), and the
@@ -55,7 +56,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from ..core.errors import EmpirError, check_positive_int
-from ..nets import zoo
+from ..nets import data, zoo
 from . import reproduce as reproduce_mod
 from . import schedule, study
 
@@ -132,8 +133,21 @@ def _distributed_config():  # dask.config, imported with distributed
     return dask.config
 
 
-def _run_on_worker(study_name: str, job: dict, ctx: study.Context, x: object, y: object, threads: int) -> tuple:
-    """One job in a task: the serial code on the images sent by the client; (outcome, seconds, pid)."""
+_IMAGES: dict = {}
+
+
+def _images(dataset: str, data_dir: str | os.PathLike | None, n: int) -> tuple:
+    # Read once per worker process: the jobs of a plan share the dataset's first n test images.
+    key = (dataset, str(data_dir), n)
+    if key not in _IMAGES:
+        _IMAGES.clear()
+        _IMAGES[key] = data.load(dataset, "test", data_dir, n)
+    return _IMAGES[key]
+
+
+def _run_on_worker(study_name: str, job: dict, ctx: study.Context, data_dir: str | os.PathLike | None,
+                   threads: int) -> tuple:
+    """One job in a task: the serial code on the same test images; (outcome, seconds, pid)."""
     try:  # a cluster's workers were started without our environment: set TensorFlow's threads here
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -141,6 +155,7 @@ def _run_on_worker(study_name: str, job: dict, ctx: study.Context, x: object, y:
         pass  # this worker's TensorFlow has started already, with the threads its environment set
     t0 = time.perf_counter()
     st = {s.name: s for s in reproduce_mod.STUDIES}[study_name]
+    x, y = _images(ctx.dataset, data_dir, ctx.n)
     outcome = st.run_job(job, dataclasses.replace(ctx, x=x, y=y))
     return outcome, time.perf_counter() - t0, os.getpid()
 
@@ -163,17 +178,16 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
         bar = tqdm(total=round(sum(priced.values())), unit="s", desc=f"{dataset} plan", disable=not progress,
                    mininterval=2, bar_format=BAR)
         try:
-            return _run_plan(client, entries, ctx, slots, info["threads_per_task"], bar, priced,
+            return _run_plan(client, entries, ctx, data_dir, slots, info["threads_per_task"], bar, priced,
                              bar.write if progress else print)
         finally:
             bar.close()
 
 
-def _run_plan(client: object, entries: list[study.Entry], ctx: study.Context, slots: int, threads: int, bar: tqdm,
-              priced: dict, say: Callable[[str], object]) -> list[dict]:
+def _run_plan(client: object, entries: list[study.Entry], ctx: study.Context, data_dir: str | os.PathLike | None,
+              slots: int, threads: int, bar: tqdm, priced: dict, say: Callable[[str], object]) -> list[dict]:
     dd = _distributed()
     light = dataclasses.replace(ctx, x=None, y=None)
-    x_f, y_f = client.scatter(ctx.x, broadcast=True), client.scatter(ctx.y, broadcast=True)
     pending, running, done, log = list(entries), {}, set(), []
     t_start = time.perf_counter()
     while pending or running:
@@ -186,7 +200,7 @@ def _run_plan(client: object, entries: list[study.Entry], ctx: study.Context, sl
                 if job is None:
                     done.add(e.name)
                     continue
-                fut = client.submit(_run_on_worker, e.study.name, job, light, x_f, y_f, threads, pure=False,
+                fut = client.submit(_run_on_worker, e.study.name, job, light, data_dir, threads, pure=False,
                                     key=f"{e.name}-{uuid.uuid4().hex[:8]}")
                 running[fut] = e
         if not running:
