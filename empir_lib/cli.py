@@ -3,12 +3,13 @@
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir train --dataset mnist --defence distillation --temperature 100 [--zoo]   (also igr, fgsm-at, pgd-at)
     empir train --dataset cifar10 --defence pgd-at --recipe original --zoo   (the original code's PGD training)
-    empir zoo list | verify | build --dataset mnist [--defended | --seed-sets]
+    empir zoo list | verify | build --dataset mnist [--defended | --seed-sets] [--workers N | --address ...]
     empir joint --dataset cifar10 --members a2w2,a2w2,a2w2 [--lam 0.5] [--zoo]   (stochastic members, trained jointly)
     empir samples [mnist cifar10 tiny-imagenet]
     empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
     empir reproduce mnist|cifar10|tiny-imagenet [--n 10000] [--select-n 1000] [--only table2/]
+                    [--dry-run] [--workers N | --address host:port]   (Dask: empir_lib/studies/parallel.py)
     empir bench [--n 500] [--only attacks|apgd|training|end_to_end]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
@@ -29,12 +30,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from .attack import attacks
 from .book import assignments, attack_runs, attack_tasks, grader
 from .core import defences, settings
-from .core.errors import EmpirError, check_choice
+from .core.errors import EmpirError, check_choice, check_positive_int
 from .hardware.deploy import deploy as deploy_member
 from .nets import data, diversity, ensemble, train, zoo
 from .nets.samples import write_samples
-from .studies import bench, evaluate, results
-from .studies.reproduce import reproduce
+from .studies import bench, evaluate, parallel, reproduce, results, schedule
 
 
 def _bits_arg(text: str) -> str | list[str]:
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--defended", action="store_true", help="build the members of Table 2's other defences")
     z.add_argument("--seed-sets", action="store_true",
                    help="build the seed study's independent seed sets of EMPIR (settings: seed_sets)")
+    _parallel_args(z, "members")
 
     e = sub.add_parser("evaluate", help="one ensemble, one attack, one protocol: adversarial accuracy")
     e.add_argument("--dataset", required=True, help="mnist, cifar10 or tiny-imagenet")
@@ -116,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--only", default=None, help="run only jobs whose name starts with this, e.g. table2/")
     r.add_argument("--out-dir", default=None, help="default: data/results/<dataset>")
     r.add_argument("--data-dir", default=None)
+    r.add_argument("--dry-run", action="store_true",
+                   help="print every job with its measured or estimated seconds and the expected wall time")
+    _parallel_args(r, "jobs")
 
     b = sub.add_parser("bench", help="speed of attacks (vs cleverhans and the gradient floor) and training")
     b.add_argument("--n", type=int, default=500, help="MNIST sample images per attack")
@@ -148,6 +152,13 @@ def _defence_params() -> dict[str, defences.Param]:
     return out
 
 
+def _parallel_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"run the {what} as tasks on N worker processes on this machine (the 'parallel' extra)")
+    p.add_argument("--address", default=None,
+                   help="run them on a Dask cluster instead: its scheduler's host:port ('dask scheduler')")
+
+
 def _int_or_list(v: str | list[str]) -> int | str | list:
     if isinstance(v, list):
         return [int(b) if b.strip().isdigit() else b for b in v]
@@ -174,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "workers", None) is not None:
+        check_positive_int(args.workers, "--workers")
     if args.cmd == "train":
         given = {k: getattr(args, k) for k in _defence_params() if getattr(args, k) is not None}
         params = {**(defences.recipe(args.defence, args.recipe) if args.recipe else {}), **given}
@@ -210,13 +223,16 @@ def _run(args: argparse.Namespace) -> int:
             return 1 if problems else 0
         if not args.dataset:
             raise EmpirError("'empir zoo build' needs --dataset (mnist, cifar10 or tiny-imagenet).")
-        zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended, seed_sets=args.seed_sets)
+        if args.workers is not None or args.address is not None:
+            parallel.build_zoo(args.dataset, args.epochs, args.data_dir, args.defended, args.workers, args.address,
+                               seed_sets=args.seed_sets)
+        else:
+            zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended, seed_sets=args.seed_sets)
         return 0
     if args.cmd == "evaluate":
         return _evaluate(args)
     if args.cmd == "reproduce":
-        reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
-        return 0
+        return _reproduce(args)
     if args.cmd == "bench":
         result = bench.run(args.out_dir, args.n, book=args.book, only=args.only)
         print(f"wrote benchmarks in {result['wall_time_s']:.0f} s")
@@ -233,6 +249,20 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{member}: {entry['file']} ({entry['size_bytes']:,} bytes, sha256 {entry['sha256'][:12]}...)")
         return 0
     return 2
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        ctx, entries = reproduce.prepare(args.dataset, args.n, args.select_n, out_dir=args.out_dir, only=args.only,
+                                         load=False)
+        workers = sorted({1, args.workers or 1})
+        print(schedule.table(schedule.price(entries, ctx.out_dir / "timing.json", tuple(workers))))
+    elif args.workers is not None or args.address is not None:
+        parallel.reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only,
+                           workers=args.workers, address=args.address)
+    else:
+        reproduce.reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -9,12 +9,11 @@ stages, so that only the new stages run, on its survivors.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
+from ..core import partial
 from ..core.errors import EmpirError
-from ..core.files import atomic_write
 from . import outcomes
 
 
@@ -37,23 +36,17 @@ def from_start(start: dict, specs: list[dict], clean_now: np.ndarray) -> dict:
 
 
 def save(path, config: dict, state: dict) -> None:
-    if path is None:
-        return
-    arrays = {"config": np.array(json.dumps(config, sort_keys=True)), "broken_by": state["broken_by"],
-              "norm": state["norm"], "stage": np.array(state["stage"]), "pos": np.array(state["pos"]),
-              "todo": np.array([] if state["todo"] is None else state["todo"], np.int64),
-              "has_todo": np.array(state["todo"] is not None), "stats": np.array(json.dumps(state["stats"]))}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(Path(path), lambda p: np.savez(open(p, "wb"), **arrays))
+    """Write a cascade's state after a chunk (:mod:`empir_lib.core.partial`: atomic, tied to its configuration)."""
+    partial.save(path, config, {"broken_by": state["broken_by"], "norm": state["norm"], "stage": state["stage"],
+                                "pos": state["pos"],
+                                "todo": np.array([] if state["todo"] is None else state["todo"], np.int64),
+                                "has_todo": state["todo"] is not None, "stats": json.dumps(state["stats"])})
 
 
 def load(path, config: dict) -> dict | None:
-    if path is None or not Path(path).is_file():
+    """A saved cascade state for ``config``, or None; another configuration's is refused."""
+    f = partial.load(path, config, "a partial cascade", "delete it or pass another state path")
+    if f is None:
         return None
-    with np.load(path, allow_pickle=False) as f:
-        if json.loads(str(f["config"])) != json.loads(json.dumps(config, sort_keys=True)):
-            raise EmpirError(f"{path} holds a partial cascade of another configuration; delete it or pass "
-                             "another state path.")
-        return {"broken_by": f["broken_by"].copy(), "norm": f["norm"].copy(), "stage": int(f["stage"]),
-                "pos": int(f["pos"]), "todo": f["todo"].copy() if bool(f["has_todo"]) else None,
-                "stats": json.loads(str(f["stats"]))}
+    return {"broken_by": f["broken_by"], "norm": f["norm"], "stage": int(f["stage"]), "pos": int(f["pos"]),
+            "todo": f["todo"] if bool(f["has_todo"]) else None, "stats": json.loads(str(f["stats"]))}

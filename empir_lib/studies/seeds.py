@@ -27,7 +27,7 @@ import numpy as np
 
 from ..attack import outcomes, suite
 from ..core import paper, settings
-from ..core.errors import EmpirError
+from ..core.errors import EmpirError, check_choice
 from . import results
 
 FOLDER = "seeds"
@@ -52,12 +52,18 @@ def _n(dataset: str, threat_name: str, n: int, select_n: int) -> int:
     return select_n if suite.threat(dataset, threat_name)["norm"] == "l2" else n
 
 
-def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
+def jobs(dataset: str, n: int, select_n: int, kind: str | None = None) -> list[dict]:
     """The jobs of sets 2, 3, ...: the suite at the L-inf threats, the paper protocol, then the suite at L2.
 
     Cheapest first (the L-inf suites break nearly every image at once; L2 costs
-    the most), so a run cut short leaves whole columns behind.
+    the most), so a run cut short leaves whole columns behind.  ``kind``
+    ('linf', 'paper' or 'l2') keeps one of the three; a dataset without seed
+    sets has none.
     """
+    if kind is not None:
+        check_choice(kind, ("linf", "paper", "l2"), "kind of seed-study job")
+    if not settings.get(dataset).seed_sets:
+        return []
     linf, l2, paper_jobs = [], [], []
     for k, rows in enumerate(sets(dataset)[1:], start=2):
         for threat_name, threat in suite.threats(dataset).items():
@@ -70,7 +76,7 @@ def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
                 paper_jobs.append({"name": f"{FOLDER}/set{k}/{row}-paper-{attack}", "members": rows[row],
                                    "rule": "vote", "attack": attack, "protocol": "paper", "objective": None,
                                    "params": {}, "n": n})
-    return linf + paper_jobs + l2
+    return {"linf": linf, "paper": paper_jobs, "l2": l2}.get(kind, linf + paper_jobs + l2)
 
 
 def _paper_name(k: int, row: str, attack: str) -> str:
