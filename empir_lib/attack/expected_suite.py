@@ -54,15 +54,22 @@ NORM_SLACK = 1e-4
 
 
 def suite(ens: ens_mod.Ensemble, samples: int, n_iter: int, members: bool = True, square_queries: int = 100,
-          square_samples: int = 8, fixed: int = FIXED_DRAWS) -> list[dict]:
-    """The stages in the order they run (module docstring), with S = ``samples`` and N = ``n_iter``."""
+          square_samples: int = 8, fixed: int = FIXED_DRAWS, member_samples: int | None = None) -> list[dict]:
+    """The stages in the order they run (module docstring), with S = ``samples`` and N = ``n_iter``.
+
+    ``member_samples`` (default S) is the members' S: each member stage costs
+    as much as a whole-ensemble stage (every member runs), so a budget may
+    give them fewer samples; the record says which.
+    """
     samples, n_iter = expected.check_samples(samples), check_positive_int(n_iter, "N (iterations)")
+    member_eot = {**{"samples": samples, "n_iter": n_iter, "restarts": 1},
+                  "samples": expected.check_samples(member_samples or samples)}
     eot = {"samples": samples, "n_iter": n_iter, "restarts": 1}
     specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", **eot},
              {"name": "apgd-dlr", "kind": "apgd", "loss": "dlr_mean_logits", **eot},
              {"name": "pgd-margin", "kind": "pgd", "loss": "margin_mean_logits", "step_frac": 2.5 / n_iter, **eot}]
     if members and len(ens.members) > 1:
-        specs += [{"name": f"member-{i}", "kind": "apgd", "loss": f"ce_member:{i}", **eot}
+        specs += [{"name": f"member-{i}", "kind": "apgd", "loss": f"ce_member:{i}", **member_eot}
                   for i in range(len(ens.members))]
     specs += [{"name": "nearest", "kind": "nearest", "n_iter": n_iter, "restarts": 1},
               {"name": "fixed-draws", "kind": "fixed-draws", "draws": fixed, "n_iter": n_iter, "restarts": 1}]
