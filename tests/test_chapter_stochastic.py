@@ -11,7 +11,9 @@ from empir_lib.book.chapters import stochastic as ch
 from empir_lib.core import paper
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data
-from empir_lib.studies import eot_study
+from empir_lib.studies import eot_study, expected_study
+
+S, N = expected_study.HEADLINE
 
 MEMBERS = eot_study.joint_ids()
 
@@ -32,14 +34,14 @@ def fields(name, v, se=0.02):
 
 def write_all(root):
     pts = [{"samples": s, "n_iter": n, **fields("robust", r), "seconds": 10.0 * s}
-           for s, n, r in ((8, 25, 0.30), (16, 25, 0.28), (16, 50, 0.27), (32, 50, 0.268))]
+           for s, n, r in ((8, 25, 0.30), (S, N, 0.28), (16, 50, 0.27), (32, 50, 0.268))]
     pts[0]["doubled"] = {"diff": -0.03, "se": 0.01, "lo": -0.05, "hi": -0.01}
     write(root, "stochastic/expected-converge", {"points": pts, "chosen": {"samples": 16, "n_iter": 50,
                                                                            "converged": False, "from": None},
                                                  "n": 40, "tolerance": 0.005, "wall_time_s": 600,
                                                  **fields("clean", 0.5)})
     write(root, "stochastic/expected-suite-joint", {
-        "samples": 8, "n_iter": 25, "n": 100, **fields("robust", 0.21), **fields("clean", 0.49),
+        "samples": S, "n_iter": N, "n": 100, **fields("robust", 0.21), **fields("clean", 0.49),
         "robust_majority": 0.18, "wall_time_s": 900,
         "lottery": {"queries": [1, 10, 100], "attack": [0.2, 0.1, 0.03], "control": [0.5, 0.3, 0.2]},
         "stats": {"apgd-ce": {"attacked": 80, "seconds": 100.0, "invalid": 0}},
@@ -67,13 +69,13 @@ def test_the_tables_the_claim_and_the_figures(tmp_path):
     md = ch.convergence_table(tmp_path)
     assert "| 8 | 25 | 30.00 (26.00 to 34.00) | -3.00 (-5.00 to -1.00) | 80 |" in md
     rows = ch.comparison_rows(tmp_path)
-    assert rows[0]["robust"]["value"] == pytest.approx(21.0) and "S = 8, N = 25" in rows[0]["name"]
+    assert rows[0]["robust"]["value"] == pytest.approx(21.0) and f"S = {S}, N = {N}" in rows[0]["name"]
     assert [r["robust"]["value"] for r in rows[1:3]] == pytest.approx([3.0, 20.0])  # Q = 100 and its control
     assert f"*> {paper.FARKYA_PGD_5_255:.0f}*" in ch.comparison_table(tmp_path)
     lines = ch.claim_lines(tmp_path)
     assert lines[1].startswith("Ours, best estimate: a robust expected accuracy of 21.00% (95% interval 17.00 to "
                                "25.00) on 100 images") and "does not hold" in lines[1]
-    assert "not converged by the half-point rule" in lines[2] and "30.00% there" in lines[2]
+    assert "not converged by the half-point rule" in lines[2] and "28.00% there" in lines[2]
     assert "3.00% at the attack's points, 20.00% at the clean images" in lines[3]
     assert "clean expected accuracy (49.00%) is itself not above 50%" in lines[4]
     assert "| apgd-ce | 80 | 25.00 | 70 | 100 |" in ch.stage_table(tmp_path)
@@ -91,8 +93,8 @@ def test_a_file_whose_r_is_not_its_jobs_is_refused_when_read(tmp_path):
     path.write_text(json.dumps({**rec, "draws": 8}))
     with pytest.raises(EmpirError, match="R \\(fresh draws per point\\) = 8"):
         ch.headline(tmp_path)
-    path.write_text(json.dumps({**rec, "samples": 16}))
-    with pytest.raises(EmpirError, match="S \\(EOT samples\\) = 16"):
+    path.write_text(json.dumps({**rec, "samples": 2 * S}))
+    with pytest.raises(EmpirError, match=f"S \\(EOT samples\\) = {2 * S}"):
         ch.headline(tmp_path)
 
 

@@ -52,7 +52,7 @@ GRID = ((8, 25), (16, 25), (32, 25), (16, 50), (64, 25))
 HEADLINE = (16, 25)
 TOLERANCE = 0.005
 CONVERGE_N = 40
-HEADLINE_N = 100
+HEADLINE_N = 60
 AA_N = 16
 QUERIES = (1, 2, 5, 10, 20, 50, 100)
 # The cheaper stages' settings: Square's queries and S, and the members' S (each member stage runs every
