@@ -42,6 +42,7 @@ from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
 from . import apgd, expected, surrogates
+from .suite import _bar  # the suite's progress bar (shown only when asked)
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="PyTorch not found")
@@ -246,14 +247,6 @@ def evaluate(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, sp
     robust = expected.correct_rate(ens, st["best_x"], y, draws)
     return {"config": config, "clean": st["per"][:, 0], "per_stage": st["per"], "best_stage": st["best_stage"],
             "robust": robust, "points": st["best_x"], "stats": st["stats"], "stages": [s["name"] for s in specs]}
-
-
-def _bar(it, desc: str, progress: bool):
-    if not progress:
-        return it
-    from tqdm.auto import tqdm  # noqa: PLC0415  (only when shown: tqdm.auto warns without ipywidgets)
-
-    return tqdm(it, desc=desc, unit="chunk", mininterval=5)
 
 
 def _save(path, config: dict, st: dict) -> None:
