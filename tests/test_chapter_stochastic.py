@@ -86,6 +86,19 @@ def test_the_tables_the_claim_and_the_figures(tmp_path):
     assert isinstance(plots.lottery_curve(lot), Figure)
 
 
+def test_paired_lines_read_the_per_image_estimates(tmp_path):
+    write_all(tmp_path)
+    folder = tmp_path / "cifar10" / "stochastic"
+    a = np.array([0.5, 0.25, 1.0, 0.0])
+    np.savez(folder / "expected-converge.npz", clean=a, robust_s8_n25=a, **{f"robust_s{S}_n{N}": a - 0.125},
+             robust_s16_n50=a, robust_s32_n50=a - 0.25)
+    lines = ch.paired_lines(tmp_path)
+    assert lines[0] == f"N = 25, S = 8 to {S}: -12.50 points (paired 95% interval -12.50 to -12.50)."
+    assert lines[1].startswith("N = 50, S = 16 to 32: -25.00 points")
+    assert lines[2] == ("S = 8, N = 25 to S = 16, N = 50: -3.00 points (paired 95% interval -5.00 to -1.00), "
+                        "outside the half-point rule.")
+
+
 def test_a_file_whose_r_is_not_its_jobs_is_refused_when_read(tmp_path):
     write_all(tmp_path)
     path = tmp_path / "cifar10" / "stochastic" / "expected-suite-joint.json"

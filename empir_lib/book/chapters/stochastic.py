@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...attack import expected
 from ...core import paper
 from ...core.errors import EmpirError
 from ...core.tables import DASH, markdown_table, percent_cell
 from ...nets import ensemble as ens_mod
 from ...nets import stochastic, zoo
-from ...studies import eot_study, expected_study
+from ...studies import eot_study, expected_study, results
 from .committed import Root
 
 DATASET = "cifar10"
@@ -84,6 +85,32 @@ def convergence_table(root: Root = None) -> str:
     return markdown_table(rows, ["s", "n", "acc", "d", "t"],
                           ["S (EOT samples)", "N (iterations)", "robust expected accuracy, % (95% interval)",
                            "change with 2S and 2N, points (95% interval, paired)", "seconds"])
+
+
+def paired_lines(root: Root = None) -> list[str]:
+    """Sentences: per N, the paired change from the smallest to the largest S measured, and the doubling
+    checks, each with its 95% interval (from the per-image estimates beside the convergence file)."""
+    c = convergence(root)
+    if c is None:
+        return []
+    path = results.results_dir(DATASET, root) / expected_study.FOLDER / "expected-converge.npz"
+    with np.load(path) as f:
+        per = {k: f[k] for k in f.files}
+    lines = []
+    for n_iter in sorted({p["n_iter"] for p in c["points"]}):
+        s = sorted(p["samples"] for p in c["points"] if p["n_iter"] == n_iter)
+        if len(s) > 1:
+            d = expected.paired(per[f"robust_s{s[0]}_n{n_iter}"], per[f"robust_s{s[-1]}_n{n_iter}"])
+            lines.append(f"N = {n_iter}, S = {s[0]} to {s[-1]}: {100 * d['diff']:+.2f} points (paired 95% "
+                         f"interval {100 * d['lo']:+.2f} to {100 * d['hi']:+.2f}).")
+    for p in c["points"]:
+        if p["doubled"] is not None:
+            d = p["doubled"]
+            word = "within" if abs(d["diff"]) < c["tolerance"] else "outside"
+            lines.append(f"S = {p['samples']}, N = {p['n_iter']} to S = {2 * p['samples']}, N = {2 * p['n_iter']}: "
+                         f"{d['diff']:+.2f} points (paired 95% interval {d['lo']:+.2f} to {d['hi']:+.2f}), "
+                         f"{word} the half-point rule.")
+    return lines
 
 
 def headline(root: Root = None) -> dict | None:
