@@ -110,7 +110,11 @@ def _cached(ens: ens_mod.Ensemble, key: tuple, make):
 
 def _never_broken(f):
     """The loss of ``f``, with the label as its decision: APGD then returns its best-loss iterate."""
-    return lambda x, y: (f(x, y)[0], tf.identity(y))
+
+    def g(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return f(x, y)[0], tf.identity(y)
+
+    return g
 
 
 def surrogate(ens: ens_mod.Ensemble, spec: dict) -> ens_mod.Ensemble:
