@@ -53,7 +53,7 @@ HEADLINE = (16, 25)
 TOLERANCE = 0.005
 CONVERGE_N = 40
 HEADLINE_N = 60
-AA_N = 16
+AA_N = 10
 QUERIES = (1, 2, 5, 10, 20, 50, 100)
 # The cheaper stages' settings: Square's queries and S, and the members' S (each member stage runs every
 # member, so it costs a whole stage).
