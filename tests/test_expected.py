@@ -197,3 +197,10 @@ def test_the_jobs_run_end_to_end_and_resume(small, tmp_path, monkeypatch):
     assert sum(head["lowest_by_stage"].values()) == 8 and len(head["lottery"]["attack"]) == 2
     assert 0 <= head["robust"] <= 1 and head["robust_ci95"][0] <= head["robust"] <= head["robust_ci95"][1]
     assert not list(part.glob("*"))
+    # A longer grid whose start is the finished one runs only its new settings.
+    monkeypatch.setattr(expected_study, "GRID", ((1, 2), (2, 2), (1, 4), (2, 4), (4, 2)))
+    job = expected_study.jobs(["s1", "s2"], 8)[1]
+    job["draws"] = 4
+    longer, ran = expected_study.run_job(job, "mnist", ens, x, y, out, part, progress=False)
+    assert ran and [p["robust"] for p in longer["points"][:4]] == [p["robust"] for p in conv["points"]]
+    assert (longer["points"][-1]["samples"], longer["points"][-1]["n_iter"]) == (4, 2)

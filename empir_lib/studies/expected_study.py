@@ -113,8 +113,12 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     samples, n_iter = job.get("samples"), job.get("n_iter")
     if path.is_file():
         record = check_record(results.read_result(path), job)
-        if record.get("n") == n:
+        # Done when it holds this job's images, grid and iterations (a changed grid or N reruns it).
+        if all(record.get(k) == v for k, v in (("n", n), ("grid", job.get("grid")), ("n_iter", job.get("n_iter")))
+               if v is not None):
             return record, False
+        if job["kind"] == "expected-converge":
+            _extend(record, job, path, stem)
     xs, ys = np.asarray(x[:n], np.float32), np.asarray(y[:n]).reshape(-1).astype(np.int64)
     t0 = time.perf_counter()
     if job["kind"] == "expected-converge":
@@ -132,6 +136,21 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     for f in stem.parent.glob(stem.name + "*"):
         f.unlink()
     return written, True
+
+
+def _extend(record: dict, job: dict, path: Path, stem: Path) -> None:
+    """A finished grid that is a prefix of the job's: its points become the partial run's, so that a
+    longer grid runs only its new settings."""
+    old = [[p["samples"], p["n_iter"]] for p in record["points"]]
+    part = stem.with_suffix(".json")
+    if part.is_file() or old != [list(g) for g in job["grid"][:len(old)]]:
+        return
+    with np.load(path.with_suffix(".npz")) as f:
+        arrays = dict(f)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(stem.with_name(stem.name + "-p.npz"), lambda p: np.savez(open(p, "wb"), **arrays))
+    points = [{k: v for k, v in p.items() if k != "doubled"} for p in record["points"]]
+    atomic_write(part, lambda p: Path(p).write_text(json.dumps(points)))
 
 
 def _converge(job, ens, x, y, stem, progress) -> tuple[dict, dict]:
