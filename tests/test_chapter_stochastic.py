@@ -38,11 +38,11 @@ def write_all(root):
     pts[0]["doubled"] = {"diff": -0.03, "se": 0.01, "lo": -0.05, "hi": -0.01}
     write(root, "stochastic/expected-converge", {"points": pts, "chosen": {"samples": 16, "n_iter": 50,
                                                                            "converged": False, "from": None},
-                                                 "n": 40, "tolerance": 0.005, "wall_time_s": 600,
+                                                 "n": 40, "tolerance": 0.005, "timing": {"wall_time_s": 600},
                                                  **fields("clean", 0.5)})
     write(root, "stochastic/expected-suite-joint", {
         "samples": S, "n_iter": N, "n": 100, **fields("robust", 0.21), **fields("clean", 0.49),
-        "robust_majority": 0.18, "wall_time_s": 900,
+        "robust_majority": 0.18, "timing": {"wall_time_s": 900},
         "lottery": {"queries": [1, 10, 100], "attack": [0.2, 0.1, 0.03], "control": [0.5, 0.3, 0.2]},
         "stats": {"apgd-ce": {"attacked": 80, "seconds": 100.0, "invalid": 0}},
         "lowest_by_stage": {"clean": 30, "apgd-ce": 70}, "stage_expected": {"clean": 0.49, "apgd-ce": 0.25}})

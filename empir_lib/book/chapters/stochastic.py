@@ -70,7 +70,7 @@ def convergence(root: Root = None) -> dict | None:
                "doubled": None if "doubled" not in p else {k: 100 * v for k, v in p["doubled"].items()}}
               for p in r["points"]]
     return {"points": points, "chosen": r["chosen"], "n": r["n"], "draws": r["draws"], "clean": _pct(r, "clean"),
-            "tolerance": 100 * r["tolerance"], "seconds": r["wall_time_s"]}
+            "tolerance": 100 * r["tolerance"], "seconds": sum(p["seconds"] for p in r["points"])}
 
 
 def convergence_table(root: Root = None) -> str:
@@ -121,7 +121,7 @@ def headline(root: Root = None) -> dict | None:
     return {"clean": _pct(r, "clean"), "robust": _pct(r, "robust"), "n": r["n"], "draws": r["draws"],
             "samples": r["samples"], "n_iter": r["n_iter"], "majority": 100 * r["robust_majority"],
             "lottery": r["lottery"], "stats": r["stats"], "lowest": r["lowest_by_stage"],
-            "stage_expected": r["stage_expected"], "seconds": r["wall_time_s"],
+            "stage_expected": r["stage_expected"], "seconds": r["timing"]["wall_time_s"],
             "se_draws": 100 * r["robust_se_draws"]}
 
 
@@ -131,7 +131,7 @@ def reference(root: Root = None) -> dict | None:
     if r is None:
         return None
     return {"clean": _pct(r, "clean"), "robust": _pct(r, "robust"), "n": r["n"], "draws": r["draws"],
-            "samples": r["samples"], "n_iter": r["n_iter"], "seconds": r["wall_time_s"]}
+            "samples": r["samples"], "n_iter": r["n_iter"], "seconds": r["timing"]["wall_time_s"]}
 
 
 def stage_table(root: Root = None) -> str:
