@@ -45,7 +45,8 @@ def write_all(root):
         "robust_majority": 0.18, "timing": {"wall_time_s": 900},
         "lottery": {"queries": [1, 10, 100], "attack": [0.2, 0.1, 0.03], "control": [0.5, 0.3, 0.2]},
         "stats": {"apgd-ce": {"attacked": 80, "seconds": 100.0, "invalid": 0}},
-        "lowest_by_stage": {"clean": 30, "apgd-ce": 70}, "stage_expected": {"clean": 0.49, "apgd-ce": 0.25}})
+        "lowest_by_stage": {"apgd-ce": 70, "clean": 30}, "stages": [{"name": "apgd-ce"}],
+        "stage_expected": {"clean": 0.49, "apgd-ce": 0.25}})
 
 
 def test_the_worked_example_computes_both_rules():
@@ -78,7 +79,8 @@ def test_the_tables_the_claim_and_the_figures(tmp_path):
     assert "not converged by the half-point rule" in lines[2] and "28.00% there" in lines[2]
     assert "3.00% at the attack's points, 20.00% at the clean images" in lines[3]
     assert "clean expected accuracy (49.00%) is itself not above 50%" in lines[4]
-    assert "| apgd-ce | 80 | 25.00 | 70 | 100 |" in ch.stage_table(tmp_path)
+    md = ch.stage_table(tmp_path)
+    assert "| (the clean image) | 100 | 49.00 | 30 | \u2014 |\n| apgd-ce | 80 | 25.00 | 70 | 100 |" in md
     fig = plots.convergence_curve(ch.convergence(tmp_path))
     assert np.allclose(fig.axes[0].get_xticks(), [8, 16, 32])
     lot = ch.lottery(tmp_path)

@@ -120,7 +120,9 @@ def headline(root: Root = None) -> dict | None:
         return None
     return {"clean": _pct(r, "clean"), "robust": _pct(r, "robust"), "n": r["n"], "draws": r["draws"],
             "samples": r["samples"], "n_iter": r["n_iter"], "majority": 100 * r["robust_majority"],
-            "lottery": r["lottery"], "stats": r["stats"], "lowest": r["lowest_by_stage"],
+            "lottery": r["lottery"], "stats": r["stats"],
+            # In the order the stages ran (the file's keys are sorted), the clean image first.
+            "lowest": {k: r["lowest_by_stage"][k] for k in ["clean", *(s["name"] for s in r["stages"])]},
             "stage_expected": r["stage_expected"], "seconds": r["timing"]["wall_time_s"],
             "se_draws": 100 * r["robust_se_draws"]}
 
@@ -144,8 +146,8 @@ def stage_table(root: Root = None) -> str:
     for name, low in h["lowest"].items():
         st = h["stats"].get(name, {})
         e = h["stage_expected"].get(name)
-        rows.append({"stage": name, "att": st.get("attacked", h["n"]), "e": percent_cell(None if e is None
-                                                                                          else 100 * e),
+        rows.append({"stage": "(the clean image)" if name == "clean" else name,
+                     "att": st.get("attacked", h["n"]), "e": percent_cell(None if e is None else 100 * e),
                      "low": low, "t": f"{st['seconds']:.0f}" if st else DASH})
     return markdown_table(rows, ["stage", "att", "e", "low", "t"],
                           ["stage", "images attacked", "mean expected accuracy at its points, %",
