@@ -88,8 +88,8 @@ def convergence_table(root: Root = None) -> str:
 
 
 def paired_lines(root: Root = None) -> list[str]:
-    """Sentences: per N, the paired change from the smallest to the largest S measured, and the doubling
-    checks, each with its 95% interval (from the per-image estimates beside the convergence file)."""
+    """Sentences: per N, the paired change at each step of S and from the smallest to the largest S, and
+    the doubling checks, each with its 95% interval (from the per-image estimates beside the convergence file)."""
     c = convergence(root)
     if c is None:
         return []
@@ -99,9 +99,11 @@ def paired_lines(root: Root = None) -> list[str]:
     lines = []
     for n_iter in sorted({p["n_iter"] for p in c["points"]}):
         s = sorted(p["samples"] for p in c["points"] if p["n_iter"] == n_iter)
-        if len(s) > 1:
-            d = expected.paired(per[f"robust_s{s[0]}_n{n_iter}"], per[f"robust_s{s[-1]}_n{n_iter}"])
-            lines.append(f"N = {n_iter}, S = {s[0]} to {s[-1]}: {100 * d['diff']:+.2f} points (paired 95% "
+        # Each doubling of S, then (with more than two) the smallest to the largest.
+        pairs = list(zip(s, s[1:])) + ([(s[0], s[-1])] if len(s) > 2 else [])
+        for a, b in pairs:
+            d = expected.paired(per[f"robust_s{a}_n{n_iter}"], per[f"robust_s{b}_n{n_iter}"])
+            lines.append(f"N = {n_iter}, S = {a} to {b}: {100 * d['diff']:+.2f} points (paired 95% "
                          f"interval {100 * d['lo']:+.2f} to {100 * d['hi']:+.2f}).")
     for p in c["points"]:
         if p["doubled"] is not None:
