@@ -1,15 +1,16 @@
-"""Chapter 11's helpers (empir_lib.book.chapters.beyond) on results files written here, and its figures."""
+"""Chapter 11's helpers, part 1 (empir_lib.book.chapters.beyond), on results files written here, and its figures.
+
+Part 2, the stochastic ensemble: tests/test_chapter_stochastic.py.
+"""
 import json
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from empir_lib.attack import outcomes
 from empir_lib.book import plots
 from empir_lib.book.chapters import beyond
-from empir_lib.core import paper
-from empir_lib.studies import eot_study, sweeps
+from empir_lib.studies import sweeps
 
 EPS = sweeps.eps_grid("cifar10")
 
@@ -88,82 +89,6 @@ def test_flip_panels_and_the_mechanism_table(tmp_path):
     assert isinstance(plots.flip_curves(panels), Figure)
 
 
-def test_the_stochastic_rows_table_and_claim(tmp_path):
-    rows, missing = beyond.stochastic_rows("cifar10", tmp_path)
-    assert len(missing) == 9 and all(r["pgd_robust"] is None for r in rows)
-    text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
-    assert text.count("not yet measured") == 2
-    assert beyond.eot_curve("cifar10", tmp_path) is None
-    for row, robust in (("joint", 0.42), ("empir", 0.05), ("baseline", 0.01)):
-        write(tmp_path, f"stochastic/pgd-5-255-{row}", {"robust_accuracy": robust, "clean_accuracy": 0.7,
-                                                         "n": 10000, "eot_samples": 8 if row == "joint" else 1,
-                                                         "randomness": 0.1 if row == "joint" else 0.0})
-    acc = [0.6, 0.5, 0.43, 0.42]
-    write(tmp_path, "stochastic/eot-samples", {"samples": [1, 2, 4, 8], "robust_accuracy": acc,
-                                               "robust_ci95": [[v - 0.03, v + 0.03] for v in acc], "chosen": 4,
-                                               "plateau": True, "n": 1000, "seconds": [1, 2, 4, 8]})
-    md = beyond.stochastic_table("cifar10", tmp_path)
-    assert "| stochastic ensemble (joint training, EOT) | 70.00 | 42.00 (10,000) |" in md
-    assert f"*> {paper.FARKYA_PGD_5_255:.0f}*" in md
-    text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
-    assert "42.00% robust, 60% of its clean accuracy on those images; the claim does not hold" in text
-    assert text.count("not yet measured") == 1 and "no attack result on it could reach" not in text
-    # A clean accuracy at or below the claimed robust accuracy is said, since then the number cannot be met.
-    write(tmp_path, "stochastic/pgd-5-255-joint", {"robust_accuracy": 0.38, "clean_accuracy": 0.4988, "n": 10000,
-                                                   "eot_samples": 2, "randomness": 0.5})
-    text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
-    assert "clean accuracy (49.88%) is itself not above 50%" in text and "76% of its clean accuracy" in text
-    assert "Noise alone" not in text
-    # The noise-only control splits what PGD takes into the randomness's share and the perturbation's.
-    write(tmp_path, "stochastic/pgd-0-joint", {"robust_accuracy": 0.45, "clean_accuracy": 0.50, "n": 10000,
-                                               "eot_samples": 2, "randomness": 0.5})
-    assert "| stochastic ensemble, noise only (the PGD's queries at eps = 0) | 50.00 | 45.00 (10,000) | — |" in (
-        beyond.stochastic_table("cifar10", tmp_path))
-    text = "\n".join(beyond.claim_lines("cifar10", tmp_path))
-    assert "45.00% of the images stay correct, against 50.00% clean in that run: the deployed randomness alone " \
-           "takes 5.00 points, and PGD's perturbation 7.00 more." in text
-    curve = beyond.eot_curve("cifar10", tmp_path)
-    assert curve["robust"] == pytest.approx([60, 50, 43, 42]) and curve["chosen"] == 4
-    refs = beyond.curve_references(beyond.stochastic_rows("cifar10", tmp_path)[0])
-    assert refs["EMPIR (deterministic), PGD 5/255"] == pytest.approx(5.0)
-    assert refs["stochastic ensemble (joint training, EOT), worst-case suite"] is None  # not measured yet
-    fig = plots.eot_samples_curve(curve, refs, paper.FARKYA_PGD_5_255)
-    assert isinstance(fig, Figure) and np.allclose(fig.axes[0].get_xticks(), [1, 2, 4, 8])
-    assert isinstance(plots.eot_samples_curve(None), Figure)
-
-
-def test_the_suite_checks_are_compared_on_the_same_images(tmp_path):
-    assert beyond.suite_checks("cifar10", tmp_path) == []
-    # The main suite (S = 2, 10 images) keeps 2 of the first 4; the check (S = 8) runs on those 4.
-    broken_by = np.array([-1, -1, 0, 2, -1, 1, -1, -1, 0, 0])
-    folder = tmp_path / "cifar10" / "stochastic"
-    folder.mkdir(parents=True)
-    desc = outcomes.save(folder / "suite-5-255-joint.npz", broken_by, np.zeros(10, np.float32))
-    write(tmp_path, "stochastic/suite-5-255-joint", {"n": 10, "eot_samples": 2, "robust_accuracy": 0.5,
-                                                      "broken_by": dict(sorted(outcomes.counts(broken_by,
-                                                                                                ["a", "b"]).items())),
-                                                      "attacks": [{"name": "a"}, {"name": "b"}],
-                                                      "clean_accuracy": 0.7, "randomness": 0.3, "per_image": desc})
-    assert beyond.suite_checks("cifar10", tmp_path) == []  # no check is there yet
-    write(tmp_path, f"stochastic/suite-5-255-joint-eot{eot_study.CHECK_SAMPLES[0]}",
-          {"n": 4, "eot_samples": 8, "robust_accuracy": 0.25, "robust_ci95": [0.05, 0.7],
-           "broken_by": {"clean": 1, "a": 2, "robust": 1}})
-    (check,) = beyond.suite_checks("cifar10", tmp_path)
-    cascades = beyond.suite_cascades("cifar10", tmp_path)
-    assert list(cascades) == ["stochastic ensemble, S = 2 (10 images)", "stochastic ensemble, S = 8 (4 images)"]
-    # In cascade order whatever the file's key order: misclassified, the attacks as they ran, robust.
-    assert list(cascades["stochastic ensemble, S = 2 (10 images)"]) == ["clean", "a", "b", "robust"]
-    assert check == {"samples": 8, "n": 4, "robust": 25.0, "lo": 5.0, "hi": 70.0, "main_samples": 2,
-                     "main_robust": 50.0}
-    assert "with 8 EOT samples on the first 4 images: 25.00% robust" in "\n".join(
-        beyond.claim_lines("cifar10", tmp_path))
-
-
-def test_members_line_names_the_command_until_the_joint_run_is_in_the_zoo():
-    line = beyond.members_line("cifar10")
-    assert eot_study.joint_ids("cifar10")[0] in line or "deployed" in line
-
-
 def test_uniform_flip_share_matches_a_simulation():
     # Values uniform over the interior bins (between the first and last rounding boundaries), moves that
     # stay inside [0, 1]: the setting the formula describes.
@@ -184,5 +109,3 @@ def test_live_measurements_on_the_sample():
     assert px["1-bit pixels"][0] == 0 and px["2-bit, min(1, eps (2^k - 1))"] == pytest.approx([0, 30, 90])
     layers = panels["a2w2 layer inputs, FGSM direction"]["series"]
     assert layers and all(v[0] == 0 and v[-1] >= v[1] for v in layers.values())
-    r = beyond.live_randomness("mnist-a2w2-s1", x, y, draws=3)
-    assert len(r["draw_accuracy"]) == 3 and 0 <= r["share"] <= 1 and r["n"] == 40

@@ -19,6 +19,8 @@ def test_jobs_run_the_curve_first_and_compare_three_rows():
     jobs = eot_study.jobs("cifar10", 10000, 1000)
     assert jobs[0] == {"name": "stochastic/eot-samples", "kind": "eot-samples",
                        "members": eot_study.joint_ids("cifar10"), "samples": list(eot_study.EOT_SAMPLES), "n": 1000}
+    assert [j["kind"] for j in jobs[-3:]] == ["expected-suite", "expected-converge", "expected-aa-rand"]
+    jobs = jobs[:-3]  # the expected-accuracy jobs (issue 29): tests/test_expected.py
     names = [j["name"] for j in jobs[1:]]
     rows = ("joint", "empir", "baseline", "pgdat")
     assert names == [f"stochastic/{k}-5-255-{r}" for k in ("pgd", "suite") for r in rows

@@ -12,7 +12,10 @@ be trained stochastic from the start (:func:`build`, and
 How a stochastic member evaluates is always named (``inference``): ``'sample'``
 (a fresh draw on every forward pass, the defence as deployed) or
 ``'nearest'`` (Eq. 5's deterministic rounding); :func:`with_inference`
-switches a trained model.  :func:`disagreement` is the randomness diagnostic
+switches a trained model.  :func:`fixed_draw` freezes one noise draw: a
+deterministic network per draw, for attacks that use the defence's structure
+(attack K frozen draws as an ensemble, then transfer; issue 29).
+:func:`disagreement` is the randomness diagnostic
 the worst-case suite reports beside EOT (Athalye et al. 2018, section 4):
 the share of images whose deployed class differs between forward passes.
 """
@@ -87,6 +90,51 @@ def with_inference(model: keras.Model, inference: str) -> keras.Model:
         raise EmpirError(f"{model.name} rounds deterministically already; with_inference is for stochastic models.")
     return _clone(model, lambda layer, k: None if layer.rounding is None else {**layer.rounding,
                                                                                "inference": inference})
+
+
+class FixedDraw(keras.layers.Layer):
+    """Stochastic rounding (module docstring) with one frozen draw: ``u`` fixed per activation position.
+
+    ``floor(s) + [u < s - floor(s)]`` with ``s = (2^k - 1) clip(a, 0, 1)``, the
+    same rule as the stochastic quantiser, but with the uniform noise ``u``
+    drawn once (shape of one image's activations, shared by every image of a
+    batch): a deterministic function.  Its gradient is the straight-through
+    one of the ``'ste'`` relaxation.
+    """
+
+    def __init__(self, bits: int, noise: np.ndarray, **kwargs: object):
+        super().__init__(**kwargs)
+        self.bits = quantize.check_stochastic_bits(bits)
+        self.noise = tf.constant(np.asarray(noise, np.float32))
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        n = float(2**self.bits - 1)
+        v = tf.clip_by_value(x, 0.0, 1.0) * n
+        floor = tf.floor(v)
+        hard = floor + tf.cast(self.noise < v - floor, v.dtype)
+        return (hard + (v - tf.stop_gradient(v))) / n
+
+
+def fixed_draw(model: keras.Model, seed: int, noise: float | None = None) -> keras.Model:
+    """A deterministic copy of a stochastic model: every stochastic layer's noise drawn once, from ``seed``.
+
+    ``noise`` replaces the draw by one constant (0.5 rounds to the nearest
+    level, up to ties: the check that the frozen rule is Eq. 5's rounding).
+    The model must be a chain of layers (the paper's networks are).
+    """
+    if not is_stochastic(model):
+        raise EmpirError(f"{model.name} rounds deterministically already; a fixed draw needs a stochastic model.")
+    seed = check_positive_int(seed, "seed", 0)
+    rng = np.random.default_rng(seed)
+    near = with_inference(model, "nearest")
+    x = inp = keras.Input(tuple(near.input_shape[1:]))
+    for layer in near.layers[1:]:
+        if getattr(layer, "rounding", None) is not None:
+            shape = tuple(x.shape[1:])
+            u = np.full(shape, noise, np.float32) if noise is not None else rng.uniform(size=shape)
+            x = FixedDraw(layer.abits, u, name=f"{layer.name}_draw")(x)
+        x = layer(x)
+    return keras.Model(inp, x, name=f"{model.name}_draw{seed}")
 
 
 def build(arch: str, wbits: models.Bits, abits: models.Bits, relaxation: str = "ste", inference: str = "sample",

@@ -1,5 +1,5 @@
-"""Chapter 11's figures: accuracy against eps per precision, quantised codes flipped against eps, and
-robust accuracy against EOT samples (data from :mod:`empir_lib.book.chapters.beyond`).
+"""Chapter 11's figures, part 1: accuracy against eps per precision and quantised codes flipped against eps
+(data from :mod:`empir_lib.book.chapters.beyond`; the stochastic ensemble's figures are in ``stochastic``).
 """
 from __future__ import annotations
 
@@ -70,37 +70,3 @@ def precision_sweeps(panels: dict, attack: str) -> Figure:
 def flip_curves(panels: dict) -> Figure:
     """The share of quantised codes a perturbation of size eps changes, per panel of :func:`flip_panels`."""
     return _panels(panels, "codes changed, %", (-3, 103))
-
-
-@book_figure
-def eot_samples_curve(curve: dict | None, lines: dict | None = None, claim: float | None = None) -> Figure:
-    """Robust accuracy (%) against EOT samples, with 95% intervals and the chosen S marked.
-
-    ``lines`` maps a label to a horizontal reference (%), e.g. deterministic
-    EMPIR under the same PGD; ``claim`` draws a reported number as a dashed line.
-    """
-    fig = Figure(figsize=(5.6, 3.6), layout="constrained")
-    ax = fig.subplots()
-    if curve is None:
-        ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes)
-    else:
-        s, r = np.asarray(curve["samples"]), np.asarray(curve["robust"])
-        err = [r - np.asarray(curve["lo"]), np.asarray(curve["hi"]) - r]
-        ax.errorbar(s, r, yerr=err, marker="o", capsize=3, color="tab:purple",
-                    label=f"stochastic ensemble, PGD 5/255 with EOT ({curve['n']:,} images)")
-        k = list(s).index(curve["chosen"])
-        ax.plot([s[k]], [r[k]], "o", ms=12, mfc="none", mec="black", label=f"S used for the full runs: {s[k]}")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(s, [str(v) for v in s])
-    for i, (label, v) in enumerate((lines or {}).items()):
-        if v is not None:
-            ax.axhline(v, color=f"C{i}", lw=1, ls="-.", label=label)
-    if claim is not None:
-        ax.axhline(claim, color="black", ls="--", lw=1, label=f"reported: over {claim:.0f}%")
-    ax.set_xlabel("EOT samples S (gradient averaged over S stochastic passes)")
-    ax.set_ylabel("robust accuracy, %")
-    ax.set_ylim(-3, 103)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[1]:
-        ax.legend(fontsize=7)
-    return fig

@@ -1,0 +1,126 @@
+"""Chapter 11's helpers, part 2 (empir_lib.book.chapters.stochastic): the expected accuracy read back from
+results files written here, the worked example, the claim, and the figures."""
+import json
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from empir_lib.book import plots
+from empir_lib.book.chapters import stochastic as ch
+from empir_lib.core import paper
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data
+from empir_lib.studies import eot_study, expected_study
+
+S, N = expected_study.HEADLINE
+
+MEMBERS = eot_study.joint_ids()
+
+
+def write(root, name, record):
+    path = root / "cifar10" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"members": MEMBERS, "draws": 32, **record}))
+
+
+def est(v, se=0.02):
+    return {"": v, "_se": se, "_ci95": [v - 2 * se, v + 2 * se], "_se_draws": se / 3}
+
+
+def fields(name, v, se=0.02):
+    return {f"{name}{k}": x for k, x in est(v, se).items()}
+
+
+def write_all(root):
+    pts = [{"samples": s, "n_iter": n, **fields("robust", r), "seconds": 10.0 * s}
+           for s, n, r in ((8, 25, 0.30), (S, N, 0.28), (16, 50, 0.27), (32, 50, 0.268))]
+    pts[0]["doubled"] = {"diff": -0.03, "se": 0.01, "lo": -0.05, "hi": -0.01}
+    write(root, "stochastic/expected-converge", {"points": pts, "chosen": {"samples": 16, "n_iter": 50,
+                                                                           "converged": False, "from": None},
+                                                 "n": 40, "tolerance": 0.005, "timing": {"wall_time_s": 600},
+                                                 **fields("clean", 0.5)})
+    write(root, "stochastic/expected-suite-joint", {
+        "samples": S, "n_iter": N, "n": 100, **fields("robust", 0.21), **fields("clean", 0.49),
+        "robust_majority": 0.18, "timing": {"wall_time_s": 900},
+        "lottery": {"queries": [1, 10, 100], "attack": [0.2, 0.1, 0.03], "control": [0.5, 0.3, 0.2]},
+        "stats": {"apgd-ce": {"attacked": 80, "seconds": 100.0, "invalid": 0}},
+        "lowest_by_stage": {"apgd-ce": 70, "clean": 30}, "stages": [{"name": "apgd-ce"}],
+        "stage_expected": {"clean": 0.49, "apgd-ce": 0.25}})
+
+
+def test_the_worked_example_computes_both_rules():
+    ex = ch.worked_example([29, 16, 0], 32, 10)
+    assert ex["expected"] == pytest.approx(100 * 45 / 96)
+    assert ex["any_query"] == pytest.approx(100 * ((29 / 32) ** 10 + 0.5 ** 10) / 3)
+    assert "| A | 29 of 32 | 90.62 |" in ex["table"]
+    with pytest.raises(EmpirError):
+        ch.worked_example([33], 32, 10)
+
+
+def test_missing_files_give_dashes_and_a_line_naming_the_command(tmp_path):
+    assert ch.convergence(tmp_path) is None and ch.headline(tmp_path) is None and ch.lottery(tmp_path) is None
+    assert ch.convergence_table(tmp_path) == "\u2014" and ch.stage_table(tmp_path) == "\u2014"
+    assert "not yet measured" in ch.claim_lines(tmp_path)[-1]
+    assert isinstance(plots.convergence_curve(None), Figure) and isinstance(plots.lottery_curve(None), Figure)
+
+
+def test_the_tables_the_claim_and_the_figures(tmp_path):
+    write_all(tmp_path)
+    md = ch.convergence_table(tmp_path)
+    assert "| 8 | 25 | 30.00 (26.00 to 34.00) | -3.00 (-5.00 to -1.00) | 80 |" in md
+    rows = ch.comparison_rows(tmp_path)
+    assert rows[0]["robust"]["value"] == pytest.approx(21.0) and f"S = {S}, N = {N}" in rows[0]["name"]
+    assert [r["robust"]["value"] for r in rows[1:3]] == pytest.approx([3.0, 20.0])  # Q = 100 and its control
+    assert f"*> {paper.FARKYA_PGD_5_255:.0f}*" in ch.comparison_table(tmp_path)
+    lines = ch.claim_lines(tmp_path)
+    assert lines[1].startswith("Ours, best estimate: a robust expected accuracy of 21.00% (95% interval 17.00 to "
+                               "25.00) on 100 images") and "does not hold" in lines[1]
+    assert "not converged by the half-point rule" in lines[2] and "28.00% there" in lines[2]
+    assert "3.00% at the attack's points, 20.00% at the clean images" in lines[3]
+    assert "clean expected accuracy (49.00%) is itself not above 50%" in lines[4]
+    md = ch.stage_table(tmp_path)
+    assert "| (the clean image) | 100 | 49.00 | 30 | \u2014 |\n| apgd-ce | 80 | 25.00 | 70 | 100 |" in md
+    fig = plots.convergence_curve(ch.convergence(tmp_path))
+    assert np.allclose(fig.axes[0].get_xticks(), [8, 16, 32])
+    lot = ch.lottery(tmp_path)
+    assert lot["attack"] == pytest.approx([20, 10, 3]) and lot["expected_attack"] == pytest.approx(21)
+    assert isinstance(plots.lottery_curve(lot), Figure)
+
+
+def test_paired_lines_read_the_per_image_estimates(tmp_path):
+    write_all(tmp_path)
+    folder = tmp_path / "cifar10" / "stochastic"
+    a = np.array([0.5, 0.25, 1.0, 0.0])
+    np.savez(folder / "expected-converge.npz", clean=a, robust_s8_n25=a, **{f"robust_s{S}_n{N}": a - 0.125},
+             robust_s16_n50=a, robust_s32_n50=a - 0.25)
+    lines = ch.paired_lines(tmp_path)
+    assert lines[0] == f"N = 25, S = 8 to {S}: -12.50 points (paired 95% interval -12.50 to -12.50)."
+    assert lines[1].startswith("N = 50, S = 16 to 32: -25.00 points")
+    assert lines[2] == ("S = 8, N = 25 to S = 16, N = 50: -3.00 points (paired 95% interval -5.00 to -1.00), "
+                        "outside the half-point rule.")
+
+
+def test_a_file_whose_r_is_not_its_jobs_is_refused_when_read(tmp_path):
+    write_all(tmp_path)
+    path = tmp_path / "cifar10" / "stochastic" / "expected-suite-joint.json"
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "draws": 8}))
+    with pytest.raises(EmpirError, match="R \\(fresh draws per point\\) = 8"):
+        ch.headline(tmp_path)
+    path.write_text(json.dumps({**rec, "samples": 2 * S}))
+    with pytest.raises(EmpirError, match=f"S \\(EOT samples\\) = {2 * S}"):
+        ch.headline(tmp_path)
+
+
+def test_the_old_rule_table_reads_the_earlier_files(tmp_path):
+    write(tmp_path, "stochastic/pgd-0-joint", {"eot_samples": 2, "n": 10000, "robust_accuracy": 0.43})
+    assert "| noise only: the same PGD at eps = 0 | 2 | 10,000 | 43.00 |" in ch.old_rule_table(tmp_path)
+
+
+def test_members_line_and_live_randomness():
+    line = ch.members_line("cifar10")
+    assert MEMBERS[0] in line or "deployed" in line
+    x, y = data.load_sample("mnist", 40)
+    r = ch.live_randomness("mnist-a2w2-s1", x, y, draws=3)
+    assert len(r["draw_accuracy"]) == 3 and 0 <= r["share"] <= 1 and r["n"] == 40
