@@ -269,7 +269,7 @@ def _test(ex: Exercise) -> str:
     # An exception-based Otter test: `env` is the graded notebook's namespace, the call the chapter's own check.
     return (f'""" # BEGIN TEST CONFIG\npoints: {ex.points}\nsuccess_message: "{ex.number}: the check passes"\n'
             f'""" # END TEST CONFIG\ndef test_{ex.name}(env):\n'
-            f"    from empir_lib import exercises\n\n"
+            f"    from empir_lib.book import exercises\n\n"
             f"    exercises.require(env, {ex.check!r})\n")
 
 

@@ -67,8 +67,8 @@ def equivalence(datasets: Iterable[str] = DATASETS, data_dir: str | None = None,
             rows[f"{ds}+nbits"] = {**deploy.compare(settings.get(ds).empir_ids, x, nbits=True),
                                    "data": data.describe_source(ds, data_dir)}
     record = {"datasets": rows, "wall_time_s": round(time.perf_counter() - t0, 1)}
-    return _write(out or RESULTS / "equivalence.json", record, "python -c 'from empir_lib import deploy_bench; "
-                  "deploy_bench.run()'")
+    return _write(out or RESULTS / "equivalence.json", record,
+                  "python -c 'from empir_lib.hardware import deploy_bench; deploy_bench.run()'")
 
 
 # --- time ---------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def timings(datasets: Iterable[str] = DATASETS, rounds: int = 9, grid: str = "mn
         undo()
     record = {"datasets": rows, "grid": {"dataset": grid, "members": grid_rows}, "kernel_rate": rate,
               "threads": 1, "pinned_cores": 1, "rounds": rounds, "wall_time_s": round(time.perf_counter() - t0, 1)}
-    return _write(out or RESULTS / "timing.json", record, "python -c 'from empir_lib import deploy_bench; "
+    return _write(out or RESULTS / "timing.json", record, "python -c 'from empir_lib.hardware import deploy_bench; "
                   "deploy_bench.run()'")
 
 
@@ -282,7 +282,7 @@ def runtimes(rounds: int = 7, out: Path | None = None) -> dict:
     record = {"seconds_per_image": {k: _spread(v) for k, v in runs.items()}, "rounds": rounds,
               "litert": f"tf.lite.Interpreter (TensorFlow {tf.__version__}, XNNPACK)",
               "wall_time_s": round(time.perf_counter() - t0, 1)}
-    return _write(out or RESULTS / "runtimes.json", record, "python -c 'from empir_lib import deploy_bench; "
+    return _write(out or RESULTS / "runtimes.json", record, "python -c 'from empir_lib.hardware import deploy_bench; "
                   "deploy_bench.runtimes()'")
 
 
@@ -349,7 +349,7 @@ def memory(datasets: Iterable[str] = DATASETS, out: Path | None = None) -> dict:
     rows = {ds: {f"batch{b}": peak_memory(ds, batch=b) for b in (1, 100)}
             for ds in tqdm(list(datasets), desc="memory", leave=False)}
     return _write(out or RESULTS / "memory.json", {"datasets": rows, "wall_time_s": round(time.perf_counter() - t0, 1)},
-                  "python -c 'from empir_lib import deploy_bench; deploy_bench.run()'")
+                  "python -c 'from empir_lib.hardware import deploy_bench; deploy_bench.run()'")
 
 
 def run(data_dir: str | None = None, parts: Iterable[str] = ("equivalence", "timing", "memory")) -> dict:
@@ -367,5 +367,5 @@ def load(name: str) -> dict:
     path = RESULTS / f"{name}.json"
     if not path.is_file():
         raise EmpirError(f"{path} is missing; write it with "
-                         "python -c 'from empir_lib import deploy_bench; deploy_bench.run()'.")
+                         "python -c 'from empir_lib.hardware import deploy_bench; deploy_bench.run()'.")
     return json.loads(path.read_text())

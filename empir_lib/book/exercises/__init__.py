@@ -11,7 +11,7 @@ wrong function.
 One module per chapter (``ch01`` ... ``ch12``) holds that chapter's checks;
 ``verdict`` holds what they share, and ``grading`` turns a check into an
 autograder's test (:func:`require`).  Every check is re-exported here, so
-``from empir_lib import exercises; exercises.check_quantizer(...)`` works.
+``from empir_lib.book import exercises; exercises.check_quantizer(...)`` works.
 
 Chapters call them as ``ok = check_quantizer(my_fn)``: the assignment keeps
 the returned bool out of the cell's output (a trailing semicolon would too in
