@@ -8,9 +8,10 @@ exist.  Set the real URL and they appear, with no other change.
 """
 from __future__ import annotations
 
-from empir_lib.book.launch import is_placeholder
 from sphinx.application import Sphinx
 from sphinx.config import Config
+
+from empir_lib.book.launch import is_placeholder
 
 
 def _hide_buttons_without_a_repository(app: Sphinx, config: Config) -> None:
