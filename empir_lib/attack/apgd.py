@@ -138,6 +138,8 @@ def loss_and_gradient(fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tens
 # iterate that fooled the decision.
 _FIELDS = ("x_adv", "x_old", "grad", "x_best", "grad_best", "loss_best", "step", "best_last_check",
            "reduced_last", "hist", "broken", "x_broken")
+# The state is a plain tuple (what the traced segment takes and returns); outside it, read it by name.
+_AT = {name: k for k, name in enumerate(_FIELDS)}
 
 
 _SEGMENTS: dict = {}
@@ -270,7 +272,7 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
                   tf.zeros([len(idx)], tf.bool), hist, fooled0, x0)
             active = np.arange(len(idx))  # rows of this batch still in the state
             for i0, i1 in zip(bounds[:-1], bounds[1:]):
-                alive = ~st[10].numpy()
+                alive = ~st[_AT["broken"]].numpy()
                 if not alive.any():
                     break
                 if not alive.all():  # compaction: broken images leave the batch
@@ -289,8 +291,8 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
 
 def _finish(st, rows, idx, out_x, broken, loss_best) -> None:
     """Copy the finished rows of a state into the outputs (restarts only ever add breaks)."""
-    b = st[10].numpy()[rows]
-    xb, xbest, lb = st[11].numpy()[rows], st[3].numpy()[rows], st[5].numpy()[rows]
+    b = st[_AT["broken"]].numpy()[rows]
+    xb, xbest, lb = (st[_AT[name]].numpy()[rows] for name in ("x_broken", "x_best", "loss_best"))
     tgt = idx[rows]
     for j, i in enumerate(tgt):
         if b[j]:

@@ -74,7 +74,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from ..core import settings
+from ..core import threats as threat_models
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
@@ -82,7 +82,6 @@ from . import apgd, art_bridge, attacks, cascade_state, outcomes, square, surrog
 
 KINDS = ("apgd", "pgd", "apgd-t", "square", "cw")
 # The L2 budgets per dataset (settings.DatasetSettings.l2_budget; the paper reports CW without one).
-L2_BUDGETS = {n: d.l2_budget for n, d in settings.DATASETS.items() if d.l2_budget}
 SQUARE_QUERIES = 5000  # AutoAttack's budget
 CW_SEARCH = {"binary_search_steps": 5, "max_iterations": 100, "learning_rate": 0.1, "initial_const": 10.0,
              "confidence": 0.0, "abort_early": True, "batch_size": 100}
@@ -90,20 +89,13 @@ NORM_SLACK = validate.NORM_SLACK  # relative slack on eps when re-checking a per
 
 
 def threats(dataset: str) -> dict[str, dict]:
-    """The threat models evaluated for ``dataset``: name -> {'norm', 'eps'}."""
-    s = settings.get(dataset)
-    if dataset not in L2_BUDGETS:
-        raise EmpirError(f"no threat models for {dataset!r}; choose one of: {', '.join(L2_BUDGETS)}.")
-    out = {"linf-table1": {"norm": "linf", "eps": float(s.attacks["pgd"]["eps"])}}
-    for eps in s.suite_linf:  # named in 255ths, e.g. linf-8-255
-        out[f"linf-{round(eps * 255)}-255"] = {"norm": "linf", "eps": eps}
-    out["l2"] = {"norm": "l2", "eps": s.l2_budget}
-    return out
+    """The threat models evaluated for ``dataset``: name -> {'norm', 'eps'} (:mod:`empir_lib.core.threats`)."""
+    return {name: t.as_dict() for name, t in threat_models.of(dataset).items()}
 
 
 def threat(dataset: str, name: str) -> dict:
     """One of :func:`threats` by name, or one sentence naming the threat models ``dataset`` has."""
-    return threats(dataset)[check_choice(name, tuple(threats(dataset)), f"threat model for {dataset}")]
+    return threat_models.get(dataset, name).as_dict()
 
 
 def check_threat(threat: dict) -> dict:

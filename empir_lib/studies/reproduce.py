@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from ..attack import attacks
-from ..core import provenance, settings
+from ..core import provenance, settings, threats
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write
 from ..nets import data, ensemble, zoo
@@ -132,7 +132,7 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
 
 
 DEFENCES_FOLDER = "defences"
-DEFENCE_THREAT = "linf-table1"
+DEFENCE_THREAT = threats.TABLE1
 
 
 def defence_jobs(dataset: str, n: int) -> list[dict]:
@@ -159,7 +159,7 @@ def defence_suite_jobs(dataset: str, n: int) -> list[dict]:
             "threat": DEFENCE_THREAT, "kind": "cascade", "n": n} for row, members in rows.items()]
     # The paper's headline compares EMPIR with PGD adversarial training: those rows also meet the suite at
     # the dataset's other L-inf budgets (8/255 for CIFAR-10), where EMPIR's own suite runs (suite/).
-    extra = [f"linf-{round(e * 255)}-255" for e in settings.get(dataset).suite_linf]
+    extra = [threats.linf_name(e) for e in settings.get(dataset).suite_linf]
     out += [{"name": f"{DEFENCES_FOLDER}/{row}-suite-{t}", "members": members, "threat": t, "kind": "cascade",
              "n": n} for row, members in rows.items() if row.split("_")[0] == "pgd-at" for t in extra]
     return out

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..attack import diagnostics, outcomes, suite
 from ..core import settings, tables
+from ..core import threats as threat_models
 from ..core.errors import EmpirError
 from ..nets import ensemble as ens_mod
 from . import results, suite_checks
@@ -218,16 +219,13 @@ def diagnostics_rows(dataset: str, root: str | os.PathLike | None = None) -> lis
     return out
 
 
-THREAT_LABELS = {"linf-table1": "L-inf, Table 1 eps", "linf-8-255": "L-inf 8/255", "linf-4-255": "L-inf 4/255",
-                 "l2": "L2"}
-
 
 def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
     """Markdown: robust accuracy (%) per threat model, baseline and EMPIR, beside the old adaptive rows."""
     threats = suite.threats(dataset)
     rows = threat_rows(dataset, root)
     cols = ["row", "clean", *threats, "median_l2", "old_linf", "old_cw"]
-    heads = ["row", "clean"] + [f"{THREAT_LABELS[t]} ({_eps_text(th)})" for t, th in threats.items()] + [
+    heads = ["row", "clean"] + [f"{threat_models.label(t)} ({_eps_text(th)})" for t, th in threats.items()] + [
         "median minimal L2 (first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
     shown = []
     for r in rows:
@@ -260,7 +258,7 @@ def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[
         for row, label in ROW_LABELS.items():
             path = results.results_dir(dataset, root) / FOLDER / f"{row}-{threat_name}.json"
             if path.is_file():
-                out[f"{label}, {THREAT_LABELS[threat_name]} ({_eps_text(threat)})"] = (
+                out[f"{label}, {threat_models.label(threat_name)} ({_eps_text(threat)})"] = (
                     outcomes.stage_counts(results.read_result(path)))
     return out
 
@@ -322,7 +320,7 @@ def gain_lines(dataset: str, root: str | os.PathLike | None = None) -> list[str]
     out = []
     for t, threat in suite.threats(dataset).items():
         b, e = base.get(t), empir.get(t)
-        label = f"{dataset}, {THREAT_LABELS[t]} ({_eps_text(threat)})"
+        label = f"{dataset}, {threat_models.label(t)} ({_eps_text(threat)})"
         if b is None or e is None:
             out.append(f"{label}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)")
         else:

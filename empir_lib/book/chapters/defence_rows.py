@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from ...core import defences, paper, settings
+from ...core import defences, paper, settings, threats
 from ...core.errors import EmpirError, check_choice
 from ...nets import zoo
 from ...studies import results
@@ -39,7 +39,7 @@ DATASETS = tuple(paper.TABLE2_DEFENCES)  # the datasets the paper compares defen
 FOLDER = "defences"
 
 
-THREAT = "linf-table1"  # the suite's threat model for every row: L-inf at Table 1's eps
+THREAT = threats.TABLE1  # the suite's threat model for every row: L-inf at Table 1's eps
 
 
 LINF_ATTACKS = ("fgsm", "bim", "pgd")

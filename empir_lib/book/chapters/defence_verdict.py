@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...core import settings
+from ...core import settings, threats
 from ...core.errors import EmpirError
 from ...studies import results
 from .committed import Root
@@ -111,7 +111,8 @@ def one_answer(dataset: str, row: str, root: Root = None) -> dict | None:
 
 def _other_linf(dataset: str) -> list[tuple[str, str]]:
     """The suite's L-inf threats besides Table 1's (8/255 for CIFAR-10), as (name, text): PGD-AT rows meet them too."""
-    return [(f"linf-{round(e * 255)}-255", f"{round(e * 255)}/255") for e in settings.get(dataset).suite_linf]
+    return [(t.name, t.label.removeprefix("L-inf ")) for t in threats.of(dataset).values()
+            if t.norm == "linf" and t.name != threats.TABLE1]
 
 
 def verdict_lines(verdict: dict) -> list[str]:
