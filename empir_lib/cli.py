@@ -32,7 +32,7 @@ from .book import assignments, attack_runs, attack_tasks, grader
 from .core import defences, settings
 from .core.errors import EmpirError, check_choice, check_positive_int
 from .hardware.deploy import deploy as deploy_member
-from .nets import data, diversity, ensemble, train, zoo
+from .nets import build, data, diversity, ensemble, train, zoo
 from .nets.samples import write_samples
 from .studies import bench, evaluate, parallel, reproduce, results, schedule
 
@@ -227,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
             parallel.build_zoo(args.dataset, args.epochs, args.data_dir, args.defended, args.workers, args.address,
                                seed_sets=args.seed_sets)
         else:
-            zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended, seed_sets=args.seed_sets)
+            build.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended, seed_sets=args.seed_sets)
         return 0
     if args.cmd == "evaluate":
         return _evaluate(args)

@@ -13,7 +13,7 @@ from empir_lib import cli
 from empir_lib.book.chapters import defence_rows
 from empir_lib.core import defences, paper, settings
 from empir_lib.core.errors import EmpirError
-from empir_lib.nets import defence_losses, train, zoo
+from empir_lib.nets import build, defence_losses, train, zoo
 from empir_lib.studies import reproduce
 
 
@@ -196,7 +196,7 @@ def test_each_defence_trains_and_registers_under_its_tag(tmp_path, data_dir, def
 
 
 def test_train_command_names_every_defence_setting():
-    cmd = zoo.train_command("cifar10", 32, 32, 1, None, "pgd-at", defences.check("pgd-at", {"eps": 0.1}))
+    cmd = build.train_command("cifar10", 32, 32, 1, None, "pgd-at", defences.check("pgd-at", {"eps": 0.1}))
     assert cmd.startswith("empir train --dataset cifar10 --wbits 32 --abits 32 --seed 1 --defence pgd-at")
     assert "--eps 0.1" in cmd and "--steps 7" in cmd and "--clean-weight 0" in cmd and cmd.endswith("--zoo")
 

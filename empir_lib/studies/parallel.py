@@ -56,7 +56,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from ..core.errors import EmpirError, check_positive_int
-from ..nets import data, zoo
+from ..nets import build, data, zoo
 from . import reproduce as reproduce_mod
 from . import schedule, study
 
@@ -228,14 +228,14 @@ def _run_plan(client: object, entries: list[study.Entry], ctx: study.Context, da
 def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLike | None = None,
               defended: bool = False, workers: int | None = None, address: str | None = None,
               seed_sets: bool = False) -> list[str]:
-    """:func:`empir_lib.nets.zoo.build_zoo` with one task per member: same seeds, same files.
+    """:func:`empir_lib.nets.build.build_zoo` with one task per member: same seeds, same files.
 
     Each task trains its member and writes the member's file into the zoo;
     this process adds the manifest entries as the tasks finish.
     """
     if workers is not None:
         check_positive_int(workers, "workers")
-    todo = zoo.to_build(dataset, epochs, defended, seed_sets=seed_sets)
+    todo = build.to_build(dataset, epochs, defended, seed_sets=seed_sets)
     if not todo:
         print(f"{dataset}: every member is already in the zoo", flush=True)
         return []
@@ -243,7 +243,7 @@ def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLi
         dd = _distributed()
         if info["dashboard"]:
             print(f"Dask dashboard: {info['dashboard']}", flush=True)
-        futures = [client.submit(zoo.train_and_store, t, data_dir, "runs", False, pure=False) for t in todo]
+        futures = [client.submit(build.train_and_store, t, data_dir, "runs", False, pure=False) for t in todo]
         done = []
         for fut in tqdm(dd.as_completed(futures), total=len(futures), desc=f"{dataset} zoo", unit="member"):
             try:
@@ -251,6 +251,6 @@ def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLi
             except dd.KilledWorker:
                 raise EmpirError(f"a training task's worker died {RETRIES + 1} times; rerun to resume.") from None
             zoo.register({mid: entry})
-            print(zoo.build_line(mid, entry), flush=True)
+            print(build.build_line(mid, entry), flush=True)
             done.append(mid)
         return done
