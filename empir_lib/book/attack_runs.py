@@ -47,7 +47,7 @@ def run(t: Task, attack: Callable, hidden: bool, seed: int = 0, n: int | None = 
         error = (f"your attack ran past its {t.seconds:g} s limit and was stopped" if e.kind == "timeout"
                  else f"your attack's process failed: {e}")
     except RemoteError as e:
-        error = f"your attack raised {str(e).removeprefix('RemoteError: ')}"
+        error = f"your attack raised {type(e).__name__}: {e}"
     except Exception as e:  # the student's function failing in this process is a result, not a crash
         error = f"your attack raised {type(e).__name__}: {e}"
     seconds = time.monotonic() - start
