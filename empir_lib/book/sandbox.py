@@ -152,7 +152,10 @@ class Sandbox:
             self.close()
             raise WorkerError("timeout", f"did not finish within {limit_s:g} s") from None
         except (EOFError, BrokenPipeError, OSError):
-            self.proc.poll()
+            try:
+                self.proc.wait(timeout=5)  # its exit code, once the kernel has it
+            except subprocess.TimeoutExpired:
+                pass
             raise WorkerError("died", f"the process ended (exit code {self.proc.returncode})") from None
         except ProtocolError as e:
             self.close()
