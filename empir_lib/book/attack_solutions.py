@@ -13,7 +13,8 @@ exactly as it runs a submission (``tests/test_attack_tasks.py``).
 * :func:`reference_attack`: what the book's worst-case suite teaches, in a
   few lines: a surrogate that does not vanish (Croce and Hein's DLR on the
   members' mean logits, then the cross-entropy of the members' mean
-  probability on what survives), a step that shrinks, every iterate judged
+  probability, then Carlini and Wagner's margin, each from a new random start
+  on what survives), a step that shrinks, every iterate judged
   on the deployed decision and the first break kept.  Against a random
   defence it climbs the mean probability's cross-entropy averaged over fresh
   draws (EOT, Athalye et al. 2018) and keeps, per image, the iterate whose
@@ -49,12 +50,12 @@ def plain_pgd(defence: object, x: np.ndarray, y: np.ndarray, eps: float) -> np.n
 
 def reference_attack(defence: object, x: np.ndarray, y: np.ndarray, eps: float, steps: int = 50,
                      samples: int = 8, draws: int = 8, losses: tuple | None = None, seed: int = 0) -> np.ndarray:
-    """The reference: PGD on DLR, then on the mean probability's CE, judged on the deployed decision.
+    """The reference: PGD on DLR, then the mean probability's CE, then the margin, judged on the deployed decision.
 
     Against a random defence: EOT over ``samples`` draws on the mean probability's CE alone.
     """
     random = bool(defence.stochastic)
-    losses = losses or (("ce_mean_prob",) if random else ("dlr_mean_logits", "ce_mean_prob"))
+    losses = losses or (("ce_mean_prob",) if random else ("dlr_mean_logits", "ce_mean_prob", "margin_mean_logits"))
     samples, draws = (samples, draws) if random else (1, 1)
     rng = np.random.default_rng(seed)
     best = x.copy()

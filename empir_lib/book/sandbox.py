@@ -53,6 +53,18 @@ class WorkerError(Exception):
         self.kind = kind
 
 
+def _as_raised(message: str) -> RemoteError:
+    """The student's exception as a :class:`RemoteError` named like it ("ValueError: ..." -> a ValueError).
+
+    Only the name travels (a new class, no code of the student's): a check that reports ``type(e).__name__``
+    then says what the student's function raised.
+    """
+    kind, sep, rest = message.partition(": ")
+    if sep and kind.isidentifier():
+        return type(kind, (RemoteError,), {})(rest)
+    return RemoteError(message)
+
+
 class RemoteFunction:
     """A function of the worker's namespace, called from the grader with data; it answers in data.
 
@@ -140,7 +152,10 @@ class Sandbox:
             self.close()
             raise WorkerError("timeout", f"did not finish within {limit_s:g} s") from None
         except (EOFError, BrokenPipeError, OSError):
-            self.proc.poll()
+            try:
+                self.proc.wait(timeout=5)  # its exit code, once the kernel has it
+            except subprocess.TimeoutExpired:
+                pass
             raise WorkerError("died", f"the process ended (exit code {self.proc.returncode})") from None
         except ProtocolError as e:
             self.close()
@@ -195,7 +210,7 @@ class Sandbox:
         finally:
             self._lend_hook = None
         if reply.get("op") == "error":
-            raise RemoteError(str(reply.get("message", "failed")))
+            raise _as_raised(str(reply.get("message", "failed")))
         return reply.get("value")
 
     def _argument(self, obj: object, blobs: list) -> dict:
