@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[book,test,classroom]"
+	$(BIN)/python -m pip install -q -e ".[book,test,classroom,parallel]"
 	# cleverhans 4.0.0 pins helpers it never imports under TF2 (nose, mnist, tfp); it needs only TF + NumPy.
 	$(BIN)/python -m pip install -q --no-deps "cleverhans==4.0.0"
 	touch $(STAMP)

@@ -2,12 +2,14 @@
 
     empir train --dataset mnist --wbits 2 --abits 4 --seed 1 [--epochs N] [--zoo]
     empir train --dataset mnist --defence distillation --temperature 100 [--zoo]   (also igr, fgsm-at, pgd-at)
-    empir zoo list | verify | build --dataset mnist [--defended]
+    empir train --dataset cifar10 --defence pgd-at --recipe original --zoo   (the original code's PGD training)
+    empir zoo list | verify | build --dataset mnist [--defended | --seed-sets] [--workers N | --address ...]
     empir joint --dataset cifar10 --members a2w2,a2w2,a2w2 [--lam 0.5] [--zoo]   (stochastic members, trained jointly)
     empir samples [mnist cifar10 tiny-imagenet]
     empir deploy mnist-a4w2-s1 [more members]   (ONNX Runtime, integer kernels: data/deployed)
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
     empir reproduce mnist|cifar10|tiny-imagenet [--n 10000] [--select-n 1000] [--only table2/]
+                    [--dry-run] [--workers N | --address host:port]   (Dask: empir_lib/studies/parallel.py)
     empir bench [--n 500] [--only attacks|apgd|training|end_to_end]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
@@ -26,14 +28,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .attack import attacks
-from .book import assignments
+from .book import assignments, attack_runs, attack_tasks, grader
 from .core import defences, settings
-from .core.errors import EmpirError, check_choice
+from .core.errors import EmpirError, check_choice, check_positive_int
 from .hardware.deploy import deploy as deploy_member
 from .nets import data, diversity, ensemble, train, zoo
 from .nets.samples import write_samples
-from .studies import bench, evaluate, results
-from .studies.reproduce import reproduce
+from .studies import bench, evaluate, parallel, reproduce, results, schedule
 
 
 def _bits_arg(text: str) -> str | list[str]:
@@ -61,12 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", default=None, help="default: runs/<member id>")
     t.add_argument("--data-dir", default=None, help="default: $EMPIR_DATA_DIR")
     t.add_argument("--zoo", action="store_true", help="add the trained member to data/models")
-    t.add_argument("--defence", default="none", help=f"train with a defence's loss: {', '.join(defences.DEFENCES)}")
-    for name, what in (("temperature", "distillation's T (paper: 100)"), ("lam", "igr's lambda (paper: 100)"),
-                       ("eps", "fgsm-at / pgd-at eps in [0, 1] (paper: 0.3)"),
-                       ("clean-weight", "weight of the clean loss (fgsm-at 0.5, pgd-at 0)"),
-                       ("steps", "pgd-at's steps (7)"), ("step-size", "pgd-at's step (2.5 eps / steps)")):
-        t.add_argument(f"--{name}", type=int if name == "steps" else float, default=None, help=what)
+    t.add_argument("--defence", default="none", help=f"train with a defence's loss: {', '.join(defences.names())}")
+    t.add_argument("--recipe", default=None,
+                   help="a defence's named parameter set, e.g. pgd-at's 'original' (the original code's)")
+    for name, param in _defence_params().items():
+        t.add_argument(f"--{name.replace('_', '-')}", type=param.kind, default=None, help=param.help)
 
     j = sub.add_parser("joint", help="train stochastic-quantised members jointly with a diversity penalty")
     j.add_argument("--dataset", default="cifar10")
@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--epochs", type=int, default=None)
     z.add_argument("--data-dir", default=None)
     z.add_argument("--defended", action="store_true", help="build the members of Table 2's other defences")
+    z.add_argument("--seed-sets", action="store_true",
+                   help="build the seed study's independent seed sets of EMPIR (settings: seed_sets)")
+    _parallel_args(z, "members")
 
     e = sub.add_parser("evaluate", help="one ensemble, one attack, one protocol: adversarial accuracy")
     e.add_argument("--dataset", required=True, help="mnist, cifar10 or tiny-imagenet")
@@ -114,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--only", default=None, help="run only jobs whose name starts with this, e.g. table2/")
     r.add_argument("--out-dir", default=None, help="default: data/results/<dataset>")
     r.add_argument("--data-dir", default=None)
+    r.add_argument("--dry-run", action="store_true",
+                   help="print every job with its measured or estimated seconds and the expected wall time")
+    _parallel_args(r, "jobs")
 
     b = sub.add_parser("bench", help="speed of attacks (vs cleverhans and the gradient floor) and training")
     b.add_argument("--n", type=int, default=500, help="MNIST sample images per attack")
@@ -122,8 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--book", action="store_true", help="also time the quick-profile notebooks and the HTML build")
 
     a = sub.add_parser("assignments", help="classroom: build the chapters' Otter assignments, or grade a folder")
-    a.add_argument("action", choices=("build", "grade"))
-    a.add_argument("args", nargs="*", help="build: chapters (default: all); grade: CHAPTER SUBMISSIONS_DIR")
+    a.add_argument("action", choices=("build", "grade", "attacks"))
+    a.add_argument("args", nargs="*", help="build: chapters (default: all); grade: CHAPTER SUBMISSIONS_DIR; "
+                   "attacks: tasks (default: all): grade the reference and plain attacks, write their record")
     a.add_argument("--out-dir", default=None, help="default: _build/assignments (build), <assignment>/graded")
 
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
@@ -134,6 +141,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("members", nargs="+", help="zoo ids, e.g. mnist-a4w2-s1")
     d.add_argument("--out-dir", default=None, help="default: data/deployed")
     return p
+
+
+def _defence_params() -> dict[str, defences.Param]:
+    """Every registered defence's parameters by name, once each: the train command's flags."""
+    out: dict[str, defences.Param] = {}
+    for record in defences.REGISTRY.values():
+        for param in record.params:
+            out.setdefault(param.name, param)
+    return out
+
+
+def _parallel_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"run the {what} as tasks on N worker processes on this machine (the 'parallel' extra)")
+    p.add_argument("--address", default=None,
+                   help="run them on a Dask cluster instead: its scheduler's host:port ('dask scheduler')")
 
 
 def _int_or_list(v: str | list[str]) -> int | str | list:
@@ -162,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "workers", None) is not None:
+        check_positive_int(args.workers, "--workers")
     if args.cmd == "train":
-        params = {k: getattr(args, k) for k in ("temperature", "lam", "eps", "clean_weight", "steps", "step_size")
-                  if getattr(args, k) is not None}
+        given = {k: getattr(args, k) for k in _defence_params() if getattr(args, k) is not None}
+        params = {**(defences.recipe(args.defence, args.recipe) if args.recipe else {}), **given}
         result = train.train_member(args.dataset, _int_or_list(args.wbits), _int_or_list(args.abits), args.seed,
                                     args.epochs, args.run_dir, args.data_dir, args.n_train, args.batch_size,
                                     defence=args.defence, defence_params=params)
@@ -198,13 +223,16 @@ def _run(args: argparse.Namespace) -> int:
             return 1 if problems else 0
         if not args.dataset:
             raise EmpirError("'empir zoo build' needs --dataset (mnist, cifar10 or tiny-imagenet).")
-        zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended)
+        if args.workers is not None or args.address is not None:
+            parallel.build_zoo(args.dataset, args.epochs, args.data_dir, args.defended, args.workers, args.address,
+                               seed_sets=args.seed_sets)
+        else:
+            zoo.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended, seed_sets=args.seed_sets)
         return 0
     if args.cmd == "evaluate":
         return _evaluate(args)
     if args.cmd == "reproduce":
-        reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
-        return 0
+        return _reproduce(args)
     if args.cmd == "bench":
         result = bench.run(args.out_dir, args.n, book=args.book, only=args.only)
         print(f"wrote benchmarks in {result['wall_time_s']:.0f} s")
@@ -221,6 +249,20 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{member}: {entry['file']} ({entry['size_bytes']:,} bytes, sha256 {entry['sha256'][:12]}...)")
         return 0
     return 2
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        ctx, entries = reproduce.prepare(args.dataset, args.n, args.select_n, out_dir=args.out_dir, only=args.only,
+                                         load=False)
+        workers = sorted({1, args.workers or 1})
+        print(schedule.table(schedule.price(entries, ctx.out_dir / "timing.json", tuple(workers))))
+    elif args.workers is not None or args.address is not None:
+        parallel.reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only,
+                           workers=args.workers, address=args.address)
+    else:
+        reproduce.reproduce(args.dataset, args.n, args.select_n, args.data_dir, args.out_dir, only=args.only)
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -256,12 +298,17 @@ def _assignments(args: argparse.Namespace) -> int:
         for stem, folder in assignments.generate(args.args or None, root).items():
             print(f"{stem}: {folder}/student (hand out), {assignments.autograder_zip(folder)} (grade)")
         return 0
+    if args.action == "attacks":
+        tasks = [attack_tasks.task(name) for name in args.args] or list(attack_tasks.TASKS.values())
+        attack_runs.record(tasks, grader.hidden_seed(), Path(args.out_dir) / "attack_tasks.json" if args.out_dir
+                           else attack_runs.RECORD)
+        return 0
     if len(args.args) != 2:
         raise EmpirError("usage: empir assignments grade CHAPTER SUBMISSIONS_DIR, e.g. grade 3 submissions/")
     folder = root / assignments.chapter_path(args.args[0]).stem
     scores = assignments.grade(folder, args.args[1], args.out_dir)
     for s in scores:
-        print(f"{s.submission}: {s.total:g} points" + (f"; failed: {', '.join(s.messages)}" if s.messages else "")
+        print(f"{s.submission}: {s.total:.3g} points" + (f"; failed: {', '.join(s.messages)}" if s.messages else "")
               + (f"; {s.error}" if s.error else ""))
     print(f"wrote {Path(args.out_dir or folder / 'graded') / 'scores.csv'}")
     return 0

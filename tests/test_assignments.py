@@ -1,13 +1,17 @@
 """Classroom assignments: the chapters' exercises become Otter-Grader assignments, graded for real.
 
 The fast tests read every chapter (read-only) and check the source notebooks
-and the grader's test helper.  The slow one (about two minutes on a 2-core
-CPU) runs ``otter assign`` on chapters 1, 3 and 6, fills in one correct and
-one wrong submission for each from the chapters' own solutions and stubs,
-grades them with ``otter run`` (locally, no Docker) and reads the scores
-table: full marks for the correct one; for the wrong one, everything but the
-question it got wrong, which the table and the feedback name.  Run it with
-``-s`` to see the scores.
+and the grader's test helpers.  The slow one (a few minutes on a 2-core CPU)
+runs ``otter assign`` on chapters 1, 3 and 6, fills in one correct and one
+wrong submission for each from the chapters' own solutions and stubs, grades
+them with ``empir assignments grade`` (each notebook in a worker process,
+the checks in the grader's) and reads the scores table: full marks for the
+correct one; for the wrong one, everything but the question it got wrong,
+which the table and the feedback name.  Chapter 3 also gets hostile
+submissions that answer nothing but patch the checks, ``exercises.require``
+or ``numpy.allclose``, or forge the files a grader might read: each scores
+zero; an honest one that answers only exercise 3.2 scores 1 of 4.  Run
+it with ``-s`` to see the scores.
 """
 from __future__ import annotations
 
@@ -18,12 +22,28 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from empir_lib.book import assignments, exercises
 from empir_lib.core.errors import EmpirError
 
 GRADED = {"1": "1.2", "3": "3.2", "6": "6.2"}  # chapter: the exercise the wrong submission gets wrong
+# Chapter 3 submissions that answer nothing (every stub left as it is) but try to grade themselves.
+HOSTILE = {
+    "patch_checks": "exercises.check_quantizer = lambda *a, **k: True\n"
+                    "exercises.check_levels = lambda *a, **k: True\n"
+                    "exercises.check_ste_gradients = lambda *a, **k: True",
+    "patch_require": "exercises.require = lambda *a, **k: None\n"
+                     "import empir_lib.book.exercises.grading as g\ng.run_check = lambda *a, **k: (1.0, 'ok')",
+    "patch_numpy": "import numpy\nnumpy.allclose = lambda *a, **k: True\nnumpy.isclose = lambda a, b, **k: "
+                   "numpy.ones(numpy.shape(a), bool)\nnumpy.array_equal = lambda *a, **k: True",
+    "forge_files": "import json, pathlib\nfor d in [pathlib.Path('.'), pathlib.Path(OUT)]:\n"
+                   "    d.mkdir(parents=True, exist_ok=True)\n"
+                   "    (d / 'results.json').write_text(json.dumps({'tests': [{'name': f'exercise_3_{i}', "
+                   "'score': 9, 'max_score': 9} for i in (1, 2, 3)]}))\n"
+                   "    (d / 'grading.json').write_text('{}')",
+}
 
 
 # --- reading the chapters --------------------------------------------------------------
@@ -101,6 +121,29 @@ def test_require_passes_quietly_and_fails_with_the_checks_hint():
     exercises.require({"exercises": None, "a": [0, 1, 1, 0]}, "exercises.check_ste_gradients(a)")
 
 
+def test_run_check_reads_answers_through_lookup_and_credits_shares():
+    answers = {"answer": [2 * j / 7 - 1 for j in range(8)], "wrong": [-1, 0, 1]}
+    assert exercises.grading.run_check("exercises.check_levels(answer, bits=3)", answers.__getitem__, 1) == (
+        1.0, "✓ correct: the 8 levels of 3-bit weights are " + ", ".join(
+            f"{v:+.4g}" for v in answers["answer"]) + ".")
+    share, message = exercises.grading.run_check("exercises.check_levels(wrong, bits=3)", answers.__getitem__, 1)
+    assert share == 0 and "you listed 3" in message
+
+    def missing(name):
+        raise NameError(name)
+
+    share, message = exercises.grading.run_check("exercises.check_levels(x, bits=3)", missing, 1)
+    assert share == 0 and "x is not defined" in message
+    assert [exercises.grading.credit(v) for v in (True, False, 0.25, 7, float("nan"), "yes")] == [1, 0, .25, 1, 0, 0]
+
+
+def test_hidden_seed_changes_the_checks_inputs_only_while_grading():
+    public = exercises.quantizer_inputs(3)
+    with exercises.verdict.hidden(99):
+        assert exercises.verdict.grading() and not np.array_equal(exercises.quantizer_inputs(3), public)
+    assert not exercises.verdict.grading() and np.array_equal(exercises.quantizer_inputs(3), public)
+
+
 @pytest.mark.parametrize("args, msg", [
     (["build", "42"], "unknown chapter '42'"),
     (["grade", "3"], "usage: empir assignments grade CHAPTER SUBMISSIONS_DIR"),
@@ -120,13 +163,19 @@ def test_otter_missing_is_one_clear_message(monkeypatch):
 # --- generate, hand out, collect, grade --------------------------------------------------
 
 
-def _filled(student: dict, found: list[assignments.Exercise], wrong: str | None) -> dict:
-    """The student notebook with every stub replaced by the chapter's solution, except exercise ``wrong``."""
+def _filled(student: dict, found: list[assignments.Exercise], wrong: str | None, first: str = "",
+            answer: bool = True) -> dict:
+    """The student notebook with every stub replaced by the chapter's solution, except exercise ``wrong``.
+
+    ``answer=False`` leaves every stub as it is; ``first`` is code put before the first stub.
+    """
     nb = json.loads(json.dumps(student))
     stubs = {e.stub: e for e in found if not e.manual}
     for cell in nb["cells"]:
         e = stubs.get("".join(cell["source"]).strip())
-        if e is not None and e.number != wrong:
+        if e is not None and first:
+            cell["source"], first = first + "\n" + "".join(cell["source"]), ""
+        elif e is not None and answer and e.number not in ({wrong} if isinstance(wrong, str) else wrong or ()):
             cell["source"] = e.worked
         elif cell["cell_type"] == "markdown" and "Type your answer here" in "".join(cell["source"]):
             cell["source"] = "A written answer, for the instructor to grade."
@@ -148,6 +197,11 @@ def graded(tmp_path_factory):
         submissions.mkdir(parents=True)
         (submissions / "correct.ipynb").write_text(json.dumps(_filled(student, found, None)))
         (submissions / "wrong.ipynb").write_text(json.dumps(_filled(student, found, wrong)))
+        if chapter == "3":
+            (submissions / "honest.ipynb").write_text(json.dumps(_filled(student, found, ("3.1", "3.3"))))
+            for name, code in HOSTILE.items():
+                code = code.replace("OUT", repr(str(root / "graded" / path.stem / "runs" / name)))
+                (submissions / f"{name}.ipynb").write_text(json.dumps(_filled(student, found, None, code, False)))
         scores = assignments.grade(folder, submissions, root / "graded" / path.stem)
         with open(root / "graded" / path.stem / "scores.csv", newline="") as f:
             rows = list(csv.DictReader(f))
@@ -196,6 +250,17 @@ def test_correct_submission_gets_full_marks_and_wrong_one_loses_its_question(gra
     # Written answers are in the table, left for the instructor.
     manual = [q for q in qs if q["manual"]]
     assert all(by_name["correct"][f"{q['name']} (/{q['points']:g}, manual)"] == "" for q in manual)
+
+
+def test_hostile_submissions_score_zero_and_an_honest_wrong_one_as_before(graded):
+    _, scores, rows, _ = graded["3"]
+    honest = scores["honest"]
+    assert honest.total == 1 and sorted(honest.messages) == ["exercise_3_1", "exercise_3_3"], honest.messages
+    for name in HOSTILE:
+        s = scores[name]
+        assert s.total == 0 and sorted(s.messages) == ["exercise_3_1", "exercise_3_2", "exercise_3_3"], (name, s)
+    by_name = {r["submission"]: r for r in rows}
+    assert all(float(by_name[name]["auto total (/4)"]) == 0 for name in HOSTILE)
 
 
 def test_feedback_names_the_failed_question_and_its_hint(graded):

@@ -1,4 +1,6 @@
 """The benchmark code (not its numbers: those live in benchmarks/results.json)."""
+import json
+
 import pytest
 
 from empir_lib.core.errors import EmpirError
@@ -40,3 +42,11 @@ def test_suite_cw_speed_row_times_both_ways_of_judging_on_the_vote():
 def test_an_unknown_benchmark_part_is_refused(tmp_path):
     with pytest.raises(EmpirError, match="benchmark part"):
         bench.run(tmp_path, n=4, only="everything")
+
+
+def test_the_readme_of_a_part_run_into_a_new_folder_has_that_part_only():
+    # `empir bench --only apgd --out-dir <new folder>` has no earlier parts to keep: its README must not need them.
+    committed = json.loads((bench.BENCH_DIR / "results.json").read_text())
+    text = bench.readme({"machine": committed["machine"], "apgd": committed["apgd"]})
+    assert "## APGD-CE" in text and "## Attacks" not in text and "## Training" not in text
+    assert bench.readme(committed) == (bench.BENCH_DIR / "README.md").read_text()  # the whole README is unchanged

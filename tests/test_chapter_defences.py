@@ -1,4 +1,4 @@
-"""Chapter 10's helpers (empir_lib.book.chapters.defences) and exercise checks (empir_lib.book.exercises.ch10).
+"""Chapter 10's helpers (empir_lib.book.chapters.defence_*) and exercise checks (empir_lib.book.exercises.ch10).
 
 Results files and zoo manifests are written to temporary folders, so every
 expected cell is known exactly: a missing file is a dash and a note naming its
@@ -13,8 +13,15 @@ import pytest
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from empir_lib.attack import masking
 from empir_lib.book import exercises
-from empir_lib.book.chapters import defences as d
+from empir_lib.book.chapters import (
+    defence_costs,
+    defence_masking,
+    defence_rows,
+    defence_table,
+    defence_verdict,
+)
 from empir_lib.core import paper, settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.core.files import sha256
@@ -32,12 +39,12 @@ def write(root, dataset, name, record):
 def write_paper(root, dataset, row, accs, clean=0.9, n=1000):
     """The four paper-protocol files of a row; ``accs`` are fractions in CW, FGSM, BIM, PGD order."""
     for attack, acc in zip(ATTACKS, accs):
-        write(root, dataset, f"{d.paper_protocol_stem(row)}-{attack}",
+        write(root, dataset, f"{defence_rows.paper_protocol_stem(row)}-{attack}",
               {"adversarial_accuracy": acc, "clean_accuracy": clean, "n": n})
 
 
 def write_suite(root, dataset, row, robust, n=1000, ci=None, flags=()):
-    write(root, dataset, d.suite_name(row),
+    write(root, dataset, defence_rows.suite_name(row),
           {"robust_accuracy": robust, "clean_accuracy": 0.9, "n": n,
            "robust_ci95": list(ci or (max(0.0, robust - 0.01), min(1.0, robust + 0.01))),
            "diagnostics": {"values": {"zero_gradient_share": 0.25}, "flags": list(flags)}})
@@ -56,57 +63,58 @@ def line(md, start):
 
 
 def test_rows_follow_the_papers_order_with_our_extra_rows_last():
-    rows = d.all_rows("mnist")
+    rows = defence_rows.all_rows("mnist")
     assert rows[:6] == ["baseline", "empir", "distillation", "igr", "fgsm-at", "empir-fgsm-at"]
     assert all("_" in r for r in rows[6:]) and set(rows[2:]) == set(settings.get("mnist").defence_row_ids())
-    assert d.defence_rows("cifar10") == ["fgsm-at", "empir-fgsm-at", "pgd-at", "fgsm-at_eps0.1",
+    assert defence_rows.defence_rows("cifar10") == ["fgsm-at", "empir-fgsm-at", "pgd-at", "fgsm-at_eps0.1",
                                          "empir-fgsm-at_eps0.1", "pgd-at_eps0.1", "pgd-at_eps8"]
-    assert set(d.defence_rows("cifar10")) == set(settings.get("cifar10").defence_row_ids())
-    assert d.row_key("empir-fgsm-at_eps0.1") == "empir-fgsm-at"
+    assert set(defence_rows.defence_rows("cifar10")) == set(settings.get("cifar10").defence_row_ids())
+    assert defence_rows.row_key("empir-fgsm-at_eps0.1") == "empir-fgsm-at"
 
 
 def test_labels_name_each_rows_setting():
-    assert d.label("mnist", "distillation") == "defensive distillation (T = 100)"
-    assert d.label("mnist", "igr") == "input gradient regularisation (\u03bb = 100)"
-    assert d.label("cifar10", "pgd-at_eps0.1") == "PGD adversarial training (\u03b5 = 0.1, 7 steps)"
-    assert d.label("cifar10", "empir") == "EMPIR"
-    assert d.short_label("cifar10", "fgsm-at_eps0.1") == "FGSM-AT\n\u03b5 = 0.1"
-    assert d.short_label("cifar10", "pgd-at_eps0.1") == "PGD-AT\n\u03b5 = 0.1"
-    assert d.short_label("cifar10", "pgd-at") == "PGD-AT"
+    assert defence_rows.label("mnist", "distillation") == "defensive distillation (T = 100)"
+    assert defence_rows.label("mnist", "igr") == "input gradient regularisation (\u03bb = 100)"
+    assert defence_rows.label("cifar10", "pgd-at_eps0.1") == "PGD adversarial training (\u03b5 = 0.1, 7 steps)"
+    assert defence_rows.label("cifar10", "empir") == "EMPIR"
+    assert defence_rows.short_label("cifar10", "fgsm-at_eps0.1") == "FGSM-AT\n\u03b5 = 0.1"
+    assert defence_rows.short_label("cifar10", "pgd-at_eps0.1") == "PGD-AT\n\u03b5 = 0.1"
+    assert defence_rows.short_label("cifar10", "pgd-at") == "PGD-AT"
     # Madry et al.'s budget is written as the fraction of 255 it is.
-    assert d.label("cifar10", "pgd-at_eps8") == "PGD adversarial training (\u03b5 = 8/255, 7 steps)"
-    assert d.short_label("cifar10", "pgd-at_eps8") == "PGD-AT\n\u03b5 = 8/255"
+    assert defence_rows.label("cifar10", "pgd-at_eps8") == "PGD adversarial training (\u03b5 = 8/255, 7 steps)"
+    assert defence_rows.short_label("cifar10", "pgd-at_eps8") == "PGD-AT\n\u03b5 = 8/255"
 
 
 def test_paper_rows_and_the_rows_the_paper_lacks():
-    assert d.paper_row("mnist", "igr") == paper.TABLE2_DEFENCES["mnist"]["igr"]
-    assert d.paper_row("cifar10", "baseline") == paper.TABLE2["cifar10"]["baseline"]
-    assert d.paper_row("cifar10", "fgsm-at_eps0.1") is None
+    assert defence_rows.paper_row("mnist", "igr") == paper.TABLE2_DEFENCES["mnist"]["igr"]
+    assert defence_rows.paper_row("cifar10", "baseline") == paper.TABLE2["cifar10"]["baseline"]
+    assert defence_rows.paper_row("cifar10", "fgsm-at_eps0.1") is None
     with pytest.raises(EmpirError, match="dataset"):
-        d.paper_row("tiny-imagenet", "empir")
+        defence_rows.paper_row("tiny-imagenet", "empir")
     with pytest.raises(EmpirError, match="no Table 2 row 'distillation'"):
-        d.row_members("cifar10", "distillation")
-    assert d.row_members("cifar10", "empir-fgsm-at")[-1] == "cifar10-fp-s1-fgsmat-e0.3"
+        defence_rows.row_members("cifar10", "distillation")
+    assert defence_rows.row_members("cifar10", "empir-fgsm-at")[-1] == "cifar10-fp-s1-fgsmat-e0.3"
 
 
 def test_file_names_match_what_reproduce_writes():
     planned = {j["name"] for j in reproduce.defence_jobs("cifar10", 10)}
-    for row in d.defence_rows("cifar10"):
-        assert d.suite_name(row) in planned
-        assert all(f"{d.paper_protocol_stem(row)}-{a}" in planned for a in ATTACKS)
+    for row in defence_rows.defence_rows("cifar10"):
+        assert defence_rows.suite_name(row) in planned
+        assert all(f"{defence_rows.paper_protocol_stem(row)}-{a}" in planned for a in ATTACKS)
     # The PGD-AT rows also meet the suite at 8/255, beside EMPIR's suite/empir-linf-8-255.
-    pgd = [r for r in d.defence_rows("cifar10") if d.row_key(r) == "pgd-at"]
-    assert {d.suite_name(r, "linf-8-255") for r in pgd} <= planned
-    assert not any(d.suite_name(r, "linf-8-255") in planned for r in d.defence_rows("cifar10") if r not in pgd)
+    pgd = [r for r in defence_rows.defence_rows("cifar10") if defence_rows.row_key(r) == "pgd-at"]
+    assert {defence_rows.suite_name(r, "linf-8-255") for r in pgd} <= planned
+    others = [r for r in defence_rows.defence_rows("cifar10") if r not in pgd]
+    assert not any(defence_rows.suite_name(r, "linf-8-255") in planned for r in others)
 
 
 # --- (a) the full table -------------------------------------------------------------------------
 
 
 def test_missing_files_are_dashes_with_notes_naming_the_commands(tmp_path):
-    md = d.table("mnist", tmp_path)
+    md = defence_table.table("mnist", tmp_path)
     ours = line(md, "| **defensive distillation (T = 100)**, ours")
-    assert ours.count(d.DASH) == 9
+    assert ours.count(defence_rows.DASH) == 9
     # The paper's numbers are there all the same, beside ours.
     assert "| *paper* | 98.12 | 2.34 | 40.22 | 7.61 | 3.28 | 13.36 |" in md
     assert "`empir reproduce mnist --only defences/`" in md and "`empir reproduce mnist`" in md
@@ -116,7 +124,7 @@ def test_missing_files_are_dashes_with_notes_naming_the_commands(tmp_path):
 def test_table_puts_ours_beside_the_papers_and_their_difference(tmp_path):
     write_paper(tmp_path, "mnist", "distillation", (0.10, 0.50, 0.20, 0.04), clean=0.98)
     write_suite(tmp_path, "mnist", "distillation", 0.0128)
-    md = d.table("mnist", tmp_path)
+    md = defence_table.table("mnist", tmp_path)
     rows = body(md)
     i = rows.index(line(md, "| **defensive distillation (T = 100)**, ours"))
     assert rows[i] == ("| **defensive distillation (T = 100)**, ours | 98.00 | 10.00 | 50.00 | 20.00 | 4.00 | "
@@ -129,7 +137,7 @@ def test_table_puts_ours_beside_the_papers_and_their_difference(tmp_path):
 
 
 def test_rows_the_paper_lacks_have_no_paper_line(tmp_path):
-    md = d.table("cifar10", tmp_path)
+    md = defence_table.table("cifar10", tmp_path)
     rows = body(md)
     i = rows.index(line(md, "| **PGD adversarial training (\u03b5 = 0.1, 7 steps)**, ours"))
     k = rows.index(line(md, "| **PGD adversarial training (\u03b5 = 8/255, 7 steps)**, ours"))
@@ -141,22 +149,22 @@ def test_rows_the_paper_lacks_have_no_paper_line(tmp_path):
 def test_one_missing_attack_leaves_the_average_missing(tmp_path):
     write_paper(tmp_path, "mnist", "igr", (0.1, 0.2, 0.3, 0.4))
     (tmp_path / "mnist" / "defences" / "igr-paper-bim.json").unlink()
-    o = d.ours("mnist", "igr", tmp_path)
+    o = defence_rows.ours("mnist", "igr", tmp_path)
     assert o["bim"] is None and o["average"] is None and o["fgsm"] == pytest.approx(20.0)
     assert o["missing"] == ["defences/igr-paper-bim"] and o["n"] == [1000]
 
 
 def test_adaptive_reads_robust_accuracy_and_flags(tmp_path):
-    assert d.adaptive("mnist", "igr", tmp_path) is None
+    assert defence_rows.adaptive("mnist", "igr", tmp_path) is None
     write_suite(tmp_path, "mnist", "igr", 0.05, ci=(0.04, 0.06), flags=["zero_gradients: 3 of 9"])
-    a = d.adaptive("mnist", "igr", tmp_path)
+    a = defence_rows.adaptive("mnist", "igr", tmp_path)
     assert a["robust"] == pytest.approx(5.0) and a["ci95"] == pytest.approx((4.0, 6.0))
     assert a["flags"] == ["zero_gradients: 3 of 9"] and a["zero_gradient_share"] == 0.25
 
 
 def test_missing_lists_files_and_zoo_members(tmp_path):
-    m = d.missing("mnist", tmp_path)
-    assert len(m["table2"]) == 2 * 5 and len(m["defences"]) == len(d.defence_rows("mnist")) * 5
+    m = defence_rows.missing("mnist", tmp_path)
+    assert len(m["table2"]) == 2 * 5 and len(m["defences"]) == len(defence_rows.defence_rows("mnist")) * 5
     assert "suite/empir-linf-table1" in m["table2"] and "defences/igr-suite-linf-table1" in m["defences"]
 
 
@@ -166,12 +174,12 @@ def test_gains_and_which_survive(tmp_path):
     write_suite(tmp_path, "mnist", "igr", 0.005)
     write_paper(tmp_path, "mnist", "baseline", (0.1, 0.1, 0.1, 0.1))
     write_paper(tmp_path, "mnist", "fgsm-at", (0.1, 0.9, 0.1, 0.1))
-    g = {x["row"]: x for x in d.gains("mnist", tmp_path)}
+    g = {x["row"]: x for x in defence_table.gains("mnist", tmp_path)}
     assert g["fgsm-at"]["paper_protocol"] == pytest.approx(20.0)
-    assert g["fgsm-at"]["adaptive"] == pytest.approx(5.0) and d.survives(g["fgsm-at"]) == "yes"
-    assert d.survives(g["igr"]) == "no" and d.survives(g["distillation"]) == "not yet measured"
+    assert g["fgsm-at"]["adaptive"] == pytest.approx(5.0) and defence_table.survives(g["fgsm-at"]) == "yes"
+    assert defence_table.survives(g["igr"]) == "no" and defence_table.survives(g["distillation"]) == "not yet measured"
     assert g["fgsm-at"]["paper"] == pytest.approx(20.23 - 4.92)
-    md = d.gains_table("mnist", tmp_path)
+    md = defence_table.gains_table("mnist", tmp_path)
     assert "no_progress: 20%" in md and "| +15.31 | +20.00 | +5.00 | yes |" in md
 
 
@@ -179,13 +187,13 @@ def test_gains_and_which_survive(tmp_path):
 
 
 def test_verdict_is_not_yet_measured_without_files(tmp_path):
-    v = d.pgd_verdict("cifar10", tmp_path)
+    v = defence_verdict.pgd_verdict("cifar10", tmp_path)
     assert v["paper"]["holds"] is True and v["paper"]["difference"] == pytest.approx(26.78 - 11.14)
     assert set(v["rows"]) == {"pgd-at", "pgd-at_eps0.1", "pgd-at_eps8"}
     for row in v["rows"].values():
         for c in row["comparisons"]:
             assert c["holds"] is None and c["status"] == "not yet measured" and c["missing"]
-    text = "\n".join(d.verdict_lines(v))
+    text = "\n".join(defence_verdict.verdict_lines(v))
     assert text.count("not yet measured") == 9 and "+15.64 points" in text
 
 
@@ -195,7 +203,7 @@ def test_verdict_follows_the_numbers(tmp_path, empir, pgd, holds):
     write_paper(tmp_path, "cifar10", "pgd-at", (pgd,) * 4)
     write_suite(tmp_path, "cifar10", "empir", empir / 10, ci=(empir / 10 - 0.001, empir / 10 + 0.001))
     write_suite(tmp_path, "cifar10", "pgd-at", pgd / 10, ci=(pgd / 10 - 0.001, pgd / 10 + 0.001))
-    v = d.pgd_verdict("cifar10", tmp_path)
+    v = defence_verdict.pgd_verdict("cifar10", tmp_path)
     paper_cmp, adaptive_cmp, at_8 = v["rows"]["pgd-at"]["comparisons"]
     # No 8/255 suite files here: that comparison waits for them.
     assert at_8["holds"] is None and "defences/pgd-at-suite-linf-8-255" in at_8["missing"]
@@ -205,7 +213,7 @@ def test_verdict_follows_the_numbers(tmp_path, empir, pgd, holds):
     assert adaptive_cmp["separated"] is True and paper_cmp["separated"] is None
     # The eps-0.1 row has no files: its comparisons stay unmeasured.
     assert all(c["holds"] is None for c in v["rows"]["pgd-at_eps0.1"]["comparisons"])
-    text = "\n".join(d.verdict_lines(v))
+    text = "\n".join(defence_verdict.verdict_lines(v))
     assert ("the claim holds" if holds else "the claim does not hold") in text
     assert "95% intervals are apart" in text
 
@@ -213,13 +221,13 @@ def test_verdict_follows_the_numbers(tmp_path, empir, pgd, holds):
 def test_overlapping_intervals_are_reported(tmp_path):
     write_suite(tmp_path, "cifar10", "empir", 0.02, ci=(0.01, 0.03))
     write_suite(tmp_path, "cifar10", "pgd-at", 0.025, ci=(0.015, 0.035))
-    c = d.pgd_verdict("cifar10", tmp_path)["rows"]["pgd-at"]["comparisons"][1]
+    c = defence_verdict.pgd_verdict("cifar10", tmp_path)["rows"]["pgd-at"]["comparisons"][1]
     assert c["holds"] is False and c["separated"] is False
 
 
 def test_verdict_needs_a_pgd_row():
     with pytest.raises(EmpirError, match="no PGD adversarial training row"):
-        d.pgd_verdict("mnist")
+        defence_verdict.pgd_verdict("mnist")
 
 
 # --- (b) training --------------------------------------------------------------------------------
@@ -239,12 +247,12 @@ def test_training_rows_and_the_time_ratio(tmp_path):
                "mnist-fp-s1-fgsmat-e0.3": entry("mnist", 30.0, hardware=gpu, defence="fgsm-at",
                                                 defence_params={"eps": 0.3, "clean_weight": 0.5})}
     (tmp_path / "manifest.json").write_text(json.dumps({"members": members}))
-    rows = {r["member"]: r for r in d.training_rows("mnist", tmp_path)}
+    rows = {r["member"]: r for r in defence_costs.training_rows("mnist", tmp_path)}
     assert rows["mnist-fp-s1"]["plain"] and rows["mnist-fp-s1"]["accuracy"] == pytest.approx(99.0)
     assert rows["mnist-fp-s1-igr-l100"]["epoch_ratio"] == pytest.approx(4.0)
     assert rows["mnist-fp-s1-fgsmat-e0.3"]["epoch_ratio"] is None  # other hardware: no ratio
     assert rows["mnist-fp-s1-distill-t100"]["accuracy"] is None
-    md = d.training_table("mnist", tmp_path)
+    md = defence_costs.training_table("mnist", tmp_path)
     assert "| `mnist-fp-s1-igr-l100` | igr | lam=100 | 6 | 99.00 | 8.0 | 4.0\u00d7 |" in md
     assert "`empir zoo build --dataset mnist --defended`" in md and "`mnist-fp-s1-distill-t100`" in md
     assert "`empir zoo build --dataset mnist`" in md  # the plain a4w2 members are missing too
@@ -255,11 +263,11 @@ def test_training_rows_and_the_time_ratio(tmp_path):
 
 def test_figure_has_a_panel_per_dataset_and_dashes_for_missing(tmp_path):
     write_paper(tmp_path, "mnist", "baseline", (0.1, 0.1, 0.1, 0.1))
-    fig = d.figure(("mnist", "cifar10"), tmp_path)
+    fig = defence_table.figure(("mnist", "cifar10"), tmp_path)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     ax = fig.axes[0]
-    rows = d.all_rows("mnist")
-    in_paper = sum(d.paper_row("mnist", r) is not None for r in rows)
+    rows = defence_rows.all_rows("mnist")
+    in_paper = sum(defence_rows.paper_row("mnist", r) is not None for r in rows)
     assert len(ax.patches) == in_paper + 1  # the paper's rows, and our one row with files
     assert sum(t.get_text() == "\u2013" for t in ax.texts) == 3 * len(rows) - in_paper - 1
 
@@ -289,7 +297,7 @@ def test_gradient_masking_sees_a_saturated_softmax(tmp_path):
     x = rng.uniform(0, 1, (20, 28, 28, 1)).astype(np.float32)
     y = np.argmax(x.reshape(20, -1) @ kernel, -1)
     y[:5] = (y[:5] + 1) % 10  # five images misclassified
-    plain, distilled = d.gradient_masking("mnist", ["mnist-fp-s1", "mnist-fp-s1-distill-t100"], x, y,
+    plain, distilled = masking.gradient_masking("mnist", ["mnist-fp-s1", "mnist-fp-s1-distill-t100"], x, y,
                                           zoo_dir=zoo_dir)
     # Same decisions (the logits are scaled), but the scaled softmax is saturated and, on every image it
     # classifies correctly, its CE gradient is exactly zero...
@@ -300,7 +308,7 @@ def test_gradient_masking_sees_a_saturated_softmax(tmp_path):
     assert distilled["fgsm_ce"] == distilled["accuracy"]
     assert distilled["zero_margin"] == 0.0 and distilled["fgsm_margin"] == plain["fgsm_margin"]
     assert distilled["defence"] == "distillation" and plain["defence"] == "none" and plain["n"] == 20
-    md = d.masking_table([plain, distilled])
+    md = defence_masking.masking_table([plain, distilled])
     assert "`mnist-fp-s1-distill-t100` | distillation |" in md and "On 20 images" in md
     assert "FGSM \u03b5=0.3 on CE" in md
 
@@ -310,9 +318,9 @@ def test_gradient_masking_refuses_a_member_not_in_the_zoo_and_bad_labels(tmp_pat
     x = np.zeros((3, 28, 28, 1), np.float32)
     with pytest.raises(EmpirError, match="mnist-fp-s1-distill-t100 is not in the zoo yet; 'empir zoo build "
                                          "--dataset mnist --defended'"):
-        d.gradient_masking("mnist", ["mnist-fp-s1-distill-t100"], x, [0, 1, 2], zoo_dir=zoo_dir)
+        masking.gradient_masking("mnist", ["mnist-fp-s1-distill-t100"], x, [0, 1, 2], zoo_dir=zoo_dir)
     with pytest.raises(EmpirError, match="3 images and y 2 labels"):
-        d.gradient_masking("mnist", ["mnist-fp-s1"], x, [0, 1], zoo_dir=zoo_dir)
+        masking.gradient_masking("mnist", ["mnist-fp-s1"], x, [0, 1], zoo_dir=zoo_dir)
 
 
 # --- exercise checks ------------------------------------------------------------------------------
@@ -377,20 +385,20 @@ def test_zero_gradient_gap_is_where_float32_flushes_exp_to_zero(capsys):
 
 def test_rows_table_marks_untrained_members_and_our_own_rows(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"members": {"cifar10-fp-s1": entry("cifar10", 1.0)}}))
-    md = d.rows_table("cifar10", tmp_path)
+    md = defence_rows.rows_table("cifar10", tmp_path)
     assert "| `baseline` | baseline FP | yes | `cifar10-fp-s1` |" in md
     assert "| `pgd-at_eps0.1` | PGD adversarial training (\u03b5 = 0.1, 7 steps) | no (ours) | " \
            "`cifar10-fp-s1-pgdat-e0.1` (not trained yet) |" in md
 
 
 def test_warning_signs_read_label_leaking_and_one_step_failure(tmp_path):
-    assert d.warning_signs("mnist", root=tmp_path) == [
+    assert defence_table.training_warning_signs("mnist", root=tmp_path) == [
         "mnist, FGSM adversarial training (\u03b5 = 0.3): not yet measured.",
         "mnist, EMPIR of FGSM-trained members (\u03b5 = 0.3): not yet measured."]
     write_paper(tmp_path, "mnist", "fgsm-at", (0.03, 0.995, 0.01, 0.004), clean=0.99)
     write_suite(tmp_path, "mnist", "fgsm-at", 0.0)
     write_paper(tmp_path, "mnist", "empir-fgsm-at", (0.9, 0.70, 0.60, 0.55), clean=0.99)
-    leak, fine = d.warning_signs("mnist", root=tmp_path)
+    leak, fine = defence_table.training_warning_signs("mnist", root=tmp_path)
     assert "clean 99.00%, FGSM 99.50%" in leak and "label leaking" in leak and "catastrophic overfitting" in leak
     assert "lowest of BIM and PGD 0.40%" in leak and "worst-case suite 0.00%" in leak
     assert "label leaking" not in fine and "catastrophic" not in fine and "suite" not in fine
@@ -400,26 +408,26 @@ def test_warning_signs_read_label_leaking_and_one_step_failure(tmp_path):
 def test_warning_signs_compare_the_paper_protocol_with_the_suite(tmp_path):
     write_paper(tmp_path, "mnist", "distillation", (0.02, 0.98, 0.97, 0.96), clean=0.985)
     write_suite(tmp_path, "mnist", "distillation", 0.01)
-    assert d.warning_signs("mnist", ("igr",), tmp_path)[0] == (
+    assert defence_table.training_warning_signs("mnist", ("igr",), tmp_path)[0] == (
         "mnist, input gradient regularisation (\u03bb = 100): not yet measured.")
-    (line,) = d.warning_signs("mnist", ("distillation",), tmp_path)
+    (line,) = defence_table.training_warning_signs("mnist", ("distillation",), tmp_path)
     assert "the paper protocol's best L-inf attack leaves 95.00 points more than the suite" in line
     assert "label leaking" not in line and "catastrophic" not in line and "stuck" not in line
     write_paper(tmp_path, "mnist", "igr", (0.6, 0.18, 0.21, 0.2), clean=0.6)
-    (line,) = d.warning_signs("mnist", ("igr",), tmp_path)[:1]
+    (line,) = defence_table.training_warning_signs("mnist", ("igr",), tmp_path)[:1]
     assert "an iterative attack leaves more images than one FGSM step" in line
 
 
 def test_masking_summary_quotes_each_measurement():
     row = {"member": "m", "accuracy": 98.0, "zero_ce": 97.8, "saturated": 99.8, "fgsm_ce": 97.8, "fgsm_margin": 0.0}
-    assert d.masking_summary([row]) == [
+    assert defence_masking.masking_summary([row]) == [
         "m: clean 98.0%; CE gradient exactly zero on 97.8% of the images (softmax saturated on 99.8%); one FGSM "
         "step leaves 97.8% accuracy on the cross-entropy and 0.0% on the margin."]
 
 
 def test_figure_labels_a_measured_zero(tmp_path):
     write_suite(tmp_path, "mnist", "baseline", 0.0)
-    ax = d.figure(("mnist",), tmp_path).axes[0]
+    ax = defence_table.figure(("mnist",), tmp_path).axes[0]
     assert "0" in [t.get_text() for t in ax.texts]
 
 
@@ -428,18 +436,18 @@ def test_a_constant_classifier_is_named_in_the_verdict(tmp_path):
     confusion[:, 0] = 1000  # every image answered 'airplane', whatever its class
     confusion[3, 0], confusion[3, 3] = 990, 10
     for attack in ATTACKS:
-        write(tmp_path, "cifar10", f"{d.paper_protocol_stem('pgd-at')}-{attack}",
+        write(tmp_path, "cifar10", f"{defence_rows.paper_protocol_stem('pgd-at')}-{attack}",
               {"adversarial_accuracy": 0.1, "clean_accuracy": 0.1, "n": 10000, "confusion": confusion.tolist()})
-    one = d.one_answer("cifar10", "pgd-at", tmp_path)
+    one = defence_verdict.one_answer("cifar10", "pgd-at", tmp_path)
     assert one["class"] == "airplane" and one["share"] == pytest.approx(0.999) and one["constant"]
-    text = "\n".join(d.verdict_lines(d.pgd_verdict("cifar10", tmp_path)))
+    text = "\n".join(defence_verdict.verdict_lines(defence_verdict.pgd_verdict("cifar10", tmp_path)))
     assert "answers 'airplane' for 99.9% of the test images" in text and "constant classifier" in text
     # A network that spreads its answers is not flagged, and a row without files has no answer.
-    write(tmp_path, "cifar10", f"{d.paper_protocol_stem('pgd-at_eps8')}-pgd",
+    write(tmp_path, "cifar10", f"{defence_rows.paper_protocol_stem('pgd-at_eps8')}-pgd",
           {"adversarial_accuracy": 0.1, "clean_accuracy": 0.5, "n": 10000,
            "confusion": (np.eye(10, dtype=int) * 500 + 50).tolist()})
-    assert d.one_answer("cifar10", "pgd-at_eps8", tmp_path)["constant"] is False
-    assert d.one_answer("cifar10", "pgd-at_eps0.1", tmp_path) is None
+    assert defence_verdict.one_answer("cifar10", "pgd-at_eps8", tmp_path)["constant"] is False
+    assert defence_verdict.one_answer("cifar10", "pgd-at_eps0.1", tmp_path) is None
     assert text.count("constant classifier") == 1
 
 
@@ -449,11 +457,12 @@ def test_a_constant_classifiers_gain_does_not_survive(tmp_path):
     write_paper(tmp_path, "cifar10", "baseline", (0.1,) * 4)
     write_suite(tmp_path, "cifar10", "baseline", 0.0)
     for attack in ATTACKS:
-        write(tmp_path, "cifar10", f"{d.paper_protocol_stem('pgd-at')}-{attack}",
+        write(tmp_path, "cifar10", f"{defence_rows.paper_protocol_stem('pgd-at')}-{attack}",
               {"adversarial_accuracy": 0.1, "clean_accuracy": 0.1, "n": 10000, "confusion": confusion.tolist()})
     write_suite(tmp_path, "cifar10", "pgd-at", 0.1)
     write_paper(tmp_path, "cifar10", "pgd-at_eps8", (0.2,) * 4)
     write_suite(tmp_path, "cifar10", "pgd-at_eps8", 0.1)
-    g = {r["row"]: r for r in d.gains("cifar10", tmp_path)}
-    assert g["pgd-at"]["adaptive"] == pytest.approx(10.0) and d.survives(g["pgd-at"]) == "no (constant classifier)"
-    assert d.survives(g["pgd-at_eps8"]) == "yes"  # the same gain, from a network that answers every class
+    g = {r["row"]: r for r in defence_table.gains("cifar10", tmp_path)}
+    assert g["pgd-at"]["adaptive"] == pytest.approx(10.0)
+    assert defence_table.survives(g["pgd-at"]) == "no (constant classifier)"
+    assert defence_table.survives(g["pgd-at_eps8"]) == "yes"  # the same gain, from a network that answers every class

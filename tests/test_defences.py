@@ -2,12 +2,15 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from empir_lib import cli
+from empir_lib.book.chapters import defence_rows
 from empir_lib.core import defences, paper, settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import defence_losses, train, zoo
@@ -214,3 +217,90 @@ def test_reproduce_plans_the_four_attacks_and_the_suite_per_row():
     assert all(j["n"] == 100 for j in jobs)
     empir_row = [j for j in jobs if j["name"] == "defences/empir-fgsm-at-paper-pgd"][0]
     assert empir_row["members"] == settings.MNIST.defence_row_ids()["empir-fgsm-at"]
+
+
+# --- the registry: one record per defence ------------------------------------------------------
+
+@pytest.fixture
+def toy_defence():
+    """A toy defence registered in one place (its record and its loss), taken out again afterwards."""
+    record = defences.register(defences.Defence(
+        "toy", "toy", "toy defence", "TOY", "toy-trained",
+        (defences.Param("noise", 0.1, "n", "noise {}", "the toy's input noise", lambda v: float(v)),),
+        tagged=("noise",), paper_order=9))
+
+    @defence_losses.loss_for("toy")
+    def _toy(params, model, teacher, stage):
+        def loss(x, targets):  # cross-entropy on noisy inputs
+            logits = model(x, training=True)
+            noisy = model(x + params["noise"] * tf.random.normal(tf.shape(x)), training=True)
+            return _ce(targets, noisy), logits
+        return loss
+
+    yield record
+    defences.unregister("toy")
+    defence_losses.LOSSES.pop("toy", None)
+
+
+def test_a_toy_defence_is_listed_by_the_cli_and_tagged(toy_defence, capsys):
+    with pytest.raises(SystemExit):  # the parser is built when called, so after the toy registered
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "toy" in text and "--noise" in text and "the toy's input noise" in text
+    assert defences.tag("toy", {"noise": 0.25}) == "toy-n0.25"
+    assert defences.setting_text("toy", {}) == "noise 0.1"
+    mid = settings.member_id("mnist", 32, 32, 1, defences.tag("toy"))
+    assert mid == "mnist-fp-s1-toy-n0.1" and settings.defence_tag(mid) == "toy-n0.1"
+
+
+def test_a_toy_defence_trains_and_shows_in_chapter_10s_tables(tmp_path, data_dir, toy_defence, monkeypatch):
+    result = train.train_member("mnist", 32, 32, seed=1, epochs=1, n_train=256, progress=False,
+                                run_dir=tmp_path / "run", defence="toy", defence_params={"noise": 0.2})
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    entry = zoo.add(result, zoo_dir=zoo_dir, command="test")
+    assert entry["defence"] == "toy" and "mnist-fp-s1-toy-n0.2" in zoo.members("mnist", zoo_dir)
+    spec = (32, 32, 1, "toy", {"noise": 0.2})
+    mnist = replace(settings.MNIST, defence_rows=(*settings.MNIST.defence_rows, ("toy", (spec,))))
+    monkeypatch.setitem(settings.DATASETS, "mnist", mnist)
+    # After the paper's rows (its paper_order is last), before our extra '_' rows.
+    assert defence_rows.defence_rows("mnist")[-2:] == ["toy", "igr_batchmean"]
+    assert defence_rows.label("mnist", "toy") == "toy defence (noise 0.2)"
+    assert "| `toy` | toy defence (noise 0.2) |" in defence_rows.rows_table("mnist", zoo_dir)
+
+
+def test_registering_a_defence_twice_or_tagging_a_missing_parameter_is_refused(toy_defence):
+    with pytest.raises(EmpirError, match="already registered"):
+        defences.register(toy_defence)
+    with pytest.raises(EmpirError, match="tags parameters it does not have: eps"):
+        defences.register(defences.Defence("bad", "bad", "bad", "BAD", tagged=("eps",)))
+
+
+# --- the original code's PGD training, behind its name ----------------------------------------
+
+def test_the_original_pgd_recipe_is_named_and_tagged_with_every_setting():
+    params = defences.check("pgd-at", defences.recipe("pgd-at", "original"))
+    assert params == {"eps": 0.3, "steps": 40, "step_size": 0.01, "clean_weight": 0.5, "labels": "predicted"}
+    assert defences.tag("pgd-at", params) == "pgdat-e0.3-n40-a0.01-w0.5-ypred"
+    assert defences.tag("pgd-at", {"eps": 0.1}) == "pgdat-e0.1"  # Madry's recipe: the tags already in the zoo
+    assert settings.parse_member_id("cifar10-fp-s1-pgdat-e0.3-n40-a0.01-w0.5-ypred") == ("cifar10", 32, 32, 1)
+    with pytest.raises(EmpirError, match="unknown pgd-at recipe 'madri'"):
+        defences.recipe("pgd-at", "madri")
+    with pytest.raises(EmpirError, match="labels"):
+        defences.check("pgd-at", {"labels": "random"})
+
+
+def test_predicted_labels_craft_against_the_models_own_answer_and_mix_half_clean_loss():
+    model, (x, t) = _tiny_model(), _batch(8)
+    params = {"eps": 0.1, "steps": 3, "step_size": 0.05, "clean_weight": 0.5, "labels": "predicted"}
+    tf.random.set_seed(5)
+    loss, _ = defence_losses.loss_fn("pgd-at", params, model)(x, t)
+    predicted = tf.one_hot(tf.argmax(model(x, training=False), -1), 3)
+    assert not np.array_equal(predicted.numpy(), t.numpy())  # the labels differ, so the choice matters
+    tf.random.set_seed(5)
+    adv = defence_losses.pgd_examples(model, x, predicted, 0.1, 3, 0.05)
+    expected = 0.5 * _ce(t, model(adv, training=True)) + 0.5 * _ce(t, model(x, training=True))
+    np.testing.assert_allclose(loss.numpy(), expected.numpy(), rtol=1e-5)
+    tf.random.set_seed(5)
+    true_labels, _ = defence_losses.loss_fn("pgd-at", {**params, "labels": "true"}, model)(x, t)
+    assert not np.allclose(loss.numpy(), true_labels.numpy())

@@ -212,6 +212,7 @@ def test_wilson_interval_and_union():
 
 def test_the_jobs_cover_every_threat_model():
     names = [j["name"] for j in worstcase.jobs("cifar10", 100, 10)]
-    assert names == ["suite/empir-linf-table1", "suite/baseline-linf-table1", "suite/empir-linf-8-255",
-                     "suite/baseline-linf-8-255", "suite/empir-l2", "suite/baseline-l2", "suite/empir-min-l2"]
+    rows = ["suite/empir-linf-table1", "suite/baseline-linf-table1", "suite/empir-linf-8-255",
+            "suite/baseline-linf-8-255", "suite/empir-l2", "suite/baseline-l2"]
+    assert names == rows + [f"{r}-recheck" for r in rows] + ["suite/empir-min-l2", "suite/empir-min-norm"]
     assert suite.threats("tiny-imagenet")["linf-4-255"]["eps"] == pytest.approx(4 / 255)

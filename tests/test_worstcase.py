@@ -49,8 +49,13 @@ def test_threat_rows_and_table(tree):
     assert rows["baseline (FP)"]["linf-table1"] == 0.0
     assert rows["EMPIR"]["l2"] is None and rows["EMPIR"]["median_l2"] == 2.0
     text = worstcase.threat_table("mnist", tree)
-    assert "| EMPIR | 90.00 | 20.00 | \u2014 | 2.00 |" in text
+    assert "| EMPIR | 90.00 | 20.00 | \u2014 | 2.00 (CW) |" in text
     assert "eps = 0.3" in text
+    # The minimal L2 that always succeeds replaces CW's figure once it exists (CW's file stays).
+    _write(tree, "mnist", "empir-min-norm", [1, 1, 1, 1, 0], np.array([1.0, 1.5, 2.0, 2.5, 0.0]),
+           {"median_l2": 1.75, "median_ci95": [1.0, 2.5]})
+    assert "| EMPIR | 90.00 | 20.00 | \u2014 | 1.75 [1.00, 2.50] |" in worstcase.threat_table("mnist", tree)
+    assert worstcase.minimal_l2("mnist", tree)[0] == 1.0  # CW's per-image file is still read back
 
 
 def test_gains_counts_curves_diagnostics_and_times(tree):

@@ -101,13 +101,16 @@ def _l2(d: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.square(d), [1, 2, 3]))
 
 
-def project(x_nat: tf.Tensor, x: tf.Tensor, eps: float, norm: str, clip: tuple[float, float] = CLIP) -> tf.Tensor:
+def project(x_nat: tf.Tensor, x: tf.Tensor, eps, norm: str, clip: tuple[float, float] = CLIP) -> tf.Tensor:
     """Project ``x`` onto the eps ball around ``x_nat`` (L-inf or L2), then into the pixel box.
 
+    ``eps`` is one budget or one per image (a vector: the minimal-norm search's bisection).
     Clipping to the box after the ball keeps the ball: each pixel only moves towards ``x_nat``.
     """
+    eps = tf.cast(eps, x.dtype)
     if norm == "linf":
-        x = tf.clip_by_value(x, x_nat - eps, x_nat + eps)
+        e = _bcast(eps) if eps.shape.rank == 1 else eps
+        x = tf.clip_by_value(x, x_nat - e, x_nat + e)
     else:
         d = x - x_nat
         x = x_nat + d * _bcast(tf.minimum(1.0, eps / (_l2(d) + 1e-12)))
@@ -202,12 +205,12 @@ def _start(fn, x_nat, y, eps, norm, clip, seed):
     else:
         t = tf.random.stateless_normal(shape, seed)
         t = t / _bcast(_l2(t) + 1e-12)
-    x0 = tf.clip_by_value(x_nat + eps * t, *clip)
+    x0 = tf.clip_by_value(x_nat + _bcast(eps) * t, *clip)
     loss, pred, g = loss_and_gradient(fn, x0, y)
     return x0, loss, pred, g
 
 
-def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float, norm: str = "linf", n_iter: int = 100,
+def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, norm: str = "linf", n_iter: int = 100,
         restarts: int = 1, seed: int = 0, step: float | None = None, schedule: bool = True,
         momentum: bool = True, segment: int = 10, clip: tuple[float, float] = CLIP,
         batch_size: int = 500) -> Outcome:
@@ -215,17 +218,30 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float, norm: str = "lin
 
     ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.attack.surrogates.loss_fn`.
     Restarts run on the images no earlier restart broke, each from a new
-    random start.  Returns an :class:`Outcome`.
+    random start.  ``eps`` is one budget, or one per image (an array of
+    length n: the minimal-norm search bisects each image's budget); a
+    fixed ``step`` is the same for every image.
+    Returns an :class:`Outcome`.
     """
     check_choice(norm, NORMS, "norm")
-    eps = check_finite_number(eps, "eps", 0.0, float(np.prod(x.shape[1:])) if norm == "l2" else 1.0)
+    hi = float(np.prod(x.shape[1:])) if norm == "l2" else 1.0
+    eps_arr = np.asarray(eps, np.float64)
+    if eps_arr.ndim == 0:
+        eps_arr = np.full(len(x), check_finite_number(eps, "eps", 0.0, hi))
+    elif eps_arr.shape != (len(x),) or not np.all(np.isfinite(eps_arr)) or eps_arr.min(initial=0) < 0 \
+            or eps_arr.max(initial=0) > hi:
+        raise EmpirError(f"eps must be one number or one finite number in [0, {hi:g}] per image; "
+                         f"got shape {eps_arr.shape}.")
+    eps_arr = eps_arr.astype(np.float32)
     n_iter = check_positive_int(n_iter, "n_iter")
     restarts = check_positive_int(restarts, "restarts")
     segment = check_positive_int(segment, "segment")
     batch_size = check_positive_int(batch_size, "batch_size")
     if len(x) != len(y):
         raise EmpirError(f"{len(x)} images but {len(y)} labels.")
-    step0 = 2.0 * eps if step is None else check_finite_number(step, "step", 0.0, None)
+    # APGD's first step is 2 eps (per image); fixed-step PGD takes ``step`` as given.
+    step0 = 2.0 * eps_arr if step is None else np.full(len(x), check_finite_number(step, "step", 0.0, None),
+                                                       np.float32)
     check, window = checkpoints(n_iter)
     check_t = tf.constant(check & schedule)
     window_t = tf.constant(np.maximum(window, 1))
@@ -242,15 +258,15 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float, norm: str = "lin
         todo = np.flatnonzero(~broken)
         for b in range(0, len(todo), batch_size):
             idx = todo[b:b + batch_size]
-            xb, yb = tf.constant(x[idx]), tf.constant(y[idx])
-            x0, loss0, pred0, g0 = _start(fn, xb, yb, eps, norm, clip, tf.constant([seed, r * 7919 + b], tf.int64))
+            xb, yb, eb = tf.constant(x[idx]), tf.constant(y[idx]), tf.constant(eps_arr[idx])
+            x0, loss0, pred0, g0 = _start(fn, xb, yb, eb, norm, clip, tf.constant([seed, r * 7919 + b], tf.int64))
             steps += len(idx)
             if r == 0:
                 loss_start[idx] = loss0.numpy()
                 zero_grad[idx] = tf.reduce_all(tf.equal(tf.reshape(g0, [len(idx), -1]), 0.0), 1).numpy()
             fooled0 = tf.not_equal(pred0, yb)
             hist = tf.tensor_scatter_nd_update(tf.zeros([n_iter + 1, len(idx)]), [[0]], loss0[None])
-            st = (x0, x0, g0, x0, g0, loss0, tf.fill([len(idx)], np.float32(step0)), loss0,
+            st = (x0, x0, g0, x0, g0, loss0, tf.constant(step0[idx], tf.float32), loss0,
                   tf.zeros([len(idx)], tf.bool), hist, fooled0, x0)
             active = np.arange(len(idx))  # rows of this batch still in the state
             for i0, i1 in zip(bounds[:-1], bounds[1:]):
@@ -263,8 +279,8 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float, norm: str = "lin
                     st = tuple(tf.gather(s, keep, axis=1) if j == 9 else tf.gather(s, keep)
                                for j, s in enumerate(st))
                     active = active[keep]
-                    xb, yb = tf.gather(xb, keep), tf.gather(yb, keep)
-                st = seg_fn(st, xb, yb, tf.constant(eps, tf.float32), tf.constant(i0), tf.constant(i1),
+                    xb, yb, eb = tf.gather(xb, keep), tf.gather(yb, keep), tf.gather(eb, keep)
+                st = seg_fn(st, xb, yb, eb, tf.constant(i0), tf.constant(i1),
                             check_t, window_t)
                 steps += len(active) * (i1 - i0)
             _finish(st, np.ones(len(active), bool), idx[active], out_x, broken, loss_best)

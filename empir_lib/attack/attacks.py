@@ -4,7 +4,7 @@ An attack differentiates a **score function**: images -> (batch, classes)
 scores.  FGSM, BIM and PGD take signed steps up the softmax cross-entropy of
 the scores; CW-L2 pushes down the margin between the label's score and the
 best other score.  *What the scores are* is the protocol, so one attack
-serves both (DESIGN.md, "Two protocols"):
+serves both (README, "Two protocols"):
 
 **paper protocol** (``protocol="paper"``): what the original code
 differentiates (the original code, appendix sections 0, 4 and 5, in

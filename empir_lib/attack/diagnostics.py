@@ -7,8 +7,16 @@ Failure", an evaluation is **suspicious** when:
 * ``zero_gradients``: some attacked images have an exactly zero surrogate
   gradient at the start (the attacker is blind there: masking or saturation);
 * ``black_box_beats_white_box``: the gradient-free Square attack breaks more
-  than 0.2% of the images that every gradient attack failed on (AutoAttack's
-  threshold): the gradients mislead;
+  than 0.2% of the images that every gradient attack on the ensemble failed
+  on (AutoAttack's threshold): the gradients mislead;
+* ``transfer_per_image``: more than 0.2% of the images (the same threshold)
+  are broken *only* by a single-member or transfer stage, after every
+  ensemble-level stage failed on them (:func:`transfer_check`): the
+  ensemble's own gradient hides images a proxy's finds.  The aggregate
+  ``transfer_beats_white_box`` below can stay silent while this fires;
+* ``invalid_outputs``: some attack returned images that are not finite, not
+  in the box or outside the budget (:mod:`empir_lib.attack.validate`); they
+  counted as neither break nor survivor, but the stage did not do its job;
 * ``no_progress``: among the images the first attack failed on, more than 10%
   ended with a best loss no higher than at the start: the optimiser did not
   move;
@@ -32,7 +40,31 @@ from ..nets import ensemble as ens_mod
 from . import apgd, outcomes, surrogates
 
 SQUARE_ALPHA = 0.002
+TRANSFER_SHARE = 0.002  # AutoAttack's Square threshold, applied to the per-image transfer check
 NO_PROGRESS_SHARE = 0.10
+
+
+def single_member(spec: dict) -> bool:
+    """Is this stage an attack on one member alone (a single-member or transfer stage)?"""
+    return spec.get("kind") in ("apgd", "pgd") and ":" in spec.get("loss", "")
+
+
+def transfer_check(attacks: list[dict], broken_by: np.ndarray) -> dict:
+    """Images broken only by a single-member or transfer stage, per stage and in all, with the flag's verdict.
+
+    ``after_every_ensemble_stage`` says whether those stages ran after every
+    ensemble-level stage (the suite's order); when some ensemble stage ran
+    later (a committed cascade extended with new stages), the count is of
+    images every *earlier* ensemble stage failed on.
+    """
+    broken_by = np.asarray(broken_by)
+    idx = [j for j, s in enumerate(attacks, start=1) if single_member(s)]
+    ensemble_after = any(not single_member(s) for s in attacks[min(idx, default=len(attacks)):])
+    per = {attacks[j - 1]["name"]: int(np.sum(broken_by == j)) for j in idx}
+    k = sum(per.values())
+    share = k / len(broken_by) if len(broken_by) else 0.0
+    return {"images": k, "share": share, "per_stage": per, "after_every_ensemble_stage": not ensemble_after,
+            "flag": share > TRANSFER_SHARE}
 
 
 def run(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, cascade: dict, diag_n: int = 100,
@@ -53,11 +85,22 @@ def run(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, casca
         values["no_progress_share"] = share
         if share > NO_PROGRESS_SHARE:
             flags.append(f"no_progress: the loss never rose for {share:.0%} of the images {grad[0]} failed on")
-    if "square" in stats:
-        k = stats["square"]["broken"]
+    square = [s["name"] for s in specs if s["kind"] == "square" and s["name"] in stats]
+    if square:
+        k = sum(stats[q]["broken"] for q in square)
         values["square_broke_after_white_box"] = k
         if k > SQUARE_ALPHA * n:
             flags.append(f"black_box_beats_white_box: Square broke {k} images every gradient attack missed")
+    bad = {s: v["invalid"] for s, v in stats.items() if v.get("invalid")}
+    values["invalid_outputs"] = sum(bad.values())
+    if bad:
+        flags.append("invalid_outputs: " + ", ".join(f"{s} returned {k} invalid images" for s, k in bad.items()))
+    tc = transfer_check(specs, cascade["broken_by"])
+    values["transfer_only_images"] = tc["images"]
+    if tc["flag"]:
+        flags.append(f"transfer_per_image: {tc['images']} images ({tc['share']:.2%}) were broken only by "
+                     f"single-member or transfer stages ({', '.join(f'{k} {v}' for k, v in tc['per_stage'].items())}) "
+                     "after every ensemble-level stage failed")
     # The cascade already knows which images the vote gets right: no second pass over the test set.
     correct = np.flatnonzero(np.asarray(cascade["broken_by"]) != outcomes.CLEAN)[:diag_n]
     if len(correct):

@@ -28,11 +28,30 @@ the paper's Table 1 presets):
 3. ``apgd-ce-sum``: APGD on the sum of the members' cross-entropies;
 4. ``pgd-margin``: 100 steps of fixed-size PGD (2.5 eps / 100, Madry et al.'s
    rule) on the CW margin of the mean logits;
-5. ``member-<i>``: APGD-CE on member i alone, judged on the vote; for the
-   full-precision member this is the transfer attack (``transfer-fp``);
-6. L-inf: ``square``, ART's gradient-free Square attack, the check that
-   gradients are not masked; L2: ``cw-l2``, Carlini & Wagner with a binary
-   search over c, every iterate judged on the vote.
+5. ``apgd-t``: targeted APGD on the targeted DLR loss of the mean logits,
+   one run per target class, the 9 classes ranked highest after the true one
+   (AutoAttack's APGD-T, :mod:`empir_lib.attack.targeted`): a vote falls when
+   two members are pushed to the *same* wrong class;
+6. the gradient-free check that gradients are not masked, 5,000 queries
+   (AutoAttack's budget): L-inf ``square``, ART's Square attack; L2
+   ``square-l2``, our own Square-L2 (:mod:`empir_lib.attack.square`; ART's
+   returns non-finite images);
+7. L2 only: ``cw-l2``, Carlini & Wagner with a binary search over c, every
+   iterate judged on the vote (FAB-T, AutoAttack's fourth attack, is left
+   out: ART 1.20.1 has no FAB, and the maintained one is AutoAttack's
+   PyTorch code, which does not run on these Keras models);
+8. last, ``member-<i>``: APGD-CE on member i alone, judged on the vote; for
+   the full-precision member this is the transfer attack (``transfer-fp``).
+   They run after every ensemble-level stage, so an image they break is one
+   every attack on the ensemble itself failed on: the per-image transfer
+   check of :mod:`empir_lib.attack.diagnostics` counts exactly these.
+
+Every output is validated (:mod:`empir_lib.attack.validate`: finite, in the
+box, within the budget) before it counts as a break or a survivor, and the
+number of invalid outputs is recorded per stage.  A cascade can also start
+from a finished one (``cascade(..., start=...)``) and run only the stages it
+lacks, on its survivors: how new stages are added to a committed row, and how
+:mod:`empir_lib.attack.convergence` re-attacks a row's survivors.
 
 Against stochastic members (:mod:`empir_lib.nets.stochastic`) the suite can run
 with **EOT** (``attack_suite(..., eot_samples=S, decision=...)``, Athalye et
@@ -51,25 +70,23 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from ..core import settings
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
-from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
-from . import apgd, art_bridge, attacks, outcomes, surrogates
+from . import apgd, art_bridge, attacks, cascade_state, outcomes, square, surrogates, targeted, validate
 
-KINDS = ("apgd", "pgd", "square", "cw")
+KINDS = ("apgd", "pgd", "apgd-t", "square", "cw")
 # The L2 budgets per dataset (settings.DatasetSettings.l2_budget; the paper reports CW without one).
 L2_BUDGETS = {n: d.l2_budget for n, d in settings.DATASETS.items() if d.l2_budget}
-SQUARE_QUERIES = 1000
+SQUARE_QUERIES = 5000  # AutoAttack's budget
 CW_SEARCH = {"binary_search_steps": 5, "max_iterations": 100, "learning_rate": 0.1, "initial_const": 10.0,
              "confidence": 0.0, "abort_early": True, "batch_size": 100}
-NORM_SLACK = 1e-4  # relative slack on eps when re-checking a perturbation's norm (float32 rounding)
+NORM_SLACK = validate.NORM_SLACK  # relative slack on eps when re-checking a perturbation's norm
 
 
 def threats(dataset: str) -> dict[str, dict]:
@@ -124,15 +141,32 @@ def _suite(ens: ens_mod.Ensemble, threat: dict) -> list[dict]:
         specs.append({"name": "apgd-ce-sum", "kind": "apgd", "loss": "ce_sum", "n_iter": 100, "restarts": 1})
     specs.append({"name": "pgd-margin", "kind": "pgd", "loss": "margin_mean_logits", "n_iter": 100,
                   "restarts": 1, "step_frac": 0.025})
-    if len(ens.members) > 1:
-        for i in ens_mod.priority(ens)[::-1]:  # low-precision members first, the FP member (transfer) last
-            name = "transfer-fp" if ens.fp[i] else f"member-{i}"
-            specs.append({"name": name, "kind": "apgd", "loss": f"ce_member:{i}", "n_iter": 100, "restarts": 1})
-    if threat["norm"] == "linf":
-        specs.append({"name": "square", "kind": "square", "queries": SQUARE_QUERIES, "restarts": 1})
-    else:
+    if ens.num_classes >= 4:  # the targeted DLR loss needs four classes
+        specs.append(apgd_t_spec())
+    specs.append(square_spec(threat))
+    if threat["norm"] == "l2":
         specs.append({"name": "cw-l2", "kind": "cw", **CW_SEARCH})
-    return specs
+    return specs + member_specs(ens)
+
+
+def apgd_t_spec(targets: int = targeted.TARGETS) -> dict:
+    """The suite's APGD-T stage: AutoAttack's schedule (100 iterations, 1 start per target class)."""
+    return {"name": "apgd-t", "kind": "apgd-t", "loss": targeted.LOSS, "n_iter": 100, "restarts": 1,
+            "targets": targets}
+
+
+def square_spec(threat: dict) -> dict:
+    """The suite's gradient-free stage: Square, 5,000 queries, L-inf (ART's) or L2 (ours)."""
+    name = "square" if threat["norm"] == "linf" else "square-l2"
+    return {"name": name, "kind": "square", "queries": SQUARE_QUERIES, "restarts": 1}
+
+
+def member_specs(ens: ens_mod.Ensemble) -> list[dict]:
+    """APGD-CE on each member alone, judged on the vote: low-precision members first, the FP member last."""
+    if len(ens.members) < 2:
+        return []
+    return [{"name": "transfer-fp" if ens.fp[i] else f"member-{i}", "kind": "apgd", "loss": f"ce_member:{i}",
+             "n_iter": 100, "restarts": 1} for i in ens_mod.priority(ens)[::-1]]
 
 
 def check_suite(specs: list[dict]) -> list[dict]:
@@ -167,9 +201,20 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
         stats = {"image_steps": out.steps, "zero_grad": int(out.zero_grad.sum()),
                  "no_progress": int(np.sum(robust & ~(out.loss_best > out.loss_start)))}
         return out.x_adv, stats
+    if spec["kind"] == "apgd-t":
+        fn = _cached(ens, ("apgd-t", *eot), lambda: targeted.loss_fn(ens, *eot))
+        return targeted.run(ens, fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1),
+                            spec.get("targets", targeted.TARGETS), seed)
     if spec["kind"] == "square":
-        if norm != "linf":
-            raise EmpirError("the suite's Square attack is the L-inf version; use cw for L2.")
+        if norm == "l2":  # ours: ART 1.20.1's Square-L2 returns non-finite images (module square)
+            best, info = x, {"image_steps": 0}
+            for r in range(spec.get("restarts", 1)):
+                left = surrogates.deployed(ens, best, *eot) == y if r else np.ones(len(y), bool)
+                xa, more = square.square_l2(ens, x[left], y[left], eps, spec["queries"], seed + r, eot=eot)
+                best = best.copy()
+                best[left] = xa
+                info["image_steps"] += more["image_steps"]
+            return best, info
         xa = art_bridge.square(ens, x, y, eps, spec["queries"], spec.get("restarts", 1), seed)
         return xa, {"image_steps": len(x) * spec["queries"]}
     p = {k: spec[k] for k in CW_SEARCH}
@@ -208,20 +253,23 @@ def _cached(ens: ens_mod.Ensemble, key: tuple, make):
 
 
 def perturbation_norms(x: np.ndarray, xa: np.ndarray, norm: str) -> np.ndarray:
-    d = (np.asarray(xa, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
-    return np.abs(d).max(1) if norm == "linf" else np.sqrt((d ** 2).sum(1))
+    return validate.norms(x, xa, norm)
 
 
 def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, specs: list[dict] | None = None,
             seed: int = 0, chunk: int = 1000, state_path: str | os.PathLike | None = None,
-            progress: bool = True) -> dict:
-    """Run the suite as a cascade on ``(x, y)``; every break is re-checked on the vote and the norm.
+            progress: bool = True, start: dict | None = None) -> dict:
+    """Run the suite as a cascade on ``(x, y)``; every output is validated, every break re-checked on the vote.
 
     With ``state_path`` the cascade saves its state after every chunk of
     images and a rerun with the same configuration resumes there (a different
-    configuration is refused).  Returns a dict with the per-image
-    ``broken_by`` and ``norm`` arrays, the per-attack counts, seconds and
-    image-steps, and the statistics the diagnostics read.
+    configuration is refused).  ``start`` continues a finished cascade on the
+    same images: ``{'broken_by', 'norm', 'stats'}`` of a run whose attacks are
+    the first ``len(start['stats'])`` of ``specs`` (checked: names, and the
+    images it calls misclassified against the vote now); only the later
+    stages run, on its survivors.  Returns a dict with the per-image
+    ``broken_by`` and ``norm`` arrays, the per-attack counts, seconds,
+    image-steps and invalid outputs, and the statistics the diagnostics read.
     """
     threat = check_threat(threat)
     specs = check_suite(specs if specs is not None else attack_suite(ens, threat))
@@ -232,14 +280,19 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     chunk = check_positive_int(chunk, "chunk")
     config = {"members": list(ens.names), "rule": ens.rule, "threat": threat, "attacks": specs, "seed": seed,
               "n": len(y), "chunk": chunk}
-    state = _load_state(state_path, config)
-    # Seconds spent by earlier, interrupted invocations (the stats carry them over).
-    resumed_s = sum(v["seconds"] for v in state["stats"].values()) if state else 0.0
+    if start is not None:
+        config["start_stage"] = len(start["stats"])
+    state = cascade_state.load(state_path, config)
     eot = _eot(specs[0])
     if state is None:
         clean = surrogates.deployed(ens, x, *eot)
         state = {"broken_by": np.where(clean == y, outcomes.ROBUST, outcomes.CLEAN).astype(np.int8),
                  "norm": np.zeros(len(y), np.float32), "stage": 0, "pos": 0, "todo": None, "stats": {}}
+        if start is not None:
+            state = cascade_state.from_start(start, specs, state["broken_by"])
+    # Seconds spent by earlier, interrupted invocations (the stats carry them over; a start's are its own).
+    first = config.get("start_stage", 0)
+    resumed_s = sum(v["seconds"] for k, v in state["stats"].items() if k not in [s["name"] for s in specs[:first]])
     for j, spec in enumerate(specs, start=1):
         if j < state["stage"] + 1:
             continue
@@ -247,25 +300,32 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             state["todo"] = np.flatnonzero(state["broken_by"] == outcomes.ROBUST)
         todo = state["todo"]
         st = state["stats"].setdefault(spec["name"], {"attacked": int(len(todo)), "broken": 0, "seconds": 0.0,
-                                                      "image_steps": 0, "zero_grad": 0, "no_progress": 0})
+                                                      "image_steps": 0, "zero_grad": 0, "no_progress": 0,
+                                                      "invalid": 0})
         starts = range(state["pos"], len(todo), chunk)
         bar = _bar(starts, f"{threat['norm']} {threat['eps']:.4g} {spec['name']} ({len(todo)} left)", progress)
         for c in bar:
             idx = todo[c:c + chunk]
             t0 = time.perf_counter()
             xa, info = run_attack(ens, spec, threat, x[idx], y[idx], seed * 1_000_003 + j * 7919 + c)
+            good = validate.valid(x[idx], xa, threat)
+            xa = np.where(good[:, None, None, None], xa, x[idx])  # an invalid output is judged as no attack
             nrm = perturbation_norms(x[idx], xa, threat["norm"])
-            ok = (surrogates.deployed(ens, xa, *eot) != y[idx]) & (nrm <= threat["eps"] * (1 + NORM_SLACK) + 1e-6)
+            ok = good & (surrogates.deployed(ens, xa, *eot) != y[idx])
+            st["invalid"] = st.get("invalid", 0) + int((~good).sum())
             state["broken_by"][idx[ok]] = j
             state["norm"][idx[ok]] = nrm[ok]
             st["broken"] += int(ok.sum())
             st["seconds"] += time.perf_counter() - t0
             for k in ("image_steps", "zero_grad", "no_progress"):
                 st[k] += int(info.get(k, 0))
+            for k, v in info.items():  # per-rank counts (APGD-T's breaks per target class), added up
+                if isinstance(v, list):
+                    st[k] = [a + b for a, b in zip(st.get(k, [0] * len(v)), v)]
             state["pos"] = c + chunk
-            _save_state(state_path, config, state)
+            cascade_state.save(state_path, config, state)
         state.update(stage=j, pos=0, todo=None)
-        _save_state(state_path, config, state)
+        cascade_state.save(state_path, config, state)
     names = [s["name"] for s in specs]
     out = {"config": config, "broken_by": state["broken_by"], "norm": state["norm"], "stats": state["stats"],
            "counts": outcomes.counts(state["broken_by"], names), "resumed_s": resumed_s}
@@ -281,29 +341,6 @@ def _bar(it, desc: str, progress: bool):
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     return tqdm(it, desc=desc, unit="chunk", mininterval=2)
-
-
-def _save_state(path, config: dict, state: dict) -> None:
-    if path is None:
-        return
-    arrays = {"config": np.array(json.dumps(config, sort_keys=True)), "broken_by": state["broken_by"],
-              "norm": state["norm"], "stage": np.array(state["stage"]), "pos": np.array(state["pos"]),
-              "todo": np.array([] if state["todo"] is None else state["todo"], np.int64),
-              "has_todo": np.array(state["todo"] is not None), "stats": np.array(json.dumps(state["stats"]))}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(Path(path), lambda p: np.savez(open(p, "wb"), **arrays))
-
-
-def _load_state(path, config: dict) -> dict | None:
-    if path is None or not Path(path).is_file():
-        return None
-    with np.load(path, allow_pickle=False) as f:
-        if json.loads(str(f["config"])) != json.loads(json.dumps(config, sort_keys=True)):
-            raise EmpirError(f"{path} holds a partial cascade of another configuration; delete it or pass "
-                             "another state path.")
-        return {"broken_by": f["broken_by"].copy(), "norm": f["norm"].copy(), "stage": int(f["stage"]),
-                "pos": int(f["pos"]), "todo": f["todo"].copy() if bool(f["has_todo"]) else None,
-                "stats": json.loads(str(f["stats"]))}
 
 
 def min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0, progress: bool = True) -> dict:

@@ -13,15 +13,19 @@ so the grader and the reader run the same check.  Written answers become
 manually graded questions.
 
 :func:`generate` runs ``otter assign`` on it: a student notebook (no
-solutions, no outputs) and an autograder zip per chapter.  :func:`grade` runs
-``otter run`` (local, no Docker) on every notebook in a folder of
-submissions and writes a scores table (``scores.csv``) and one feedback file
-per submission.  Otter-Grader is the ``classroom`` extra.
+solutions, no outputs) and an autograder zip per chapter, plus
+``grading.json``, each question's points and check call.  :func:`grade`
+(:mod:`empir_lib.book.grader`) runs every notebook in a folder of
+submissions in a worker process and grades it from this process, which no
+student code enters, into a scores table (``scores.csv``) and one feedback
+file per submission.  Otter's own tests (``otter run``) run the checks inside
+the student's process: a notebook can patch them, so they are for a
+student's self-check, never for marks.  Otter-Grader is the ``classroom``
+extra.
 """
 from __future__ import annotations
 
 import ast
-import csv
 import importlib.util
 import json
 import os
@@ -29,13 +33,17 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import provenance
 from ..core.errors import EmpirError
+from .grader import MANIFEST, Score, grade, grade_one, questions, write_scores
+
+# The grading half lives in grader.py; its names are this module's too (the CLI and the guide use them here).
+__all__ = ["MANIFEST", "Exercise", "Score", "autograder_zip", "chapter_path", "chapters", "generate", "grade",
+           "grade_one", "manifest", "questions", "read_chapter", "source_notebook", "write_scores"]
 
 REPO = provenance.REPO
 BOOK = REPO / "book"
@@ -287,6 +295,14 @@ def source_notebook(chapter: str | Path) -> dict:
         "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}
 
 
+def manifest(chapter: str | Path) -> dict:
+    """What the grader needs of a chapter's assignment (``grading.json``): each question's points and check."""
+    path = chapter_path(chapter)
+    return {"chapter": path.stem, "questions": [
+        {"name": e.name, "number": e.number, "points": e.points, "manual": e.manual, "check": e.check}
+        for e in read_chapter(path)[1]]}
+
+
 def _otter(args: Sequence[str], timeout_s: float, cwd: Path | None = None) -> subprocess.CompletedProcess:
     if importlib.util.find_spec("otter") is None:
         raise EmpirError(f"Otter-Grader is not installed; {INSTALL_HINT}.")
@@ -315,6 +331,7 @@ def generate(chapter_list: Iterable[str | Path] | None = None, out_dir: str | Pa
         run = _otter(["assign", "--no-run-tests", "--no-pdfs", source, folder], timeout_s)
         if run.returncode != 0:
             raise EmpirError(f"otter assign failed on {source}:\n{(run.stdout + run.stderr)[-3000:]}")
+        (folder / MANIFEST).write_text(json.dumps(manifest(path), indent=1) + "\n", encoding="utf-8")
         done[path.stem] = folder
     return done
 
@@ -326,108 +343,3 @@ def autograder_zip(assignment: str | Path) -> Path:
         raise EmpirError(f"no autograder zip under {Path(assignment) / 'autograder'}; run 'make assignments' "
                          "(or empir assignments build) first.")
     return found[-1]
-
-
-def questions(assignment: str | Path) -> list[dict]:
-    """The questions of an assignment, from its source notebook: name, points, manual."""
-    source = next((Path(assignment) / "source").glob("*.ipynb"), None)
-    if source is None:
-        raise EmpirError(f"no source notebook under {Path(assignment) / 'source'}; run 'make assignments' first.")
-    found = []
-    for cell in json.loads(source.read_text(encoding="utf-8"))["cells"]:
-        src = _source(cell)
-        if cell["cell_type"] == "raw" and src.startswith("# BEGIN QUESTION"):
-            conf = dict(line.split(": ", 1) for line in src.splitlines()[1:])
-            found.append({"name": conf["name"], "points": float(conf["points"]), "manual": "manual" in conf})
-    return found
-
-
-@dataclass
-class Score:
-    """One graded submission: points per auto-graded question, and what each failed test said."""
-
-    submission: str
-    points: dict[str, float]
-    messages: dict[str, str]
-    error: str = ""
-
-    @property
-    def total(self) -> float:
-        return sum(self.points.values())
-
-
-def grade_one(assignment: str | Path, submission: str | Path, out_dir: str | Path,
-              timeout_s: float = 1200) -> Score:
-    """Grade one notebook with ``otter run`` (locally, no Docker); keep Otter's ``results.json`` in ``out_dir``."""
-    submission, out_dir = Path(submission), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # otter run reads the submission from its own folder; a copy keeps the student's folder untouched.
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / submission.name
-        shutil.copy(submission, copy)
-        run = _otter(["run", "--no-logo", "-a", autograder_zip(assignment).resolve(), "-o", out_dir.resolve(), copy],
-                     timeout_s, cwd=Path(tmp))
-    (out_dir / "otter-run.log").write_text(run.stdout + run.stderr, encoding="utf-8")
-    results = out_dir / "results.json"
-    if run.returncode != 0 or not results.is_file():
-        return Score(submission.stem, {}, {}, f"otter run failed (exit {run.returncode}); see {out_dir}/otter-run.log")
-    # Otter writes Gradescope's format: one entry per question with its score, plus a summary entry.
-    tests = [t for t in json.loads(results.read_text(encoding="utf-8"))["tests"] if "score" in t]
-    points = {t["name"]: float(t["score"]) for t in tests}
-    messages = {t["name"]: _failure(t.get("output", "")) for t in tests if float(t["score"]) < float(t["max_score"])}
-    return Score(submission.stem, points, messages)
-
-
-def _failure(output: str) -> str:
-    """The check's hint (the AssertionError's text) out of Otter's test output."""
-    lines = [ln.strip() for ln in output.strip().splitlines()]
-    hints = [ln.removeprefix("AssertionError: ") for ln in lines if ln.startswith("AssertionError: ")]
-    return hints[-1] if hints else (lines[-1] if lines else "failed")
-
-
-def grade(assignment: str | Path, submissions: str | Path, out_dir: str | Path | None = None,
-          timeout_s: float = 1200) -> list[Score]:
-    """Grade every ``*.ipynb`` in ``submissions``; write ``scores.csv`` and ``feedback/<name>.md`` to ``out_dir``.
-
-    ``out_dir`` defaults to ``<assignment>/graded``.  Manually graded
-    questions appear in the table with an empty cell for the instructor.
-    """
-    assignment, submissions = Path(assignment), Path(submissions)
-    notebooks = sorted(submissions.glob("*.ipynb")) if submissions.is_dir() else [submissions]
-    if not notebooks:
-        raise EmpirError(f"no submissions (*.ipynb) in {submissions}.")
-    out = Path(out_dir) if out_dir else assignment / "graded"
-    qs = questions(assignment)
-    scores = [grade_one(assignment, nb, out / "runs" / nb.stem, timeout_s) for nb in notebooks]
-    write_scores(scores, qs, out)
-    return scores
-
-
-def write_scores(scores: Sequence[Score], qs: Sequence[dict], out_dir: str | Path) -> Path:
-    """``scores.csv`` (one row per submission, one column per question) and one feedback file each."""
-    out = Path(out_dir)
-    (out / "feedback").mkdir(parents=True, exist_ok=True)
-    auto = [q for q in qs if not q["manual"]]
-    manual = [q for q in qs if q["manual"]]
-    header = (["submission"] + [f"{q['name']} (/{q['points']:g})" for q in auto]
-              + [f"{q['name']} (/{q['points']:g}, manual)" for q in manual]
-              + [f"auto total (/{sum(q['points'] for q in auto):g})", "failed", "error"])
-    with open(out / "scores.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for s in scores:
-            w.writerow([s.submission] + [f"{s.points[q['name']]:g}" if q["name"] in s.points else "" for q in auto]
-                       + [""] * len(manual) + [f"{s.total:g}", " ".join(sorted(s.messages)), s.error])
-    for s in scores:
-        lines = [f"# Feedback: {s.submission}", "",
-                 f"Auto-graded: {s.total:g} of {sum(q['points'] for q in auto):g} points.", ""]
-        if s.error:
-            lines += [f"**Not graded:** {s.error}", ""]
-        for q in auto:
-            got = s.points.get(q["name"])
-            mark = "✓" if q["name"] not in s.messages and got is not None else "✗"
-            lines.append(f"- {mark} {q['name']}: {'—' if got is None else f'{got:g}'} / {q['points']:g}"
-                         + (f": {s.messages[q['name']]}" if q["name"] in s.messages else ""))
-        lines += [f"- {q['name']}: written answer, graded by hand (/{q['points']:g})" for q in manual]
-        (out / "feedback" / f"{s.submission}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out / "scores.csv"

@@ -1,8 +1,8 @@
 """Every number quoted from the paper (Sen, Ravindran and Raghunathan, ICLR 2020).
 
 Nothing here is measured.  These are the published values, copied once so a
-chapter can show them beside ours, always labelled as the paper's (DESIGN.md,
-"The data flow").  Our own numbers come from the results files
+chapter can show them beside ours, always labelled as the paper's (README,
+"Data").  Our own numbers come from the results files
 (:mod:`empir_lib.studies.results`) or from a live computation.
 """
 from __future__ import annotations

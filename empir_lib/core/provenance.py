@@ -1,7 +1,7 @@
 """What produced a result: command, commit, date, versions, hardware.
 
-Every results file and every zoo entry carries this record (DESIGN.md, "The
-data flow"), so a number in the book can be traced to the run that made it.
+Every results file and every zoo entry carries this record (README, "Data"),
+so a number in the book can be traced to the run that made it.
 """
 from __future__ import annotations
 

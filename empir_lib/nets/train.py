@@ -199,7 +199,7 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
     model_path = run_dir / "model.keras"
 
     teacher, teacher_time = None, 0.0
-    if defence == "distillation" and stage == "student":
+    if defences.get(defence).teacher and stage == "student":
         teacher = train_member(dataset, wbits, abits, seed, epochs, run_dir / "teacher", data_dir, n_train, batch_size,
                                lr, progress, arch_kwargs, stop_after_batches, defence, defence_params, "teacher")
         if teacher["interrupted"]:

@@ -122,6 +122,19 @@ def add(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir
     For float16 members the accuracy is measured on the stored, rounded
     weights: the number in the manifest is the one a reader's load reproduces.
     """
+    mid, entry = store(result, data_dir, zoo_dir, command)
+    register({mid: entry}, zoo_dir)
+    return entry
+
+
+def store(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir = None,
+          command: str | None = None) -> tuple[str, dict]:
+    """:func:`add` without the manifest: the member's file written into the zoo, and its id and entry.
+
+    A parallel build (:mod:`empir_lib.studies.parallel`) stores members in
+    its workers and registers them all from one process, so that two tasks
+    never rewrite the manifest at once.
+    """
     cfg = result["config"]
     defence = cfg.get("defence", "none")
     mid = settings.member_id(cfg["dataset"], cfg["wbits"], cfg["abits"], cfg["seed"],
@@ -155,8 +168,7 @@ def add(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooDir
              "distribute": result.get("distribute", {"strategy": "_DefaultDistributionStrategy", "replicas": 1}),
              **extra, "storage": storage, "file": dest.name, "sha256": sha256(dest),
              "size_bytes": dest.stat().st_size, **prov}
-    register({mid: entry}, zoo)
-    return entry
+    return mid, entry
 
 
 def register(entries: dict[str, dict], zoo_dir: ZooDir = None) -> None:
@@ -189,33 +201,66 @@ def train_command(dataset: str, wbits: models.Bits, abits: models.Bits, seed: in
     if epochs:
         cmd += f" --epochs {epochs}"
     if defence != "none":
-        cmd += f" --defence {defence}" + "".join(f" --{k.replace('_', '-')} {v:g}"
+        def value(v: object) -> str:
+            return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+        cmd += f" --defence {defence}" + "".join(f" --{k.replace('_', '-')} {value(v)}"
                                                  for k, v in (params or {}).items() if v is not None)
     return cmd + " --zoo"
 
 
 def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLike | None = None,
               progress: bool = True, runs_dir: str | os.PathLike = "runs", only: list[str] | None = None,
-              defended: bool = False) -> list[str]:
+              defended: bool = False, seed_sets: bool = False) -> list[str]:
     """Train and register every ``REQUIRED`` member of ``dataset`` not yet in the zoo.
 
     ``defended=True`` trains the members of Table 2's other defences instead
-    (``settings.DATASETS[name].defence_rows``), at the recipe's epochs.
+    (``settings.DATASETS[name].defence_rows``), at the recipe's epochs;
+    ``seed_sets=True`` the members of the seed study's independent seed sets
+    (``settings.DATASETS[name].seed_sets``), each at its own epochs.
     """
-    check_choice(dataset, tuple(REQUIRED), "dataset")
-    todo = (list(settings.get(dataset).defended) if defended
-            else [(w, a, s, "none", {}, *rest) for w, a, s, *rest in REQUIRED[dataset]])
     done = []
+    for todo in to_build(dataset, epochs, defended, only, seed_sets):
+        mid, entry = train_and_store(todo, data_dir, runs_dir, progress)
+        register({mid: entry})
+        print(build_line(mid, entry), flush=True)
+        done.append(mid)
+    return done
+
+
+def to_build(dataset: str, epochs: int | None = None, defended: bool = False,
+             only: list[str] | None = None, seed_sets: bool = False) -> list[dict]:
+    """The members :func:`build_zoo` trains, in order: id, precision, seed, defence, epochs and command each."""
+    check_choice(dataset, tuple(REQUIRED), "dataset")
+    if defended and seed_sets:
+        raise EmpirError("build the defended members and the seed sets in two runs (--defended, --seed-sets).")
+    if defended:
+        todo = list(settings.get(dataset).defended)
+    else:
+        specs = ([m for members in settings.get(dataset).seed_sets for m in members] if seed_sets
+                 else REQUIRED[dataset])
+        todo = [(w, a, s, "none", {}, *rest) for w, a, s, *rest in specs]
+    out = []
     for wbits, abits, seed, defence, params, *own_epochs in todo:
         mid = settings.member_id(dataset, wbits, abits, seed, defences.tag(defence, params))
         if mid in members(dataset) or (only and mid not in only):
             continue
         n_epochs = epochs or (own_epochs[0] if own_epochs else None)
-        cmd = train_command(dataset, wbits, abits, seed, n_epochs, defence, params)
-        result = train.train_member(dataset, wbits, abits, seed, n_epochs, Path(runs_dir) / mid, data_dir,
-                                    progress=progress, defence=defence, defence_params=params)
-        entry = add(result, data_dir, command=cmd)
-        print(f"{mid}: test accuracy {entry['test_accuracy']:.4f} after {entry['epochs']} epochs "
-              f"({entry['train_time_s']:.0f} s)", flush=True)
-        done.append(mid)
-    return done
+        out.append({"id": mid, "dataset": dataset, "wbits": wbits, "abits": abits, "seed": seed, "epochs": n_epochs,
+                    "defence": defence, "params": params,
+                    "command": train_command(dataset, wbits, abits, seed, n_epochs, defence, params)})
+    return out
+
+
+def train_and_store(todo: dict, data_dir: str | os.PathLike | None = None, runs_dir: str | os.PathLike = "runs",
+                    progress: bool = True) -> tuple[str, dict]:
+    """Train one member of :func:`to_build` and write its file into the zoo; its id and manifest entry."""
+    result = train.train_member(todo["dataset"], todo["wbits"], todo["abits"], todo["seed"], todo["epochs"],
+                                Path(runs_dir) / todo["id"], data_dir, progress=progress, defence=todo["defence"],
+                                defence_params=todo["params"])
+    return store(result, data_dir, command=todo["command"])
+
+
+def build_line(mid: str, entry: dict) -> str:
+    """What a build prints for a member it trained."""
+    return (f"{mid}: test accuracy {entry['test_accuracy']:.4f} after {entry['epochs']} epochs "
+            f"({entry['train_time_s']:.0f} s)")

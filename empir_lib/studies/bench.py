@@ -274,43 +274,58 @@ def end_to_end() -> dict:
 
 
 def readme(result: dict) -> str:
+    """``benchmarks/README.md`` from ``results.json``: one section per part the results hold (any subset)."""
     m = result["machine"]
     lines = ["# Benchmarks", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, GPUs: {', '.join(m['gpus']) or 'none'}. "
              "Written by `empir bench` (`empir_lib/studies/bench.py`); every ratio is measured in the same run as its "
-             "baseline. Do not edit by hand.", "",
-             "## Attacks (500 MNIST test images; CW on 100)", "",
+             "baseline. Do not edit by hand."]
+    if "attacks" in result:
+        lines += _attack_section(result["attacks"])
+    if "apgd" in result:
+        lines += _apgd_section(result["apgd"], result.get("suite_cw", []))
+    if "training" in result:
+        lines += ["", "## Training (batches of 128)", "", "| network | precision | img/s | cost vs FP |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['network']} | {r['precision']} | {r['images_per_s']} | {r['cost_vs_fp']} |"
+                  for r in result["training"]]
+    if "end_to_end" in result:
+        lines += ["", "## End to end", "", "| job | total s |", "| --- | --- |"]
+        lines += [f"| {k} | {v['total_s']} |" for k, v in result["end_to_end"].items()]
+    lines += ["", "Ratios against the floor are the time of the attack divided by (steps x the time of one",
+              "forward + backward pass of the members it differentiates), both measured here in one run."]
+    return "\n".join(lines) + "\n"
+
+
+def _attack_section(rows: list[dict]) -> list[str]:
+    lines = ["", "## Attacks (500 MNIST test images; CW on 100)", "",
              "| model | attack | ours img/s | cleverhans eager img/s | cleverhans tf.function img/s | "
              "speed-up (eager / tf.function) | floor img/s | cost vs floor |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in result["attacks"]:
+    for r in rows:
         ch = r["cleverhans_eager_images_per_s"]
         chf = r["cleverhans_tf_function_images_per_s"]
         lines.append(f"| {r['model']} | {r['attack']} | {r['ours_images_per_s']} | "
                      f"{ch if ch else 'fails: ' + (r['cleverhans_error'] or '')} | {chf or '-'} | "
                      f"{r['speedup_vs_cleverhans_eager'] or '-'} / {r['speedup_vs_cleverhans_tf_function'] or '-'} | "
                      f"{r['floor_images_per_s']} | {r['cost_vs_floor']} |")
-    lines += ["", "## APGD-CE on the worst-case suite's surrogate (one run: ours, ART 1.20.1, the floor)", "",
+    return lines
+
+
+def _apgd_section(apgd: list[dict], suite_cw: list[dict]) -> list[str]:
+    lines = ["", "## APGD-CE on the worst-case suite's surrogate (one run: ours, ART 1.20.1, the floor)", "",
               "| model | images | iterations | ours image-steps/s | ours with compaction img/s | ART image-steps/s | "
               "floor image-steps/s | ours / ART | ours cost vs floor | robust: ours / ART |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['model']} | {r['n']} | {r['n_iter']} | {r['ours_no_compaction_image_steps_per_s']} | "
               f"{r['ours_compaction_images_per_s']} | {r['art_image_steps_per_s']} | {r['floor_image_steps_per_s']} | "
               f"{r['ours_vs_art']} | {r['ours_cost_vs_floor']} | {r['ours_no_compaction_robust']:.1%} / "
-              f"{r['art_robust']:.1%} |" for r in result.get("apgd", [])]
+              f"{r['art_robust']:.1%} |" for r in apgd]
     lines += ["", "## The suite's CW-L2, judged on the vote (one binary-search step, no early abort)", "",
               "| model | images | iterations | vote from the same pass: image-steps/s | separate vote pass: "
               "image-steps/s | same pass / separate | floor image-steps/s |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['model']} | {r['n']} | {r['iterations']} | {r['one_pass_image_steps_per_s']} | "
               f"{r['separate_vote_image_steps_per_s']} | {r['one_pass_vs_separate']} | {r['floor_image_steps_per_s']} |"
-              for r in result.get("suite_cw", [])]
-    lines += ["", "## Training (batches of 128)", "", "| network | precision | img/s | cost vs FP |",
-              "| --- | --- | --- | --- |"]
-    lines += [f"| {r['network']} | {r['precision']} | {r['images_per_s']} | {r['cost_vs_fp']} |"
-              for r in result["training"]]
-    lines += ["", "## End to end", "", "| job | total s |", "| --- | --- |"]
-    lines += [f"| {k} | {v['total_s']} |" for k, v in result["end_to_end"].items()]
-    lines += ["", "Ratios against the floor are the time of the attack divided by (steps x the time of one",
-              "forward + backward pass of the members it differentiates), both measured here in one run."]
-    return "\n".join(lines) + "\n"
+              for r in suite_cw]
+    return lines

@@ -8,17 +8,15 @@ with full provenance) are read and written by :mod:`empir_lib.studies.results`.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ..attack import attacks
+from ..core import partial
 from ..core.errors import EmpirError, check_choice, check_positive_int
-from ..core.files import atomic_write
 from ..nets import ensemble, metrics
 from ..nets.metrics import accuracy, predict_logits
 from ..nets.models import check_images
@@ -107,23 +105,15 @@ def adversarial_accuracy(ens: ensemble.Ensemble, attack: str, x: ArrayLike, y: A
 
 def _load_partial(path: str | os.PathLike | None, config: dict) -> dict:
     empty = {"batches": 0, "adv_pred": [], "l2": [], "linf": [], "elapsed_s": 0.0}
-    if path is None or not Path(path).is_file():
+    f = partial.load(path, config, "a partial evaluation", "delete it or pass another output path")
+    if f is None:
         return empty
-    with np.load(path, allow_pickle=False) as f:
-        if json.loads(str(f["config"])) != json.loads(json.dumps(config)):
-            raise EmpirError(f"{path} holds a partial evaluation of another configuration; delete it or "
-                             "pass another output path.")
-        b = int(f["batches"])
-        sizes = f["sizes"].tolist()
-        split = np.cumsum(sizes)[:-1]
-        return {"batches": b, "adv_pred": np.split(f["adv_pred"], split), "l2": np.split(f["l2"], split),
-                "linf": np.split(f["linf"], split),
-                "elapsed_s": float(f["elapsed_s"]) if "elapsed_s" in f.files else 0.0}
+    split = np.cumsum(f["sizes"].tolist())[:-1]
+    return {"batches": int(f["batches"]), "adv_pred": np.split(f["adv_pred"], split), "l2": np.split(f["l2"], split),
+            "linf": np.split(f["linf"], split), "elapsed_s": float(f["elapsed_s"]) if "elapsed_s" in f else 0.0}
 
 
 def _save_partial(path: str | os.PathLike, config: dict, done: dict) -> None:
-    arrays = {"config": np.array(json.dumps(config)), "batches": np.array(done["batches"]),
-              "sizes": np.array([len(a) for a in done["adv_pred"]]),
-              "adv_pred": np.concatenate(done["adv_pred"]), "l2": np.concatenate(done["l2"]),
-              "linf": np.concatenate(done["linf"]), "elapsed_s": np.array(done["elapsed_s"])}
-    atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+    partial.save(path, config, {"batches": done["batches"], "sizes": [len(a) for a in done["adv_pred"]],
+                                "adv_pred": np.concatenate(done["adv_pred"]), "l2": np.concatenate(done["l2"]),
+                                "linf": np.concatenate(done["linf"]), "elapsed_s": done["elapsed_s"]})

@@ -30,6 +30,8 @@ What it produces (paper section 5 and appendix B):
   Table 1's L-inf eps, on all ``n`` images, after the sweeps and one row at a time;
   a row whose members are not in the zoo yet is skipped with a message naming
   the command that trains them;
+* ``seeds/`` (MNIST and CIFAR-10): EMPIR and its FP baseline from independent
+  training seeds, under the paper protocol and the suite (:mod:`empir_lib.studies.seeds`);
 * ``stochastic/`` (CIFAR-10): the jointly trained stochastic-quantiser ensemble
   (``empir joint --zoo``) under EOT at 5/255: robust accuracy against EOT
   samples, then PGD on all ``n`` and the suite on ``select_n`` beside
@@ -50,6 +52,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +62,8 @@ from ..core import provenance, settings
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write
 from ..nets import data, ensemble, zoo
-from . import eot_study, evaluate, results, sweeps, worstcase
+from . import eot_study, evaluate, results, seeds, study, sweeps, worstcase
+from .study import Context, Entry, Outcome, Study
 
 # The datasets with an EMPIR configuration (settings.DATASETS[name].empir).
 DATASETS = tuple(settings.EMPIR_MEMBERS)
@@ -138,11 +142,21 @@ def defence_jobs(dataset: str, n: int) -> list[dict]:
     on a gradient-masked row (distillation) cannot shrink its batch early and
     costs hours on a 2-core CPU.
     """
+    return defence_paper_jobs(dataset, n) + defence_suite_jobs(dataset, n)
+
+
+def defence_paper_jobs(dataset: str, n: int) -> list[dict]:
+    """Every defence row under the paper protocol's four attacks, cheapest attack first."""
     rows = settings.get(dataset).defence_row_ids()
-    out = [_job(f"{DEFENCES_FOLDER}/{row}-paper-{a}", members, a, n=n)
-           for row, members in rows.items() for a in ATTACK_ORDER]
-    out += [{"name": f"{DEFENCES_FOLDER}/{row}-suite-{DEFENCE_THREAT}", "members": members,
-             "threat": DEFENCE_THREAT, "kind": "cascade", "n": n} for row, members in rows.items()]
+    return [_job(f"{DEFENCES_FOLDER}/{row}-paper-{a}", members, a, n=n)
+            for row, members in rows.items() for a in ATTACK_ORDER]
+
+
+def defence_suite_jobs(dataset: str, n: int) -> list[dict]:
+    """Every defence row under the worst-case suite at Table 1's L-inf eps (PGD-AT also at the suite's others)."""
+    rows = settings.get(dataset).defence_row_ids()
+    out = [{"name": f"{DEFENCES_FOLDER}/{row}-suite-{DEFENCE_THREAT}", "members": members,
+            "threat": DEFENCE_THREAT, "kind": "cascade", "n": n} for row, members in rows.items()]
     # The paper's headline compares EMPIR with PGD adversarial training: those rows also meet the suite at
     # the dataset's other L-inf budgets (8/255 for CIFAR-10), where EMPIR's own suite runs (suite/).
     extra = [f"linf-{round(e * 255)}-255" for e in settings.get(dataset).suite_linf]
@@ -173,6 +187,19 @@ def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[di
             job8["extra"] = dict(job["extra"])
             jobs.append(job8)
     return jobs
+
+
+def adaptive_rows(dataset: str, n: int, select_n: int) -> list[dict]:
+    """The adaptive rows as planned, before their selection has run (:func:`adaptive_jobs` fills them in)."""
+    empir = settings.EMPIR_MEMBERS[dataset]
+    folder, eps2, full = SECOND_EPS[dataset]
+    out = []
+    for a in attacks.ATTACKS:
+        out.append(_job(f"table2/empir-adaptive-{a}", empir, a, "adaptive", n=n))
+        if a == "pgd":
+            out.append(_job(f"{folder}/empir-adaptive-pgd", empir, "pgd", "adaptive", n=n if full else select_n,
+                            eps=eps2))
+    return out
 
 
 def run_job(job: dict, dataset: str, x: np.ndarray, y: np.ndarray, out_dir: Path, partial_dir: Path,
@@ -209,81 +236,141 @@ def _ensemble(members: tuple, rule: str) -> ensemble.Ensemble:
     return _ENSEMBLES[(members, rule)]
 
 
-def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str | os.PathLike | None = None,
-              out_dir: str | os.PathLike | None = None, partial_dir: str | os.PathLike = "runs/eval",
-              only: str | None = None, progress: bool = True) -> list[dict]:
-    """Run the whole plan for ``dataset`` (or the jobs whose name starts with ``only``)."""
-    check_choice(dataset, DATASETS, "dataset")
-    n = check_positive_int(n, "n")
-    select_n = min(check_positive_int(select_n, "select_n"), n)
-    out_dir = Path(out_dir or results.RESULTS_DIR / dataset)
-    partial_dir = Path(partial_dir)
-    missing = [m for m in _all_members(dataset) if m not in zoo.members(dataset)]
-    if missing:
-        raise EmpirError(f"the zoo lacks {', '.join(missing)}; train them with 'empir zoo build --dataset {dataset}'.")
-    x, y = data.load(dataset, "test", data_dir, n)
-    log, t_start = [], time.perf_counter()
-    command = f"empir reproduce {dataset} --n {n} --select-n {select_n}"
-    prov = provenance.record(command)  # taken now: the code that runs is the code at this commit
+# --- the studies, and the plan they make ----------------------------------------------------------
 
-    def run_all(jobs: list[dict]) -> None:
-        for job in jobs:
-            if only and not job["name"].startswith(only):
-                continue
-            t0 = time.perf_counter()
-            if job["name"].startswith(sweeps.FOLDER + "/"):  # accuracy against eps per precision (Gorsline et al. 2021)
-                record, ran = sweeps.run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov)
-                record = {**record, "adversarial_accuracy": record["headline"]}
-            elif job["name"].startswith(eot_study.FOLDER + "/"):  # the stochastic ensemble under EOT
-                record, ran = eot_study.run_job(job, dataset, _ensemble(tuple(job["members"]), "vote"), x, y,
-                                                out_dir, partial_dir, progress, prov)
-                record = {**record, "adversarial_accuracy": record["robust_accuracy"]
-                          if "chosen" not in record else record["robust_accuracy_at_chosen"]}
-            elif "threat" in job:  # the worst-case suite (adaptive protocol, per threat model)
-                record, ran = worstcase.run_job(job, dataset, _ensemble(tuple(job["members"]), "vote"), x, y,
-                                                out_dir, partial_dir, progress, prov)
-                record = {**record, "adversarial_accuracy": record["robust_accuracy"]}
-            else:
-                record, ran = run_job(job, dataset, x, y, out_dir, partial_dir, progress, prov)
-            secs = time.perf_counter() - t0
-            if ran:  # a job resumed from its partial file also spent the earlier invocations' attack time
-                secs = max(secs, record.get("timing", {}).get("wall_time_s", 0.0))
-            log.append({"name": job["name"], "ran": ran, "seconds": round(secs, 1),
-                        "adversarial_accuracy": record["adversarial_accuracy"]})
-            if ran:  # after every job, so a reader sees the times of a run still going
-                _write_timing(out_dir, log[-1:], time.perf_counter() - t_start, command)
-            print(f"{dataset} {job['name']:40s} acc={record['adversarial_accuracy']:.4f} "
-                  f"{'ran' if ran else 'kept'} {secs:7.1f} s", flush=True)
 
-    first, later = plan(dataset, n, select_n)
+def _paper_jobs(ctx: Context) -> list[dict]:
     # One attack at a time, cheapest first: its column of Table 2 whole (paper
     # rows, the selection, the adaptive row), then its sweeps.  A run cut short
     # on a slow machine leaves every result of the cheaper attacks behind rather
     # than part of every table.
-    for a in ATTACK_ORDER:
-        run_all([j for j in first if j["attack"] == a])
-        run_all([j for j in adaptive_jobs(dataset, n, select_n, out_dir) if j["attack"] == a])
-        run_all([j for j in later if j["attack"] == a])
-    # The worst-case suite last: it reports per threat model, not per attack.
-    run_all(worstcase.jobs(dataset, n, select_n))
-    # The attack-strength sweeps over precision (FGSM on all n; PGD and the flips on select_n).
-    if dataset in sweeps.DATASETS:
-        run_all(sweeps.jobs(dataset, n, select_n))
-    # Then the other defences, whose members 'empir zoo build --defended' trains separately, and last the
-    # stochastic-quantiser ensemble under EOT (Farkya et al. 2023), once 'empir joint --zoo' has trained it.
+    first, later = plan(ctx.dataset, ctx.n, ctx.select_n)
+    adaptive = adaptive_rows(ctx.dataset, ctx.n, ctx.select_n)
+    return [j for a in ATTACK_ORDER for group in (first, adaptive, later) for j in group if j["attack"] == a]
+
+
+def _adaptive_needs(job: dict) -> tuple[str, ...]:
+    # The adaptive row runs the worst objective of its attack's selection.
+    return (f"adaptive-select/{job['attack']}-",) if job["protocol"] == "adaptive" and job["objective"] is None else ()
+
+
+def _adaptive_ready(job: dict, ctx: Context) -> dict | None:
+    if not _adaptive_needs(job):
+        return job
+    chosen = {j["name"]: j for j in adaptive_jobs(ctx.dataset, ctx.n, ctx.select_n, ctx.out_dir)}
+    return chosen.get(job["name"])  # None while its selection has not run (e.g. --only table2/)
+
+
+def _run_paper(job: dict, ctx: Context) -> Outcome:
+    record, ran = run_job(job, ctx.dataset, ctx.x, ctx.y, ctx.out_dir, ctx.partial_dir, ctx.progress, ctx.prov)
+    return Outcome(record, ran, record["adversarial_accuracy"])
+
+
+def _run_suite(job: dict, ctx: Context) -> Outcome:
+    # The worst-case suite (adaptive protocol, per threat model).
+    record, ran = worstcase.run_job(job, ctx.dataset, _ensemble(tuple(job["members"]), "vote"), ctx.x, ctx.y,
+                                    ctx.out_dir, ctx.partial_dir, ctx.progress, ctx.prov)
+    return Outcome(record, ran, record["robust_accuracy"])
+
+
+def _run_sweep(job: dict, ctx: Context) -> Outcome:
+    # Accuracy against eps per precision (Gorsline et al. 2021).
+    record, ran = sweeps.run_job(job, ctx.dataset, ctx.x, ctx.y, ctx.out_dir, ctx.partial_dir, ctx.progress, ctx.prov)
+    return Outcome(record, ran, record["headline"])
+
+
+def _run_eot(job: dict, ctx: Context) -> Outcome:
+    # The stochastic ensemble under EOT (Farkya et al. 2023): the curve's headline is its chosen S's accuracy.
+    record, ran = eot_study.run_job(job, ctx.dataset, _ensemble(tuple(job["members"]), "vote"), ctx.x, ctx.y,
+                                    ctx.out_dir, ctx.partial_dir, ctx.progress, ctx.prov)
+    return Outcome(record, ran, record["robust_accuracy_at_chosen" if "chosen" in record else "robust_accuracy"])
+
+
+def _eot_needs(job: dict) -> tuple[str, ...]:
+    # The stochastic row's jobs read their EOT samples from the curve (eot_study.row_samples).
+    waits = job["kind"] != "eot-samples" and job["row"] == "joint" and "eot_samples" not in job
+    return (f"{eot_study.FOLDER}/eot-samples",) if waits else ()
+
+
+DEFENDED = "empir zoo build --dataset {dataset} --defended"
+# Every study of the plan, in the order a serial run takes them: Table 2's attacks (cheapest first), the
+# worst-case suite (per threat model), the sweeps over precision, then the other defences, whose members
+# 'empir zoo build --defended' trains separately, and last the stochastic-quantiser ensemble under EOT
+# (Farkya et al. 2023), once 'empir joint --zoo' has trained it.
+SEED_SETS = "empir zoo build --dataset {dataset} --seed-sets"
+
+
+STUDIES = (
+    Study("paper", _paper_jobs, _run_paper, _adaptive_needs, _adaptive_ready),
+    Study("suite", lambda ctx: worstcase.jobs(ctx.dataset, ctx.n, ctx.select_n), _run_suite),
+    Study("sweeps", lambda ctx: sweeps.jobs(ctx.dataset, ctx.n, ctx.select_n)
+          if ctx.dataset in sweeps.DATASETS else [], _run_sweep),
+    Study("defences", lambda ctx: defence_paper_jobs(ctx.dataset, ctx.n), _run_paper, trains=DEFENDED),
+    Study("defences-suite", lambda ctx: defence_suite_jobs(ctx.dataset, ctx.n), _run_suite, trains=DEFENDED),
+    Study("stochastic", lambda ctx: eot_study.jobs(ctx.dataset, ctx.n, ctx.select_n)
+          if ctx.dataset in eot_study.DATASETS else [], _run_eot, _eot_needs,
+          trains="empir joint --dataset {dataset} --zoo"),
+    # The seed study (EMPIR and FP from independent training seeds): its suite jobs at the L-inf threats,
+    # its paper-protocol jobs, then its L2 suite jobs (seeds.jobs' order, cheapest first).
+    *(Study(f"seeds-{kind}", lambda ctx, kind=kind: seeds.jobs(ctx.dataset, ctx.n, ctx.select_n, kind), run,
+            trains=SEED_SETS) for kind, run in (("linf", _run_suite), ("paper", _run_paper), ("l2", _run_suite))),
+)
+
+
+def prepare(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str | os.PathLike | None = None,
+            out_dir: str | os.PathLike | None = None, partial_dir: str | os.PathLike = "runs/eval",
+            only: str | None = None, progress: bool = True, load: bool = True) -> tuple[Context, list[Entry]]:
+    """The context and the plan of one invocation; skipped jobs are printed.  ``load=False``: no data, no zoo check."""
+    check_choice(dataset, DATASETS, "dataset")
+    n = check_positive_int(n, "n")
+    select_n = min(check_positive_int(select_n, "select_n"), n)
     have = zoo.members(dataset)
-    separate = [(defence_jobs(dataset, n), f"empir zoo build --dataset {dataset} --defended")]
-    if dataset in eot_study.DATASETS:
-        separate.append((eot_study.jobs(dataset, n, select_n), f"empir joint --dataset {dataset} --zoo"))
-    for jobs, trains in separate:
-        for job in jobs:
-            missing = [m for m in job["members"] if m not in have]
-            if missing and (not only or job["name"].startswith(only)):
-                print(f"{dataset} {job['name']:40s} skipped: the zoo lacks {', '.join(missing)} "
-                      f"('{trains}' trains them)", flush=True)
-            elif not missing:
-                run_all([job])
+    if load:
+        missing = [m for m in _all_members(dataset) if m not in have]
+        if missing:
+            raise EmpirError(f"the zoo lacks {', '.join(missing)}; "
+                             f"train them with 'empir zoo build --dataset {dataset}'.")
+    x, y = data.load(dataset, "test", data_dir, n) if load else (None, None)
+    # The provenance is taken now: the code that runs is the code at this commit.
+    ctx = Context(dataset, n, select_n, x, y, Path(out_dir or results.RESULTS_DIR / dataset), Path(partial_dir),
+                  progress, provenance.record(command(dataset, n, select_n)) if load else None)
+    entries, skipped = study.plan(list(STUDIES), ctx, only, have)
+    if load:
+        for line in skipped:
+            print(line, flush=True)
+    return ctx, entries
+
+
+def command(dataset: str, n: int, select_n: int) -> str:
+    """The command line a results file's provenance and ``timing.json`` record."""
+    return f"empir reproduce {dataset} --n {n} --select-n {select_n}"
+
+
+def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str | os.PathLike | None = None,
+              out_dir: str | os.PathLike | None = None, partial_dir: str | os.PathLike = "runs/eval",
+              only: str | None = None, progress: bool = True) -> list[dict]:
+    """Run the whole plan for ``dataset`` (or the jobs whose name starts with ``only``), one job at a time."""
+    ctx, entries = prepare(dataset, n, select_n, data_dir, out_dir, partial_dir, only, progress)
+    log, t_start = [], time.perf_counter()
+    for entry in entries:
+        t0 = time.perf_counter()
+        outcome = study.run(entry, ctx)
+        if outcome is not None:
+            log.append(report(ctx, entry.name, outcome, time.perf_counter() - t0, t_start,
+                              lambda line: print(line, flush=True)))
     return log
+
+
+def report(ctx: Context, name: str, outcome: Outcome, secs: float, t_start: float,
+           echo: Callable[[str], object] = print) -> dict:
+    """Log one finished job: print its line, and merge its seconds into ``timing.json`` when it ran."""
+    if outcome.ran:  # a job resumed from its partial file also spent the earlier invocations' attack time
+        secs = max(secs, outcome.record.get("timing", {}).get("wall_time_s", 0.0))
+    entry = {"name": name, "ran": outcome.ran, "seconds": round(secs, 1), "headline": outcome.headline}
+    if outcome.ran:  # after every job, so a reader sees the times of a run still going
+        _write_timing(ctx.out_dir, [entry], time.perf_counter() - t_start, command(ctx.dataset, ctx.n, ctx.select_n))
+    echo(f"{ctx.dataset} {name:40s} acc={outcome.headline:.4f} {'ran' if outcome.ran else 'kept'} {secs:7.1f} s")
+    return entry
 
 
 def _all_members(dataset: str) -> list[str]:

@@ -3,7 +3,7 @@
 Every measured number a chapter shows comes from a results file written by
 ``empir reproduce`` / ``empir evaluate`` (see :mod:`empir_lib.studies.reproduce`), or
 from a live computation.  A results file is JSON, written atomically, with
-full provenance (DESIGN.md, "The data flow").  The paper's own numbers live in
+full provenance (README, "Data").  The paper's own numbers live in
 :mod:`empir_lib.core.paper` and are always labelled as the paper's.
 """
 from __future__ import annotations

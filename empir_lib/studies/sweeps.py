@@ -35,7 +35,6 @@ JSON).  An interrupted job resumes from its last finished eps (``runs/sweeps/``)
 """
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -49,7 +48,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from ..attack import attacks, outcomes
-from ..core import provenance, settings
+from ..core import partial, provenance, settings
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write, sha256
 from ..nets import data, ensemble, models, zoo
@@ -358,20 +357,12 @@ def load_correct(json_path: str | os.PathLike) -> np.ndarray:
 
 
 def _save_partial(path: Path, cfg: dict, rows: list, elapsed: float) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"config": np.array(json.dumps(cfg, sort_keys=True)), "rows": np.stack(rows),
-              "elapsed_s": np.array(elapsed)}
-    atomic_write(path, lambda p: np.savez(open(p, "wb"), **arrays))
+    partial.save(path, cfg, {"rows": np.stack(rows), "elapsed_s": elapsed})
 
 
 def _load_partial(path: Path, cfg: dict) -> tuple[list, float]:
-    if not path.is_file():
-        return [], 0.0
-    with np.load(path, allow_pickle=False) as f:
-        if json.loads(str(f["config"])) != json.loads(json.dumps(cfg, sort_keys=True)):
-            raise EmpirError(f"{path} holds a partial sweep of another configuration; delete it or pass "
-                             "another partial folder.")
-        return list(f["rows"]), float(f["elapsed_s"])
+    f = partial.load(path, cfg, "a partial sweep", "delete it or pass another partial folder")
+    return ([], 0.0) if f is None else (list(f["rows"]), float(f["elapsed_s"]))
 
 
 def run(dataset: str, n: int = 10000, select_n: int = 1000, only: str | None = None,

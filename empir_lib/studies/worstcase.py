@@ -4,8 +4,11 @@ Each job runs the suite (:mod:`empir_lib.attack.suite`) on one ensemble under on
 threat model and writes ``data/results/<dataset>/suite/<row>-<threat>.json``
 with the per-image outcomes beside it (``.npz``, :mod:`empir_lib.attack.outcomes`)
 and the diagnostics (:mod:`empir_lib.attack.diagnostics`).  ``<row>-min-l2`` holds
-CW-L2's minimal L2 on the first ``select_n`` images.  An interrupted job
-resumes from its last finished chunk (``runs/suite/``).
+CW-L2's minimal L2 on the first ``select_n`` images (kept for comparison);
+``empir-min-norm`` the minimal L2 that always succeeds, and
+``<row>-<threat>-recheck`` each row's convergence re-check (both
+:mod:`empir_lib.studies.suite_checks`).  An interrupted job resumes from its
+last finished chunk (``runs/suite/``).
 """
 from __future__ import annotations
 
@@ -20,16 +23,18 @@ from ..attack import diagnostics, outcomes, suite
 from ..core import settings, tables
 from ..core.errors import EmpirError
 from ..nets import ensemble as ens_mod
-from . import results
+from . import results, suite_checks
 
 FOLDER = "suite"
 
 
 def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
-    """One job per (row, threat model), EMPIR and the FP baseline, plus EMPIR's minimal-L2 run.
+    """One job per (row, threat model), EMPIR and the FP baseline, their re-checks, EMPIR's minimal-L2 runs.
 
-    The minimal-L2 job is named ``empir-min-l2`` so that ``--only suite/empir-l2``
-    selects the L2 threat model alone.
+    The minimal-L2 jobs are named ``empir-min-l2`` (CW, kept for comparison)
+    and ``empir-min-norm`` (:mod:`empir_lib.studies.suite_checks`), so that
+    ``--only suite/empir-l2`` selects the L2 threat model (and its re-check).
+    Each row's re-check (``<row>-<threat>-recheck``) follows every cascade.
     """
     s = settings.get(dataset)
     rows = {"empir": s.empir_ids, "baseline": [s.empir_fp]}
@@ -38,7 +43,10 @@ def jobs(dataset: str, n: int, select_n: int) -> list[dict]:
         for row, members in rows.items():
             out.append({"name": f"{FOLDER}/{row}-{threat_name}", "members": members, "threat": threat_name,
                         "kind": "cascade", "n": n})
+    out += [{**j, "name": f"{j['name']}-recheck", "kind": "recheck", "base": j["name"]} for j in list(out)]
     out.append({"name": f"{FOLDER}/empir-min-l2", "members": rows["empir"], "threat": "l2", "kind": "min_l2",
+                "n": select_n})
+    out.append({"name": f"{FOLDER}/empir-min-norm", "members": rows["empir"], "threat": "l2", "kind": "min_norm",
                 "n": select_n})
     return out
 
@@ -62,6 +70,8 @@ def is_done(path: Path, cfg: dict) -> bool:
 def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, out_dir: Path,
             partial_dir: Path, progress: bool = True, prov: dict | None = None) -> tuple[dict, bool]:
     """Run one suite job unless its results file already holds the same configuration."""
+    if job["kind"] in suite_checks.KINDS:  # stages added to a row, its re-check, the minimal L2
+        return suite_checks.run_job(job, dataset, ens, x, y, out_dir, partial_dir, progress, prov)
     n = min(job["n"], len(y))
     path = Path(out_dir) / f"{job['name']}.json"
     cfg = config(job, dataset, ens, n)
@@ -82,14 +92,7 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
                           {"cw-l2": {"attacked": res["attacked"], "broken": res["found"],
                                      "seconds": round(res["seconds"], 1)}}, ys, ens)
         record.update(median_l2=res["median_l2"], found=res["found"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])
-    # This invocation's time plus the attack time of earlier, interrupted ones.
-    record["wall_time_s"] = round(time.perf_counter() - t0 + res.get("resumed_s", 0.0), 1)
-    written = results.write_result(path, record, dataset, prov=prov)
-    if state is not None:
-        state.unlink(missing_ok=True)
-    return written, True
+    return suite_checks.write(path, record, res, time.perf_counter() - t0, dataset, prov, state), True
 
 
 def summary(cfg: dict, broken_by: np.ndarray, counts: dict, stats: dict, y: np.ndarray,
@@ -139,7 +142,8 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
     EMPIR row also carries ``old_linf`` (the old adaptive protocol's lowest
     figure among FGSM, BIM and PGD at the Table 1 eps, each attack with its
     own objective) and ``old_cw`` (the old adaptive
-    CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run.
+    CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run
+    (``empir-min-norm``, with ``median_l2_ci95``; CW's ``empir-min-l2`` where it is missing).
     """
     base = results.results_dir(dataset, root)
     out = []
@@ -160,8 +164,11 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
             linf = [old.get(a) for a in ("fgsm", "bim", "pgd")]
             entry["old_linf"] = None if None in linf else min(linf)
             entry["old_cw"] = old.get("cw")
-            r = results.find(dataset, f"{FOLDER}/empir-min-l2", root)
+            # The minimal L2 that always succeeds (empir-min-norm) where it exists; CW's (empir-min-l2) before it.
+            r = results.find(dataset, f"{FOLDER}/empir-min-norm", root) or results.find(
+                dataset, f"{FOLDER}/empir-min-l2", root)
             entry["median_l2"] = r["median_l2"] if r else None
+            entry["median_l2_ci95"] = r.get("median_ci95") if r else None
         out.append(entry)
     return out
 
@@ -193,13 +200,21 @@ def diagnostics_rows(dataset: str, root: str | os.PathLike | None = None) -> lis
         if d is None:
             continue
         v = d["values"]
+        # The per-image transfer check, from the per-image file (older files predate it in their diagnostics).
+        tc = diagnostics.transfer_check(r["attacks"], outcomes.load(results.results_dir(dataset, root) /
+                                                                    f"{name}.json", r)["broken_by"])
+        flags = list(d["flags"])
+        if tc["flag"] and not any(f.startswith("transfer_per_image") for f in flags):
+            flags.append(f"transfer_per_image: {tc['images']} images ({tc['share']:.2%}) broken only by "
+                         "single-member or transfer stages after the ensemble-level gradient stages failed")
         out.append({"evaluation": name.split("/", 1)[1], "zero grad": f"{v.get('zero_gradient_share', 0):.1%}",
                     "no progress": f"{v.get('no_progress_share', 0):.1%}",
                     "Square after white-box": v.get("square_broke_after_white_box", "n/a"),
                     "unbounded robust": f"{v.get('unbounded_robust', float('nan')):.0%}",
                     "transfer / white-box robust": (f"{v['transfer_fp_robust']:.0%} / {v['white_box_robust']:.0%}"
                                                     if "transfer_fp_robust" in v else "n/a"),
-                    "flags": "; ".join(d["flags"]) or "none"})
+                    "broken only by one member": f"{tc['images']} ({tc['share']:.2%})" if tc["per_stage"] else "n/a",
+                    "flags": "; ".join(flags) or "none"})
     return out
 
 
@@ -213,7 +228,7 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
     rows = threat_rows(dataset, root)
     cols = ["row", "clean", *threats, "median_l2", "old_linf", "old_cw"]
     heads = ["row", "clean"] + [f"{THREAT_LABELS[t]} ({_eps_text(th)})" for t, th in threats.items()] + [
-        "median minimal L2 (CW, first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
+        "median minimal L2 (first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
     shown = []
     for r in rows:
         cell = {"row": r["row"], "clean": tables.percent_cell(r["clean"])}
@@ -222,7 +237,9 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
                                                          if r["n"].get(t, most) < most else "")
                      for t in threats})
         med = r.get("median_l2")
-        cell["median_l2"] = tables.DASH if med is None else f"{med:.2f}"
+        ci = r.get("median_l2_ci95")
+        note = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (CW)"  # the interval, or whose figure it is
+        cell["median_l2"] = tables.DASH if med is None else f"{med:.2f}{note}"
         cell["old_linf"] = tables.percent_cell(r.get("old_linf"))
         cell["old_cw"] = tables.percent_cell(r.get("old_cw"))
         shown.append(cell)
@@ -264,6 +281,9 @@ def suite_table(ens: ens_mod.Ensemble, threat: dict) -> str:
             what = f"`{s['loss']}`, {s['n_iter']} iterations, up to {s['restarts']} restart(s)"
             if s["kind"] == "pgd":
                 what += f", step {s['step_frac']} x eps"
+        elif s["kind"] == "apgd-t":
+            what = (f"`{s['loss']}`, {s['n_iter']} iterations, {s['restarts']} start(s) per target, "
+                    f"top {s['targets']} target classes")
         elif s["kind"] == "square":
             what = f"{s['queries']} queries, gradient-free"
         else:

@@ -8,7 +8,7 @@ verdict says what was expected where that teaches something (a wrong shape, a
 fraction instead of percentage points) and gives a counter-example for a
 wrong function.
 
-One module per chapter (``ch01`` ... ``ch11``) holds that chapter's checks;
+One module per chapter (``ch01`` ... ``ch12``) holds that chapter's checks;
 ``verdict`` holds what they share, and ``grading`` turns a check into an
 autograder's test (:func:`require`).  Every check is re-exported here, so
 ``from empir_lib import exercises; exercises.check_quantizer(...)`` works.
@@ -31,9 +31,21 @@ from .ch02 import (
            norm_problem,
            reference_fgsm,
 )
-from .ch03 import STE_POINTS, check_levels, check_quantizer, check_ste_gradients, quantizer_inputs, ste_gradients
+from .ch03 import (
+           STE_POINTS,
+           check_crossing,
+           check_levels,
+           check_quantizer,
+           check_ste_gradients,
+           crossing_problem,
+           quantizer_inputs,
+           ste_gradients,
+)
 from .ch04 import check_flippable_fraction, check_pareto, flippable_fraction, pareto_front
 from .ch05 import (
+           BROKEN_CASES,
+           broken_chance,
+           check_broken_chance,
            check_prob_as_logits_range,
            check_rules_disagree,
            check_vote,
@@ -42,8 +54,25 @@ from .ch05 import (
            rule_predictions,
            vote_cases,
 )
-from .ch06 import check_overheads, check_pack
-from .ch07 import HALFWIDTH_CASES, average_gain, binomial_halfwidth, check_average_gain, check_halfwidth
+from .ch06 import (
+           BUDGET,
+           check_overheads,
+           check_pack,
+           check_precision_budget,
+           check_rate_budget,
+           precision_budget,
+           rate_budget,
+)
+from .ch07 import (
+           HALFWIDTH_CASES,
+           average_gain,
+           binomial_halfwidth,
+           check_average_gain,
+           check_fixed_share,
+           check_halfwidth,
+           fixed_share,
+           label_leak,
+)
 from .ch08 import (
            check_mean_prob_scores,
            check_worst_case,
@@ -61,11 +90,12 @@ from .ch10 import (
            zero_gradient_gap,
 )
 from .ch11 import check_crossover, check_majority, crossover_cases, majority_cases
+from .ch12 import check_attack
 from .grading import require
 from .verdict import NO, OK
 
 __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accuracy_gap", "average_gain",
-           "best_lowprecision_member", "binomial_halfwidth", "check_accuracy_gap", "check_average_gain",
+           "best_lowprecision_member", "binomial_halfwidth", "check_accuracy_gap", "check_attack", "check_average_gain",
            "check_best_member", "check_crossover", "check_eps_in_255ths", "check_fgsm", "check_fgsm_at_loss",
            "check_flippable_fraction", "check_gradient_counts", "check_halfwidth", "check_levels", "check_linf_norm",
            "check_majority", "check_mean_prob_scores", "check_member_storage", "check_overheads", "check_pack",
@@ -76,3 +106,7 @@ __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accura
            "prob_as_logits_loss_range", "quantizer_inputs", "reference_fgsm", "reference_fgsm_at_loss",
            "reference_vote", "require", "rule_predictions", "ste_gradients", "storage_cases", "vote_cases",
            "worst_case_accuracy", "worst_case_problem", "zero_gradient_gap"]
+# The exercises that ask the reader to think (issue 26): chapters 3, 5 and 7.
+__all__ += ["BROKEN_CASES", "broken_chance", "check_broken_chance", "check_crossing", "check_fixed_share",
+            "crossing_problem", "fixed_share", "label_leak", "BUDGET", "check_precision_budget",
+            "check_rate_budget", "precision_budget", "rate_budget"]

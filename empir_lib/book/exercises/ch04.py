@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ...nets import quantize
-from .verdict import verdict
+from .verdict import fraction_verdict, verdict
 
 
 def pareto_front(clean: dict, adv: dict) -> list[str]:
@@ -67,15 +67,12 @@ def flippable_fraction(x: ArrayLike, bits: int, eps: float) -> float:
 def check_flippable_fraction(answer: object, x: ArrayLike, bits: int = 1, eps: float = 0.3) -> bool:
     """Check the fraction of pixels of ``x`` an eps-bounded attack can change after ``bits``-bit quantisation."""
     expected = flippable_fraction(x, bits, eps)
-    try:
-        got = float(answer)
-    except (TypeError, ValueError):
-        return verdict(False, f"give one number, a fraction between 0 and 1; got {answer!r}.")
-    if math.isclose(got, expected, abs_tol=1e-3):
-        return verdict(True, f"correct: {expected:.1%} of the pixels can cross a {bits}-bit rounding threshold "
-                              f"with |delta| <= {eps}; the rest of the perturbation never reaches conv1.")
-    if math.isclose(got, 100 * expected, abs_tol=0.1):
-        return verdict(False, "that looks like a percentage; give a fraction between 0 and 1.")
+    got, slip = fraction_verdict(answer, expected,
+                                 f"correct: {expected:.1%} of the pixels can cross a {bits}-bit rounding "
+                                 f"threshold with |delta| <= {eps}; the rest of the perturbation never "
+                                 "reaches conv1.", what="a fraction between 0 and 1")
+    if slip is not None:
+        return slip
     if math.isclose(got, 1 - expected, abs_tol=1e-3):
         return verdict(False, "that is the fraction that can NOT change; give the fraction that can.")
     return verdict(False, f"not quite: you gave {got:.4f}. A pixel changes only if x + delta lands on "

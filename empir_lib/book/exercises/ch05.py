@@ -10,7 +10,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from ...nets import ensemble
-from .verdict import as_float_array, first_wrong_class, verdict
+from .verdict import as_float_array, call_for_number, first_wrong_class, verdict
 
 
 def reference_vote(votes: ArrayLike, fp: Sequence[bool]) -> np.ndarray:
@@ -124,3 +124,43 @@ def check_prob_as_logits_range(answer: object, num_classes: int = 10) -> bool:
         return verdict(False, "the width is right (1) but the ends are not.")
     return verdict(False, f"not quite: you gave ({g_lo:.4f}, {g_hi:.4f}). Evaluate the loss at p = e_y "
                            f"and at p = e_j for j != y.")
+
+
+BROKEN_CASES = ((0.05, 1), (0.05, 10), (0.05, 100), (0.01, 1000), (0.5, 3), (0.0, 50), (1.0, 1), (0.2, 0))
+
+
+def broken_chance(p: float, queries: int) -> float:
+    """The chance that a random classifier wrong with probability ``p`` is wrong at least once in ``queries``.
+
+    The draws are independent, so the image survives every query with
+    probability ``(1 - p) ** queries``; an evaluator that counts an image as
+    broken once any query errs counts it with the complement.
+    """
+    return 1.0 - (1.0 - p) ** queries
+
+
+def check_broken_chance(student_fn: Callable) -> bool:
+    """Check ``student_fn(p, q)`` -> the chance of at least one error in ``q`` independent queries."""
+    for p, q in BROKEN_CASES:
+        expected = broken_chance(p, q)
+        got, error = call_for_number(student_fn, p, q)
+        if error:
+            return verdict(False, error)
+        if math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
+            continue
+        if math.isclose(got, 1 - expected, rel_tol=1e-6, abs_tol=1e-9):
+            return verdict(False, f"p={p}, q={q}: that is the chance that every query is right; the question "
+                                  "asks for the chance that at least one is wrong.")
+        if math.isclose(got, min(1.0, p * q), rel_tol=1e-6) or math.isclose(got, p * q, rel_tol=1e-6):
+            return verdict(False, f"p={p}, q={q}: p times q adds the chances as if the errors could not "
+                                  "happen together (and passes 1 for many queries); go through the chance "
+                                  "that no query errs.")
+        if math.isclose(got, 1 - p ** q, rel_tol=1e-6, abs_tol=1e-9):
+            return verdict(False, f"p={p}, q={q}: p ** q is the chance that every query errs; one error "
+                                  "is enough.")
+        return verdict(False, f"p={p}, q={q}: you return {got:.5g}, expected {expected:.5g}.")
+    return verdict(True, "correct: an image the classifier gets right 95% of the time is counted broken "
+                         f"with probability {broken_chance(0.05, 10):.2f} after 10 queries and "
+                         f"{broken_chance(0.05, 100):.3f} after 100, with no attack at all. Robust accuracy "
+                         "of a random classifier must be an expectation over its randomness, not the share "
+                         "of images it never got wrong.")

@@ -8,9 +8,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .style import TABLE2_COLUMNS
+from .style import TABLE2_COLUMNS, book_figure
 
 
+@book_figure
 def table2_bars(panels: dict, columns: Sequence[str] = TABLE2_COLUMNS) -> Figure:
     """Table 2 as grouped bars, ours beside the paper's, one panel per dataset.
 
@@ -50,6 +51,7 @@ def table2_bars(panels: dict, columns: Sequence[str] = TABLE2_COLUMNS) -> Figure
     return fig
 
 
+@book_figure
 def objective_bars(accuracies: dict, title: str = "", reference: float | None = None,
                    reference_label: str = "") -> Figure:
     """One bar per attack objective (accuracy in %), the lowest in a darker shade (chapter 8).
@@ -80,6 +82,7 @@ def objective_bars(accuracies: dict, title: str = "", reference: float | None = 
     return fig
 
 
+@book_figure
 def overhead_bars(panels: dict, reference: float | None = None, reference_label: str = "") -> Figure:
     """Ensemble overheads as grouped bars, one panel per quantity (e.g. storage, time).
 

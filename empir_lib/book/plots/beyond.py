@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import bits_colour
+from .style import bits_colour, book_figure
 
 # Line style per weight bits, colour per activation bits: a precision reads the same in every panel.
 _WEIGHT_STYLE = {1: ":", 2: "--", 4: "-."}
@@ -59,12 +59,14 @@ def _panels(panels: dict, ylabel: str, ylim: tuple | None) -> Figure:
     return fig
 
 
+@book_figure
 def precision_sweeps(panels: dict, attack: str) -> Figure:
     """Accuracy against eps per precision: white-box and transferred from the FP member (one panel each)."""
     titled = {f"{attack.upper()}, {mode}": p for mode, p in panels.items()}
     return _panels(titled, "accuracy, %", (-3, 103))
 
 
+@book_figure
 def flip_curves(panels: dict) -> Figure:
     """The share of quantised codes a perturbation of size eps changes, per panel of :func:`flip_panels`."""
     return _panels(panels, "codes changed, %", (-3, 103))

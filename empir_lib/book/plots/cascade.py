@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .style import book_figure
+
 # The first stage of the cascade is the clean prediction; robust images come last.
 STAGE_COLOURS = {"clean": "tab:gray", "apgd-ce": "tab:blue", "apgd-dlr": "tab:cyan", "apgd-ce-sum": "tab:purple",
                  "pgd-margin": "tab:olive", "transfer-fp": "tab:brown", "square": "tab:pink", "cw-l2": "tab:red",
@@ -21,6 +23,7 @@ def stage_colours(stages: list[str]) -> dict[str, str]:
     return {s: STAGE_COLOURS[s] if s in STAGE_COLOURS else next(spare) for s in stages}
 
 
+@book_figure
 def cascade_bars(rows: dict[str, dict], title: str = "") -> Figure:
     """One horizontal bar per evaluation, split by the stage that first broke each image.
 
@@ -57,6 +60,7 @@ def cascade_bars(rows: dict[str, dict], title: str = "") -> Figure:
     return fig
 
 
+@book_figure
 def robust_vs_budget(curves: dict[str, np.ndarray], budgets: Sequence[float] = (), xlabel: str = "L2 budget",
                      xmax: float | None = None) -> Figure:
     """Robust accuracy against the perturbation budget, from each image's minimal adversarial norm.
@@ -85,6 +89,7 @@ def robust_vs_budget(curves: dict[str, np.ndarray], budgets: Sequence[float] = (
     return fig
 
 
+@book_figure
 def job_time_bars(times: dict[str, dict]) -> Figure:
     """Per dataset: the suite's job time on EMPIR (its FP-baseline jobs stacked after) beside the old adaptive jobs.
 

@@ -7,9 +7,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from .style import ROW_COLOURS, TRADEOFF_STYLE
+from .style import ROW_COLOURS, TRADEOFF_STYLE, book_figure
 
 
+@book_figure
 def accuracy_tradeoff(panels: dict, xlabel: str = "clean (unperturbed) accuracy",
                       ylabel: str = "adversarial accuracy") -> Figure:
     """Paper Figure 3a: clean against adversarial accuracy, one panel per dataset.
@@ -37,6 +38,7 @@ def accuracy_tradeoff(panels: dict, xlabel: str = "clean (unperturbed) accuracy"
     return fig
 
 
+@book_figure
 def along_attack_path(t: ArrayLike, curves: dict, xlabel: str = "step along the FGSM direction, t") -> Figure:
     """The loss and the gradient size of several attack objectives along one path (chapter 5).
 
@@ -59,6 +61,7 @@ def along_attack_path(t: ArrayLike, curves: dict, xlabel: str = "step along the 
     return fig
 
 
+@book_figure
 def objective_paths(t: ArrayLike, curves: dict, xlabel: str = "step along the objective's own FGSM direction, t"
                     ) -> Figure:
     """Loss, gradient size and ensemble accuracy along each objective's attack path (chapter 8).
@@ -88,6 +91,7 @@ def objective_paths(t: ArrayLike, curves: dict, xlabel: str = "step along the ob
     return fig
 
 
+@book_figure
 def strength_sweeps(panels: dict) -> Figure:
     """Paper Figure 5: adversarial accuracy against attack strength, one panel per attack.
 
@@ -112,6 +116,7 @@ def strength_sweeps(panels: dict) -> Figure:
     return fig
 
 
+@book_figure
 def overhead_curves(sweep: dict, measured: dict | None = None, paper: dict | None = None) -> Figure:
     """Figure 4 (c, d) style: Eq. 6 time and storage against N (LP members), one line per M (FP).
 

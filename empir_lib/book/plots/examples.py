@@ -6,9 +6,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from .style import show_image
+from .style import book_figure, show_image
 
 
+@book_figure
 def adversarial_examples(x: ArrayLike, adversarial: dict, clean_pred: ArrayLike, adv_pred: dict,
                          labels: ArrayLike | None = None) -> Figure:
     """Clean images (top row) and their adversarial versions, one row per attack.
@@ -34,6 +35,7 @@ def adversarial_examples(x: ArrayLike, adversarial: dict, clean_pred: ArrayLike,
     return fig
 
 
+@book_figure
 def perturbations(x: ArrayLike, adversarial: dict) -> Figure:
     """The perturbations x_adv - x, one row per attack, on a symmetric red-blue scale.
 

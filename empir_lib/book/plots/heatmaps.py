@@ -14,6 +14,7 @@ from matplotlib.image import AxesImage
 from numpy.typing import ArrayLike
 
 from ...core.errors import FULL_PRECISION
+from .style import book_figure
 
 
 def heatmap(ax: Axes, values: ArrayLike, rows: Sequence, cols: Sequence, title: str = "", fmt: str = "{:.1f}",
@@ -62,6 +63,7 @@ def in_percent(values: dict, rows: Sequence, cols: Sequence) -> np.ndarray:
     return arr
 
 
+@book_figure
 def accuracy_grid(entries: dict, dataset: str, bits: Sequence[int] = (1, 2, 4), seed: int = 1) -> Figure:
     """Clean full-test accuracy of the wbits x abits grid (paper Figure 1's question).
 
@@ -89,6 +91,7 @@ def accuracy_grid(entries: dict, dataset: str, bits: Sequence[int] = (1, 2, 4), 
     return fig
 
 
+@book_figure
 def precision_grid_panels(panels: dict, bits: Sequence[int] = (1, 2, 4), suptitle: str = "") -> Figure:
     """Paper Figure 1: accuracies of the wbits x abits grid of low-precision members, one panel each.
 
@@ -109,6 +112,7 @@ def precision_grid_panels(panels: dict, bits: Sequence[int] = (1, 2, 4), suptitl
     return fig
 
 
+@book_figure
 def member_count_panels(panels: dict, counts: Sequence[int] = (0, 1, 2, 3), notes: dict | None = None) -> Figure:
     """Paper Figure 4 (a, b): accuracy against the number of FP (rows) and LP (columns) members.
 
@@ -128,6 +132,7 @@ def member_count_panels(panels: dict, counts: Sequence[int] = (0, 1, 2, 3), note
     return fig
 
 
+@book_figure
 def overhead_heatmaps(panels: Sequence[tuple[str, np.ndarray]], bits: Sequence[int]) -> Figure:
     """Eq. 6 terms of one low-precision member over a wbits x abits grid, one panel per model.
 
@@ -144,6 +149,7 @@ def overhead_heatmaps(panels: Sequence[tuple[str, np.ndarray]], bits: Sequence[i
     return fig
 
 
+@book_figure
 def confusion_matrices(matrices: dict, class_names: Sequence[str] | None = None) -> Figure:
     """Paper Figure 3b: true label (rows) against predicted label (columns), one panel per model.
 

@@ -11,9 +11,10 @@ from numpy.typing import ArrayLike
 
 from ...core.errors import FULL_PRECISION, EmpirError
 from ...nets import quantize
-from .style import bits_colour
+from .style import bits_colour, book_figure
 
 
+@book_figure
 def quantizer_transfer(kind: str = "activations", bits: Sequence[int] = (1, 2, 4), lo: float | None = None,
                        hi: float | None = None,
                        n: int = 2001) -> Figure:
@@ -53,6 +54,7 @@ def quantizer_transfer(kind: str = "activations", bits: Sequence[int] = (1, 2, 4
     return fig
 
 
+@book_figure
 def forward_and_gradient(x: ArrayLike, y: ArrayLike, grad: ArrayLike, bits: int) -> Figure:
     """The forward pass of a quantiser beside the gradient the STE lets through.
 
@@ -73,6 +75,7 @@ def forward_and_gradient(x: ArrayLike, y: ArrayLike, grad: ArrayLike, bits: int)
     return fig
 
 
+@book_figure
 def weight_histograms(kernel: ArrayLike, wbits: int, title: str = "") -> Figure:
     """Histogram of a layer's full-precision weights and of the same weights after Eq. 5.
 
@@ -101,6 +104,7 @@ def weight_histograms(kernel: ArrayLike, wbits: int, title: str = "") -> Figure:
     return fig
 
 
+@book_figure
 def quantised_images(images: ArrayLike, bits: Sequence[int] = (FULL_PRECISION, 4, 2, 1),
                      labels: Sequence | None = None) -> Figure:
     """Images as a low-precision member's first layer sees them (the original code,

@@ -1,0 +1,52 @@
+"""A cascade's state on disk (resuming an interrupted run) and in memory (continuing a finished one).
+
+:func:`empir_lib.attack.suite.cascade` saves its state after every chunk of
+images; a rerun with the same configuration resumes there and a different
+configuration is refused.  :func:`from_start` turns a finished cascade's
+per-image outcomes into the state of a longer suite that has run its first
+stages, so that only the new stages run, on its survivors.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..core import partial
+from ..core.errors import EmpirError
+from . import outcomes
+
+
+def from_start(start: dict, specs: list[dict], clean_now: np.ndarray) -> dict:
+    """A cascade state that has run the first ``len(start['stats'])`` stages of ``specs`` (``cascade(start=)``)."""
+    done = [s["name"] for s in specs[:len(start["stats"])]]
+    if sorted(done) != sorted(start["stats"]) or len(done) == len(specs):
+        raise EmpirError(f"a cascade's start must have run exactly the first stages of the suite and leave some; "
+                         f"it ran {sorted(start['stats'])}, the suite begins {done}.")
+    broken_by = np.asarray(start["broken_by"], np.int8).copy()
+    if broken_by.shape != clean_now.shape or not np.array_equal(broken_by == outcomes.CLEAN,
+                                                                clean_now == outcomes.CLEAN):
+        raise EmpirError("the start's per-image outcomes do not match these images: the images it calls "
+                         "misclassified differ from the vote's mistakes now (other images or another ensemble).")
+    if broken_by.max(initial=0) > len(done):
+        raise EmpirError("the start's per-image outcomes name a stage it did not run.")
+    stats = {k: {**v, "seconds": float(v["seconds"])} for k, v in start["stats"].items()}
+    return {"broken_by": broken_by, "norm": np.asarray(start["norm"], np.float32).copy(), "stage": len(done),
+            "pos": 0, "todo": None, "stats": stats}
+
+
+def save(path, config: dict, state: dict) -> None:
+    """Write a cascade's state after a chunk (:mod:`empir_lib.core.partial`: atomic, tied to its configuration)."""
+    partial.save(path, config, {"broken_by": state["broken_by"], "norm": state["norm"], "stage": state["stage"],
+                                "pos": state["pos"],
+                                "todo": np.array([] if state["todo"] is None else state["todo"], np.int64),
+                                "has_todo": state["todo"] is not None, "stats": json.dumps(state["stats"])})
+
+
+def load(path, config: dict) -> dict | None:
+    """A saved cascade state for ``config``, or None; another configuration's is refused."""
+    f = partial.load(path, config, "a partial cascade", "delete it or pass another state path")
+    if f is None:
+        return None
+    return {"broken_by": f["broken_by"], "norm": f["norm"], "stage": int(f["stage"]), "pos": int(f["pos"]),
+            "todo": f["todo"] if bool(f["has_todo"]) else None, "stats": json.loads(str(f["stats"]))}

@@ -1,0 +1,93 @@
+"""Until the numbers stop moving: a row's survivors re-attacked with twice the budget and a new seed.
+
+The developers' rule (chapter 8's checklist; Carlini et al. 2019, "On
+evaluating adversarial robustness", section 5.1: "increase the number of
+iterations and random restarts until the accuracy no longer changes"): a
+robust accuracy is quoted only once re-attacking its survivors with
+**doubled** iterations and restarts and a **different seed** changes it by less
+than :data:`TOLERANCE_POINTS` (0.1 percentage point).
+
+:func:`doubled` turns a suite into its re-check (every stage renamed
+``recheck-<name>``): gradient stages get twice the iterations and restarts
+(APGD-T: per target class), Square twice the queries and restarts, CW twice
+the Adam steps per binary-search step.  :func:`recheck` runs it as the
+continuation of the row's finished cascade (``suite.cascade(start=...)``), so
+it attacks only the row's survivors, and reports the change.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import EmpirError
+from ..nets import ensemble as ens_mod
+from . import outcomes, suite
+
+TOLERANCE_POINTS = 0.1
+PREFIX = "recheck-"
+RECHECK_SEED = 1  # the suite's default is 0
+
+
+def doubled(specs: list[dict]) -> list[dict]:
+    """The re-check of a suite: each stage with twice its iterations (queries) and restarts, renamed."""
+    out = []
+    for s in specs:
+        d = {**s, "name": PREFIX + s["name"]}
+        if s["kind"] in ("apgd", "pgd", "apgd-t"):
+            d.update(n_iter=2 * s["n_iter"], restarts=2 * s.get("restarts", 1))
+        elif s["kind"] == "square":
+            d.update(queries=2 * s["queries"], restarts=2 * s.get("restarts", 1))
+        elif s["kind"] == "cw":
+            d.update(max_iterations=2 * s["max_iterations"])
+        else:
+            raise EmpirError(f"no doubled budget is defined for attack kind {s['kind']!r}.")
+        out.append(d)
+    return out
+
+
+def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, attacks: list[dict],
+            broken_by: np.ndarray, norm: np.ndarray, seed: int = RECHECK_SEED, state_path=None,
+            progress: bool = True, stop_when_moved: bool = True) -> dict:
+    """Re-attack the survivors of a finished cascade (its ``attacks``, per-image ``broken_by`` and ``norm``).
+
+    The re-check's stages run one at a time, each continuing the last
+    (``suite.cascade(start=...)``; with ``state_path`` each finished stage is
+    a checkpoint ``<state_path stem>-<k>.npz``, so a cut-short job resumes
+    there).  With ``stop_when_moved`` it stops as soon as the change reaches
+    :data:`TOLERANCE_POINTS`: later stages can only break more, so the
+    verdict "not converged" is final (``stopped_early``).  Returns the
+    continued cascade (:func:`suite.cascade`'s dict: its ``broken_by``
+    carries the row's stages and then the re-check's) with
+    ``robust_before``, ``robust_after``, ``change_points`` (percentage
+    points of the ``n`` images), ``converged`` (change below the tolerance)
+    and ``stages_run``.
+    """
+    broken_by = np.asarray(broken_by)
+    if any(a["name"].startswith(PREFIX) for a in attacks):
+        raise EmpirError("this cascade already holds a re-check; re-check the row itself.")
+    more = doubled(attacks)
+    before = int(np.sum(broken_by == outcomes.ROBUST))
+    res = {"broken_by": broken_by, "norm": np.asarray(norm, np.float32),
+           "stats": {a["name"]: {"seconds": 0.0} for a in attacks}, "resumed_s": 0.0}
+    resumed, k = 0.0, 0
+    for k in range(1, len(more) + 1):
+        state = None if state_path is None else Path(state_path).with_name(f"{Path(state_path).stem}-{k}.npz")
+        res = suite.cascade(ens, x, y, threat, list(attacks) + more[:k], seed=seed, state_path=state,
+                            progress=progress, start={k2: res[k2] for k2 in ("broken_by", "norm", "stats")})
+        resumed += res["resumed_s"]
+        change = 100.0 * (before - int(np.sum(res["broken_by"] == outcomes.ROBUST))) / len(broken_by)
+        if stop_when_moved and change >= TOLERANCE_POINTS:
+            break
+    after = int(np.sum(res["broken_by"] == outcomes.ROBUST))
+    change = 100.0 * (before - after) / len(broken_by)
+    res["stats"] = {k2: v for k2, v in res["stats"].items() if k2.startswith(PREFIX)}
+    names = [a["name"] for a in attacks] + [s["name"] for s in more]
+    res["counts"] = outcomes.counts(res["broken_by"], names)
+    return {**res, "resumed_s": resumed, "robust_before": before, "robust_after": after, "change_points": change,
+            "converged": bool(change < TOLERANCE_POINTS), "stages_run": k, "stopped_early": k < len(more)}
+
+
+def checkpoints(state_path, stages: int) -> list[Path]:
+    """The per-stage checkpoint files :func:`recheck` writes for ``state_path`` (to delete once the job is done)."""
+    return [Path(state_path).with_name(f"{Path(state_path).stem}-{k}.npz") for k in range(1, stages + 1)]

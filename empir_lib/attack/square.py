@@ -1,0 +1,170 @@
+"""Square-L2 (Andriushchenko et al. 2020, section 3.2 and Algorithm 3), our own, judged on the vote.
+
+Square is a gradient-free random search: each iteration proposes one change
+to the perturbation and keeps it if the ensemble's margin falls.  For the L2
+threat model the change moves perturbation mass from one square window of
+side ``s`` (``window 2``) into another (``window 1``), where it adds a
+"meta pseudo-Gaussian" pattern (two halves of opposite sign, weights
+``1 / (k + 1)^2`` on concentric rings), and rescales window 1 so that the
+whole perturbation keeps L2 norm ``eps``.  ``s`` shrinks on Square's
+piecewise-constant schedule of the fraction ``p`` of pixels changed, from
+``p_init = 0.1`` (the paper's L2 setting).  The start is a grid of such
+patterns with random signs per image and channel, scaled to norm ``eps``.
+
+Why our own: ART 1.20.1's ``SquareAttack(norm=2)`` divides the new window by
+its target norm instead of multiplying by it
+(``delta_new /= sqrt(sum delta_new^2) * sqrt(...)``), and that norm is zero
+whenever the perturbation already fills the budget and the two windows hold
+no mass, so its outputs turn non-finite.  Here every division by a norm has a
+floor, and every output is projected onto the ball and the box before it is
+returned; the cascade validates it again (:mod:`empir_lib.attack.validate`).
+
+The score Square lowers is the margin of ``mean probability + one-hot(vote)``
+at the label, which is positive exactly while the vote is right, so "margin
+below zero" *is* "the vote is broken" and the search stops for that image.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ..core.errors import EmpirError, check_finite_number, check_positive_int
+from ..nets import ensemble as ens_mod
+from . import surrogates
+
+P_INIT = 0.1
+FLOOR = 1e-12  # the floor under every norm we divide by (ART's missing guard)
+
+
+def p_selection(p_init: float, it: int, n_iters: int) -> float:
+    """Square's schedule (the reference ``p_selection``): p halves at fixed shares of the iterations."""
+    it = int(it / n_iters * 10000)
+    for bound, div in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128),
+                       (8000, 256), (10000, 512)):
+        if it <= bound:
+            return p_init / div
+    return p_init
+
+
+def _rectangle(h: int, w: int) -> np.ndarray:
+    """The pseudo-Gaussian rectangle: concentric rings weighted 1/(k+1)^2, unit L2 norm."""
+    delta = np.zeros([h, w])
+    xc, yc = h // 2 + 1, w // 2 + 1
+    c0, c1 = xc - 1, yc - 1
+    for k in range(max(xc, yc)):
+        delta[max(c0, 0):min(c0 + 2 * k + 1, h), max(0, c1):min(c1 + 2 * k + 1, w)] += 1.0 / (k + 1) ** 2
+        c0, c1 = c0 - 1, c1 - 1
+    return delta / max(np.sqrt(np.sum(delta ** 2)), FLOOR)
+
+
+def pattern(s: int, rng: np.random.Generator) -> np.ndarray:
+    """The meta pseudo-Gaussian s x s pattern: two rectangles of opposite sign, unit norm, randomly transposed."""
+    delta = np.zeros([s, s])
+    delta[:s // 2] = _rectangle(s // 2, s)
+    delta[s // 2:] = -_rectangle(s - s // 2, s)
+    delta /= max(np.sqrt(np.sum(delta ** 2)), FLOOR)
+    return delta.T if rng.random() > 0.5 else delta
+
+
+def _scores_fn(ens: ens_mod.Ensemble, eot: tuple[int, str]):
+    order = ens_mod.priority(ens)
+    decide = None if eot == (1, "draw") else surrogates.decision_fn(ens, *eot)
+
+    @tf.function(reduce_retracing=True)
+    def scores(x):
+        z = ens_mod.member_logits(ens, x)
+        out = ens_mod.combine(z, order, ens.rule)
+        pred = out["pred"] if decide is None else decide(x)  # one pass for a deterministic ensemble
+        return out["mean_prob"] + tf.one_hot(pred, ens.num_classes, dtype=out["mean_prob"].dtype)
+
+    return scores
+
+
+def _margin(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    right = scores[np.arange(len(y)), y]
+    other = scores.copy()
+    other[np.arange(len(y)), y] = -np.inf
+    return right - other.max(1)
+
+
+def _l2(d: np.ndarray, axis=(1, 2, 3)) -> np.ndarray:
+    return np.sqrt(np.sum(d ** 2, axis=axis, keepdims=True))
+
+
+def _to_ball(x: np.ndarray, delta: np.ndarray, eps: float) -> np.ndarray:
+    """``x + eps delta / ||delta||``, in the box, and never outside the ball (float rounding included)."""
+    xa = np.clip(x + eps * delta / np.maximum(_l2(delta), FLOOR), 0.0, 1.0)
+    d = xa - x
+    n = _l2(d)
+    return np.clip(x + d * np.minimum(1.0, eps / np.maximum(n, FLOOR)), 0.0, 1.0).astype(np.float32)
+
+
+_SCORES: dict = {}
+
+
+def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, queries: int = 5000,
+              seed: int = 0, p_init: float = P_INIT, eot: tuple[int, str] = (1, "draw")) -> tuple[np.ndarray, dict]:
+    """Square-L2 on a batch: (adversarial images, statistics); every output finite, in the box and the ball.
+
+    Broken images (vote != label) stop early; the others return their lowest-margin point.
+    """
+    eps = check_finite_number(eps, "eps", 0.0, float(np.prod(np.shape(x)[1:])))
+    queries = check_positive_int(queries, "queries")
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).astype(np.int64)
+    if x.ndim != 4 or len(x) != len(y):
+        raise EmpirError(f"Square-L2 needs images (n, h, w, c) and n labels; got {x.shape} and {len(y)}.")
+    n, h, w, c = x.shape
+    if len(x) == 0:
+        return x.copy(), {"image_steps": 0}
+    key = (tuple(id(m) for m in ens.members), ens.rule, eot)
+    if key not in _SCORES:
+        _SCORES[key] = (ens, _scores_fn(ens, eot))
+    scores = _SCORES[key][1]
+    rng = np.random.default_rng(seed)
+
+    def margin_of(xs, ys):
+        return _margin(scores(tf.constant(xs)).numpy(), ys)
+
+    # The start: a grid of (h // 5)-patterns with random signs per image and channel.
+    s = max(h // 5, 1)
+    delta = np.zeros_like(x, np.float64)
+    sp = (h - s * 5) // 2
+    for ch in range(sp, sp + 5 * s, s):
+        for cw in range(sp, min(sp + 5 * s, w - s + 1), s):
+            delta[:, ch:ch + s, cw:cw + s, :] += pattern(s, rng)[None, :, :, None] * rng.choice([-1, 1], (n, 1, 1, c))
+    if not np.any(delta):  # images too small for the grid: a random direction instead
+        delta = rng.standard_normal(x.shape)
+    best = _to_ball(x, delta, eps)
+    margin = margin_of(best, y)
+    steps = n
+    for i in range(queries - 1):
+        todo = np.flatnonzero(margin >= 0)
+        if not len(todo):
+            break
+        xc, bc, yc = x[todo], best[todo], y[todo]
+        d = (bc - xc).astype(np.float64)
+        s = max(int(round(np.sqrt(p_selection(p_init, i, queries) * h * w))), 3)
+        s = min(s + (s % 2 == 0), min(h, w) - 1)  # odd, as in the reference, and inside the image
+        r1, c1, r2, c2 = (int(rng.integers(0, max(dim - s, 1))) for dim in (h, w, h, w))
+        win1 = (slice(None), slice(r1, r1 + s), slice(c1, c1 + s), slice(None))
+        win2 = (slice(None), slice(r2, r2 + s), slice(c2, c2 + s), slice(None))
+        both = np.zeros((1, h, w, 1))
+        both[win1], both[win2] = 1.0, 1.0
+        norm_img = _l2(d)
+        norm_win1 = _l2(d[win1], (1, 2))
+        norm_both = _l2(d * both, (1, 2))  # the mass the two windows hold, per channel
+        new = pattern(s, rng)[None, :, :, None] * rng.choice([-1, 1], (len(todo), 1, 1, c))
+        new = new + d[win1] / np.maximum(norm_win1, FLOOR)
+        # Window 1 gets the two windows' mass plus what is left of the budget (spread over channels).
+        target = np.sqrt(np.maximum(eps ** 2 - norm_img ** 2, 0.0) / c + norm_both ** 2)
+        new = new / np.maximum(_l2(new, (1, 2)), FLOOR) * target
+        d[win2] = 0.0
+        d[win1] = new
+        cand = _to_ball(xc, d, eps)
+        m = margin_of(cand, yc)
+        steps += len(todo)
+        better = m < margin[todo]
+        best[todo[better]] = cand[better]
+        margin[todo[better]] = m[better]
+    return best, {"image_steps": steps}

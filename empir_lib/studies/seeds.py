@@ -1,0 +1,179 @@
+"""How much of each number is the training seed: EMPIR and its FP baseline from independent seed sets.
+
+Every member of the zoo is one training run, so a gain of a few points could
+be seed noise.  ``settings.DATASETS[name].seed_sets`` lists three independent
+sets of the paper's EMPIR configuration (Table 2, section 5.2), no member
+shared between sets; each set's FP member is that set's FP baseline.  The
+first set is the book's own EMPIR (its results are ``table2/`` and ``suite/``);
+``empir zoo build --dataset <ds> --seed-sets`` trains the others and
+``empir reproduce <ds> --only seeds/`` evaluates them:
+
+* the paper protocol's four attacks (CW, FGSM, BIM, PGD) on all ``n`` images,
+  as ``seeds/set<k>/<row>-paper-<attack>``, whose mean is Table 2's "average";
+* the worst-case suite at every threat model, as ``seeds/set<k>/<row>-<threat>``:
+  L-inf on all ``n`` images, L2 (the costliest by far) on the first ``select_n``,
+  where the first set's numbers are read from its per-image outcomes on the
+  same images, so all three sets are compared on the same images.
+
+:func:`seed_values` reads them back; :func:`spread` gives mean and standard
+deviation over the sets; :func:`compare` decides a difference against both
+the seed spread and the test-set interval.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..attack import outcomes, suite
+from ..core import paper, settings
+from ..core.errors import EmpirError, check_choice
+from . import results
+
+FOLDER = "seeds"
+ROWS = ("empir", "baseline")
+
+
+def sets(dataset: str) -> list[dict[str, list[str]]]:
+    """Each seed set's rows: ``{"empir": [zoo ids], "baseline": [its FP member]}``."""
+    s = settings.get(dataset)
+    out = []
+    for ids, specs in zip(s.seed_set_ids(), s.seed_sets):
+        fp = [m for m, (w, a, *_) in zip(ids, specs) if settings.is_full_precision(w, a)]
+        out.append({"empir": ids, "baseline": fp})
+    if not out:
+        raise EmpirError(f"{dataset} has no seed sets (settings: seed_sets); the seed study covers "
+                         f"{', '.join(d for d, x in settings.DATASETS.items() if x.seed_sets)}.")
+    return out
+
+
+def _n(dataset: str, threat_name: str, n: int, select_n: int) -> int:
+    # L2 costs ten times the L-inf threats (the suite attacks every image it cannot break early).
+    return select_n if suite.threat(dataset, threat_name)["norm"] == "l2" else n
+
+
+def jobs(dataset: str, n: int, select_n: int, kind: str | None = None) -> list[dict]:
+    """The jobs of sets 2, 3, ...: the suite at the L-inf threats, the paper protocol, then the suite at L2.
+
+    Cheapest first (the L-inf suites break nearly every image at once; L2 costs
+    the most), so a run cut short leaves whole columns behind.  ``kind``
+    ('linf', 'paper' or 'l2') keeps one of the three; a dataset without seed
+    sets has none.
+    """
+    if kind is not None:
+        check_choice(kind, ("linf", "paper", "l2"), "kind of seed-study job")
+    if not settings.get(dataset).seed_sets:
+        return []
+    linf, l2, paper_jobs = [], [], []
+    for k, rows in enumerate(sets(dataset)[1:], start=2):
+        for threat_name, threat in suite.threats(dataset).items():
+            for row in ROWS:
+                job = {"name": f"{FOLDER}/set{k}/{row}-{threat_name}", "members": rows[row], "threat": threat_name,
+                       "kind": "cascade", "n": _n(dataset, threat_name, n, select_n)}
+                (l2 if threat["norm"] == "l2" else linf).append(job)
+        for row in ROWS:
+            for attack in results.ATTACK_COLUMNS:
+                paper_jobs.append({"name": f"{FOLDER}/set{k}/{row}-paper-{attack}", "members": rows[row],
+                                   "rule": "vote", "attack": attack, "protocol": "paper", "objective": None,
+                                   "params": {}, "n": n})
+    return {"linf": linf, "paper": paper_jobs, "l2": l2}.get(kind, linf + paper_jobs + l2)
+
+
+def _paper_name(k: int, row: str, attack: str) -> str:
+    return f"table2/{row}-paper-{attack}" if k == 1 else f"{FOLDER}/set{k}/{row}-paper-{attack}"
+
+
+def _suite_name(k: int, row: str, threat_name: str) -> str:
+    return f"suite/{row}-{threat_name}" if k == 1 else f"{FOLDER}/set{k}/{row}-{threat_name}"
+
+
+def _robust(dataset: str, name: str, n: int | None, root: str | os.PathLike | None) -> dict | None:
+    """A suite file's robust accuracy (%) on its first ``n`` images (all when None), from its per-image outcomes."""
+    path = results.results_dir(dataset, root) / f"{name}.json"
+    if not path.is_file():
+        return None
+    record = results.read_result(path)
+    if n is None or n >= record["n"]:
+        return {"value": 100 * record["robust_accuracy"], "clean": 100 * record["clean_accuracy"], "n": record["n"]}
+    broken_by = outcomes.load(path, record)["broken_by"][:n]
+    return {"value": 100 * float(np.mean(outcomes.robust_mask(broken_by))),
+            "clean": 100 * float(np.mean(broken_by != outcomes.CLEAN)), "n": int(n)}
+
+
+def seed_values(dataset: str, n_l2: int | None = None, root: str | os.PathLike | None = None) -> list[dict]:
+    """Per seed set, per row, in %: ``clean``, ``paper_average`` (CW, FGSM, BIM, PGD), and each threat's robust.
+
+    ``n_l2`` compares the L2 threat on the first ``n_l2`` images of every set
+    (default: the n of set 2's L2 file, else all).  A value whose file is
+    missing is None.
+    """
+    out = []
+    l2 = [t for t, v in suite.threats(dataset).items() if v["norm"] == "l2"]
+    if n_l2 is None:
+        found = _robust(dataset, _suite_name(2, "empir", l2[0]), None, root) if l2 else None
+        n_l2 = found["n"] if found else None
+    for k, _ in enumerate(sets(dataset), start=1):
+        entry = {"set": k}
+        for row in ROWS:
+            accs, clean = [], None
+            for attack in results.ATTACK_COLUMNS:
+                r = results.find(dataset, _paper_name(k, row, attack), root)
+                accs.append(None if r is None else 100 * r["adversarial_accuracy"])
+                clean = clean if r is None else 100 * r["clean_accuracy"]
+            entry[row] = {"clean": clean, "paper_average": None if None in accs else float(np.mean(accs)),
+                          **{a: v for a, v in zip(results.ATTACK_COLUMNS, accs)}}
+            for t in suite.threats(dataset):
+                got = _robust(dataset, _suite_name(k, row, t), n_l2 if t in l2 else None, root)
+                entry[row][t] = None if got is None else got["value"]
+                entry[row][f"{t}_n"] = None if got is None else got["n"]
+        out.append(entry)
+    return out
+
+
+def spread(values: list[float | None]) -> dict:
+    """Mean and sample standard deviation over the seed sets measured (None when fewer than two)."""
+    got = [v for v in values if v is not None]
+    return {"mean": float(np.mean(got)) if got else None, "sd": float(np.std(got, ddof=1)) if len(got) > 1 else None,
+            "k": len(got), "values": values}
+
+
+def compare(a: list[float | None], b: list[float | None], n: int | None = None) -> dict:
+    """Is ``a`` above ``b`` beyond the seed spread?  Per-set differences, their mean and sd, and a verdict.
+
+    The difference survives the seed spread when every set's difference has
+    the same sign and their mean is more than one standard deviation of the
+    differences from zero; with one set only, nothing can be said about seeds.
+    ``n``: the images per set, for the test-set interval of each set's value
+    (two 95% Wilson intervals apart or overlapping).
+    """
+    diffs = [x - y if x is not None and y is not None else None for x, y in zip(a, b)]
+    s = spread(diffs)
+    same_sign = s["k"] > 0 and (all(d > 0 for d in diffs if d is not None) or all(d < 0 for d in diffs
+                                                                                  if d is not None))
+    if s["k"] < 2:
+        verdict = "one seed set: the seed spread is not measured"
+    elif same_sign and abs(s["mean"]) > s["sd"]:
+        verdict = "beyond the seed spread"
+    else:
+        verdict = "inside the seed spread"
+    apart = None
+    if n:
+        apart = []
+        for x, y in zip(a, b):
+            if x is None or y is None:
+                apart.append(None)
+                continue
+            (xl, xh), (yl, yh) = (outcomes.wilson_interval(round(v * n / 100), n) for v in (x, y))
+            apart.append(xl > yh or yl > xh)
+    return {**s, "same_sign": same_sign, "verdict": verdict, "intervals_apart": apart}
+
+
+def versus_paper(dataset: str, values: list[dict]) -> dict:
+    """Our paper-protocol average over seed sets against the paper's Table 2 (EMPIR and baseline rows)."""
+    out = {}
+    for row in ROWS:
+        s = spread([v[row]["paper_average"] for v in values])
+        theirs = paper.TABLE2[dataset][row]["average"]
+        inside = None if s["sd"] is None else abs(s["mean"] - theirs) <= 2 * s["sd"]
+        out[row] = {**s, "paper": theirs, "within_two_sd": inside}
+    return out

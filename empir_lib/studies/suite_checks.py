@@ -1,0 +1,235 @@
+"""A suite row extended with new stages, re-checked for convergence, and the minimal L2 that always succeeds.
+
+Three job kinds of ``empir reproduce`` beside the suite's cascades
+(:mod:`empir_lib.studies.worstcase` dispatches to :func:`run_job`), each
+writing ``data/results/<dataset>/suite/<name>.json`` with provenance and its
+per-image ``.npz``:
+
+* ``stages`` (``<row>-<threat>-stages``): the committed row's cascade on its
+  first ``n`` images, continued with the stages of the current suite it did
+  not run (APGD-T, Square at 5,000 queries, Square-L2), on its survivors
+  only (``only``: just the named new stages, when time allows no more; the
+  file then lists the stages run).  ``robust_before`` and ``robust_after`` are the row's robust images
+  on those ``n`` images before and after; the per-image file holds the whole
+  continued cascade;
+* ``recheck`` (``<row>-<threat>-recheck``): the survivors of a row (its
+  ``base`` file, e.g. the ``stages`` file) re-attacked with doubled
+  iterations and restarts and another seed
+  (:mod:`empir_lib.attack.convergence`): ``change_points`` and ``converged``;
+* ``min_norm`` (``empir-min-norm``): the minimal L2 per image from the
+  boundary start and APGD's bisection (:mod:`empir_lib.attack.minnorm`):
+  ``success_rate`` (1.0 on every correctly classified image unless the vote
+  is constant), ``median_l2`` and its bootstrap ``median_ci95``.  It
+  replaces CW's ``empir-min-l2`` figure; that file stays for comparison.
+
+Each job resumes from its last finished chunk (the cascade's state file) and
+is skipped when its results file already holds the same configuration.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..attack import convergence, diagnostics, minnorm, outcomes, suite
+from ..core.errors import EmpirError
+from ..core.files import atomic_write
+from ..nets import ensemble as ens_mod
+from . import results
+
+FOLDER = "suite"
+KINDS = ("stages", "recheck", "min_norm")
+
+
+def new_stages(ens: ens_mod.Ensemble, threat: dict, done: list[dict]) -> list[dict]:
+    """The current suite's stages a finished cascade ``done`` did not run (a clashing name gets the queries)."""
+    taken = {s["name"] for s in done}
+    out = []
+    for s in suite.attack_suite(ens, threat):
+        if any(s == d for d in done):
+            continue
+        if s["name"] in taken:
+            s = {**s, "name": f"{s['name']}-{s.get('queries', 'new')}"}
+        out.append(s)
+    return out
+
+
+def _base(dataset: str, job: dict, out_dir: Path, n: int) -> tuple[dict, dict, str]:
+    """The job's base row (record, per-image arrays cut to ``n``, its name), checked."""
+    path = Path(out_dir) / f"{job['base']}.json"
+    record = results.read_result(path)
+    arrays = outcomes.load(path, record)
+    if record["n"] < n or record["members"] != list(job["members"]):
+        raise EmpirError(f"{path} covers {record['n']} images of {record['members']}; the job needs the first {n} "
+                         f"of {job['members']}.")
+    return record, {k: arrays[k][:n] for k in ("broken_by", "norm")}, job["base"]
+
+
+def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int, out_dir: Path) -> dict:
+    """What the job's results file must record for it to count as done."""
+    threat = suite.threat(dataset, job["threat"])
+    cfg = {"members": list(job["members"]), "rule": ens.rule, "threat": {"name": job["threat"], **threat},
+           "n": n, "kind": job["kind"]}
+    if job["kind"] == "min_norm":
+        # Two "stages": the per-image file says which gave each image's smallest perturbation.
+        return {**cfg, "attacks": [{"name": "boundary", "kind": "boundary", "line_steps": minnorm.LINE_STEPS},
+                                   {"name": "apgd-bisection", "kind": "apgd-bisection", "loss": "ce_mean_prob",
+                                    "n_iter": minnorm.N_ITER, "bisect_steps": minnorm.BISECT_STEPS}]}
+    record, _, name = _base(dataset, job, out_dir, n)
+    done = record["attacks"]
+    more = new_stages(ens, threat, done) if job["kind"] == "stages" else convergence.doubled(done)
+    if job.get("only"):  # a stages job cut to the named new stages (the others said not run, in "only")
+        more = [s for s in more if s["name"] in job["only"]]
+        cfg["only"] = list(job["only"])
+    return {**cfg, "attacks": done + more, "base": {"name": name, "sha256": record["per_image"]["sha256"]}}
+
+
+def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, out_dir: Path,
+            partial_dir: Path, progress: bool = True, prov: dict | None = None) -> tuple[dict, bool]:
+    """Run one job of :data:`KINDS` unless its results file already holds the same configuration."""
+    n = min(job["n"], len(y))
+    path = Path(out_dir) / f"{job['name']}.json"
+    cfg = config(job, dataset, ens, n, out_dir)
+    if path.is_file():
+        old = results.read_result(path)
+        if all(old.get(k) == json.loads(json.dumps(v)) for k, v in cfg.items()):
+            return old, False
+    t0 = time.perf_counter()
+    xs, ys = x[:n], y[:n]
+    state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"
+    threat = suite.threat(dataset, job["threat"])
+    if job["kind"] == "min_norm":
+        res = _min_norm_chunks(ens, xs, ys, state, cfg, progress)
+        record = {**cfg, "clean_accuracy": round(float(np.mean(res["broken_by"] != outcomes.CLEAN)), 6),
+                  "broken_by": outcomes.counts(res["broken_by"], [a["name"] for a in cfg["attacks"]]),
+                  "robust_accuracy": round(float(np.mean(res["broken_by"] == outcomes.ROBUST)), 6),
+                  **{k: res[k] for k in ("success_rate", "attacked", "found", "median_l2", "median_ci95",
+                                         "from_apgd", "from_boundary")},
+                  "stats": {"min-norm": {"seconds": round(res["seconds"], 1)}}}
+    else:
+        base, arrays, _ = _base(dataset, job, out_dir, n)
+        done = base["attacks"]
+        before = int(np.sum(arrays["broken_by"] == outcomes.ROBUST))
+        if job["kind"] == "recheck":
+            res = convergence.recheck(ens, xs, ys, threat, done, arrays["broken_by"], arrays["norm"],
+                                      state_path=state, progress=progress)
+        else:
+            start = {**arrays, "stats": {a["name"]: {"seconds": 0.0} for a in done}}
+            res = suite.cascade(ens, xs, ys, threat, cfg["attacks"], state_path=state, progress=progress,
+                                start=start)
+            res["stats"] = {k: v for k, v in res["stats"].items() if k not in {a["name"] for a in done}}
+        after = int(np.sum(res["broken_by"] == outcomes.ROBUST))
+        lo, hi = outcomes.wilson_interval(after, n)
+        record = {**cfg, "clean_accuracy": round(float(np.mean(res["broken_by"] != outcomes.CLEAN)), 6),
+                  "robust_before": before, "robust_after": after, "robust_accuracy": round(after / n, 6),
+                  "robust_ci95": [round(lo, 6), round(hi, 6)], "change_points": round(100 * (before - after) / n, 4),
+                  "converged": bool(100 * (before - after) / n < convergence.TOLERANCE_POINTS),
+                  "broken_by": res["counts"],
+                  "stats": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in res["stats"].items()},
+                  "transfer_check": diagnostics.transfer_check(cfg["attacks"], res["broken_by"]),
+                  "invalid_outputs": {k: v.get("invalid", 0) for k, v in res["stats"].items()}}
+        if job["kind"] == "recheck":  # it stops once the row has moved by the tolerance: that verdict is final
+            record.update(stages_run=res["stages_run"], stopped_early=res["stopped_early"])
+            for c in convergence.checkpoints(state, len(done)):
+                c.unlink(missing_ok=True)
+    return write(path, record, res, time.perf_counter() - t0, dataset, prov, state), True
+
+
+def _min_norm_chunks(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, state: Path, cfg: dict,
+                     progress: bool, chunk: int = 100) -> dict:
+    """:func:`minnorm.minimal_l2` in chunks of images, resumable (the pool is every image), then summarised."""
+    pool = (x, ens_mod.predict(ens, x))
+    key = json.dumps(cfg, sort_keys=True)
+    norm, how, secs, done = np.zeros(len(y), np.float32), np.zeros(len(y), np.int8), 0.0, 0
+    if state.is_file():
+        with np.load(state, allow_pickle=False) as f:
+            if str(f["config"]) == key:
+                norm, how, secs, done = f["norm"].copy(), f["broken_by"].copy(), float(f["seconds"]), int(f["done"])
+    resumed = secs
+    for c in range(done, len(y), chunk):
+        r = minnorm.minimal_l2(ens, x[c:c + chunk], y[c:c + chunk], seed=c, progress=progress, pool=pool)
+        norm[c:c + chunk], how[c:c + chunk] = r["norm"], r["broken_by"]
+        secs += r["seconds"]
+        state.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"config": np.array(key), "norm": norm, "broken_by": how, "seconds": np.array(secs),
+                  "done": np.array(c + chunk)}
+        atomic_write(state, lambda p, a=arrays: np.savez(open(p, "wb"), **a))
+    correct = how != outcomes.CLEAN
+    d = norm[correct]
+    return {"norm": norm, "broken_by": how, "success_rate": float(np.isfinite(d).mean()) if len(d) else float("nan"),
+            "attacked": int(correct.sum()), "found": int(np.isfinite(d).sum()),
+            "median_l2": float(np.median(d)) if len(d) else float("nan"), "median_ci95": minnorm.median_interval(d),
+            "seconds": secs, "resumed_s": resumed, "from_apgd": int(np.sum(how == 2)),
+            "from_boundary": int(np.sum(how == 1))}
+
+
+def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, prov: dict | None,
+          state: Path | None) -> dict:
+    """Write a suite job's per-image file and results file (its time plus earlier, interrupted invocations')."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record["per_image"] = outcomes.save(path.with_suffix(".npz"), res["broken_by"], res["norm"])
+    record["wall_time_s"] = round(seconds + res.get("resumed_s", 0.0), 1)
+    written = results.write_result(path, record, dataset, prov=prov)
+    if state is not None:  # the job is done: its resume state goes
+        state.unlink(missing_ok=True)
+    return written
+
+
+def row_summary(dataset: str, row: str, threat: str, root=None) -> dict:
+    """One suite row before and after the new stages and its re-check, from the committed files (None if absent).
+
+    ``before``/``after``: robust images (and n) of the row on the stages
+    file's first n images; ``broke``: what each new stage broke;
+    ``recheck``: the re-check's change in points and verdict; seconds of each job.
+    """
+    base = results.results_dir(dataset, root) / FOLDER
+    out: dict = {"row": row, "threat": threat}
+    stages = base / f"{row}-{threat}-stages.json"
+    if stages.is_file():
+        r = results.read_result(stages)
+        out.update(n=r["n"], before=r["robust_before"], after=r["robust_after"],
+                   broke={k: v["broken"] for k, v in r["stats"].items()}, invalid=r["invalid_outputs"],
+                   stages_s=r["timing"]["wall_time_s"], transfer_check=r["transfer_check"])
+    recheck = base / f"{row}-{threat}-recheck.json"
+    if recheck.is_file():
+        r = results.read_result(recheck)
+        out["recheck"] = {"n": r["n"], "before": r["robust_before"], "after": r["robust_after"],
+                          "change_points": r["change_points"], "converged": r["converged"],
+                          "broke": {k: v["broken"] for k, v in r["stats"].items() if v["broken"]},
+                          "seconds": r["timing"]["wall_time_s"], "base": r["base"]["name"]}
+    return out
+
+
+def where_from(dataset: str, first: str, second: str, root=None) -> dict:
+    """Per image, two suite files on the same images: robust in both, only in one, and what broke the others.
+
+    ``first`` and ``second`` name files under ``suite/`` (e.g.
+    ``empir-l2-stages`` and ``baseline-l2-stages``); compared on the images
+    both cover.  ``only_first_broken_in_second_by`` counts, for the images
+    only ``first`` keeps, the stage of ``second`` that broke them (``clean``:
+    ``second`` misclassifies them to begin with).
+    """
+    recs = {}
+    for name in (first, second):
+        path = results.results_dir(dataset, root) / FOLDER / f"{name}.json"
+        rec = results.read_result(path)
+        recs[name] = (rec, outcomes.load(path, rec)["broken_by"])
+    n = min(len(b) for _, b in recs.values())
+    (ra, a), (rb, b) = recs[first], recs[second]
+    a, b = a[:n], b[:n]
+    ra_names, rb_names = ["clean", *(s["name"] for s in ra["attacks"])], ["clean", *(s["name"] for s in rb["attacks"])]
+    only_a = (a == outcomes.ROBUST) & (b != outcomes.ROBUST)
+    only_b = (b == outcomes.ROBUST) & (a != outcomes.ROBUST)
+
+    def by(stage_of, names, mask):
+        vals, counts = np.unique(stage_of[mask], return_counts=True)
+        return {names[int(v)]: int(c) for v, c in zip(vals, counts)}
+
+    return {"n": int(n), "first": first, "second": second,
+            "robust_first": int(np.sum(a == outcomes.ROBUST)), "robust_second": int(np.sum(b == outcomes.ROBUST)),
+            "both": int(np.sum((a == outcomes.ROBUST) & (b == outcomes.ROBUST))),
+            "only_first": int(only_a.sum()), "only_second": int(only_b.sum()),
+            "only_first_broken_in_second_by": by(b, rb_names, only_a),
+            "only_second_broken_in_first_by": by(a, ra_names, only_b)}

@@ -1,0 +1,314 @@
+"""The suite's new stages (APGD-T, Square-L2), output validation, continuing a cascade, the convergence
+re-check, the per-image transfer check, the minimal L2 that always succeeds, and the paper protocol's labels."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from empir_lib.attack import (
+    apgd,
+    convergence,
+    diagnostics,
+    minnorm,
+    outcomes,
+    square,
+    suite,
+    surrogates,
+    targeted,
+    validate,
+)
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, ensemble
+from empir_lib.studies import evaluate, paper_labels, results, suite_checks, worstcase
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    ens = ensemble.empir("mnist")
+    x, y = data.load_sample("mnist")
+    return ens, x, y
+
+
+def _masked_ensemble():
+    # The input is rounded, so the gradient is exactly zero everywhere, yet the decision varies.
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Lambda(lambda t: tf.round(t * 2.0) / 2.0)(inp)
+    out = keras.layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(seed=3))(
+        keras.layers.Flatten()(h))
+    return ensemble.make([keras.Model(inp, out)], names=["masked"])
+
+
+def test_apgd_takes_one_budget_per_image(mnist):
+    ens, x, y = mnist
+    x, y = x[:12], y[:12]
+    eps = np.where(np.arange(12) % 2 == 0, 0.0, 3.0)
+    out = apgd.run(ens_loss(ens), x, y, eps, "l2", n_iter=10)
+    d = validate.norms(x, out.x_adv, "l2")
+    assert np.all(d <= eps * (1 + 1e-4) + 1e-5)
+    assert not out.broken[eps == 0].any() and out.broken[eps > 0].any()
+    with pytest.raises(EmpirError, match="one finite number"):
+        apgd.run(ens_loss(ens), x, y, np.full(5, 0.1), "l2", n_iter=2)
+
+
+def ens_loss(ens):
+    return surrogates.loss_fn(ens, "ce_mean_prob")
+
+
+def test_targeted_dlr_is_the_papers_formula_and_targets_skip_the_label(mnist):
+    z = tf.constant([[5.0, 3.0, 1.0, 0.0, -1.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
+    got = targeted.dlr_targeted(z, tf.constant([0, 4]), tf.constant([2, 1])).numpy()
+    # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)
+    assert got == pytest.approx([-(5 - 1) / (5 - 0.5), -(4 - 1) / (4 - 1.5)])
+    ens, x, y = mnist
+    ranked = targeted.target_ranking(ens, x[:20], y[:20], 9)
+    assert ranked.shape == (20, 9) and not np.any(ranked == y[:20, None])
+    assert all(len(set(r)) == 9 for r in ranked)
+    with pytest.raises(EmpirError, match="wrong classes"):
+        targeted.target_ranking(ens, x[:2], y[:2], 10)
+
+
+def test_apgd_t_breaks_on_the_vote_within_the_ball(mnist):
+    ens, x, y = mnist
+    x, y = x[:16], y[:16]
+    xa, stats = targeted.run(ens, targeted.loss_fn(ens), x, y, 0.2, "linf", n_iter=10, targets=2)
+    fooled = ensemble.predict(ens, xa) != y
+    assert fooled.any() and stats["image_steps"] > 0
+    assert sum(stats["broken_per_target"]) == fooled.sum() and len(stats["broken_per_target"]) == 2
+    assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all()
+
+
+def test_square_l2_stays_finite_in_the_box_and_the_ball(mnist):
+    ens, x, y = mnist
+    # Saturated images (all black, all white) are where ART's Square-L2 divides by a zero norm.
+    x = np.concatenate([x[:6], np.zeros((2, 28, 28, 1), np.float32), np.ones((2, 28, 28, 1), np.float32)])
+    y = np.concatenate([y[:6], ensemble.predict(ens, x[6:])])
+    xa, stats = square.square_l2(ens, x, y, 2.0, queries=60, seed=1)
+    assert validate.valid(x, xa, {"norm": "l2", "eps": 2.0}).all()
+    assert stats["image_steps"] >= len(x)
+    # It moves: the perturbations use the budget (before clipping) on the images it did not break.
+    assert np.median(validate.norms(x[:6], xa[:6], "l2")) > 0.5
+
+
+def test_square_schedule_and_pattern():
+    assert square.p_selection(0.1, 0, 5000) == 0.1
+    assert square.p_selection(0.1, 4999, 5000) == pytest.approx(0.1 / 512)
+    p = square.pattern(7, np.random.default_rng(0))
+    assert np.sum(p ** 2) == pytest.approx(1.0) and p.shape == (7, 7) and p.min() < 0 < p.max()
+
+
+def test_validation_refuses_nan_out_of_box_and_over_budget():
+    x = np.full((4, 3, 3, 1), 0.5, np.float32)
+    xa = x.copy()
+    xa[0, 0, 0, 0] = np.nan
+    xa[1, 0, 0, 0] = 1.2
+    xa[2] += 0.3
+    xa[3, 0, 0, 0] += 0.1
+    assert validate.valid(x, xa, {"norm": "linf", "eps": 0.25}).tolist() == [False, False, False, True]
+
+
+def test_the_cascade_counts_invalid_outputs_and_never_as_breaks(mnist, monkeypatch):
+    ens, x, y = mnist
+    x, y = x[:10], y[:10]
+
+    def nan_attack(ens, spec, threat, xb, yb, seed=0):
+        return np.full_like(xb, np.nan), {}
+
+    monkeypatch.setattr(suite, "run_attack", nan_attack)
+    specs = [{"name": "broken-tool", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 1, "restarts": 1}]
+    res = suite.cascade(ens, x, y, {"norm": "l2", "eps": 2.0}, specs, progress=False)
+    correct = int(np.sum(ensemble.predict(ens, x) == y))
+    assert res["stats"]["broken-tool"]["invalid"] == correct and res["counts"]["broken-tool"] == 0
+    assert res["counts"]["robust"] == correct
+    diag = diagnostics.run(ens, x, y, {"norm": "l2", "eps": 2.0}, res, diag_n=2)
+    assert any(f.startswith("invalid_outputs") for f in diag["flags"])
+
+
+SHORT = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 3, "restarts": 1},
+         {"name": "apgd-t", "kind": "apgd-t", "loss": targeted.LOSS, "n_iter": 5, "restarts": 1, "targets": 2}]
+
+
+def test_continuing_a_cascade_equals_running_it_whole(mnist):
+    ens, x, y = mnist
+    x, y = x[:24], y[:24]
+    threat = {"norm": "linf", "eps": 0.15}
+    whole = suite.cascade(ens, x, y, threat, SHORT, progress=False)
+    first = suite.cascade(ens, x, y, threat, SHORT[:1], progress=False)
+    more = suite.cascade(ens, x, y, threat, SHORT, progress=False, start=first)
+    assert np.array_equal(whole["broken_by"], more["broken_by"])
+    assert more["stats"]["apgd-t"]["attacked"] == first["counts"]["robust"]
+    other = first["broken_by"].copy()
+    other[np.flatnonzero(other != outcomes.CLEAN)[0]] = outcomes.CLEAN  # a mistake the vote does not make
+    with pytest.raises(EmpirError, match="do not match"):
+        suite.cascade(ens, x, y, threat, SHORT, progress=False, start={**first, "broken_by": other})
+    with pytest.raises(EmpirError, match="first stages"):
+        suite.cascade(ens, x, y, threat, SHORT[1:], progress=False, start=first)
+
+
+def test_the_suite_has_the_new_stages_in_order(mnist):
+    ens = mnist[0]
+    linf = [s["name"] for s in suite.attack_suite(ens, {"norm": "linf", "eps": 0.3})]
+    l2 = suite.attack_suite(ens, {"norm": "l2", "eps": 2.0})
+    assert linf.index("apgd-t") < linf.index("square") < linf.index("member-1")
+    assert [s["name"] for s in l2][-6:-3] == ["apgd-t", "square-l2", "cw-l2"]
+    assert l2[-1]["name"] == "transfer-fp" and all(diagnostics.single_member(s) for s in l2[-3:])
+    sq = next(s for s in l2 if s["kind"] == "square")
+    assert sq["queries"] == 5000 and next(s for s in l2 if s["kind"] == "apgd-t")["targets"] == 9
+
+
+def test_per_image_transfer_check_flags_above_its_share():
+    attacks = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob"},
+               {"name": "member-0", "kind": "apgd", "loss": "ce_member:0"},
+               {"name": "transfer-fp", "kind": "apgd", "loss": "ce_member:1"}]
+    broken_by = np.array([1] * 990 + [2] * 1 + [3] * 2 + [-1] * 7)
+    tc = diagnostics.transfer_check(attacks, broken_by)
+    assert tc["images"] == 3 and tc["flag"] and tc["after_every_ensemble_stage"]
+    assert tc["per_stage"] == {"member-0": 1, "transfer-fp": 2}
+    assert not diagnostics.transfer_check(attacks, np.array([1] * 999 + [3]))["flag"]
+    late = attacks + [{"name": "apgd-t", "kind": "apgd-t", "loss": targeted.LOSS}]
+    assert not diagnostics.transfer_check(late, broken_by)["after_every_ensemble_stage"]
+
+
+def test_the_recheck_doubles_the_budget_and_measures_the_change(mnist):
+    ens, x, y = mnist
+    x, y = x[:20], y[:20]
+    d = convergence.doubled(SHORT + [{"name": "sq", "kind": "square", "queries": 10, "restarts": 1}])
+    assert [s["name"] for s in d] == ["recheck-apgd-ce", "recheck-apgd-t", "recheck-sq"]
+    assert d[0]["n_iter"] == 6 and d[0]["restarts"] == 2 and d[2]["queries"] == 20
+    # A row whose one stage never ran (every correct image "survived") is far from converged ...
+    correct = ensemble.predict(ens, x) == y
+    start = np.where(correct, outcomes.ROBUST, outcomes.CLEAN)
+    res = convergence.recheck(ens, x, y, {"norm": "linf", "eps": 0.3}, SHORT[:1], start, np.zeros(20),
+                              progress=False)
+    assert res["change_points"] > 10 and not res["converged"] and set(res["stats"]) == {"recheck-apgd-ce"}
+    two = SHORT[:1] + [{**SHORT[0], "name": "apgd-ce-2"}]
+    early = convergence.recheck(ens, x, y, {"norm": "linf", "eps": 0.3}, two, start, np.zeros(20), progress=False)
+    assert early["stopped_early"] and early["stages_run"] == 1  # moved already: "not converged" is final
+    assert early["counts"]["recheck-apgd-ce-2"] == 0 and not early["converged"]
+    # ... and one at eps = 0 cannot move.
+    still = convergence.recheck(ens, x, y, {"norm": "linf", "eps": 0.0}, SHORT[:1], start, np.zeros(20),
+                                progress=False)
+    assert still["change_points"] == 0 and still["converged"] and still["stages_run"] == 1
+
+
+def test_minimal_l2_always_succeeds_even_on_a_masked_model(mnist):
+    ens = _masked_ensemble()
+    x, y = data.load_sample("mnist", 40)
+    pred = ensemble.predict(ens, x)
+    assert len(set(pred.tolist())) > 1
+    y = pred  # every image correct, so each one needs an adversarial example
+    r = minnorm.minimal_l2(ens, x, y, n_iter=5, bisect_steps=2, progress=False)
+    assert r["success_rate"] == 1.0 and r["found"] == 40 and np.isfinite(r["norm"]).all()
+    assert r["from_boundary"] > 0  # blind APGD (only its random start moves) leaves images to the boundary start
+    # A constant model has no adversarial example among the images: said, not invented.
+    inp = keras.Input((28, 28, 1))
+    const = ensemble.make([keras.Model(inp, keras.layers.Dense(10, kernel_initializer="zeros",
+                                                               bias_initializer="ones")(keras.layers.Flatten()(inp)))],
+                          names=["constant"])
+    yc = ensemble.predict(const, x)
+    rc = minnorm.minimal_l2(const, x, yc, n_iter=2, bisect_steps=1, progress=False)
+    assert rc["success_rate"] == 0.0 and np.isinf(rc["norm"]).all()
+
+
+def test_minimal_l2_on_the_ensemble_is_verified(mnist):
+    ens, x, y = mnist
+    x, y = x[:20], y[:20]
+    r = minnorm.minimal_l2(ens, x, y, n_iter=10, bisect_steps=3, progress=False)
+    correct = ensemble.predict(ens, x) == y
+    assert r["success_rate"] == 1.0 and np.all(r["norm"][~correct] == 0) and np.all(r["norm"][correct] > 0)
+    assert r["median_ci95"][0] <= r["median_l2"] <= r["median_ci95"][1]
+
+
+def test_paper_label_split_bounds_and_exact_case():
+    rec = {"protocol": "paper", "n": 10000, "adversarial_accuracy": 0.0882, "attack_success_rate": 1.0,
+           "clean_accuracy": 0.7416}
+    s = paper_labels.split(rec)
+    assert s["exact"] and s["moved_lo"] == 882 and s["share_lo"] == 1.0
+    loose = paper_labels.split({**rec, "attack_success_rate": 0.5})
+    assert not loose["exact"] and loose["moved_lo"] == 0 and loose["moved_hi"] == 882
+    r = paper_labels.row({**rec, "attack_success_rate": 0.5}, {"moved": 100, "clean_wrong": 2584,
+                                                             "wall_time_s": 1.0})
+    assert r["share"] == pytest.approx(100 / 882) and r["rerun_within_bounds"]
+    tight = {**rec, "attack_success_rate": 0.999}  # bounds [872, 882]: a re-run of 100 is another draw
+    far = paper_labels.row(tight, {"moved": 100, "clean_wrong": 2584, "wall_time_s": 1.0})
+    assert far["share"] is None and not far["rerun_within_bounds"] and far["method"].startswith("bounds only")
+    with pytest.raises(EmpirError, match="not the paper protocol"):
+        paper_labels.split({**rec, "protocol": "adaptive"})
+
+
+def test_paper_label_rerun_counts_mistakes_moved_to_the_truth(mnist):
+    ens, x, y = mnist
+    y = y.copy()
+    y[:6] = (y[:6] + 1) % 10  # six clean mistakes for certain (wrong labels), beside the model's own
+    x, y = x[:60], y[:60]
+    res = evaluate.adversarial_accuracy(ens, "fgsm", x, y, "paper", dataset="mnist", progress=False)
+    rec = {k: v for k, v in res.items() if not isinstance(v, np.ndarray)}
+    again = paper_labels.rerun_wrong(rec, ens, x, y, progress=False)
+    wrong = res["clean_pred"] != y
+    assert again["clean_wrong"] == int(wrong.sum()) >= 6
+    assert again["moved"] == int(np.sum(res["adv_pred"][wrong] == y[wrong]))  # FGSM: per image, exact
+    with pytest.raises(EmpirError, match="not the row's"):
+        paper_labels.rerun_wrong({**rec, "clean_accuracy": 0.5}, ens, x, y, progress=False)
+
+
+def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
+    ens, x, y = mnist
+    x, y = x[:16], y[:16]
+    monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT))
+    base = suite.cascade(ens, x, y, {"norm": "l2", "eps": 2.0}, SHORT[:1], progress=False)
+    rec = worstcase.summary({"members": list(ens.names), "rule": ens.rule, "attacks": SHORT[:1], "n": 16},
+                            base["broken_by"], base["counts"], base["stats"], y, ens)
+    ds = tmp_path / "mnist"
+    path = ds / "suite" / "empir-l2.json"
+    path.parent.mkdir(parents=True)
+    rec["per_image"] = outcomes.save(path.with_suffix(".npz"), base["broken_by"], base["norm"])
+    results.write_result(path, rec, "mnist", prov={"command": "test"})
+    job = {"name": "suite/empir-l2-stages", "members": list(ens.names), "threat": "l2", "kind": "stages", "n": 16,
+           "base": "suite/empir-l2"}
+    out, ran = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False,
+                                 prov={"command": "test"})
+    assert ran and [a["name"] for a in out["attacks"]] == ["apgd-ce", "apgd-t"]
+    assert out["robust_before"] == base["counts"]["robust"] >= out["robust_after"]
+    assert set(out["stats"]) == {"apgd-t"} and out["invalid_outputs"] == {"apgd-t": 0}
+    written = ds / "suite" / "empir-l2-stages.json"
+    assert outcomes.load(written, json.loads(written.read_text()))["broken_by"].shape == (16,)
+    again, ran2 = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False)
+    assert not ran2 and again["robust_after"] == out["robust_after"]
+    summary = suite_checks.row_summary("mnist", "empir", "l2", root=tmp_path)
+    assert summary["before"] == out["robust_before"]
+    assert summary["broke"] == {"apgd-t": out["stats"]["apgd-t"]["broken"]}
+    wf = suite_checks.where_from("mnist", "empir-l2", "empir-l2-stages", root=tmp_path)
+    assert wf["only_second"] == 0 and wf["only_first"] == out["robust_before"] - out["robust_after"]
+    assert sum(wf["only_first_broken_in_second_by"].values()) == wf["only_first"]
+    names = [j["name"] for j in worstcase.jobs("mnist", 10, 10)]
+    assert "suite/empir-l2-recheck" in names and names[-1] == "suite/empir-min-norm"
+    assert suite_checks.KINDS == ("stages", "recheck", "min_norm")
+
+
+def test_a_min_norm_job_writes_a_checked_file_that_always_succeeds(mnist, tmp_path):
+    ens, x, y = mnist
+    x, y = x[:12], y[:12]
+    job = {"name": "suite/empir-min-norm", "members": list(ens.names), "threat": "l2", "kind": "min_norm", "n": 12}
+    out, ran = worstcase.run_job(job, "mnist", ens, x, y, tmp_path / "mnist", tmp_path / "runs", progress=False,
+                                 prov={"command": "test"})
+    assert ran and out["success_rate"] == 1.0 and out["robust_accuracy"] == 0.0
+    assert out["median_ci95"][0] <= out["median_l2"] <= out["median_ci95"][1]
+    path = tmp_path / "mnist" / "suite" / "empir-min-norm.json"
+    arrays = outcomes.load(path, json.loads(path.read_text()))
+    assert np.isfinite(arrays["norm"]).all()
+    assert not list((tmp_path / "runs").glob("*.npz"))  # done: the resume state is gone
+
+
+def test_the_label_column_shows_a_share_or_its_bounds(tmp_path):
+    rec = {"protocol": "paper", "n": 1000, "adversarial_accuracy": 0.1, "attack_success_rate": 1.0,
+           "clean_accuracy": 0.7}
+    rows = {"table2/baseline-paper-pgd": paper_labels.row(rec),
+            "table2/empir-paper-cw": paper_labels.row({**rec, "attack_success_rate": 0.95})}
+    path = tmp_path / "cifar10" / "labels" / "paper-protocol.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"rows": rows}))
+    col = paper_labels.column("cifar10", tmp_path)
+    assert col == {"baseline (FP)": {"pgd": "100.0%"}, "EMPIR, paper protocol": {"cw": "50.0%-100.0%"}}
+    with pytest.raises(EmpirError, match="missing"):
+        paper_labels.column("mnist", tmp_path)

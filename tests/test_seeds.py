@@ -1,0 +1,129 @@
+"""The seed study (empir_lib.studies.seeds): its plan, reading the sets back on the same images, and its verdicts."""
+import json
+
+import numpy as np
+import pytest
+
+from empir_lib.attack import outcomes
+from empir_lib.book.chapters import seeds as chapter_seeds
+from empir_lib.core import paper, settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.studies import seeds
+
+
+def test_the_seed_sets_share_no_member_and_the_first_is_the_books_empir():
+    for dataset in ("mnist", "cifar10"):
+        s = seeds.sets(dataset)
+        assert len(s) == 3 and s[0]["empir"] == settings.get(dataset).empir_ids
+        ids = [m for rows in s for m in rows["empir"]]
+        assert len(ids) == len(set(ids)) == 9  # no member shared between sets
+        assert all(rows["baseline"] == [rows["empir"][-1]] for rows in s)  # each set's FP member is its baseline
+    assert [m for rows in seeds.sets("mnist") for m in rows["empir"] if "a4w2" in m] == [
+        f"mnist-a4w2-s{k}" for k in range(1, 7)]
+
+
+def test_the_plan_runs_sets_two_and_three_cheapest_first():
+    jobs = seeds.jobs("cifar10", 10000, 1000)
+    names = [j["name"] for j in jobs]
+    assert not any("set1" in n for n in names)  # set 1 is the book's table2/ and suite/
+    kinds = ["l2" if n.endswith("-l2") else "paper" if "-paper-" in n else "linf" for n in names]
+    assert kinds == sorted(kinds, key=["linf", "paper", "l2"].index)
+    assert {j["n"] for j in jobs if j["name"].endswith("-l2")} == {1000}
+    assert {j["n"] for j in jobs if not j["name"].endswith("-l2")} == {10000}
+    assert "seeds/set3/empir-linf-8-255" in names and "seeds/set2/baseline-paper-cw" in names
+
+
+def test_a_dataset_without_seed_sets_is_refused():
+    with pytest.raises(EmpirError, match="has no seed sets"):
+        seeds.sets("tiny-imagenet")
+
+
+def _write(root, dataset, name, record, broken_by=None):
+    path = root / dataset / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if broken_by is not None:
+        record["per_image"] = outcomes.save(path.with_suffix(".npz"), broken_by, np.zeros(len(broken_by)))
+        record["n"] = len(broken_by)
+    path.write_text(json.dumps(record))
+
+
+def _fill(root, dataset="mnist", shift=(0.0, 1.0, 2.0)):
+    """Three seed sets whose EMPIR paper-protocol accuracy is 40 + shift, and suite files with per-image outcomes."""
+    for k, d in enumerate(shift, start=1):
+        for row, base in (("empir", 0.40), ("baseline", 0.10)):
+            for attack in ("cw", "fgsm", "bim", "pgd"):
+                name = seeds._paper_name(k, row, attack)  # noqa: SLF001
+                _write(root, dataset, name, {"adversarial_accuracy": base + d / 100, "clean_accuracy": 0.99,
+                                             "n": 10000})
+            for threat in ("linf-table1", "l2"):
+                # set 1's L2 file covers 2,000 images; only the first 1,000 (all robust for EMPIR) are compared
+                n = 2000 if k == 1 and threat == "l2" else 1000
+                broken = np.full(n, 1)
+                broken[:100] = outcomes.ROBUST if row == "empir" else 1
+                if k == 1 and threat == "l2":
+                    broken[1000:] = outcomes.ROBUST  # outside the compared images
+                _write(root, dataset, seeds._suite_name(k, row, threat),  # noqa: SLF001
+                       {"robust_accuracy": float(np.mean(broken == outcomes.ROBUST)), "clean_accuracy": 1.0,
+                        "broken_by": outcomes.counts(broken, [])}, broken)
+
+
+def test_values_read_every_set_on_the_same_images(tmp_path):
+    _fill(tmp_path)
+    values = seeds.seed_values("mnist", root=tmp_path)
+    assert [v["empir"]["paper_average"] for v in values] == pytest.approx([40.0, 41.0, 42.0])
+    # Set 1's L2 file holds 2,000 images: read on the first 1,000, like sets 2 and 3 (10% robust, not 55%).
+    assert [v["empir"]["l2"] for v in values] == pytest.approx([10.0, 10.0, 10.0])
+    assert [v["empir"]["l2_n"] for v in values] == [1000, 1000, 1000]
+    assert values[0]["baseline"]["linf-table1"] == 0.0
+
+
+def test_a_missing_file_is_none_not_a_number(tmp_path):
+    _fill(tmp_path)
+    (tmp_path / "mnist" / "seeds" / "set3" / "empir-paper-bim.json").unlink()
+    values = seeds.seed_values("mnist", root=tmp_path)
+    assert values[2]["empir"]["paper_average"] is None and values[2]["empir"]["bim"] is None
+    assert seeds.spread([v["empir"]["paper_average"] for v in values])["k"] == 2
+
+
+def test_compare_decides_against_the_seed_spread():
+    # The same sign in every set and a mean beyond one sd: beyond the spread.
+    assert seeds.compare([10.4, 9.8, 10.9], [8.0, 8.3, 7.9])["verdict"] == "beyond the seed spread"
+    # One set reverses the sign: inside the spread, whatever the mean.
+    c = seeds.compare([10.4, 7.0, 10.9], [8.0, 8.3, 7.9])
+    assert c["verdict"] == "inside the seed spread" and not c["same_sign"]
+    assert c["mean"] == pytest.approx(np.mean([2.4, -1.3, 3.0]))
+    # One set only: nothing is said about seeds.
+    assert seeds.compare([10.0, None, None], [8.0, None, None])["verdict"].startswith("one seed set")
+    # The test-set interval: 10.4% vs 8.0% on 10,000 images are apart, on 100 images they are not.
+    assert seeds.compare([10.4], [8.0], n=10000)["intervals_apart"] == [True]
+    assert seeds.compare([10.4], [8.0], n=100)["intervals_apart"] == [False]
+
+
+def test_ours_against_the_paper_within_two_seed_sds(tmp_path):
+    _fill(tmp_path)
+    values = seeds.seed_values("mnist", root=tmp_path)
+    out = seeds.versus_paper("mnist", values)
+    assert out["empir"]["paper"] == paper.TABLE2["mnist"]["empir"]["average"]
+    assert out["empir"]["mean"] == pytest.approx(41.0) and out["empir"]["sd"] == pytest.approx(1.0)
+    assert out["empir"]["within_two_sd"] is (abs(41.0 - out["empir"]["paper"]) <= 2.0)
+
+
+# --- the chapters' view -------------------------------------------------------------------------
+
+def test_member_seeds_reads_the_recipes_members_only():
+    m = chapter_seeds.member_seeds("mnist", "a4w2")
+    assert m["seeds"] == [1, 2, 3, 4, 5, 6] and m["k"] == 6 and m["sd"] > 0
+    # CIFAR-10's 40-epoch a2w2 members are not the recipe's (15 epochs): only seed 1 of the grid counts.
+    assert chapter_seeds.member_seeds("cifar10", "a2w2")["seeds"] == [1]
+
+
+def test_the_seed_table_and_verdicts_come_from_the_files(tmp_path):
+    _fill(tmp_path)
+    md = chapter_seeds.seed_table("mnist", tmp_path)
+    assert "| EMPIR | 2 | 99.00 | 41.00 |" in md and "**41.00 ± 1.00**" in md
+    lines = chapter_seeds.verdict_lines("mnist", tmp_path)
+    # EMPIR's paper average is 30 points over the baseline in every set, with no spread in the difference.
+    assert any(line.startswith("mnist, paper average: EMPIR minus FP per seed set +30.00, +30.00, +30.00")
+               and "beyond the seed spread" in line for line in lines)
+    assert any("EMPIR paper-protocol average: ours 41.00 ± 1.00 over 3 seed set(s), the paper's 47.48: "
+               "outside two seed sds of ours" in line for line in lines)
