@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from .style import book_figure
+
 
 def _empty(ax) -> None:
     ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes)
 
 
+@book_figure
 def convergence_curve(conv: dict | None) -> Figure:
     """Robust expected accuracy (%) against S, one line per N, with 95% intervals; the setting chosen circled."""
     fig = Figure(figsize=(5.6, 3.6), layout="constrained")
@@ -40,6 +43,7 @@ def convergence_curve(conv: dict | None) -> Figure:
     return fig
 
 
+@book_figure
 def lottery_curve(lot: dict | None) -> Figure:
     """The share (%) of images right on all of Q queries against Q, at the attack's points and at the clean
     images (the control), beside the two expected accuracies, which do not depend on Q."""
