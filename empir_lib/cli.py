@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from .attack import attacks
-from .book import assignments, attack_runs, attack_tasks, grader
+from .book import assignments, attack_runs, attack_tasks, attack_worst, grader
 from .core import defences, settings
 from .core.errors import EmpirError, check_choice, check_positive_int
 from .hardware.deploy import deploy as deploy_member
@@ -128,9 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--book", action="store_true", help="also time the quick-profile notebooks and the HTML build")
 
     a = sub.add_parser("assignments", help="classroom: build the chapters' Otter assignments, or grade a folder")
-    a.add_argument("action", choices=("build", "grade", "attacks"))
+    a.add_argument("action", choices=("build", "grade", "attacks", "expected-worst"))
     a.add_argument("args", nargs="*", help="build: chapters (default: all); grade: CHAPTER SUBMISSIONS_DIR; "
-                   "attacks: tasks (default: all): grade the reference and plain attacks, write their record")
+                   "attacks: tasks (default: all): grade the reference and plain attacks, write their record; "
+                   "expected-worst: the random ensemble's expected-accuracy worst case (its task's target)")
     a.add_argument("--out-dir", default=None, help="default: _build/assignments (build), <assignment>/graded")
 
     s = sub.add_parser("samples", help="rewrite data/samples from the full datasets")
@@ -297,6 +298,9 @@ def _assignments(args: argparse.Namespace) -> int:
     if args.action == "build":
         for stem, folder in assignments.generate(args.args or None, root).items():
             print(f"{stem}: {folder}/student (hand out), {assignments.autograder_zip(folder)} (grade)")
+        return 0
+    if args.action == "expected-worst":
+        attack_worst.expected_worst_case(attack_tasks.task("cifar10-stochastic"))
         return 0
     if args.action == "attacks":
         tasks = [attack_tasks.task(name) for name in args.args] or list(attack_tasks.TASKS.values())
