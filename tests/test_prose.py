@@ -61,7 +61,10 @@ def test_a_long_sentence_and_a_long_chapter_are_caught(tmp_path):
 
 def test_the_before_numbers_are_committed():
     before = json.loads((REPO / "data" / "results" / "prose" / "before.json").read_text())
-    assert set(before["chapters"]) == {p.stem for p in [*CHAPTERS, APPENDIX]}
+    # Every page that existed when the snapshot was taken has its 'before' numbers; chapters written after it
+    # (12, attack it yourself; 13, chapter 11's part 2 split off) have none to compare with.
+    now = {p.stem for p in [*CHAPTERS, APPENDIX]}
+    assert set(before["chapters"]) <= now and len(before["chapters"]) == 12
     assert "git_commit" in before["provenance"]
 
 
