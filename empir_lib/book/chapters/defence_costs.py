@@ -48,7 +48,8 @@ def training_rows(dataset: str, zoo_dir: str | os.PathLike | None = None) -> lis
             ratio = (e["train_time_s"] / e["epochs"]) / (ref["train_time_s"] / ref["epochs"])
         full = defences.check(defence, params)
         out.append({"member": mid, "defence": defence,
-                    "params": ", ".join(f"{k}={v:.3g}" for k, v in full.items()),
+                    "params": ", ".join(f"{k}={v:.3g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                                      for k, v in full.items()),
                     "epochs": e and e["epochs"], "accuracy": e and 100 * e["test_accuracy"],
                     "seconds": e and e["train_time_s"], "hardware": e and _hardware(e), "epoch_ratio": ratio,
                     "plain": False})
