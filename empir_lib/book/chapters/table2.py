@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ...studies import evaluate, results
+from ...studies import evaluate, paper_labels, results
 from .. import plots
 from .committed import Root, counts, missing_note, table2_missing
 
@@ -206,3 +206,20 @@ def live_check(runs: Iterable[tuple], x: np.ndarray, y: np.ndarray, dataset: str
         ["row", "attack", "objective differentiated", "live accuracy, %", "images", "results file, %", "images",
          "live time, s"])
     return md, live
+
+
+def label_shares(dataset: str, root: Root = None) -> str:
+    """Table 2's label column: the share of each paper-protocol accuracy that is clean mistakes moved to their label.
+
+    The paper protocol attacks the class the model predicts on the clean
+    image.  On an image the model gets wrong, pushing away from that wrong
+    class can land on the true one, and the image then counts as robust.
+    Read from ``labels/paper-protocol.json``
+    (:func:`empir_lib.studies.paper_labels.column`): exact where the files pin
+    it, else the range the aggregates allow.
+    """
+    col = paper_labels.column(dataset, root)
+    rows = [{"row": name, **{a: shares.get(a, plots.DASH) for a in results.ATTACK_COLUMNS}}
+            for name, shares in col.items()]
+    return plots.markdown_table(rows, ["row", *results.ATTACK_COLUMNS],
+                                ["row", *(f"{a.upper()}: share of the accuracy" for a in results.ATTACK_COLUMNS)])
