@@ -213,3 +213,14 @@ def short_label(dataset: str, row: str) -> str:
     record, empir_of = row_defence(row_key(row))
     text = f"EMPIR\n({record.short})" if empir_of else record.short
     return text if "_" not in row else text + "\n" + setting(dataset, row).split(",")[0]
+
+
+def recipe_text(dataset: str, row: str, zoo_dir: str | os.PathLike | None = None) -> str:
+    """How a row's members were trained: their epochs (from the manifest) and the recipe's label smoothing."""
+    have = zoo.members(dataset, zoo_dir)
+    epochs = [have[m]["epochs"] if m in have else None for m in row_members(dataset, row)]
+    if None in epochs:
+        return "not trained yet"
+    shown = str(epochs[0]) if len(set(epochs)) == 1 else ", ".join(map(str, epochs))
+    smoothing = settings.get(dataset).recipe.get("label_smoothing", 0.0)
+    return f"{shown} epochs" + (f", label smoothing {smoothing:g}" if smoothing else "")

@@ -123,8 +123,13 @@ def verdict_lines(verdict: dict) -> list[str]:
         lines.append(f"Paper: EMPIR {p['empir']:.2f}% against PGD-AT {p['pgd_at']:.2f}% average adversarial "
                      f"accuracy ({p['difference']:+.2f} points).")
     for row in verdict["rows"].values():
+        one = row.get("one_answer")
+        constant = bool(one and one["constant"])
         for c in row["comparisons"]:
             head = f"Ours, {c['protocol']}, EMPIR vs {row['label']}:"
+            if constant and c["status"] == "measured":
+                lines.append(f"{head} not compared: that network is a constant classifier (invalid as a defence).")
+                continue
             if c["status"] != "measured":
                 lines.append(f"{head} not yet measured (missing e.g. {c['missing'][0]}).")
                 continue
@@ -134,8 +139,7 @@ def verdict_lines(verdict: dict) -> list[str]:
                 extra = "; the 95% intervals are apart" if c["separated"] else "; the 95% intervals overlap"
             lines.append(f"{head} {c['empir']:.2f}% against {c['pgd_at']:.2f}% {c['measure']} "
                          f"({c['difference']:+.2f} points): the claim {word}{extra}.")
-        one = row.get("one_answer")
-        if one and one["constant"]:
+        if constant:
             lines.append(f"Note: {row['label']} answers '{one['class']}' for {100 * one['share']:.1f}% of the "
                          f"test images (under the paper protocol's {one['attack'].upper()}, the attack where that "
                          "share is lowest): it is a constant classifier, so its accuracy under any attack is that "
