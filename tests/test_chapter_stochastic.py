@@ -10,12 +10,12 @@ from empir_lib.book import plots
 from empir_lib.book.chapters import stochastic as ch
 from empir_lib.core import paper
 from empir_lib.core.errors import EmpirError
-from empir_lib.nets import data
-from empir_lib.studies import eot_study, expected_study
+from empir_lib.nets import data, diversity
+from empir_lib.studies import expected_study
 
 S, N = expected_study.HEADLINE
 
-MEMBERS = eot_study.joint_ids()
+MEMBERS = diversity.joint_ids()
 
 
 def write(root, name, record):

@@ -18,7 +18,7 @@ def test_bad_eot_sample_lists_are_refused(bad):
 def test_jobs_run_the_curve_first_and_compare_three_rows():
     jobs = eot_study.jobs("cifar10", 10000, 1000)
     assert jobs[0] == {"name": "stochastic/eot-samples", "kind": "eot-samples",
-                       "members": eot_study.joint_ids("cifar10"), "samples": list(eot_study.EOT_SAMPLES), "n": 1000}
+                       "members": diversity.joint_ids("cifar10"), "samples": list(eot_study.EOT_SAMPLES), "n": 1000}
     assert [j["kind"] for j in jobs[-3:]] == ["expected-suite", "expected-converge", "expected-aa-rand"]
     jobs = jobs[:-3]  # the expected-accuracy jobs (issue 29): tests/test_expected.py
     names = [j["name"] for j in jobs[1:]]
@@ -30,7 +30,7 @@ def test_jobs_run_the_curve_first_and_compare_three_rows():
     assert jobs[4]["members"] == ["cifar10-fp-s1-pgdat-e0.0313725"]
     assert eot_study.row_samples(jobs[-1], "/nonexistent") == 16  # its own S, no curve needed
     # The joint run's ids are those 'empir joint --zoo' registers.
-    assert eot_study.joint_ids("cifar10") == [
+    assert diversity.joint_ids("cifar10") == [
         settings.member_id("cifar10", 2, 2, 1, diversity.joint_tag(k, diversity.DIVERSITY_WEIGHT)) for k in range(3)]
     assert jobs[2]["members"] == settings.get("cifar10").empir_ids
 
@@ -137,7 +137,7 @@ def test_a_partial_curve_of_another_configuration_is_refused(small, tmp_path):
 def test_reproduce_skips_the_study_until_the_joint_run_is_in_the_zoo(capsys, tmp_path, data_dir, monkeypatch):
     # A zoo without the joint run (the committed one has it): the deterministic rows need none; the curve,
     # the stochastic rows, the control and the suite checks wait for it.
-    joint, real = set(eot_study.joint_ids("cifar10")), zoo.members
+    joint, real = set(diversity.joint_ids("cifar10")), zoo.members
     monkeypatch.setattr(zoo, "members", lambda *a, **k: {m: v for m, v in real(*a, **k).items() if m not in joint})
     for only in ("stochastic/eot", "stochastic/pgd-5-255-joint", "stochastic/suite-5-255-joint", "stochastic/pgd-0"):
         reproduce.reproduce("cifar10", n=5, select_n=5, data_dir=data_dir, out_dir=tmp_path,

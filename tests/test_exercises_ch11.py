@@ -56,3 +56,10 @@ def test_a_right_majority_passes_and_wrong_ones_fail(capsys):
     assert not exercises.check_majority(lambda p: p[0])  # the first draw is not the majority
     assert not exercises.check_majority(lambda p: majority(p)[:1])
     assert "return" in capsys.readouterr().out
+
+
+def test_flip_share_check_passes_the_formula_and_fails_the_usual_slips():
+    assert exercises.check_flip_share(lambda k, e: min(1.0, e * (2**k - 1)))
+    assert not exercises.check_flip_share(lambda k, e: min(1.0, e * 2**k))  # levels instead of bins
+    assert not exercises.check_flip_share(lambda k, e: e * (2**k - 1))  # never capped at 1
+    assert not exercises.check_flip_share(lambda k, e: float("nan"))

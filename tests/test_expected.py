@@ -8,7 +8,7 @@ import pytest
 
 from empir_lib.attack import expected, expected_suite
 from empir_lib.core.errors import EmpirError
-from empir_lib.nets import data, ensemble, stochastic, zoo
+from empir_lib.nets import data, diversity, ensemble, stochastic, zoo
 from empir_lib.studies import eot_study, expected_study
 
 
@@ -151,7 +151,7 @@ def test_the_study_registers_three_jobs_after_the_old_ones():
     names = [j["name"] for j in jobs[-3:]]
     assert names == ["stochastic/expected-suite-joint", "stochastic/expected-converge", "stochastic/expected-aa-rand"]
     assert (jobs[-3]["samples"], jobs[-3]["n_iter"]) == expected_study.HEADLINE
-    assert all(j["draws"] == expected.DRAWS and j["members"] == eot_study.joint_ids() for j in jobs[-3:])
+    assert all(j["draws"] == expected.DRAWS and j["members"] == diversity.joint_ids() for j in jobs[-3:])
     assert jobs[-1]["samples"] == 20 and jobs[-1]["n_iter"] == 100  # AutoAttack's rand protocol
 
 

@@ -59,3 +59,4 @@ TRAMER_CIFAR10_EPS8 = 1.5
 # Not the paper's: Farkya, Raghavan and Ziskind (2023), abstract: "over 50%" accuracy under PGD
 # at 5/255 on CIFAR-10 for their stochastic-quantiser ensemble (a lower bound, as the abstract states it).
 FARKYA_PGD_5_255 = 50.0
+FARKYA_EPS = 5 / 255  # the L-inf budget of that claim

@@ -253,3 +253,9 @@ def add_to_zoo(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir:
                         "size_bytes": dest.stat().st_size, **prov}
     zoo.register(entries, zoo_path)
     return entries
+
+
+def joint_ids(dataset: str = "cifar10", members: tuple = DEFAULT_MEMBERS, seed: int = 1,
+              lam: float = DIVERSITY_WEIGHT) -> list[str]:
+    """The zoo ids of a joint run's members (``empir joint --zoo``; :func:`add_to_zoo`)."""
+    return [settings.member_id(dataset, w, a, seed, joint_tag(k, lam)) for k, (w, a) in enumerate(members)]

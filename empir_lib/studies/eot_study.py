@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from ..attack import outcomes, suite
-from ..core import settings
+from ..core import paper, settings
 from ..core.errors import EmpirError, check_positive_int
 from ..core.files import atomic_write
 from ..nets import diversity, stochastic
@@ -73,7 +73,7 @@ from . import expected_study, results, worstcase
 
 FOLDER = "stochastic"
 DATASETS = ("cifar10",)
-EPS = 5 / 255
+EPS = paper.FARKYA_EPS
 THREAT = {"name": "linf-5-255", "norm": "linf", "eps": EPS}
 NOISE_ONLY = {"name": "linf-0", "norm": "linf", "eps": 0.0}  # the control: the attack's queries, no perturbation
 EOT_SAMPLES = (1, 2, 4, 8, 16)
@@ -100,18 +100,12 @@ def check_samples(samples: object) -> list[int]:
     return values
 
 
-def joint_ids(dataset: str = "cifar10", members: tuple = diversity.DEFAULT_MEMBERS, seed: int = 1,
-              lam: float = diversity.DIVERSITY_WEIGHT) -> list[str]:
-    """The zoo ids of a joint run's members (``empir joint --zoo``; :func:`empir_lib.nets.diversity.add_to_zoo`)."""
-    return [settings.member_id(dataset, w, a, seed, diversity.joint_tag(k, lam)) for k, (w, a) in enumerate(members)]
-
-
 def rows(dataset: str) -> dict[str, list[str]]:
     """The rows compared: the joint stochastic ensemble, deterministic EMPIR, the FP baseline, and PGD
     adversarial training at 8/255 (chapter 10's network, the reference at a similar clean accuracy)."""
     s = settings.get(dataset)
     (pgdat,) = dict(s.defence_rows)[PGDAT_ROW]
-    return {"joint": joint_ids(dataset), "empir": s.empir_ids, "baseline": [s.empir_fp],
+    return {"joint": diversity.joint_ids(dataset), "empir": s.empir_ids, "baseline": [s.empir_fp],
             "pgdat": [settings.defended_id(dataset, pgdat)]}
 
 

@@ -24,8 +24,8 @@ from ...attack import expected
 from ...core import paper
 from ...core.errors import EmpirError
 from ...core.tables import DASH, markdown_table, percent_cell
+from ...nets import diversity, stochastic, zoo
 from ...nets import ensemble as ens_mod
-from ...nets import stochastic, zoo
 from ...studies import eot_study, expected_study, results
 from .committed import Root
 
@@ -266,7 +266,7 @@ def old_rule_table(root: Root = None) -> str:
 def members_line(dataset: str = DATASET) -> str:
     """Which joint members the zoo holds, with their deployed and nearest-rounding accuracy."""
     have = zoo.members(dataset)
-    ids = eot_study.joint_ids(dataset)
+    ids = diversity.joint_ids(dataset)
     if not all(m in have for m in ids):
         return (f"The joint run ({', '.join(ids)}) is not in the zoo yet; "
                 f"`empir joint --dataset {dataset} --zoo` trains it.")

@@ -89,23 +89,24 @@ from .ch10 import (
            reference_fgsm_at_loss,
            zero_gradient_gap,
 )
-from .ch11 import check_crossover, check_majority, crossover_cases, majority_cases
+from .ch11 import check_crossover, check_flip_share, check_majority, crossover_cases, flip_share_cases, majority_cases
 from .ch12 import check_attack
 from .grading import require
 from .verdict import NO, OK
 
 __all__ = ["HALFWIDTH_CASES", "NO", "OK", "STE_POINTS", "STORAGE_CASES", "accuracy_gap", "average_gain",
-           "best_lowprecision_member", "binomial_halfwidth", "check_accuracy_gap", "check_attack", "check_average_gain",
-           "check_best_member", "check_crossover", "check_eps_in_255ths", "check_fgsm", "check_fgsm_at_loss",
-           "check_flippable_fraction", "check_gradient_counts", "check_halfwidth", "check_levels", "check_linf_norm",
-           "check_majority", "check_mean_prob_scores", "check_member_storage", "check_overheads", "check_pack",
-           "check_pareto", "check_prob_as_logits_range", "check_quantizer", "check_rules_disagree",
-           "check_ste_gradients", "check_vote", "check_worst_case", "check_zero_gradient_gap", "crossover_cases",
-           "eps_in_255ths", "fgsm_at_problem", "fgsm_problem", "flippable_fraction", "gradient_counts", "linf_norms",
-           "majority_cases", "mean_prob_problem", "norm_problem", "objective_scores", "pareto_front",
-           "prob_as_logits_loss_range", "quantizer_inputs", "reference_fgsm", "reference_fgsm_at_loss",
-           "reference_vote", "require", "rule_predictions", "ste_gradients", "storage_cases", "vote_cases",
-           "worst_case_accuracy", "worst_case_problem", "zero_gradient_gap"]
+           "best_lowprecision_member", "binomial_halfwidth", "check_accuracy_gap", "check_attack",
+           "check_average_gain", "check_best_member", "check_crossover", "check_eps_in_255ths", "check_fgsm",
+           "check_fgsm_at_loss", "check_flip_share", "check_flippable_fraction", "check_gradient_counts",
+           "check_halfwidth", "check_levels", "check_linf_norm", "check_majority", "check_mean_prob_scores",
+           "check_member_storage", "check_overheads", "check_pack", "check_pareto", "check_prob_as_logits_range",
+           "check_quantizer", "check_rules_disagree", "check_ste_gradients", "check_vote", "check_worst_case",
+           "check_zero_gradient_gap", "crossover_cases", "eps_in_255ths", "fgsm_at_problem", "flip_share_cases",
+           "fgsm_problem", "flippable_fraction", "gradient_counts", "linf_norms", "majority_cases",
+           "mean_prob_problem", "norm_problem", "objective_scores", "pareto_front", "prob_as_logits_loss_range",
+           "quantizer_inputs", "reference_fgsm", "reference_fgsm_at_loss", "reference_vote", "require",
+           "rule_predictions", "ste_gradients", "storage_cases", "vote_cases", "worst_case_accuracy",
+           "worst_case_problem", "zero_gradient_gap"]
 # The exercises that ask the reader to think (issue 26): chapters 3, 5 and 7.
 __all__ += ["BROKEN_CASES", "broken_chance", "check_broken_chance", "check_crossing", "check_fixed_share",
             "crossing_problem", "fixed_share", "label_leak", "BUDGET", "check_precision_budget",

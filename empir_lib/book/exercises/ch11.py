@@ -84,3 +84,36 @@ def check_majority(student_fn: Callable) -> bool:
             return verdict(False, f"draws {preds[:, i].tolist()}: you return {got[i]}, the majority (ties to the "
                                   f"smaller class) is {expected[i]}.")
     return verdict(True, f"correct: your majority matches the library's on {sum(c.shape[1] for c in cases)} images.")
+
+
+def flip_share_cases() -> list[tuple[int, float]]:
+    """(bits, eps) pairs: each precision below, at and above its bin width 1 / (2^k - 1)."""
+    return [(k, e) for k in (1, 2, 3, 4) for e in (0.0, 0.01, 0.05, 0.1, 1 / (2 ** k - 1), 0.2, 0.4, 0.6)]
+
+
+def check_flip_share(student_fn: Callable) -> bool:
+    """Compare a student's ``flip_share(bits, eps)`` with the share of k-bit codes a move of eps changes.
+
+    For a value uniform inside an interior bin of a k-bit quantiser (paper
+    Eq. 5), the boundary ahead is uniform between 0 and the bin width
+    ``w = 1 / (2^k - 1)`` away, so a move of eps changes the code with
+    probability ``min(1, eps (2^k - 1))`` (chapter 11, "The mechanism").
+    """
+    cases = flip_share_cases()
+    for bits, eps in cases:
+        expected = min(1.0, eps * (2 ** bits - 1))
+        got, error = call_student(student_fn, bits, eps)
+        if error:
+            return verdict(False, error)
+        try:
+            value = float(got)
+        except (TypeError, ValueError):
+            return verdict(False, f"flip_share({bits}, {eps:g}) should return one number; it returned {got!r}.")
+        if not np.isfinite(value) or abs(value - expected) > 1e-9:
+            hint = ""
+            if abs(value - eps * 2 ** bits) < 1e-9:
+                hint = " a k-bit quantiser has 2^k levels but 2^k - 1 bins between them."
+            elif value > 1:
+                hint = " a share cannot exceed 1: past one bin width every code changes."
+            return verdict(False, f"flip_share({bits}, {eps:g}) = {value:g}, but the share is {expected:g}.{hint}")
+    return verdict(True, f"correct on {len(cases)} (bits, eps) pairs.")
