@@ -22,6 +22,7 @@ import pytest
 
 from empir_lib import cli
 from empir_lib.core.errors import EmpirError
+from empir_lib.nets import zoo
 from empir_lib.studies import parallel, reproduce, schedule
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +50,12 @@ def test_every_study_is_planned_once_with_its_dependencies():
     # Every dependency comes earlier in the plan, so the serial order respects them.
     pos = {n: i for i, n in enumerate(names)}
     assert all(pos[a] < pos[e.name] for e in entries for a in e.after)
-    assert {e.study.name for e in entries} == {s.name for s in reproduce.STUDIES}
+    # Every study is in the plan, but for one whose members a separate command trains and none of which
+    # is in the zoo yet (CIFAR-10's seed sets): its jobs are skipped with a line naming that command.
+    absent = {s.name for s in reproduce.STUDIES} - {e.study.name for e in entries}
+    have = set(zoo.members("cifar10"))
+    for study in (s for s in reproduce.STUDIES if s.name in absent):
+        assert study.trains and all(set(j["members"]) - have for j in study.jobs(ctx))
 
 
 def test_list_scheduling_respects_dependencies_and_workers():

@@ -137,13 +137,22 @@ def test_the_default_suite_is_unchanged_by_eot(mnist_empir):
     assert "randomness" not in res
 
 
-def test_committed_suite_results_still_count_as_done():
+def test_the_default_suite_only_grew_from_the_committed_one():
+    """The committed suite rows predate APGD-T and Square's 5,000 queries (issue 30): the default suite keeps every
+    stage they ran with the same settings but Square's budget, and adds APGD-T. Nothing else differs, so
+    `empir reproduce` reruns them as a stronger suite, and suite_checks' `stages` jobs continue them."""
     path = results.RESULTS_DIR / "mnist" / "suite" / "empir-linf-table1.json"
     if not path.is_file():
         pytest.skip("no committed suite result")
+    record = results.read_result(path)
     job = next(j for j in worstcase.jobs("mnist", 10000, 1000) if j["name"] == "suite/empir-linf-table1")
-    n = results.read_result(path)["n"]
-    assert worstcase.is_done(path, worstcase.config(job, "mnist", ensemble.empir("mnist"), n))
+    cfg = worstcase.config(job, "mnist", ensemble.empir("mnist"), record["n"])
+    old, new = ({a["name"]: a for a in attacks} for attacks in (record["attacks"], cfg["attacks"]))
+    assert set(old) <= set(new) and set(new) - set(old) == {"apgd-t"}
+    assert {k for k in old if old[k] != new[k]} == {"square"}
+    assert (old["square"]["queries"], new["square"]["queries"]) == (1000, 5000)
+    assert {k for k in cfg if cfg[k] != record.get(k)} == {"attacks"}  # the members, threat and n are the same
+    assert not worstcase.is_done(path, cfg)
 
 
 def test_eot_with_one_sample_is_the_plain_loss_and_bad_settings_are_refused(mnist_empir):
