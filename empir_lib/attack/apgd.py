@@ -101,7 +101,8 @@ def _l2(d: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.square(d), [1, 2, 3]))
 
 
-def project(x_nat: tf.Tensor, x: tf.Tensor, eps, norm: str, clip: tuple[float, float] = CLIP) -> tf.Tensor:
+def project(x_nat: tf.Tensor, x: tf.Tensor, eps: float | tf.Tensor, norm: str,
+            clip: tuple[float, float] = CLIP) -> tf.Tensor:
     """Project ``x`` onto the eps ball around ``x_nat`` (L-inf or L2), then into the pixel box.
 
     ``eps`` is one budget or one per image (a vector: the minimal-norm search's bisection).

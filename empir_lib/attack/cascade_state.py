@@ -9,6 +9,7 @@ stages, so that only the new stages run, on its survivors.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def from_start(start: dict, specs: list[dict], clean_now: np.ndarray) -> dict:
             "pos": 0, "todo": None, "stats": stats}
 
 
-def save(path, config: dict, state: dict) -> None:
+def save(path: str | os.PathLike | None, config: dict, state: dict) -> None:
     """Write a cascade's state after a chunk (:mod:`empir_lib.core.partial`: atomic, tied to its configuration)."""
     partial.save(path, config, {"broken_by": state["broken_by"], "norm": state["norm"], "stage": state["stage"],
                                 "pos": state["pos"],
@@ -43,7 +44,7 @@ def save(path, config: dict, state: dict) -> None:
                                 "has_todo": state["todo"] is not None, "stats": json.dumps(state["stats"])})
 
 
-def load(path, config: dict) -> dict | None:
+def load(path: str | os.PathLike | None, config: dict) -> dict | None:
     """A saved cascade state for ``config``, or None; another configuration's is refused."""
     f = partial.load(path, config, "a partial cascade", "delete it or pass another state path")
     if f is None:

@@ -16,6 +16,7 @@ it attacks only the row's survivors, and reports the change.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,8 @@ def doubled(specs: list[dict]) -> list[dict]:
 
 
 def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, attacks: list[dict],
-            broken_by: np.ndarray, norm: np.ndarray, seed: int = RECHECK_SEED, state_path=None,
-            progress: bool = True, stop_when_moved: bool = True) -> dict:
+            broken_by: np.ndarray, norm: np.ndarray, seed: int = RECHECK_SEED,
+            state_path: str | os.PathLike | None = None, progress: bool = True, stop_when_moved: bool = True) -> dict:
     """Re-attack the survivors of a finished cascade (its ``attacks``, per-image ``broken_by`` and ``norm``).
 
     The re-check's stages run one at a time, each continuing the last
@@ -88,6 +89,6 @@ def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, a
             "converged": bool(change < TOLERANCE_POINTS), "stages_run": k, "stopped_early": k < len(more)}
 
 
-def checkpoints(state_path, stages: int) -> list[Path]:
+def checkpoints(state_path: str | os.PathLike | None, stages: int) -> list[Path]:
     """The per-stage checkpoint files :func:`recheck` writes for ``state_path`` (to delete once the job is done)."""
     return [Path(state_path).with_name(f"{Path(state_path).stem}-{k}.npz") for k in range(1, stages + 1)]

@@ -29,6 +29,7 @@ says so.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -218,7 +219,7 @@ def _suite(job, ens, x, y, samples, n_iter, stem, progress) -> tuple[dict, dict]
     return record, arrays
 
 
-def read(name: str, dataset: str = "cifar10", root=None) -> dict | None:
+def read(name: str, dataset: str = "cifar10", root: str | os.PathLike | None = None) -> dict | None:
     """A results file of this study, checked against its job (R and S), or None while it is missing."""
     record = results.find(dataset, f"{FOLDER}/{name}", root)
     if record is None:

@@ -27,6 +27,7 @@ the file's bounds, and otherwise reports the bounds.
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def row(record: dict, rerun: dict | None = None) -> dict:
     return out
 
 
-def column(dataset: str, root=None) -> dict:
+def column(dataset: str, root: str | os.PathLike | None = None) -> dict:
     """Table 2's column from ``labels/paper-protocol.json``: per row and attack, ``moved``'s share as text.
 
     ``{'baseline (FP)': {'pgd': '100%', ...}, 'EMPIR, paper protocol': {...}}``;

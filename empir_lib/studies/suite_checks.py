@@ -28,6 +28,7 @@ is skipped when its results file already holds the same configuration.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -177,7 +178,7 @@ def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, pro
     return written
 
 
-def row_summary(dataset: str, row: str, threat: str, root=None) -> dict:
+def row_summary(dataset: str, row: str, threat: str, root: str | os.PathLike | None = None) -> dict:
     """One suite row before and after the new stages and its re-check, from the committed files (None if absent).
 
     ``before``/``after``: robust images (and n) of the row on the stages
@@ -202,7 +203,7 @@ def row_summary(dataset: str, row: str, threat: str, root=None) -> dict:
     return out
 
 
-def where_from(dataset: str, first: str, second: str, root=None) -> dict:
+def where_from(dataset: str, first: str, second: str, root: str | os.PathLike | None = None) -> dict:
     """Per image, two suite files on the same images: robust in both, only in one, and what broke the others.
 
     ``first`` and ``second`` name files under ``suite/`` (e.g.
