@@ -25,14 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from empir_lib.core import provenance
+from empir_lib.core import files, provenance
 from empir_lib.core.files import atomic_write
 from empir_lib.studies import reproduce, schedule
 
-OUT = provenance.REPO / "data" / "results" / "parallel"
+OUT = files.REPO / "data" / "results" / "parallel"
 PLAN = ["mnist", "--n", "40", "--select-n", "20", "--only", "sweeps/whitebox-mnist-a1w1"]
 DASK = str(Path(sys.executable).with_name("dask"))
 PORT = 48786
+
+REPO = files.REPO
 
 
 def _write(name: str, record: dict, command: str) -> None:
@@ -54,7 +56,7 @@ def price() -> None:
 def _run(args: list[str], out: Path) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "empir_lib.cli", "reproduce", *PLAN, "--out-dir", str(out), *args],
-                          capture_output=True, text=True, cwd=provenance.REPO)
+                          capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{args} failed:\n{proc.stderr[-3000:]}")

@@ -15,7 +15,7 @@ import sys
 from empir_lib.book import prose
 from empir_lib.core import files, provenance
 
-BOOK = provenance.REPO / "book"
+BOOK = files.REPO / "book"
 
 
 def main(argv=None):

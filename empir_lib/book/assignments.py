@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import provenance
+from ..core import files
 from ..core.errors import EmpirError
 from .grader import MANIFEST, Score, grade, grade_one, questions, write_scores
 
@@ -45,7 +45,7 @@ from .grader import MANIFEST, Score, grade, grade_one, questions, write_scores
 __all__ = ["MANIFEST", "Exercise", "Score", "autograder_zip", "chapter_path", "chapters", "generate", "grade",
            "grade_one", "manifest", "questions", "read_chapter", "source_notebook", "write_scores"]
 
-REPO = provenance.REPO
+REPO = files.REPO
 BOOK = REPO / "book"
 OUT_DIR = REPO / "_build" / "assignments"
 INSTALL_HINT = "install Otter-Grader with the classroom extra: pip install -e '.[classroom]' (or: make setup)"

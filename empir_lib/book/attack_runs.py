@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import provenance, tables
+from ..core import files, provenance, tables
 from ..core.files import atomic_write
 from . import attack_solutions
 from .attack_tasks import Defence, Outcome, Task, ensemble, fingerprint, images, judge, task
 from .sandbox import RemoteError, RemoteFunction, Sandbox, WorkerError
 
-RECORD = provenance.REPO / "data" / "results" / "assignments" / "attack_tasks.json"
+RECORD = files.REPO / "data" / "results" / "assignments" / "attack_tasks.json"
 PUBLIC_N = {"mnist": 20, "cifar10": 20}  # images of the self-check in the chapter (nbval's time)
 
 

@@ -46,13 +46,13 @@ import numpy as np
 import tensorflow as tf
 
 from ..attack import surrogates
-from ..core import paper, provenance
+from ..core import files, paper
 from ..core.errors import EmpirError, check_choice
 from ..nets import data, diversity, stochastic
 from ..nets import ensemble as ens_mod
 from ..nets.models import check_images
 
-RESULTS = provenance.REPO / "data" / "results"
+RESULTS = files.REPO / "data" / "results"
 PUBLIC = 100         # the embedded sample's first images: the chapter's and the self-check's
 DRAWS = 32           # fresh draws of a random defence's vote per image when judging (expected accuracy)
 TOLERANCE = 1e-6     # on the [0, 1] box and on eps: float32 rounding of x + eps, no more

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..core import provenance
+from ..core import files
 
-REPO = provenance.REPO
+REPO = files.REPO
 CONFIG = REPO / "_config.yml"
 PLACEHOLDER_URL = "https://github.com/OWNER/REPOSITORY"
 COLAB_DIR = "/content/empir-book"

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from .errors import EmpirError
 
+# The repository root: empir_lib/core/files.py is two folders below it.
+REPO = Path(__file__).resolve().parents[2]
+
 
 def sha256(path: str | os.PathLike) -> str:
     """The sha256 of a file, read in 1 MiB blocks."""

@@ -16,17 +16,16 @@ import keras
 import numpy
 import tensorflow as tf
 
-# The repository root: empir_lib/core/provenance.py is two folders below it.
-REPO = Path(__file__).resolve().parents[2]
+from . import files
 
 
 def git_commit() -> str:
     """The commit of this checkout, with '+dirty' when empir_lib has uncommitted changes."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=files.REPO, capture_output=True, text=True, timeout=10)
         commit = out.stdout.strip() or "unknown"
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "empir_lib"],
-                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+                               cwd=files.REPO, capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

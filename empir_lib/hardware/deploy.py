@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 from numpy.typing import ArrayLike
 
-from ..core import files, provenance, settings
+from ..core import files, settings
 from ..core.errors import EmpirError, check_positive_int
 from ..core.files import atomic_write, sha256
 from ..nets import ensemble, zoo
@@ -32,7 +32,7 @@ from .deploy_graph import OPSET, to_onnx, weight_codes
 # The graph builder's two public names, under the names the chapter and tests use from here.
 __all__ = ["OPSET", "to_onnx", "weight_codes"]
 
-DEPLOY_DIR = provenance.REPO / "data" / "deployed"
+DEPLOY_DIR = files.REPO / "data" / "deployed"
 DeployDir = str | os.PathLike | None
 
 

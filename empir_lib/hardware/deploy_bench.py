@@ -37,13 +37,13 @@ from onnx import TensorProto, helper, numpy_helper
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tqdm.auto import tqdm
 
-from ..core import provenance, settings
+from ..core import files, provenance, settings
 from ..core.errors import EmpirError, check_positive_int
 from ..core.files import atomic_write
 from ..nets import data, zoo
 from . import deploy, overhead
 
-RESULTS = provenance.REPO / "data" / "results" / "deploy"
+RESULTS = files.REPO / "data" / "results" / "deploy"
 DATASETS = ("mnist", "cifar10", "tiny-imagenet")
 # The networks whose FC layers are quantised (AlexNet's ip1 and ip2), so that 2- and 4-bit weight
 # storage (the '+nbits' deployment) applies; MNISTconv's and CIFARconv's FC layers stay float32.

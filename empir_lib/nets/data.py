@@ -32,7 +32,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from ..core import provenance, settings
+from ..core import files, settings
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write, cache_dir, sha256
 
@@ -44,7 +44,7 @@ NUM_CLASSES = settings.NUM_CLASSES
 CIFAR_CLASSES = settings.CIFAR10.class_names
 # The offline copies and their sha256 (shared/datasets/README.md).
 ARCHIVES = settings.ARCHIVES
-SAMPLES_DIR = provenance.REPO / "data" / "samples"
+SAMPLES_DIR = files.REPO / "data" / "samples"
 CACHE_VERSION = 1
 DataDir = str | os.PathLike | None
 

@@ -30,7 +30,7 @@ from ..core.files import atomic_write, sha256
 from . import data as data_mod
 from . import metrics, models
 
-ZOO_DIR = provenance.REPO / "data" / "models"
+ZOO_DIR = files.REPO / "data" / "models"
 GRID = settings.GRID
 # (wbits, abits, seed[, epochs]) per dataset: see settings.DATASETS[name].zoo.
 REQUIRED = settings.ZOO_MEMBERS

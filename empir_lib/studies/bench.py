@@ -23,13 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 from ..attack import apgd, art_bridge, attacks, surrogates
-from ..core import provenance, settings
+from ..core import files, provenance, settings
 from ..core.errors import EmpirError
 from ..core.files import atomic_write
 from ..core.timing import best_time
 from ..nets import data, ensemble, models
 
-BENCH_DIR = provenance.REPO / "benchmarks"
+BENCH_DIR = files.REPO / "benchmarks"
 
 
 def floor_fn(ens: ensemble.Ensemble, objective: str) -> Callable:
@@ -248,7 +248,7 @@ def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool =
 def book_times() -> dict:
     """Wall time of the quick-profile notebook run (nbval, every chapter) and of the HTML build."""
     out = {}
-    root = provenance.REPO
+    root = files.REPO
     with tempfile.TemporaryDirectory() as tmp:
         for name, cmd in (("quick-profile notebook run (pytest --nbval-lax book)",
                            [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "book", "-p", "no:cacheprovider"]),
@@ -266,7 +266,7 @@ def end_to_end() -> dict:
     """The recorded wall times of the long jobs (their own files), gathered in one place."""
     out = {}
     for ds in settings.EMPIR_MEMBERS:  # the datasets empir reproduce runs
-        path = provenance.REPO / "data" / "results" / ds / "timing.json"
+        path = files.REPO / "data" / "results" / ds / "timing.json"
         if path.is_file():
             t = json.loads(path.read_text())
             out[f"empir reproduce {ds}"] = {"total_s": t["total_s"], "steps": len(t["steps"])}

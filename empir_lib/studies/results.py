@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import paper, provenance
+from ..core import files, paper, provenance
 from ..core.errors import EmpirError, check_choice
 from ..core.files import atomic_write
 from ..nets import data
 
-RESULTS_DIR = provenance.REPO / "data" / "results"
+RESULTS_DIR = files.REPO / "data" / "results"
 ATTACK_COLUMNS = ("cw", "fgsm", "bim", "pgd")
 PAPER_TABLE2 = paper.TABLE2  # the paper's Table 2, under its old name
 
