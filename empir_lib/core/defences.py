@@ -197,8 +197,6 @@ RECIPES: dict[str, dict[str, dict]] = {
                                          "labels": "predicted"}},
 }
 
-# Kept for the CLI's help and the chapters: every defence's name (generated from the registry).
-DEFENCES = names()
 
 
 def check(defence: str, params: dict | None = None) -> dict:
