@@ -33,6 +33,24 @@ def test_the_plan_runs_sets_two_and_three_cheapest_first():
     assert "seeds/set3/empir-linf-8-255" in names and "seeds/set2/baseline-paper-cw" in names
 
 
+def test_a_study_on_fewer_images_reruns_set_one_on_them(tmp_path):
+    # Set 1's Table 2 files cover 10,000 images and keep no per-image file: on 2,000, set 1 is run again.
+    _fill(tmp_path, "cifar10")
+    names = [j["name"] for j in seeds.jobs("cifar10", 2000, 500, root=tmp_path)]
+    assert "seeds/set1/empir-paper-pgd" in names and "seeds/set1/baseline-paper-cw" in names
+    assert not any("set1" in n for n in names if "-paper-" not in n)
+    assert not any("set1" in j["name"] for j in seeds.jobs("cifar10", 10000, 500, root=tmp_path))
+    # Read back on 2,000 images: set 1 from its re-run; a set on other images is None, not a number.
+    for k, acc in ((1, 0.30), (2, 0.31), (3, 0.32)):
+        for row in seeds.ROWS:
+            for attack in ("cw", "fgsm", "bim", "pgd"):
+                _write(tmp_path, "cifar10", f"seeds/set{k}/{row}-paper-{attack}",
+                       {"adversarial_accuracy": acc, "clean_accuracy": 0.7, "n": 2000 if k < 3 else 1000})
+    values = seeds.seed_values("cifar10", root=tmp_path)
+    assert [v["empir"]["paper_average"] for v in values[:2]] == pytest.approx([30.0, 31.0])
+    assert values[2]["empir"]["paper_average"] is None and values[0]["empir"]["paper_n"] == 2000
+
+
 def test_a_dataset_without_seed_sets_is_refused():
     with pytest.raises(EmpirError, match="has no seed sets"):
         seeds.sets("tiny-imagenet")

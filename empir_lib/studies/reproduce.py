@@ -312,7 +312,8 @@ STUDIES = (
           trains="empir joint --dataset {dataset} --zoo"),
     # The seed study (EMPIR and FP from independent training seeds): its suite jobs at the L-inf threats,
     # its paper-protocol jobs, then its L2 suite jobs (seeds.jobs' order, cheapest first).
-    *(Study(f"seeds-{kind}", lambda ctx, kind=kind: seeds.jobs(ctx.dataset, ctx.n, ctx.select_n, kind), run,
+    *(Study(f"seeds-{kind}", lambda ctx, kind=kind: seeds.jobs(ctx.dataset, ctx.n, ctx.select_n, kind,
+                                                                 ctx.out_dir.parent), run,
             trains=SEED_SETS) for kind, run in (("linf", _run_suite), ("paper", _run_paper), ("l2", _run_suite))),
 )
 

@@ -52,19 +52,30 @@ def _n(dataset: str, threat_name: str, n: int, select_n: int) -> int:
     return select_n if suite.threat(dataset, threat_name)["norm"] == "l2" else n
 
 
-def jobs(dataset: str, n: int, select_n: int, kind: str | None = None) -> list[dict]:
+def jobs(dataset: str, n: int, select_n: int, kind: str | None = None,
+         root: str | os.PathLike | None = None) -> list[dict]:
     """The jobs of sets 2, 3, ...: the suite at the L-inf threats, the paper protocol, then the suite at L2.
 
     Cheapest first (the L-inf suites break nearly every image at once; L2 costs
     the most), so a run cut short leaves whole columns behind.  ``kind``
     ('linf', 'paper' or 'l2') keeps one of the three; a dataset without seed
-    sets has none.
+    sets has none.  When ``n`` is not the n of set 1's Table 2 files (a study
+    run on the first 2,000 images, say), set 1's paper-protocol rows are run
+    again on those images as ``seeds/set1/...``: the paper protocol keeps no
+    per-image file to read a prefix from, and every set must be compared on
+    the same images.
     """
     if kind is not None:
         check_choice(kind, ("linf", "paper", "l2"), "kind of seed-study job")
     if not settings.get(dataset).seed_sets:
         return []
     linf, l2, paper_jobs = [], [], []
+    first = sets(dataset)[0]
+    for row in ROWS:
+        for attack in results.ATTACK_COLUMNS:
+            r = results.find(dataset, _paper_name(1, row, attack), root)
+            if r is not None and r["n"] != n:
+                paper_jobs.append(_paper_job(f"{FOLDER}/set1/{row}-paper-{attack}", first[row], attack, n))
     for k, rows in enumerate(sets(dataset)[1:], start=2):
         for threat_name, threat in suite.threats(dataset).items():
             for row in ROWS:
@@ -73,14 +84,28 @@ def jobs(dataset: str, n: int, select_n: int, kind: str | None = None) -> list[d
                 (l2 if threat["norm"] == "l2" else linf).append(job)
         for row in ROWS:
             for attack in results.ATTACK_COLUMNS:
-                paper_jobs.append({"name": f"{FOLDER}/set{k}/{row}-paper-{attack}", "members": rows[row],
-                                   "rule": "vote", "attack": attack, "protocol": "paper", "objective": None,
-                                   "params": {}, "n": n})
+                paper_jobs.append(_paper_job(f"{FOLDER}/set{k}/{row}-paper-{attack}", rows[row], attack, n))
     return {"linf": linf, "paper": paper_jobs, "l2": l2}.get(kind, linf + paper_jobs + l2)
+
+
+def _paper_job(name: str, members: list[str], attack: str, n: int) -> dict:
+    return {"name": name, "members": members, "rule": "vote", "attack": attack, "protocol": "paper",
+            "objective": None, "params": {}, "n": n}
 
 
 def _paper_name(k: int, row: str, attack: str) -> str:
     return f"table2/{row}-paper-{attack}" if k == 1 else f"{FOLDER}/set{k}/{row}-paper-{attack}"
+
+
+def _paper_record(dataset: str, k: int, row: str, attack: str, n: int | None,
+                  root: str | os.PathLike | None) -> dict | None:
+    """Set k's paper-protocol record on ``n`` images: set 1's own re-run on them when Table 2 has another n."""
+    r = results.find(dataset, _paper_name(k, row, attack), root)
+    if k == 1 and n is not None and (r is None or r["n"] != n):
+        r = results.find(dataset, f"{FOLDER}/set1/{row}-paper-{attack}", root)
+    if r is not None and n is not None and r["n"] != n:
+        return None  # not on the compared images: missing, not a number on other images
+    return r
 
 
 def _suite_name(k: int, row: str, threat_name: str) -> str:
@@ -103,27 +128,34 @@ def _robust(dataset: str, name: str, n: int | None, root: str | os.PathLike | No
 def seed_values(dataset: str, n_l2: int | None = None, root: str | os.PathLike | None = None) -> list[dict]:
     """Per seed set, per row, in %: ``clean``, ``paper_average`` (CW, FGSM, BIM, PGD), and each threat's robust.
 
-    ``n_l2`` compares the L2 threat on the first ``n_l2`` images of every set
-    (default: the n of set 2's L2 file, else all).  A value whose file is
-    missing is None.
+    Every set is read on the images set 2 was evaluated on: each threat on
+    the first n of set 2's file (``n_l2`` overrides it for L2), the paper
+    protocol on set 2's n (set 1 from its re-run on those images when Table 2
+    has another n).  A value whose file is missing, or covers other images,
+    is None.
     """
     out = []
     l2 = [t for t, v in suite.threats(dataset).items() if v["norm"] == "l2"]
-    if n_l2 is None:
-        found = _robust(dataset, _suite_name(2, "empir", l2[0]), None, root) if l2 else None
-        n_l2 = found["n"] if found else None
+    n_threat = {}
+    for t in suite.threats(dataset):
+        found = _robust(dataset, _suite_name(2, "empir", t), None, root)
+        n_threat[t] = found["n"] if found else None
+    if n_l2 is not None:
+        n_threat.update({t: n_l2 for t in l2})
+    ref = results.find(dataset, _paper_name(2, "empir", results.ATTACK_COLUMNS[0]), root)
+    n_paper = ref["n"] if ref else None
     for k, _ in enumerate(sets(dataset), start=1):
         entry = {"set": k}
         for row in ROWS:
             accs, clean = [], None
             for attack in results.ATTACK_COLUMNS:
-                r = results.find(dataset, _paper_name(k, row, attack), root)
+                r = _paper_record(dataset, k, row, attack, n_paper, root)
                 accs.append(None if r is None else 100 * r["adversarial_accuracy"])
                 clean = clean if r is None else 100 * r["clean_accuracy"]
             entry[row] = {"clean": clean, "paper_average": None if None in accs else float(np.mean(accs)),
-                          **{a: v for a, v in zip(results.ATTACK_COLUMNS, accs)}}
+                          "paper_n": n_paper, **{a: v for a, v in zip(results.ATTACK_COLUMNS, accs)}}
             for t in suite.threats(dataset):
-                got = _robust(dataset, _suite_name(k, row, t), n_l2 if t in l2 else None, root)
+                got = _robust(dataset, _suite_name(k, row, t), n_threat[t], root)
                 entry[row][t] = None if got is None else got["value"]
                 entry[row][f"{t}_n"] = None if got is None else got["n"]
         out.append(entry)
