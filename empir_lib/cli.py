@@ -18,6 +18,7 @@ the traceback as well.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from .core.errors import EmpirError, check_choice, check_positive_int
 from .hardware.deploy import deploy as deploy_member
 from .nets import build, data, diversity, ensemble, train, zoo
 from .nets.samples import write_samples
-from .studies import bench, evaluate, parallel, reproduce, results, schedule
+from .studies import bench, cards, evaluate, parallel, reproduce, results, schedule
 
 
 def _bits_arg(text: str) -> str | list[str]:
@@ -138,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*", help="datasets (default: all)")
     s.add_argument("--data-dir", default=None)
 
+    c = sub.add_parser("cards", help="one card per evaluated row, RobustBench's layout (data/results/cards)")
+    c.add_argument("datasets", nargs="*", help="datasets (default: every dataset with results)")
+
     d = sub.add_parser("deploy", help="write zoo members as ONNX files with integer kernels (data/deployed)")
     d.add_argument("members", nargs="+", help="zoo ids, e.g. mnist-a4w2-s1")
     d.add_argument("--out-dir", default=None, help="default: data/deployed")
@@ -229,6 +233,14 @@ def _run(args: argparse.Namespace) -> int:
                                seed_sets=args.seed_sets)
         else:
             build.build_zoo(args.dataset, args.epochs, args.data_dir, defended=args.defended, seed_sets=args.seed_sets)
+        return 0
+    if args.cmd == "cards":
+        for dataset in args.datasets or [d for d in settings.DATASETS if cards.rows(d)]:
+            for path in cards.write(dataset):
+                card = json.loads(path.read_text())
+                print(f"{path.relative_to(cards.cards_dir(dataset).parent)}: clean {card['clean_acc']}%, "
+                      f"robust {card['robust_acc']}% on {card['n']:,} images"
+                      f"{' (unreliable)' if card['unreliable'] else ''}")
         return 0
     if args.cmd == "evaluate":
         return _evaluate(args)

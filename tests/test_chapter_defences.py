@@ -25,7 +25,7 @@ from empir_lib.book.chapters import (
 from empir_lib.core import paper, settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.core.files import sha256
-from empir_lib.studies import reproduce
+from empir_lib.studies import cards, reproduce
 
 ATTACKS = ("cw", "fgsm", "bim", "pgd")
 
@@ -444,7 +444,7 @@ def test_a_constant_classifier_is_named_in_the_verdict(tmp_path):
     for attack in ATTACKS:
         write(tmp_path, "cifar10", f"{defence_rows.paper_protocol_stem('pgd-at')}-{attack}",
               {"adversarial_accuracy": 0.1, "clean_accuracy": 0.1, "n": 10000, "confusion": confusion.tolist()})
-    one = defence_verdict.one_answer("cifar10", "pgd-at", tmp_path)
+    one = cards.one_answer("cifar10", "pgd-at", tmp_path)
     assert one["class"] == "airplane" and one["share"] == pytest.approx(0.999) and one["constant"]
     text = "\n".join(defence_verdict.verdict_lines(defence_verdict.pgd_verdict("cifar10", tmp_path)))
     assert "answers 'airplane' for 99.9% of the test images" in text and "constant classifier" in text
@@ -452,8 +452,8 @@ def test_a_constant_classifier_is_named_in_the_verdict(tmp_path):
     write(tmp_path, "cifar10", f"{defence_rows.paper_protocol_stem('pgd-at_eps8')}-pgd",
           {"adversarial_accuracy": 0.1, "clean_accuracy": 0.5, "n": 10000,
            "confusion": (np.eye(10, dtype=int) * 500 + 50).tolist()})
-    assert defence_verdict.one_answer("cifar10", "pgd-at_eps8", tmp_path)["constant"] is False
-    assert defence_verdict.one_answer("cifar10", "pgd-at_eps0.1", tmp_path) is None
+    assert cards.one_answer("cifar10", "pgd-at_eps8", tmp_path)["constant"] is False
+    assert cards.one_answer("cifar10", "pgd-at_eps0.1", tmp_path) is None
     assert text.count("constant classifier") == 1
     # Once EMPIR's files are there, the comparison is measured but not scored: a constant classifier is no defence.
     write_paper(tmp_path, "cifar10", "empir", (0.3,) * 4)

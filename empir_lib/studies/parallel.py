@@ -222,6 +222,7 @@ def _run_plan(client: object, entries: list[study.Entry], ctx: study.Context, da
             done.add(e.name)
             bar.update(round(priced.get(e.name, 0)))
             bar.set_postfix_str(f"{len(done)}/{len(entries)} jobs", refresh=False)
+    reproduce_mod.finish(ctx, log)
     return log
 
 

@@ -62,7 +62,7 @@ from ..core import provenance, settings, threats
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write
 from ..nets import data, ensemble, zoo
-from . import eot_study, evaluate, results, seeds, study, sweeps, worstcase
+from . import cards, eot_study, evaluate, results, seeds, study, sweeps, worstcase
 from .study import Context, Entry, Outcome, Study
 
 # The datasets with an EMPIR configuration (settings.DATASETS[name].empir).
@@ -131,7 +131,6 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
     return first, later
 
 
-DEFENCES_FOLDER = "defences"
 DEFENCE_THREAT = threats.TABLE1
 
 
@@ -148,19 +147,19 @@ def defence_jobs(dataset: str, n: int) -> list[dict]:
 def defence_paper_jobs(dataset: str, n: int) -> list[dict]:
     """Every defence row under the paper protocol's four attacks, cheapest attack first."""
     rows = settings.get(dataset).defence_row_ids()
-    return [_job(f"{DEFENCES_FOLDER}/{row}-paper-{a}", members, a, n=n)
+    return [_job(f"{results.paper_protocol_stem(row)}-{a}", members, a, n=n)
             for row, members in rows.items() for a in ATTACK_ORDER]
 
 
 def defence_suite_jobs(dataset: str, n: int) -> list[dict]:
     """Every defence row under the worst-case suite at Table 1's L-inf eps (PGD-AT also at the suite's others)."""
     rows = settings.get(dataset).defence_row_ids()
-    out = [{"name": f"{DEFENCES_FOLDER}/{row}-suite-{DEFENCE_THREAT}", "members": members,
+    out = [{"name": results.suite_name(row, DEFENCE_THREAT), "members": members,
             "threat": DEFENCE_THREAT, "kind": "cascade", "n": n} for row, members in rows.items()]
     # The paper's headline compares EMPIR with PGD adversarial training: those rows also meet the suite at
     # the dataset's other L-inf budgets (8/255 for CIFAR-10), where EMPIR's own suite runs (suite/).
     extra = [threats.linf_name(e) for e in settings.get(dataset).suite_linf]
-    out += [{"name": f"{DEFENCES_FOLDER}/{row}-suite-{t}", "members": members, "threat": t, "kind": "cascade",
+    out += [{"name": results.suite_name(row, t), "members": members, "threat": t, "kind": "cascade",
              "n": n} for row, members in rows.items() if row.split("_")[0] == "pgd-at" for t in extra]
     return out
 
@@ -359,7 +358,14 @@ def reproduce(dataset: str, n: int = 10000, select_n: int = 1000, data_dir: str 
         if outcome is not None:
             log.append(report(ctx, entry.name, outcome, time.perf_counter() - t0, t_start,
                               lambda line: print(line, flush=True)))
+    finish(ctx, log)
     return log
+
+
+def finish(ctx: Context, log: list) -> None:
+    """After a run that wrote results: rewrite the dataset's cards from them (:mod:`empir_lib.studies.cards`)."""
+    if log and cards.rows(ctx.dataset, ctx.out_dir.parent):
+        cards.write(ctx.dataset, ctx.out_dir.parent)
 
 
 def report(ctx: Context, name: str, outcome: Outcome, secs: float, t_start: float,

@@ -27,6 +27,22 @@ ROWS = {"baseline (FP)": "baseline-paper", "EMPIR, paper protocol": "empir-paper
         "EMPIR, adaptive protocol": "empir-adaptive"}
 
 
+# Where a row's results live: the paper's two rows (EMPIR and its FP baseline) in table2/ and suite/, every
+# other defence of Table 2 in defences/ (the one owner of these paths: reproduce writes, chapters read).
+DEFENCES_FOLDER = "defences"
+PAPER_ROWS = ("baseline", "empir")
+
+
+def paper_protocol_stem(row: str) -> str:
+    """The results-file stem of a row under the paper protocol (``<stem>-<attack>``)."""
+    return f"table2/{row}-paper" if row in PAPER_ROWS else f"{DEFENCES_FOLDER}/{row}-paper"
+
+
+def suite_name(row: str, threat: str) -> str:
+    """The results file of a row's worst-case suite at one of the suite's threat models."""
+    return f"suite/{row}-{threat}" if row in PAPER_ROWS else f"{DEFENCES_FOLDER}/{row}-suite-{threat}"
+
+
 def results_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
     """The folder of one dataset's results files."""
     return Path(root or RESULTS_DIR) / dataset

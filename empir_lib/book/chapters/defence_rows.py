@@ -36,7 +36,7 @@ DASH = plots.DASH
 DATASETS = tuple(paper.TABLE2_DEFENCES)  # the datasets the paper compares defences on
 
 
-FOLDER = "defences"
+FOLDER = results.DEFENCES_FOLDER
 
 
 THREAT = threats.TABLE1  # the suite's threat model for every row: L-inf at Table 1's eps
@@ -115,14 +115,12 @@ def paper_row(dataset: str, row: str) -> dict | None:
     return None if "_" in row else paper.TABLE2_DEFENCES[dataset].get(row)
 
 
-def paper_protocol_stem(row: str) -> str:
-    """The results-file stem of a row under the paper protocol (``<stem>-<attack>``)."""
-    return f"table2/{row}-paper" if row in ("baseline", "empir") else f"{FOLDER}/{row}-paper"
+paper_protocol_stem = results.paper_protocol_stem
 
 
 def suite_name(row: str, threat: str = THREAT) -> str:
     """The results file of a row's worst-case suite at Table 1's L-inf eps (or another of the suite's threats)."""
-    return f"suite/{row}-{threat}" if row in ("baseline", "empir") else f"{FOLDER}/{row}-suite-{threat}"
+    return results.suite_name(row, threat)
 
 
 def ours(dataset: str, row: str, root: Root = None) -> dict:

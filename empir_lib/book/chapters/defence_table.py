@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from matplotlib.figure import Figure
 
 from ...attack import attacks
+from ...studies.cards import one_answer
 from .. import plots
 from ..plots.defences import figure as draw_figure
 from .committed import Root, counts
@@ -24,7 +25,6 @@ from .defence_rows import (
     row_key,
     short_label,
 )
-from .defence_verdict import one_answer
 from .table2 import COLUMNS, cells, gain
 
 HEADERS = ["", "clean", "CW", "FGSM", "BIM", "PGD", "average", "images (n)",

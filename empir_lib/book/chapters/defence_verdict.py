@@ -1,15 +1,13 @@
 """Chapter 10's verdict: the paper's claim that EMPIR beats PGD adversarial training, under both protocols.
 
-Also :func:`one_answer`, which tells a constant classifier (a collapsed
-training run) from a defence.
+A row whose network is a constant classifier (a collapsed training run) is
+reported as invalid, not compared (:func:`empir_lib.studies.cards.one_answer`).
 """
 from __future__ import annotations
 
-import numpy as np
-
-from ...core import settings, threats
+from ...core import threats
 from ...core.errors import EmpirError
-from ...studies import results
+from ...studies.cards import one_answer
 from .committed import Root
 from .defence_rows import (
     THREAT,
@@ -17,7 +15,6 @@ from .defence_rows import (
     defence_rows,
     label,
     ours,
-    paper_protocol_stem,
     paper_row,
     row_key,
     suite_name,
@@ -76,37 +73,6 @@ def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
         out["rows"][row] = {"label": label(dataset, row), "comparisons": comparisons,
                             "one_answer": one_answer(dataset, row, root)}
     return out
-
-
-CONSTANT_SHARE = 0.95  # a network answering one class for this share of the images is flagged as constant
-
-
-def one_answer(dataset: str, row: str, root: Root = None) -> dict | None:
-    """The class a row's network gives most often under the paper protocol, and its share of the test images.
-
-    Read from the confusion matrices (true class by predicted class) of the
-    row's paper-protocol files, taking the attack whose top class has the
-    smallest share (a network that answers one class under every attack is
-    one that answers it always).  Returns ``{'class', 'share', 'attack',
-    'constant'}``, ``constant`` when the share is at least
-    :data:`CONSTANT_SHARE`; None while no file with a confusion matrix exists.
-    A constant classifier keeps about the images of its one class under any
-    attack, so its robust accuracy is the class's share of the test set
-    (10% on CIFAR-10), and it says nothing about robustness.
-    """
-    best = None
-    for attack in results.ATTACK_COLUMNS:
-        r = results.find(dataset, f"{paper_protocol_stem(row)}-{attack}", root)
-        if r is None or "confusion" not in r:
-            continue
-        counts = np.asarray(r["confusion"]).sum(axis=0)
-        share = float(counts.max() / counts.sum())
-        if best is None or share < best["share"]:
-            k, names = int(counts.argmax()), settings.get(dataset).class_names
-            best = {"class": names[k] if names else str(k), "share": share, "attack": attack}
-    if best is not None:
-        best["constant"] = best["share"] >= CONSTANT_SHARE
-    return best
 
 
 def _other_linf(dataset: str) -> list[tuple[str, str]]:

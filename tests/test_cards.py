@@ -1,0 +1,98 @@
+"""Cards in RobustBench's layout (empir_lib.studies.cards) and the summary table of chapter 7."""
+import json
+
+import numpy as np
+import pytest
+
+from empir_lib.attack import outcomes
+from empir_lib.book.chapters import summary
+from empir_lib.core import paper, settings
+from empir_lib.core.errors import EmpirError
+from empir_lib.studies import cards
+
+# RobustBench's model_info keys that keep their meaning here ('autoattack_acc' becomes 'robust_acc').
+ROBUSTBENCH = {"name", "link", "authors", "venue", "additional_data", "number_forward_passes", "dataset",
+               "architecture", "eps", "clean_acc", "reported", "external", "unreliable", "footnote"}
+OURS = {"robust_acc", "robust_ci95", "n", "members", "broken_by", "converged", "flags", "sources", "threat_model",
+        "row", "threat"}
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10", "tiny-imagenet"])
+def test_the_stored_cards_are_those_the_committed_results_give(dataset):
+    # A results file that changes without 'empir cards' (or reproduce, which rewrites them) fails here.
+    stored, made = cards.read(dataset), cards.build(dataset)
+    assert stored == json.loads(json.dumps(made))
+    for card in stored.values():
+        assert set(card) == ROBUSTBENCH | OURS
+        lo, hi = (float(v) for v in card["robust_ci95"])
+        assert lo <= float(card["robust_acc"]) <= hi and card["number_forward_passes"] == len(card["members"])
+
+
+def _suite_file(root, name, broken_by, **extra):
+    path = root / "cifar10" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    attacks = [{"name": "apgd-ce"}, {"name": "apgd-t"}]
+    record = {"n": len(broken_by), "clean_accuracy": float(np.mean(broken_by != outcomes.CLEAN)),
+              "robust_accuracy": float(np.mean(broken_by == outcomes.ROBUST)), "attacks": attacks,
+              "broken_by": outcomes.counts(broken_by, [a["name"] for a in attacks]),
+              "members": ["cifar10-a2w4-s2", "cifar10-a2w2-s2", "cifar10-fp-s1"], **extra}
+    path.write_text(json.dumps(record))
+
+
+def test_a_card_quotes_the_rows_strongest_evaluation(tmp_path):
+    broken = np.array([outcomes.CLEAN] * 20 + [1] * 60 + [outcomes.ROBUST] * 20)
+    _suite_file(tmp_path, "suite/empir-linf-8-255", broken, diagnostics={"flags": []})
+    card = cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
+    # The suite alone: 20 of 100, convergence not measured, so RobustBench's 'unreliable' is set.
+    assert card["robust_acc"] == "20.00" and card["converged"] is None and card["unreliable"]
+    assert card["external"][0]["robust_acc"] == paper.TRAMER_CIFAR10_EPS8 and card["eps"] == "8/255"
+    # The new stages broke 5 more, and the doubled budget moved nothing: the card quotes 15, converged.
+    stages = broken.copy()
+    stages[-20:-15] = 2
+    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", stages, robust_after=15, converged=True)
+    card = cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
+    assert card["robust_acc"] == "15.00" and card["converged"] is True and not card["unreliable"]
+    assert card["broken_by"] == {"clean": 20, "apgd-ce": 60, "apgd-t": 5, "robust": 15}
+    assert [s["file"] for s in card["sources"]] == ["cifar10/suite/empir-linf-8-255.json",
+                                                    "cifar10/suite/empir-linf-8-255-stages.json"]
+
+
+def test_a_constant_classifier_and_an_empty_row_are_said_so(tmp_path):
+    broken = np.array([outcomes.CLEAN] * 90 + [outcomes.ROBUST] * 10)
+    _suite_file(tmp_path, "defences/pgd-at-suite-linf-table1", broken, diagnostics={"flags": []})
+    confusion = np.zeros((10, 10), int)
+    confusion[:, 3] = 100  # every image answered "cat"
+    (tmp_path / "cifar10" / "defences" / "pgd-at-paper-pgd.json").write_text(
+        json.dumps({"confusion": confusion.tolist(), "n": 1000}))
+    card = cards.build("cifar10", tmp_path)["pgd-at-linf-table1"]
+    assert card["flags"][0].startswith("constant classifier") and card["unreliable"]
+    # Nothing survives: no attack can lower 0%, so there is nothing to re-check.
+    _suite_file(tmp_path, "suite/empir-linf-table1", np.array([1] * 100), diagnostics={"flags": []})
+    card = cards.build("cifar10", tmp_path)["empir-linf-table1"]
+    assert card["robust_acc"] == "0.00" and card["converged"] is True
+    assert card["reported"] == f"{paper.TABLE2['cifar10']['empir']['pgd']:.2f}"
+    with pytest.raises(EmpirError, match="no results file"):
+        cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
+
+
+def test_write_replaces_stale_cards(tmp_path):
+    _suite_file(tmp_path, "suite/empir-linf-table1", np.array([1] * 10), diagnostics={"flags": []})
+    stale = cards.cards_dir("cifar10", tmp_path) / "gone-l2.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+    assert [p.name for p in cards.write("cifar10", tmp_path)] == ["empir-linf-table1.json"]
+    assert not stale.exists() and list(cards.read("cifar10", tmp_path)) == ["empir-linf-table1"]
+    assert cards.rows("imagenet") == []  # the paper's ImageNet: not evaluated by the suite
+
+
+def test_the_summary_puts_every_published_figure_beside_ours():
+    rows = summary.summary_rows()
+    by = {(r["dataset"], r["threat"], r["by"].split(" ")[0]): r for r in rows}
+    assert by[("CIFAR-10", "L-inf 0.1", "the")]["robust"] == f"{paper.TABLE2['cifar10']['empir']['pgd']:.2f}"
+    assert by[("CIFAR-10", "L-inf 8/255", "Tramer")]["robust"] == f"≈{paper.TRAMER_CIFAR10_EPS8:g}"
+    assert by[("CIFAR-10", "L-inf 5/255", "Farkya")]["robust"] == f">{paper.FARKYA_PGD_5_255:g}"
+    ours = by[("CIFAR-10", "L-inf 8/255", "this")]
+    card = cards.read("cifar10")["empir-linf-8-255"]
+    assert ours["robust"].startswith(card["robust_acc"]) and ours["n"] == f"{card['n']:,}"
+    assert {r["dataset"] for r in rows} == {"MNIST", "CIFAR-10", "Tiny ImageNet"}
+    assert all(settings.get(d) for d in ("mnist", "cifar10", "tiny-imagenet"))
