@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from empir_lib.attack import apgd, art_bridge, attacks, diagnostics, outcomes, suite, surrogates
 from empir_lib.core.errors import EmpirError
-from empir_lib.nets import data, ensemble
+from empir_lib.nets import data, ensemble, steps
 from empir_lib.studies import worstcase
 
 
@@ -38,9 +38,9 @@ def test_projection_keeps_the_ball_and_the_box():
     rng = np.random.default_rng(0)
     x = tf.constant(rng.uniform(0, 1, (4, 5, 5, 1)).astype(np.float32))
     far = x + tf.constant(rng.normal(0, 3, (4, 5, 5, 1)).astype(np.float32))
-    p = apgd.project(x, far, 0.1, "linf").numpy()
+    p = steps.project(x, far, 0.1, "linf").numpy()
     assert np.abs(p - x.numpy()).max() <= 0.1 + 1e-6 and p.min() >= 0 and p.max() <= 1
-    q = apgd.project(x, far, 0.5, "l2").numpy()
+    q = steps.project(x, far, 0.5, "l2").numpy()
     assert np.sqrt(((q - x.numpy()) ** 2).sum((1, 2, 3))).max() <= 0.5 + 1e-5 and q.min() >= 0 and q.max() <= 1
 
 

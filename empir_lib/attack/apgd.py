@@ -44,11 +44,12 @@ import numpy as np
 import tensorflow as tf
 
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from ..nets.metrics import CLIP
+from ..nets.steps import direction, l2_norms, per_image, project
 
 NORMS = ("linf", "l2")
 RHO = 0.75
 MOMENTUM = 0.75
-CLIP = (0.0, 1.0)
 
 
 class Outcome(NamedTuple):
@@ -91,36 +92,6 @@ def segments(n_iter: int, segment: int = 10) -> list[int]:
         return [0, n_iter]
     early = [b for b in (2, 5) if b < segment]
     return sorted({0, *early, *range(segment, n_iter, segment), n_iter})
-
-
-def _bcast(v: tf.Tensor) -> tf.Tensor:
-    return tf.reshape(v, [-1, 1, 1, 1])
-
-
-def _l2(d: tf.Tensor) -> tf.Tensor:
-    return tf.sqrt(tf.reduce_sum(tf.square(d), [1, 2, 3]))
-
-
-def project(x_nat: tf.Tensor, x: tf.Tensor, eps: float | tf.Tensor, norm: str,
-            clip: tuple[float, float] = CLIP) -> tf.Tensor:
-    """Project ``x`` onto the eps ball around ``x_nat`` (L-inf or L2), then into the pixel box.
-
-    ``eps`` is one budget or one per image (a vector: the minimal-norm search's bisection).
-    Clipping to the box after the ball keeps the ball: each pixel only moves towards ``x_nat``.
-    """
-    eps = tf.cast(eps, x.dtype)
-    if norm == "linf":
-        e = _bcast(eps) if eps.shape.rank == 1 else eps
-        x = tf.clip_by_value(x, x_nat - e, x_nat + e)
-    else:
-        d = x - x_nat
-        x = x_nat + d * _bcast(tf.minimum(1.0, eps / (_l2(d) + 1e-12)))
-    return tf.clip_by_value(x, *clip)
-
-
-def direction(g: tf.Tensor, norm: str) -> tf.Tensor:
-    """The steepest-ascent direction of unit norm: sign (L-inf) or g / ||g|| (L2)."""
-    return tf.sign(g) if norm == "linf" else g / _bcast(_l2(g) + 1e-12)
 
 
 def loss_and_gradient(fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -169,16 +140,16 @@ def _trace_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
             a = tf.where(tf.logical_and(momentum, i > 0), MOMENTUM, 1.0)
             grad2 = x_adv - x_old
             x_old = x_adv
-            z = project(x_nat, x_adv + _bcast(step) * direction(grad, norm), eps, norm, clip)
+            z = project(x_nat, x_adv + per_image(step) * direction(grad, norm), eps, norm, clip)
             x_new = project(x_nat, x_adv + a * (z - x_adv) + (1.0 - a) * grad2, eps, norm, clip)
             loss, pred, g = loss_and_gradient(fn, x_new, y)
             fooled = tf.not_equal(pred, y)
-            x_broken = tf.where(_bcast(tf.cast(fooled & ~broken, x_new.dtype)) > 0, x_new, x_broken)
+            x_broken = tf.where(per_image(tf.cast(fooled & ~broken, x_new.dtype)) > 0, x_new, x_broken)
             broken = broken | fooled
             hist = tf.tensor_scatter_nd_update(hist, [[i + 1]], loss[None])
             better = loss > loss_best
-            x_best = tf.where(_bcast(tf.cast(better, x_new.dtype)) > 0, x_new, x_best)
-            grad_best = tf.where(_bcast(tf.cast(better, x_new.dtype)) > 0, g, grad_best)
+            x_best = tf.where(per_image(tf.cast(better, x_new.dtype)) > 0, x_new, x_best)
+            grad_best = tf.where(per_image(tf.cast(better, x_new.dtype)) > 0, g, grad_best)
             loss_best = tf.maximum(loss, loss_best)
             x_adv, grad = x_new, g
             if schedule:
@@ -191,7 +162,7 @@ def _trace_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
                 reduced_last = tf.where(check[i], reduce, reduced_last)
                 best_last = tf.where(check[i], loss_best, best_last)
                 step = tf.where(reduce, step / 2.0, step)
-                rb = _bcast(tf.cast(reduce, x_new.dtype)) > 0
+                rb = per_image(tf.cast(reduce, x_new.dtype)) > 0
                 x_adv = tf.where(rb, x_best, x_adv)
                 grad = tf.where(rb, grad_best, grad)
         return (x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist, broken,
@@ -204,11 +175,11 @@ def _start(fn, x_nat, y, eps, norm, clip, seed):
     shape = tf.shape(x_nat)
     if norm == "linf":
         t = tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
-        t = t / _bcast(tf.reduce_max(tf.abs(tf.reshape(t, [shape[0], -1])), 1) + 1e-12)
+        t = t / per_image(tf.reduce_max(tf.abs(tf.reshape(t, [shape[0], -1])), 1) + 1e-12)
     else:
         t = tf.random.stateless_normal(shape, seed)
-        t = t / _bcast(_l2(t) + 1e-12)
-    x0 = tf.clip_by_value(x_nat + _bcast(eps) * t, *clip)
+        t = t / per_image(l2_norms(t) + 1e-12)
+    x0 = tf.clip_by_value(x_nat + per_image(eps) * t, *clip)
     loss, pred, g = loss_and_gradient(fn, x0, y)
     return x0, loss, pred, g
 

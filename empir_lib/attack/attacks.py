@@ -53,6 +53,8 @@ from numpy.typing import ArrayLike
 from ..core import distribute, settings
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..nets import ensemble as ens_mod
+from ..nets import steps
+from ..nets.metrics import CLIP
 from ..nets.models import check_images
 
 Ensemble = ens_mod.Ensemble
@@ -60,7 +62,6 @@ ScoreFn = Callable[[tf.Tensor], tf.Tensor]
 
 ATTACKS = ("fgsm", "bim", "pgd", "cw")
 PROTOCOLS = ("paper", "adaptive")
-CLIP = (0.0, 1.0)
 FIXED_OBJECTIVES = ("original_attack_prob_as_logits", "original_fp_member", "mean_prob", "mean_logits",
                     "temperature")
 
@@ -212,7 +213,7 @@ _ce_grad = ce_grad  # its old, private name
 
 def fgsm(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, eps: float, clip: tuple[float, float] = CLIP) -> tf.Tensor:
     """Eq. 1: one step of size eps along the sign of the loss gradient, then clip."""
-    return tf.clip_by_value(x + eps * tf.sign(ce_grad(score_fn, x, y)), *clip)
+    return steps.signed_step(x, x, ce_grad(score_fn, x, y), eps, eps, clip)
 
 
 def iterative(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, eps: float, eps_iter: float, nb_iter: int,

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 
 from ..core import settings
 from ..core.errors import EmpirError
-from ..nets import zoo
+from ..nets import steps, zoo
 from ..nets.defence_losses import input_gradient
 from . import attacks, surrogates
 
@@ -63,7 +63,7 @@ def gradient_masking(dataset: str, members: Sequence[str], x: ArrayLike, y: Arra
         for name, loss in (("ce", surrogates.cross_entropy), ("margin", surrogates.margin)):
             g = input_gradient(model, x, lambda logits, loss=loss: loss(logits, y_t), training=False)
             row[f"zero_{name}"] = 100 * float(np.mean(~np.any(g.numpy().reshape(len(y_np), -1) != 0, axis=1)))
-            adv = tf.clip_by_value(x + eps * tf.sign(g), *attacks.CLIP)
+            adv = steps.signed_step(x, x, g, eps, eps)
             row[f"fgsm_{name}"] = 100 * float(np.mean(np.argmax(model(adv, training=False), -1) == y_np))
         row["eps"] = eps
         out.append(row)

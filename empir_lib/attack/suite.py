@@ -244,10 +244,6 @@ def _cached(ens: ens_mod.Ensemble, key: tuple, make):
     return _CACHE[full][1]
 
 
-def perturbation_norms(x: np.ndarray, xa: np.ndarray, norm: str) -> np.ndarray:
-    return validate.norms(x, xa, norm)
-
-
 def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, specs: list[dict] | None = None,
             seed: int = 0, chunk: int = 1000, state_path: str | os.PathLike | None = None,
             progress: bool = True, start: dict | None = None) -> dict:
@@ -302,7 +298,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             xa, info = run_attack(ens, spec, threat, x[idx], y[idx], seed * 1_000_003 + j * 7919 + c)
             good = validate.valid(x[idx], xa, threat)
             xa = np.where(good[:, None, None, None], xa, x[idx])  # an invalid output is judged as no attack
-            nrm = perturbation_norms(x[idx], xa, threat["norm"])
+            nrm = validate.norms(x[idx], xa, threat["norm"])
             ok = good & (surrogates.deployed(ens, xa, *eot) != y[idx])
             st["invalid"] = st.get("invalid", 0) + int((~good).sum())
             state["broken_by"][idx[ok]] = j
@@ -347,7 +343,7 @@ def min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0, p
         idx = todo[c:c + 500]
         xa, _ = run_attack(ens, spec, {"norm": "l2", "eps": 1e3}, x[idx], y[idx], seed)
         ok = ens_mod.predict(ens, xa) != y[idx]
-        d = perturbation_norms(x[idx], xa, "l2")
+        d = validate.norms(x[idx], xa, "l2")
         dist[idx[ok]] = d[ok]
     broken_by = np.where(clean != y, outcomes.CLEAN, np.where(np.isfinite(dist), 1, outcomes.ROBUST)).astype(np.int8)
     correct = dist[clean == y]

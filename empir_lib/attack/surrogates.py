@@ -46,13 +46,11 @@ import tensorflow as tf
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
+from ..nets.metrics import LossFn
 
 ENSEMBLE_SURROGATES = ("ce_mean_prob", "ce_sum", "dlr_mean_logits", "margin_mean_logits")
 MEMBER_SURROGATES = ("ce_member", "margin_member")
 DECISIONS = ("draw", "majority")
-
-LossFn = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
-
 
 def cross_entropy(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """Per-image softmax cross-entropy of ``logits`` (batch, classes) at labels ``y``."""

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from ..core.errors import EmpirError, check_positive_int
 from ..nets import ensemble as ens_mod
+from ..nets.metrics import LossFn
 from . import apgd, surrogates
 
 LOSS = "dlr_targeted_mean_logits"
@@ -45,7 +46,7 @@ def dlr_targeted(z: tf.Tensor, y: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     return -(zy - zt) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
 
 
-def loss_fn(ens: ens_mod.Ensemble, eot_samples: int = 1, decision: str = "draw") -> surrogates.LossFn:
+def loss_fn(ens: ens_mod.Ensemble, eot_samples: int = 1, decision: str = "draw") -> LossFn:
     """``f(x, y * C + t) -> (DLR_T of the mean logits, vote * C + t)`` (module docstring), EOT as in surrogates."""
     if ens.num_classes < 4:
         raise EmpirError("the targeted DLR loss needs at least 4 classes.")
@@ -79,7 +80,7 @@ def target_ranking(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, targets:
     return np.argsort(-z, axis=1, kind="stable")[:, :targets]
 
 
-def run(ens: ens_mod.Ensemble, fn: surrogates.LossFn, x: np.ndarray, y: np.ndarray, eps: float, norm: str,
+def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: float, norm: str,
         n_iter: int = 100, restarts: int = 1, targets: int = TARGETS, seed: int = 0) -> tuple[np.ndarray, dict]:
     """APGD-T on a batch: (adversarial images, statistics), one APGD run per target class on the survivors.
 

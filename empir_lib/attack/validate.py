@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import EmpirError
+from ..nets import metrics
 
 NORM_SLACK = 1e-4  # relative slack on eps (float32 rounding)
 NORM_ABS = 1e-6    # absolute slack on eps (an eps of 0 still allows rounding noise)
@@ -27,9 +28,8 @@ BOX_TOL = 1e-6     # how far outside [0, 1] a pixel may be (float32 rounding of 
 
 def norms(x: np.ndarray, xa: np.ndarray, norm: str) -> np.ndarray:
     """Per image: the L-inf or L2 norm of ``xa - x`` (in float64; NaN where the output is not finite)."""
-    d = (np.asarray(xa, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
-    with np.errstate(invalid="ignore"):
-        return np.abs(d).max(1) if norm == "linf" else np.sqrt((d ** 2).sum(1))
+    l2, linf = metrics.perturbation_norms(x, xa)
+    return linf if norm == "linf" else l2
 
 
 def valid(x: np.ndarray, xa: np.ndarray, threat: dict) -> np.ndarray:

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from ..core.defences import check
 from ..core.errors import EmpirError
-
-LossFn = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+from . import steps
+from .metrics import CLIP, LossFn
 
 
 def _ce(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -36,16 +36,15 @@ def _ce_gradient(model: keras.Model, x: tf.Tensor, targets: tf.Tensor) -> tf.Ten
 
 def fgsm_examples(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, eps: float) -> tf.Tensor:
     """Goodfellow et al.'s x + eps sign(grad_x CE), clipped to [0, 1], with no gradient through it."""
-    return tf.stop_gradient(tf.clip_by_value(x + eps * tf.sign(_ce_gradient(model, x, targets)), 0.0, 1.0))
+    return tf.stop_gradient(steps.signed_step(x, x, _ce_gradient(model, x, targets), eps, eps))
 
 
-def pgd_examples(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, eps: float, steps: int,
+def pgd_examples(model: keras.Model, x: tf.Tensor, targets: tf.Tensor, eps: float, n_steps: int,
                  step_size: float) -> tf.Tensor:
     """Madry et al.'s PGD: uniform start in the L-inf ball, ``steps`` signed steps, each projected."""
-    adv = tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -eps, eps), 0.0, 1.0)
-    for _ in range(steps):
-        adv = adv + step_size * tf.sign(_ce_gradient(model, adv, targets))
-        adv = tf.clip_by_value(tf.clip_by_value(adv, x - eps, x + eps), 0.0, 1.0)
+    adv = tf.clip_by_value(x + tf.random.uniform(tf.shape(x), -eps, eps), *CLIP)
+    for _ in range(n_steps):
+        adv = steps.signed_step(x, adv, _ce_gradient(model, adv, targets), step_size, eps)
     return tf.stop_gradient(adv)
 
 

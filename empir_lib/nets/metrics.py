@@ -7,12 +7,20 @@ on this in :mod:`empir_lib.nets.ensemble` and :mod:`empir_lib.studies.evaluate`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
+import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from ..core.errors import EmpirError, check_positive_int
 from .models import check_images
+
+# The pixel box every image lives in: each attack projects onto it, each training loss's examples too.
+CLIP = (0.0, 1.0)
+# What every attack and every defence's training loss differentiates: (x, y) -> (per-image loss, logits).
+LossFn = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
 def predict_logits(model: keras.Model, x: ArrayLike, batch_size: int = 500) -> np.ndarray:
@@ -34,9 +42,14 @@ def accuracy(model: keras.Model, x: ArrayLike, y: ArrayLike, batch_size: int = 5
 
 
 def perturbation_norms(x: ArrayLike, x_adv: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image L2 and L-infinity norms of ``x_adv - x``."""
-    d = (np.asarray(x_adv) - np.asarray(x)).reshape(len(x), -1)
-    return np.sqrt((d ** 2).sum(1)), np.abs(d).max(1)
+    """Per-image L2 and L-infinity norms of ``x_adv - x`` (in float64; NaN where ``x_adv`` is not finite).
+
+    The one owner of the threat models' norms: the attacks' output check
+    (:func:`empir_lib.attack.validate.norms`) and the results files use it.
+    """
+    d = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt((d ** 2).sum(1)), np.abs(d).max(1)
 
 
 def crossover(eps: list[float], member: list[float], fp: list[float]) -> dict:
