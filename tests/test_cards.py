@@ -49,12 +49,17 @@ def test_a_card_quotes_the_rows_strongest_evaluation(tmp_path):
     # The new stages broke 5 more, and the doubled budget moved nothing: the card quotes 15, converged.
     stages = broken.copy()
     stages[-20:-15] = 2
-    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", stages, robust_after=15, converged=True)
+    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", stages, robust_after=15, converged=False)
     card = cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
-    assert card["robust_acc"] == "15.00" and card["converged"] is True and not card["unreliable"]
+    # New stages are not a re-check: only a doubled budget and a new seed say the number stopped moving.
+    assert card["robust_acc"] == "15.00" and card["converged"] is None and card["unreliable"]
+    _suite_file(tmp_path, "suite/empir-linf-8-255-recheck", stages, robust_after=15, converged=True)
+    card = cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
+    assert card["converged"] is True and not card["unreliable"]
     assert card["broken_by"] == {"clean": 20, "apgd-ce": 60, "apgd-t": 5, "robust": 15}
     assert [s["file"] for s in card["sources"]] == ["cifar10/suite/empir-linf-8-255.json",
-                                                    "cifar10/suite/empir-linf-8-255-stages.json"]
+                                                    "cifar10/suite/empir-linf-8-255-stages.json",
+                                                    "cifar10/suite/empir-linf-8-255-recheck.json"]
 
 
 def test_a_constant_classifier_and_an_empty_row_are_said_so(tmp_path):

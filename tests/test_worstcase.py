@@ -55,7 +55,8 @@ def test_threat_rows_and_table(tree):
     _write(tree, "mnist", "empir-min-norm", [1, 1, 1, 1, 0], np.array([1.0, 1.5, 2.0, 2.5, 0.0]),
            {"median_l2": 1.75, "median_ci95": [1.0, 2.5]})
     assert "| EMPIR | 90.00 | 20.00 | \u2014 | 1.75 [1.00, 2.50] |" in worstcase.threat_table("mnist", tree)
-    assert worstcase.minimal_l2("mnist", tree)[0] == 1.0  # CW's per-image file is still read back
+    d, attack = worstcase.minimal_l2("mnist", tree)  # the per-image minimal L2 now comes from it too
+    assert attack == "minimal-norm attack" and d.tolist() == [1.0, 1.5, 2.0, 2.5, 0.0]
 
 
 def test_gains_counts_curves_diagnostics_and_times(tree):
@@ -67,8 +68,8 @@ def test_gains_counts_curves_diagnostics_and_times(tree):
                                                                "square": 1, "robust": 2}
     # In cascade order (the file stores its keys sorted, 'clean' among the attacks).
     assert list(counts["EMPIR, L-inf, Table 1 eps (eps = 0.3)"]) == ["clean", *NAMES, "robust"]
-    d = worstcase.minimal_l2("mnist", tree)
-    assert d.tolist() == [1.0, 2.0, 3.0, np.inf, 0.0]
+    d, attack = worstcase.minimal_l2("mnist", tree)
+    assert d.tolist() == [1.0, 2.0, 3.0, np.inf, 0.0] and attack == "CW"  # CW's, while no min-norm file exists
     assert worstcase.minimal_l2("cifar10", tree) is None
     assert "none" in worstcase.diagnostics_table("mnist", tree)
     assert "not produced yet" in worstcase.diagnostics_table("cifar10", tree)
@@ -116,10 +117,10 @@ def test_an_evaluation_on_fewer_images_says_so(tree):
     assert "20.00 (first 5 images)" in worstcase.threat_table("mnist", tree)
 
 
-def test_cw_against_the_suite_at_the_budget(tree):
-    assert "\u2014" in worstcase.cw_versus_suite("mnist", tree)  # no L2 cascade yet
+def test_the_minimal_l2_against_the_suite_at_the_budget(tree):
+    assert "\u2014" in worstcase.minimal_versus_suite("mnist", tree)  # no L2 cascade yet
     _write(tree, "mnist", "empir-l2", [-1, 1, 1, 0, 1], np.full(5, 1.0))
-    line = worstcase.cw_versus_suite("mnist", tree)
+    line = worstcase.minimal_versus_suite("mnist", tree)
     # minimal L2 [1, 2, 3, inf, 0] against the budget 2.0: 3.0 and inf exceed it.
     assert "alone leaves 40.0% of the first 5 images" in line and "leaves 20.0% of the first 5" in line
 
@@ -129,3 +130,24 @@ def test_stage_counts_follow_the_cascade_and_keep_every_stage():
               "broken_by": {"a": 2, "b": 1, "clean": 3, "extra": 1, "robust": 4}}
     assert list(outcomes.stage_counts(record).items()) == [("clean", 3), ("b", 1), ("a", 2), ("robust", 4),
                                                            ("extra", 1)]
+
+
+def test_the_l2_answer_is_paired_on_each_rows_strongest_evaluation(tree):
+    assert "\u2014" in worstcase.l2_answer("mnist", tree)  # no L2 cascades yet
+    r, b = outcomes.ROBUST, 1
+    _write(tree, "mnist", "empir-l2", [r, r, r, r, b, b, 0, 1, 1, 1], np.full(10, 1.0))
+    _write(tree, "mnist", "baseline-l2", [r, b, b, b, r, b, 0, 1, 1, 1], np.full(10, 1.0))
+    line = worstcase.l2_answer("mnist", tree)
+    assert "EMPIR keeps 4, its FP member 2; 1 survive both, 3 only EMPIR" in line and "1 only the FP" in line
+    assert "not re-checked yet" in line and "upper bounds" in line
+    # EMPIR's new stages break two of its survivors: the answer reads them, not the weaker suite file.
+    _write(tree, "mnist", "empir-l2-stages", [r, r, b, b, b, b, 0, 1, 1, 1], np.full(10, 1.0))
+    assert "EMPIR keeps 2, its FP member 2" in worstcase.l2_answer("mnist", tree)
+
+
+def test_mcnemar_exact():
+    assert worstcase.mcnemar_p(0, 0) == 1.0
+    assert worstcase.mcnemar_p(5, 5) == 1.0
+    assert worstcase.mcnemar_p(10, 0) == pytest.approx(2 / 2 ** 10)
+    assert worstcase.mcnemar_p(49, 26) == pytest.approx(worstcase.mcnemar_p(26, 49))
+    assert worstcase.mcnemar_p(49, 26) < 0.05 < worstcase.mcnemar_p(30, 26)

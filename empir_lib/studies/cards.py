@@ -36,7 +36,7 @@ from ..attack import outcomes
 from ..core import files, paper, settings, threats
 from ..core.errors import EmpirError, check_choice
 from ..core.files import atomic_write
-from . import results
+from . import results, suite_checks
 
 FOLDER = "cards"
 EMPIR_LINK = "https://openreview.net/forum?id=HJem3yHKwH"
@@ -61,16 +61,6 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def _strongest(dataset: str, name: str, root: str | os.PathLike | None) -> list[tuple[str, dict]]:
-    """The row's evaluations, weakest first: the suite file, its new stages, its re-check (those present)."""
-    out = []
-    for suffix in ("", "-stages", "-recheck"):
-        r = results.find(dataset, f"{name}{suffix}", root)
-        if r is not None:
-            out.append((f"{name}{suffix}", r))
-    return out
-
-
 def _robust_of(record: dict) -> tuple[int, int]:
     """(robust images, n) of a suite, stages or re-check record."""
     if "robust_after" in record:
@@ -80,7 +70,7 @@ def _robust_of(record: dict) -> tuple[int, int]:
 
 def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.PathLike | None = None) -> dict:
     """The card of one suite row (``name``: its results file under the dataset, e.g. ``suite/empir-l2``)."""
-    evals = _strongest(dataset, name, root)
+    evals = suite_checks.evaluations(dataset, name, root)
     if not evals:
         raise EmpirError(f"no results file {name}.json for {dataset}; run 'empir reproduce {dataset}' first.")
     t = threats.get(dataset, threat)
@@ -90,7 +80,9 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     lo, hi = outcomes.wilson_interval(k, n)
     # The last evaluation's file holds the whole cascade per image (the suite's stages, then the new ones).
     broken_by = {s: c for s, c in outcomes.stage_counts(last).items() if c}
-    converged = next((r["converged"] for _, r in reversed(evals) if "converged" in r), None)
+    # Stopped moving: only a re-check (doubled iterations and restarts, a new seed) can say so.
+    recheck = next((r for nm, r in evals if nm.endswith("-recheck")), None)
+    converged = None if recheck is None else bool(recheck["converged"])
     if k == 0:
         converged = True  # nothing survives: no attack can lower it, so there is nothing to re-check
     flags = list(base.get("diagnostics", {}).get("flags", []))

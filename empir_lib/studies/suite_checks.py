@@ -178,6 +178,23 @@ def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, pro
     return written
 
 
+SUFFIXES = ("", "-stages", "-recheck")  # a row's evaluations, weakest first: the suite, its new stages, its re-check
+
+
+def evaluations(dataset: str, name: str, root: str | os.PathLike | None = None) -> list[tuple[str, dict]]:
+    """A suite row's evaluations present, weakest first, as (results name, record); ``name`` is the suite's file.
+
+    Each later one covers the first n images of the one before and holds the
+    whole cascade per image, so the last is the row's strongest evaluation.
+    """
+    out = []
+    for suffix in SUFFIXES:
+        r = results.find(dataset, f"{name}{suffix}", root)
+        if r is not None:
+            out.append((f"{name}{suffix}", r))
+    return out
+
+
 def row_summary(dataset: str, row: str, threat: str, root: str | os.PathLike | None = None) -> dict:
     """One suite row before and after the new stages and its re-check, from the committed files (None if absent).
 

@@ -13,6 +13,7 @@ last finished chunk (``runs/suite/``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -263,12 +264,18 @@ def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[
     return out
 
 
-def minimal_l2(dataset: str, root: str | os.PathLike | None = None) -> np.ndarray | None:
-    """EMPIR's per-image minimal L2 from CW (0 if misclassified, inf if none found), checked; None if missing."""
-    path = results.results_dir(dataset, root) / FOLDER / "empir-min-l2.json"
-    if not path.is_file():
-        return None
-    return outcomes.load(path, results.read_result(path))["norm"]
+def minimal_l2(dataset: str, root: str | os.PathLike | None = None) -> tuple[np.ndarray, str] | None:
+    """EMPIR's per-image minimal L2 (0 if misclassified, inf if none found), checked, and the attack that found it.
+
+    The minimal-norm attack that always succeeds (``empir-min-norm``:
+    :mod:`empir_lib.attack.minnorm`) where it exists, else CW's
+    (``empir-min-l2``); None while neither exists.
+    """
+    for name, attack in (("empir-min-norm", "minimal-norm attack"), ("empir-min-l2", "CW")):
+        path = results.results_dir(dataset, root) / FOLDER / f"{name}.json"
+        if path.is_file():
+            return outcomes.load(path, results.read_result(path))["norm"], attack
+    return None
 
 
 def suite_table(ens: ens_mod.Ensemble, threat: dict) -> str:
@@ -328,19 +335,65 @@ def gain_lines(dataset: str, root: str | os.PathLike | None = None) -> list[str]
     return out
 
 
-def cw_versus_suite(dataset: str, root: str | os.PathLike | None = None) -> str:
-    """One sentence: robust accuracy at the L2 budget from CW's minimal L2 alone, against the whole suite's.
+def minimal_versus_suite(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """One sentence: robust accuracy at the L2 budget from the minimal L2 alone, against the whole suite's.
 
-    CW's minimal L2 is what *this* CW found, an upper bound on each image's
+    A minimal L2 is what *this* attack found, an upper bound on each image's
     true minimal perturbation; where the suite leaves fewer images robust at
-    the budget, CW alone would overstate the robustness.
+    the budget, the minimal-L2 figure alone would overstate the robustness.
     """
-    d = minimal_l2(dataset, root)
+    found = minimal_l2(dataset, root)
     path = results.results_dir(dataset, root) / FOLDER / "empir-l2.json"
-    if d is None or not path.is_file():
+    if found is None or not path.is_file():
         return f"{dataset}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)"
+    d, attack = found
     budget = suite.threat(dataset, "l2")["eps"]
     suite_r = results.read_result(path)
-    return (f"{dataset}, L2 budget {budget:g}: CW's minimal L2 alone leaves {100 * np.mean(d > budget):.1f}% of the "
-            f"first {len(d)} images robust; the whole suite leaves {100 * suite_r['robust_accuracy']:.1f}% of the "
-            f"first {suite_r['n']:,}.")
+    return (f"{dataset}, L2 budget {budget:g}: the {attack}'s minimal L2 alone leaves "
+            f"{100 * np.mean(d > budget):.1f}% of the first {len(d)} images robust; the whole suite leaves "
+            f"{100 * suite_r['robust_accuracy']:.1f}% of the first {suite_r['n']:,}.")
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value: are ``only_a`` and ``only_b`` discordant pairs unlike a fair coin's?"""
+    k, n = min(only_a, only_b), only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
+    """Does EMPIR keep more images than its FP member at the L2 budget?  Per image, on the same images.
+
+    Reads each row's strongest evaluation (``suite_checks.evaluations``) with
+    :func:`empir_lib.studies.suite_checks.where_from`:
+    how many images only one row keeps, which stage broke them in the other,
+    the exact McNemar test on those discordant images, and whether each row
+    has stopped moving.
+    """
+    found = [suite_checks.evaluations(dataset, f"{FOLDER}/{row}-l2", root) for row in ("empir", "baseline")]
+    if not all(found):
+        return f"{dataset}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)"
+    # Each row's strongest evaluation, compared on the images both cover.
+    w = suite_checks.where_from(dataset, *(f[-1][0].removeprefix(f"{FOLDER}/") for f in found), root)
+    n = w["n"]
+    p = mcnemar_p(w["only_first"], w["only_second"])
+    top = max(w["only_first_broken_in_second_by"].items(), key=lambda kv: kv[1], default=("none", 0))
+    moving = []
+    for row, evals in zip(("empir", "baseline"), found):
+        kinds = {nm.rsplit("-", 1)[-1]: r for nm, r in evals}
+        if "stages" not in kinds and "recheck" not in kinds:
+            moving.append(f"{ROW_LABELS[row]} has not met the suite's new stages (APGD-T, Square-L2) yet")
+        rc = kinds.get("recheck")
+        if rc is None:
+            moving.append(f"{ROW_LABELS[row]} is not re-checked yet")
+        elif not rc["converged"]:
+            moving.append(f"{ROW_LABELS[row]} still moved {rc['change_points']:.1f} points when re-checked")
+    verdict = ("a paired difference beyond chance" if p < 0.05 else "no paired difference beyond chance")
+    return (f"{dataset}, L2 {suite.threat(dataset, 'l2')['eps']:g}, first {n:,} images: EMPIR keeps "
+            f"{w['robust_first']}, its FP member {w['robust_second']}; {w['both']} survive both, "
+            f"{w['only_first']} only EMPIR (its FP member lost most of them to {top[0]}: {top[1]}), "
+            f"{w['only_second']} only the FP member. Exact McNemar "
+            f"{'p < 0.001' if p < 0.001 else f'p = {p:.3f}'}: {verdict}. "
+            + ("; ".join(moving) + ", so both figures are upper bounds." if moving else "Both rows have converged."))
