@@ -91,9 +91,18 @@ def effective_draws(ens: ens_mod.Ensemble, draws: object) -> int:
 
 
 def correct_rate(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, draws: int = DRAWS,
-                 batch_size: int = 500) -> np.ndarray:
-    """Per image, the share of ``draws`` fresh draws whose deployed decision is the label."""
+                 batch_size: int = 500, seed: int | None = None) -> np.ndarray:
+    """Per image, the share of ``draws`` fresh draws whose deployed decision is the label.
+
+    With ``seed`` the draws restart from it (:func:`empir_lib.nets.stochastic.reseed`): two calls on the
+    clean and the attacked images meet the same noise, so an attack that changes nothing gains nothing
+    by luck (common random numbers; the attack tasks' judge uses this).
+    """
     draws = effective_draws(ens, draws)
+    if seed is not None:
+        for m in ens.members:
+            if stochastic.is_stochastic(m):
+                stochastic.reseed(m, seed)
     y = np.asarray(y).reshape(-1)
     hits = np.zeros(len(y), np.int64)
     for _ in range(draws):

@@ -45,16 +45,16 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ..attack import surrogates
+from ..attack import expected, surrogates
 from ..core import files, paper
 from ..core.errors import EmpirError, check_choice
-from ..nets import data, diversity, stochastic
+from ..nets import data, diversity
 from ..nets import ensemble as ens_mod
 from ..nets.models import check_images
 
 RESULTS = files.REPO / "data" / "results"
 PUBLIC = 100         # the embedded sample's first images: the chapter's and the self-check's
-DRAWS = 32           # fresh draws of a random defence's vote per image when judging (expected accuracy)
+DRAWS = expected.DRAWS  # fresh draws of a random defence's vote per image when judging (expected accuracy)
 TOLERANCE = 1e-6     # on the [0, 1] box and on eps: float32 rounding of x + eps, no more
 LOSSES = ("vote_ce", *surrogates.ENSEMBLE_SURROGATES, "ce_member:<i>", "margin_member:<i>")
 METHODS = ("predict", "logits", "loss_gradient", "logits_gradient", "budget_left")
@@ -304,9 +304,7 @@ def per_image(t: Task, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed
     """
     if not t.stochastic:
         return (ens_mod.predict(ens, x) == y).astype(np.float64)
-    for m in ens.members:
-        stochastic.reseed(m, seed)
-    return np.mean([ens_mod.predict(ens, x) == y for _ in range(DRAWS)], 0)
+    return expected.correct_rate(ens, x, y, DRAWS, seed=seed)
 
 
 def accuracy(t: Task, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
