@@ -68,7 +68,7 @@ def seed_table(dataset: str, root: Root = None) -> str:
     values = seeds.seed_values(dataset, root=root)
     threats = list(suite.threats(dataset))
     cols = ["row", "set", "clean", "paper_average", *threats]
-    heads = ["row", "seed set", "clean", "paper protocol, average of CW, FGSM, BIM, PGD",
+    heads = ["row", "seed set", "clean", "paper protocol, average of CW, FGSM, BIM, PGD" + _n_text(values, "paper"),
              *[f"suite, {t}" + _n_text(values, t) for t in threats]]
     rows = []
     for row in seeds.ROWS:
@@ -86,8 +86,9 @@ def seed_table(dataset: str, root: Root = None) -> str:
     return "\n\n".join([md, *[n for n in notes if n]])
 
 
-def _n_text(values: list[dict], threat: str) -> str:
-    ns = {v["empir"].get(f"{threat}_n") for v in values} - {None}
+def _n_text(values: list[dict], measure: str) -> str:
+    # measure: a threat's name, or 'paper' for the paper protocol (its n is 'paper_n').
+    ns = {v["empir"].get(f"{measure}_n") for v in values} - {None}
     return f" (first {min(ns):,} images)" if ns and min(ns) < 10000 else ""
 
 
@@ -101,7 +102,8 @@ def verdict_lines(dataset: str, root: Root = None) -> list[str]:
         b = [v["baseline"][measure] for v in values]
         if all(x is None for x in e):
             continue
-        n = values[0]["empir"].get(f"{measure}_n") or 10000
+        key = "paper_n" if measure == "paper_average" else f"{measure}_n"
+        n = values[0]["empir"].get(key) or 10000
         c = seeds.compare(e, b, n)
         per = ", ".join(DASH if d is None else f"{d:+.2f}" for d in c["values"])
         apart = c["intervals_apart"] or []
