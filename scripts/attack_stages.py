@@ -15,7 +15,8 @@ for every paper-protocol row of Table 2, the share of its adversarial accuracy
 that is clean mistakes moved onto their true label
 (``empir_lib.studies.paper_labels``), re-running the attack on the clean
 mistakes only where the aggregates do not settle it (``--no-rerun`` skips that,
-``--rerun=fgsm,cw`` limits it to those attacks).
+``--rerun=fgsm,cw`` limits it to those attacks).  A suite job rewrites the dataset's cards
+(``empir_lib.studies.cards``) when it ran.
 """
 import json
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 from empir_lib.core import provenance, settings
 from empir_lib.core.files import atomic_write
 from empir_lib.nets import data, ensemble
-from empir_lib.studies import paper_labels, results, suite_checks
+from empir_lib.studies import cards, paper_labels, results, suite_checks
 
 
 def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
@@ -95,6 +96,8 @@ def main(argv: list[str]) -> None:
             "median_ci95", "broken_by", "invalid_outputs", "transfer_check")
     print(json.dumps({k: rec[k] for k in keys if k in rec}, indent=1))
     print(f"{j['name']}: {'ran' if ran else 'kept'} in {time.perf_counter() - t0:.1f} s", flush=True)
+    if ran:  # the row's card quotes its strongest evaluation: rewrite the dataset's cards
+        cards.write(dataset)
 
 
 if __name__ == "__main__":
