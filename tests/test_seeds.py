@@ -133,6 +133,10 @@ def test_member_seeds_reads_the_recipes_members_only():
     assert m["seeds"] == [1, 2, 3, 4, 5, 6] and m["k"] == 6 and m["sd"] > 0
     # CIFAR-10's 40-epoch a2w2 members are not the recipe's (15 epochs): only seed 1 of the grid counts.
     assert chapter_seeds.member_seeds("cifar10", "a2w2")["seeds"] == [1]
+    # CIFAR-10's EMPIR members train for 40 epochs: asked for by name, they are a set of their own.
+    forty = chapter_seeds.member_seeds("cifar10", "a2w2", epochs=40)
+    assert forty["seeds"] and 1 not in forty["seeds"] and 2 in forty["seeds"]
+    assert "no member trained for 7 epochs" in chapter_seeds.member_seed_lines("cifar10", ("a2w2",), epochs=7)[0]
 
 
 def test_the_seed_table_and_verdicts_come_from_the_files(tmp_path):

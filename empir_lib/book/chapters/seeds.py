@@ -29,14 +29,15 @@ def _cell(v: float | None, digits: int = 2) -> str:
     return DASH if v is None else f"{v:.{digits}f}"
 
 
-def member_seeds(dataset: str, tag: str, zoo_dir: Root = None) -> dict:
-    """Clean test accuracy (%) of every zoo member of one precision, trained with the recipe's epochs, per seed.
+def member_seeds(dataset: str, tag: str, zoo_dir: Root = None, epochs: int | None = None) -> dict:
+    """Clean test accuracy (%) of every zoo member of one precision, trained for ``epochs``, per seed.
 
-    ``tag`` is a precision tag ('a4w2', 'fp').  Members trained longer than the
-    recipe (CIFAR-10's 40-epoch EMPIR pair) or with a defence are left out, so
-    the seeds differ in nothing else.
+    ``tag`` is a precision tag ('a4w2', 'fp'); ``epochs`` defaults to the
+    recipe's (CIFAR-10's EMPIR members train for 40).  Members trained for
+    other epochs or with a defence are left out, so the seeds differ in
+    nothing else.
     """
-    epochs = settings.get(dataset).recipe["epochs"]
+    epochs = settings.get(dataset).recipe["epochs"] if epochs is None else epochs
     found = {}
     for mid, e in zoo.members(dataset, zoo_dir).items():
         if settings.defence_tag(mid) or e["epochs"] != epochs:
@@ -48,14 +49,18 @@ def member_seeds(dataset: str, tag: str, zoo_dir: Root = None) -> dict:
     return {"seeds": sorted(found), "accuracy": values, **seeds.spread(values)}
 
 
-def member_seed_lines(dataset: str, tags: tuple[str, ...], zoo_dir: Root = None) -> list[str]:
-    """One line per precision: its clean accuracy per seed, the mean ± sd and the range."""
+def member_seed_lines(dataset: str, tags: tuple[str, ...], zoo_dir: Root = None,
+                      epochs: int | None = None) -> list[str]:
+    """One line per precision: its clean accuracy per seed, the mean ± sd and the range (``epochs``: as above)."""
     lines = []
     for tag in tags:
-        m = member_seeds(dataset, tag, zoo_dir)
+        m = member_seeds(dataset, tag, zoo_dir, epochs)
         if not m["seeds"]:
-            lines.append(f"{dataset} {tag}: no member with the recipe's epochs in the zoo.")
+            trained = "the recipe's epochs" if epochs is None else f"{epochs} epochs"
+            lines.append(f"{dataset} {tag}: no member trained for {trained} in the zoo.")
             continue
+        if epochs is not None:
+            tag = f"{tag}, {epochs} epochs"
         per = ", ".join(f"seed {s}: {v:.2f}%" for s, v in zip(m["seeds"], m["accuracy"]))
         count = f"{len(m['seeds'])} seed" + "s" * (len(m["seeds"]) > 1)
         lines.append(f"{dataset} {tag} ({count}): {per}; mean ± sd {_pm(m)}%, "
