@@ -213,7 +213,8 @@ _ce_grad = ce_grad  # its old, private name
 
 def fgsm(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, eps: float, clip: tuple[float, float] = CLIP) -> tf.Tensor:
     """Eq. 1: one step of size eps along the sign of the loss gradient, then clip."""
-    return steps.signed_step(x, x, ce_grad(score_fn, x, y), eps, eps, clip)
+    # The ball's radius is |eps|: a negative eps steps down the loss (the exercises' check of that mistake).
+    return steps.signed_step(x, x, ce_grad(score_fn, x, y), eps, abs(eps), clip)
 
 
 def iterative(score_fn: ScoreFn, x: tf.Tensor, y: tf.Tensor, eps: float, eps_iter: float, nb_iter: int,
