@@ -34,8 +34,6 @@ PLAN = ["mnist", "--n", "40", "--select-n", "20", "--only", "sweeps/whitebox-mni
 DASK = str(Path(sys.executable).with_name("dask"))
 PORT = 48786
 
-REPO = files.REPO
-
 
 def _write(name: str, record: dict, command: str) -> None:
     record = {**record, "load_average": os.getloadavg(), "provenance": provenance.record(command)}
@@ -56,17 +54,17 @@ def price() -> None:
 def _run(args: list[str], out: Path) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "empir_lib.cli", "reproduce", *PLAN, "--out-dir", str(out), *args],
-                          capture_output=True, text=True, cwd=REPO)
+                          capture_output=True, text=True, cwd=files.REPO)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{args} failed:\n{proc.stderr[-3000:]}")
-    files = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.npz"))
-             if "runs" not in p.parts}
+    hashes = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*.npz"))
+              if "runs" not in p.parts}
     # The jobs' own seconds (timing.json: measured around each job, in the worker for a parallel run); the rest
     # of the wall time is start-up (Python, TensorFlow, the test images, Dask and its workers) and waiting.
     steps = json.loads((out / "timing.json").read_text())["steps"]
     return {"args": args, "wall_s": round(wall, 1), "job_s": steps, "jobs_total_s": round(sum(steps.values()), 1),
-            "files": files}
+            "files": hashes}
 
 
 def local() -> None:

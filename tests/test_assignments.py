@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from empir_lib.book import assignments, exercises
+from empir_lib.core import files
 from empir_lib.core.errors import EmpirError
 
 GRADED = {"1": "1.2", "3": "3.2", "6": "6.2"}  # chapter: the exercise the wrong submission gets wrong
@@ -69,7 +70,7 @@ def test_every_exercise_is_graded_by_its_check_or_by_hand(chapter):
 
 
 def test_instructors_guide_lists_every_exercise_with_its_points():
-    guide = (assignments.REPO / "book" / "exercises" / "README.md").read_text()
+    guide = (files.REPO / "book" / "exercises" / "README.md").read_text()
     listed = dict(re.findall(r"^\| (\d+\.\d+) \| (\d+) \|", guide, re.M))
     generated = {e.number: str(e.points) for p in assignments.chapters() for e in assignments.read_chapter(p)[1]}
     assert listed == generated

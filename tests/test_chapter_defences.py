@@ -22,7 +22,7 @@ from empir_lib.book.chapters import (
     defence_table,
     defence_verdict,
 )
-from empir_lib.core import paper, settings
+from empir_lib.core import paper, settings, tables
 from empir_lib.core.errors import EmpirError
 from empir_lib.core.files import sha256
 from empir_lib.studies import cards, reproduce
@@ -115,7 +115,7 @@ def test_file_names_match_what_reproduce_writes():
 def test_missing_files_are_dashes_with_notes_naming_the_commands(tmp_path):
     md = defence_table.table("mnist", tmp_path)
     ours = line(md, "| **defensive distillation (T = 100)**, ours")
-    assert ours.count(defence_rows.DASH) == 9
+    assert ours.count(tables.DASH) == 9
     # The paper's numbers are there all the same, beside ours.
     assert "| *paper* | 98.12 | 2.34 | 40.22 | 7.61 | 3.28 | 13.36 |" in md
     assert "`empir reproduce mnist --only defences/`" in md and "`empir reproduce mnist`" in md

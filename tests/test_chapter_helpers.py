@@ -12,7 +12,7 @@ import pytest
 
 from empir_lib.attack import attacks
 from empir_lib.book.chapters import committed, landscape, members, rules, storage, table2, warning_signs
-from empir_lib.core import settings, timing
+from empir_lib.core import settings, tables, timing
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import ensemble, zoo
 from empir_lib.studies import results
@@ -80,7 +80,7 @@ def test_selection_table_bolds_the_worst_objective_and_notes_missing(tmp_path):
     md = committed.selection_table("mnist", tmp_path)
     pgd_row = next(line for line in md.splitlines() if line.startswith("| PGD"))
     assert "**5.0**" in pgd_row and "| 10.0 |" in pgd_row
-    assert f"member:2 ({zoo.EMPIR_MEMBERS['mnist'][2]})" in md
+    assert f"member:2 ({settings.EMPIR_MEMBERS['mnist'][2]})" in md
     assert "on 1,000 images" in md and "selection files not produced yet" in md
 
 
@@ -137,7 +137,7 @@ def test_gain_and_cells():
     b = {**a, "cw": None}
     g = table2.gain(a, b)
     assert g["cw"] is None and g["fgsm"] == 0.0
-    assert table2.cells(g, True)["cw"] == table2.plots.DASH and table2.cells(g, True)["pgd"] == "+0.00"
+    assert table2.cells(g, True)["cw"] == tables.DASH and table2.cells(g, True)["pgd"] == "+0.00"
 
 
 def test_comparison_and_protocols_tables(tmp_path):
@@ -186,7 +186,7 @@ def test_warning_signs(tmp_path):
     assert warning_signs.iterative_weaker(2.0, 1.0) and not warning_signs.iterative_weaker(None, 1.0)
     assert warning_signs.warning_signs("mnist", tmp_path) == []  # the paper's MNIST row shows no sign
     write_table2(tmp_path, "cifar10", {"empir-paper": {"bim": 0.3, "fgsm": 0.2, "pgd": 0.2}})
-    fp = next(i for i, m in enumerate(zoo.EMPIR_MEMBERS["cifar10"]) if "-fp-" in m)
+    fp = next(i for i, m in enumerate(settings.EMPIR_MEMBERS["cifar10"]) if "-fp-" in m)
     write(tmp_path, "cifar10", f"adaptive-select/pgd-member{fp}", 0.1)
     signs = warning_signs.warning_signs("cifar10", tmp_path)
     assert any(s.startswith("ours, EMPIR, paper protocol: BIM 30.00 > FGSM 20.00") for s in signs)
@@ -226,7 +226,7 @@ def test_zoo_table_and_accuracy_gaps():
     assert f"{100 * entry['test_accuracy']:.2f} (n = 10,000)" in md
     assert "`empir train --dataset mnist --wbits 9 --abits 9 --seed 1 --zoo`" in md
     md = members.accuracy_gaps(["mnist"])
-    lp = zoo.EMPIR_MEMBERS["mnist"][0]
+    lp = settings.EMPIR_MEMBERS["mnist"][0]
     m = zoo.members()
     assert f"{100 * (m['mnist-fp-s1']['test_accuracy'] - m[lp]['test_accuracy']):.2f}" in md
     # One row per low-precision member (settings' empir_lp), each against the FP member (empir_fp).
@@ -369,7 +369,7 @@ def test_manifest_and_live(small):
 
 
 def test_counts_and_provenance_table(tmp_path):
-    assert committed.counts([10000, 1000, 1000]) == "1,000, 10,000" and committed.counts([]) == committed.DASH
+    assert committed.counts([10000, 1000, 1000]) == "1,000, 10,000" and committed.counts([]) == tables.DASH
     write(tmp_path, "mnist", "table2/empir-paper-pgd", 0.2, n=10000, labels="clean prediction",
           provenance={"git_commit": "abcdef123456", "hardware": {"cores": 2, "cpu": "x", "gpus": []}},
           timing={"written": "2026-11-20T10:00:00+00:00", "wall_time_s": 3600.0})
@@ -422,7 +422,7 @@ def test_members_attacks_and_transfer(small):
 def test_tradeoff_points_with_fgsm(small):
     _, x, y = small
     points = members.tradeoff_points("mnist", x[:4], y[:4], attack="fgsm")
-    assert [p["kind"] for p in points] == ["lp"] * len(zoo.GRID) + ["fp", "empir"]
+    assert [p["kind"] for p in points] == ["lp"] * len(settings.GRID) + ["fp", "empir"]
     assert all(0 <= p["adv"] <= 1 and 0 < p["clean"] <= 1 for p in points)
 
 
@@ -465,7 +465,7 @@ def test_storage_measured_and_reports():
     assert measured[(1, 1)] == pytest.approx(measured[(1, 0)] + measured[(0, 1)])
     assert storage.packed_size(lp) < storage.packed_size(fp)
     reports = storage.storage_reports(("mnist",))
-    assert len(reports) == 1 + len(zoo.GRID) and storage.largest_layerwise_gap(reports) < 10
+    assert len(reports) == 1 + len(settings.GRID) and storage.largest_layerwise_gap(reports) < 10
     assert "| mnist-a4w2-s1 | 2 |" in storage.storage_table(reports)
     assert "| mnist | a4w2 + a4w2 + FP |" in storage.ensembles_table(reports | storage.storage_reports(("mnist",)))
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from empir_lib.core import settings
+from empir_lib.core import paper, settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, diversity, ensemble, stochastic, zoo
 from empir_lib.studies import eot_study, reproduce, results
@@ -26,7 +26,7 @@ def test_jobs_run_the_curve_first_and_compare_three_rows():
     assert names == [f"stochastic/{k}-5-255-{r}" for k in ("pgd", "suite") for r in rows
                      ] + ["stochastic/pgd-0-joint"] + [f"stochastic/suite-5-255-joint-eot{s}" for s in (8, 16)]
     assert [j["n"] for j in jobs[1:]] == [10000] * 4 + [1000] * 4 + [10000, 500, 500]
-    assert [eot_study.threat(j)["eps"] for j in jobs] == [eot_study.EPS] * 9 + [0.0] + [eot_study.EPS] * 2
+    assert [eot_study.threat(j)["eps"] for j in jobs] == [paper.FARKYA_EPS] * 9 + [0.0] + [paper.FARKYA_EPS] * 2
     assert jobs[4]["members"] == ["cifar10-fp-s1-pgdat-e0.0313725"]
     assert eot_study.row_samples(jobs[-1], "/nonexistent") == 16  # its own S, no curve needed
     # The joint run's ids are those 'empir joint --zoo' registers.

@@ -246,11 +246,11 @@ def test_linf_check(capsys):
 
 
 def test_gradient_counts_follow_the_presets(capsys):
-    from empir_lib.attack import attacks
+    from empir_lib.core import settings
 
     counts = exercises.gradient_counts("mnist")
-    assert counts == {"fgsm": 1, "bim": attacks.PRESETS["mnist"]["bim"]["nb_iter"],
-                      "pgd": attacks.PRESETS["mnist"]["pgd"]["nb_iter"], "cw": 50}
+    assert counts == {"fgsm": 1, "bim": settings.ATTACK_PRESETS["mnist"]["bim"]["nb_iter"],
+                      "pgd": settings.ATTACK_PRESETS["mnist"]["pgd"]["nb_iter"], "cw": 50}
     verdict(capsys, exercises.check_gradient_counts(counts), True)
     verdict(capsys, exercises.check_gradient_counts({**counts, "cw": 1}), False, "cw")
     verdict(capsys, exercises.check_gradient_counts([1, 40, 40, 50]), False, "dict")

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
+from empir_lib.core import settings
 from empir_lib.core.errors import EmpirError
-from empir_lib.nets import zoo
 from empir_lib.studies import reproduce, worstcase
 
 
@@ -19,7 +19,7 @@ def test_plan_names_are_unique_and_sized(dataset):
             assert j["n"] == 10000
         if j["name"].startswith(("adaptive-select/", "members/")):
             assert j["n"] == 1000
-    folder, eps, full = reproduce.SECOND_EPS[dataset]
+    folder, eps, full = settings.SECOND_EPS[dataset]
     second = [j for j in later if j["name"].startswith(folder + "/")]
     assert {j["name"] for j in second} == {f"{folder}/baseline-paper-pgd", f"{folder}/empir-paper-pgd"}
     assert all(j["params"] == {"eps": eps} and j["n"] == (10000 if full else 1000) for j in second)
@@ -29,7 +29,7 @@ def test_tiny_imagenet_plan_is_table2_members_and_eps4_only():
     first, later = reproduce.plan("tiny-imagenet", n=10000, select_n=1000)
     groups = {j["name"].split("/")[0] for j in first + later}
     assert groups == {"table2", "adaptive-select", "members", "eps4"}
-    assert reproduce.SECOND_EPS["tiny-imagenet"][1] == pytest.approx(4 / 255)
+    assert settings.SECOND_EPS["tiny-imagenet"][1] == pytest.approx(4 / 255)
 
 
 def test_adaptive_jobs_pick_the_worst_objective(tmp_path):
@@ -37,7 +37,7 @@ def test_adaptive_jobs_pick_the_worst_objective(tmp_path):
     sel.mkdir()
     from empir_lib.studies import evaluate
     for obj, acc in (("mean_prob", 0.30), ("member:0", 0.10), ("mean_logits", 0.20)):
-        result = {"members": zoo.EMPIR_MEMBERS["mnist"], "rule": "vote", "attack": "pgd", "protocol": "adaptive",
+        result = {"members": settings.EMPIR_MEMBERS["mnist"], "rule": "vote", "attack": "pgd", "protocol": "adaptive",
                   "objective": obj, "params": {}, "n": 1000, "clean_accuracy": 0.99, "adversarial_accuracy": acc,
                   "seed": 0, "batch_size": 500, "wall_time_s": 1.0}
         evaluate.write_result(sel / f"pgd-{obj.replace(':', '')}.json", result, "mnist")
@@ -56,7 +56,7 @@ def test_adaptive_jobs_break_ties_by_name_like_the_chapters(tmp_path):
     sel.mkdir()
     tried = {"mean_prob": 0.10, "mean_logits": 0.10, "temperature": 0.30}
     for obj, acc in tried.items():
-        result = {"members": zoo.EMPIR_MEMBERS["mnist"], "rule": "vote", "attack": "fgsm", "protocol": "adaptive",
+        result = {"members": settings.EMPIR_MEMBERS["mnist"], "rule": "vote", "attack": "fgsm", "protocol": "adaptive",
                   "objective": obj, "params": {}, "n": 1000, "clean_accuracy": 0.99, "adversarial_accuracy": acc,
                   "seed": 0, "batch_size": 500, "wall_time_s": 1.0}
         evaluate.write_result(sel / f"fgsm-{obj}.json", result, "mnist")

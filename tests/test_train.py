@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from empir_lib.core import settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import train
 
@@ -98,11 +99,11 @@ def test_augment_batch_crops_and_flips_deterministically():
 
 
 def test_recipe_augmentation_and_cosine_schedule_are_recorded_and_used(tmp_path, data_dir, monkeypatch):
-    recipe = {**train.RECIPES["mnist"], "augment": "crop-flip", "lr_schedule": "cosine"}
-    monkeypatch.setitem(train.RECIPES, "mnist", recipe)
+    recipe = {**settings.RECIPES["mnist"], "augment": "crop-flip", "lr_schedule": "cosine"}
+    monkeypatch.setitem(settings.RECIPES, "mnist", recipe)
     r = train.train_member("mnist", epochs=1, n_train=256, progress=False, run_dir=tmp_path / "aug")
     assert r["config"]["augment"] == "crop-flip" and r["config"]["lr_schedule"] == "cosine"
-    monkeypatch.setitem(train.RECIPES, "mnist", {k: v for k, v in recipe.items() if k != "augment"})
+    monkeypatch.setitem(settings.RECIPES, "mnist", {k: v for k, v in recipe.items() if k != "augment"})
     train.train_member("mnist", epochs=1, n_train=256, progress=False, run_dir=tmp_path / "plain")
     # The same seed without augmentation ends elsewhere: the crops and flips reached the model.
     assert not all(np.array_equal(u, v) for u, v in zip(_weights(tmp_path / "aug"), _weights(tmp_path / "plain")))

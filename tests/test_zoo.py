@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from empir_lib.core import files
+from empir_lib.core import files, settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, zoo
 
@@ -18,9 +18,9 @@ def _need(mid):
     return MANIFEST[mid]
 
 
-@pytest.mark.parametrize("dataset", sorted(zoo.REQUIRED))
+@pytest.mark.parametrize("dataset", sorted(settings.ZOO_MEMBERS))
 def test_every_required_member_is_in_the_zoo(dataset):
-    want = {zoo.find(dataset, w, a, s) for w, a, s, *_ in zoo.REQUIRED[dataset]}
+    want = {zoo.find(dataset, w, a, s) for w, a, s, *_ in settings.ZOO_MEMBERS[dataset]}
     assert sorted(want - set(MANIFEST)) == []
 
 

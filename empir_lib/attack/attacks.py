@@ -65,19 +65,16 @@ PROTOCOLS = ("paper", "adaptive")
 FIXED_OBJECTIVES = ("original_attack_prob_as_logits", "original_fp_member", "mean_prob", "mean_logits",
                     "temperature")
 
-# Table 1's parameters per dataset live in settings.DATASETS[name].attacks; these are views of them.
-TINY_EPS = settings.TINY_EPS
-_CW = settings.CW_DEFAULTS
-PRESETS = settings.ATTACK_PRESETS
+# Table 1's parameters per dataset live in settings.DATASETS[name].attacks (settings.ATTACK_PRESETS).
 PARAMS = {"fgsm": ("eps",), "bim": ("eps", "eps_iter", "nb_iter"), "pgd": ("eps", "eps_iter", "nb_iter"),
-          "cw": tuple(_CW)}
+          "cw": tuple(settings.CW_DEFAULTS)}
 
 
 def preset(dataset: str, attack: str, **overrides: float) -> dict:
     """Table 1's parameters for ``attack`` on ``dataset``, with checked overrides."""
-    check_choice(dataset, tuple(PRESETS), "dataset")
+    check_choice(dataset, tuple(settings.ATTACK_PRESETS), "dataset")
     check_choice(attack, ATTACKS, "attack")
-    return check_params(attack, {**PRESETS[dataset][attack], **overrides})
+    return check_params(attack, {**settings.ATTACK_PRESETS[dataset][attack], **overrides})
 
 
 def check_params(attack: str, params: dict) -> dict:

@@ -45,9 +45,8 @@ from .grader import MANIFEST, Score, grade, grade_one, questions, write_scores
 __all__ = ["MANIFEST", "Exercise", "Score", "autograder_zip", "chapter_path", "chapters", "generate", "grade",
            "grade_one", "manifest", "questions", "read_chapter", "source_notebook", "write_scores"]
 
-REPO = files.REPO
-BOOK = REPO / "book"
-OUT_DIR = REPO / "_build" / "assignments"
+BOOK = files.REPO / "book"
+OUT_DIR = files.REPO / "_build" / "assignments"
 INSTALL_HINT = "install Otter-Grader with the classroom extra: pip install -e '.[classroom]' (or: make setup)"
 
 # Points: an exercise that asks for a function, a value, or a written answer.

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from ..core import files
 
-REPO = files.REPO
-CONFIG = REPO / "_config.yml"
+CONFIG = files.REPO / "_config.yml"
 PLACEHOLDER_URL = "https://github.com/OWNER/REPOSITORY"
 COLAB_DIR = "/content/empir-book"
 

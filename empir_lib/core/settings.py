@@ -5,9 +5,10 @@ full ImageNet) holds what the other modules need to know about it: the input
 shape and classes, the splits, the network, the offline archive, Table 1's
 attack parameters, the training recipe, the members the zoo trains, the
 paper's EMPIR configuration (and so which member is full precision), the size
-of the embedded sample and the second eps of the PGD rows.  The old per-module
-tables (``attacks.PRESETS``, ``train.RECIPES``, ``zoo.EMPIR_MEMBERS``, ...)
-are views of these, built below.
+of the embedded sample and the second eps of the PGD rows.  The per-dataset
+tables the other modules read (``ATTACK_PRESETS``, ``RECIPES``,
+``EMPIR_MEMBERS``, ...) are views of these, built below; they have no second
+name elsewhere.
 
 A zoo id is built by :func:`member_id` and read back by
 :func:`parse_member_id`, nowhere else; whether a member is full precision is
@@ -321,11 +322,12 @@ def parse_precision(member: str) -> tuple[int, int]:
     return parse_member_id(member)[1:3]
 
 
-# --- the per-module views (kept under their old names by those modules) -----------------------
+# --- the per-dataset views the other modules read (one name each: settings.X) -----------------
 
 INPUT_SHAPES = {n: d.input_shape for n, d in DATASETS.items()}
 NUM_CLASSES = {n: d.num_classes for n, d in DATASETS.items()}
 ARCH_FOR_DATASET = {n: d.arch for n, d in DATASETS.items()}
+# The offline copies and their sha256 (shared/datasets/README.md).
 ARCHIVES = {n: d.archive for n, d in DATASETS.items() if d.archive}
 RECIPES = {n: d.recipe for n, d in DATASETS.items()}
 ATTACK_PRESETS = {n: d.attacks for n, d in DATASETS.items() if d.attacks}
@@ -333,6 +335,8 @@ EMPIR_MEMBERS = {n: d.empir_ids for n, d in DATASETS.items() if d.empir}
 ZOO_MEMBERS = {n: list(d.zoo) for n, d in DATASETS.items() if d.zoo}
 SAMPLE_SIZES = {n: d.sample_size for n, d in DATASETS.items() if d.sample_size}
 SECOND_EPS = {n: d.second_eps for n, d in DATASETS.items() if d.second_eps}
+# Members of these datasets are stored as float16 weights (half the bytes of
+# float32) so that three AlexNets fit the zoo's size budget beside the others.
 FLOAT16_DATASETS = tuple(n for n, d in DATASETS.items() if d.storage == "float16")
 # The datasets of the in-memory loaders and of ``empir reproduce`` (full ImageNet streams).
 IN_MEMORY = tuple(ARCHIVES)

@@ -58,8 +58,6 @@ from .packing import (
 __all__ = ["dequantise", "float_bytes", "fp_share", "fp_twin", "member_wbits", "pack_codes", "pack_model",
            "packed_bytes", "quantised_kernels", "unpack_codes", "unpack_model", "weight_codes"]
 
-NATIVE_WIDTHS = paper.NATIVE_WIDTHS
-PAPER_FIGURE4 = paper.FIGURE4  # the paper's Figure 4 (c, d) values, under their old name
 parse_precision = settings.parse_precision
 ThroughputModel = str | Callable[[int], float]
 
@@ -72,7 +70,7 @@ def proportional(bits: int) -> float:
     return 1.0 / check_bits(bits)
 
 
-def native(bits: int, widths: tuple[int, ...] = NATIVE_WIDTHS) -> float:
+def native(bits: int, widths: tuple[int, ...] = paper.NATIVE_WIDTHS) -> float:
     """Ops_per_sec(b) on hardware with only ``widths`` built in: b runs at the next width up."""
     bits = check_bits(bits)
     return 1.0 / min(w for w in widths if w >= bits)

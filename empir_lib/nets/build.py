@@ -12,7 +12,7 @@ from pathlib import Path
 from ..core import defences, settings
 from ..core.errors import EmpirError, check_choice
 from . import models, train
-from .zoo import REQUIRED, members, register, store
+from .zoo import members, register, store
 
 
 def train_command(dataset: str, wbits: models.Bits, abits: models.Bits, seed: int, epochs: int | None = None,
@@ -32,7 +32,7 @@ def train_command(dataset: str, wbits: models.Bits, abits: models.Bits, seed: in
 def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLike | None = None,
               progress: bool = True, runs_dir: str | os.PathLike = "runs", only: list[str] | None = None,
               defended: bool = False, seed_sets: bool = False) -> list[str]:
-    """Train and register every ``REQUIRED`` member of ``dataset`` not yet in the zoo.
+    """Train and register every ``settings.ZOO_MEMBERS`` member of ``dataset`` not yet in the zoo.
 
     ``defended=True`` trains the members of Table 2's other defences instead
     (``settings.DATASETS[name].defence_rows``), at the recipe's epochs;
@@ -51,14 +51,14 @@ def build_zoo(dataset: str, epochs: int | None = None, data_dir: str | os.PathLi
 def to_build(dataset: str, epochs: int | None = None, defended: bool = False,
              only: list[str] | None = None, seed_sets: bool = False) -> list[dict]:
     """The members :func:`build_zoo` trains, in order: id, precision, seed, defence, epochs and command each."""
-    check_choice(dataset, tuple(REQUIRED), "dataset")
+    check_choice(dataset, tuple(settings.ZOO_MEMBERS), "dataset")
     if defended and seed_sets:
         raise EmpirError("build the defended members and the seed sets in two runs (--defended, --seed-sets).")
     if defended:
         todo = list(settings.get(dataset).defended)
     else:
         specs = ([m for members in settings.get(dataset).seed_sets for m in members] if seed_sets
-                 else REQUIRED[dataset])
+                 else settings.ZOO_MEMBERS[dataset])
         todo = [(w, a, s, "none", {}, *rest) for w, a, s, *rest in specs]
     out = []
     for wbits, abits, seed, defence, params, *own_epochs in todo:

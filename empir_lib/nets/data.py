@@ -37,13 +37,6 @@ from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write, cache_dir, sha256
 
 DATASETS = tuple(settings.DATASETS)
-SPLITS = settings.SPLITS
-# Views of settings.DATASETS under the names the chapters use.
-INPUT_SHAPES = settings.INPUT_SHAPES
-NUM_CLASSES = settings.NUM_CLASSES
-CIFAR_CLASSES = settings.CIFAR10.class_names
-# The offline copies and their sha256 (shared/datasets/README.md).
-ARCHIVES = settings.ARCHIVES
 SAMPLES_DIR = files.REPO / "data" / "samples"
 CACHE_VERSION = 1
 DataDir = str | os.PathLike | None
@@ -60,7 +53,7 @@ def _candidate_dirs(data_dir: DataDir) -> list[tuple[str, Path]]:
 
 def find_archive(name: str, data_dir: DataDir = None) -> Path | None:
     """The offline copy of ``name`` in the first directory that has it."""
-    fname = ARCHIVES[name][0]
+    fname = settings.ARCHIVES[name][0]
     for _, d in _candidate_dirs(data_dir):
         if (d / fname).is_file():
             return d / fname
@@ -70,10 +63,10 @@ def find_archive(name: str, data_dir: DataDir = None) -> Path | None:
 def _missing(name: str, data_dir: DataDir, download_error: Exception | None = None) -> EmpirError:
     looked = [f"{label} = {d.resolve()}" for label, d in _candidate_dirs(data_dir)] or \
              ["no data_dir argument and no EMPIR_DATA_DIR set"]
-    msg = (f"dataset {name!r} not found. Looked for {ARCHIVES[name][0]} in: " + "; ".join(looked) + ".")
+    msg = (f"dataset {name!r} not found. Looked for {settings.ARCHIVES[name][0]} in: " + "; ".join(looked) + ".")
     if download_error is not None:
         msg += f" The Keras download failed too ({type(download_error).__name__}: {download_error})."
-    msg += (f" Fix: set EMPIR_DATA_DIR to the folder holding {ARCHIVES[name][0]} "
+    msg += (f" Fix: set EMPIR_DATA_DIR to the folder holding {settings.ARCHIVES[name][0]} "
             "(in this project: EMPIR_DATA_DIR=../shared/datasets), pass data_dir=..., or go online"
             " (MNIST and CIFAR-10 download themselves). The quick profile runs without it:"
             " use load_sample().")
@@ -81,7 +74,7 @@ def _missing(name: str, data_dir: DataDir, download_error: Exception | None = No
 
 
 def _verify_archive(path: Path, name: str) -> None:
-    expected = ARCHIVES[name][1]
+    expected = settings.ARCHIVES[name][1]
     actual = sha256(path)
     if actual != expected:
         raise EmpirError(f"{path} has sha256 {actual}, expected {expected}: the file is corrupted or "
@@ -115,7 +108,7 @@ def _save_cache(name: str, archive: Path, arrays: dict) -> None:
     npz, meta_path = _cache_paths(name)
     atomic_write(npz, lambda p: np.savez(open(p, "wb"), **arrays))
     stat = archive.stat()
-    meta = {"archive": str(archive), "archive_sha256": ARCHIVES[name][1], "archive_size": stat.st_size,
+    meta = {"archive": str(archive), "archive_sha256": settings.ARCHIVES[name][1], "archive_size": stat.st_size,
             "archive_mtime": int(stat.st_mtime), "cache_sha256": sha256(npz)}
     atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
 
@@ -129,7 +122,7 @@ def _decode_jpegs(items: list[bytes], desc: str) -> np.ndarray:
 
 
 def _decode_cifar(archive: Path) -> dict:
-    labels = {c: i for i, c in enumerate(CIFAR_CLASSES)}
+    labels = {c: i for i, c in enumerate(settings.CIFAR10.class_names)}
     files = {"train": [], "test": []}
     with tarfile.open(archive, "r:gz") as tar:
         for m in tar:
@@ -206,17 +199,17 @@ def _raw(name: str, data_dir: DataDir) -> dict:
 
 def describe_source(name: str, data_dir: DataDir = None) -> dict:
     """Which copy of ``name`` a full-split load reads: the offline archive (and its sha256) or Keras."""
-    archive = find_archive(name, data_dir) if name in ARCHIVES else None
+    archive = find_archive(name, data_dir) if name in settings.ARCHIVES else None
     if archive is None:
         return {"source": "keras.datasets download" if name in ("mnist", "cifar10") else "missing"}
     note = " (JPEG re-encoding of CIFAR-10; pixels differ slightly from the original)" if name == "cifar10" else ""
-    return {"source": f"{ARCHIVES[name][0]}{note}", "sha256": ARCHIVES[name][1]}
+    return {"source": f"{settings.ARCHIVES[name][0]}{note}", "sha256": settings.ARCHIVES[name][1]}
 
 
 def to_float(x: np.ndarray, name: str) -> np.ndarray:
     """uint8 images to float32 NHWC in [0, 1]."""
     x = x.astype(np.float32) / 255.0
-    return x.reshape((-1, *INPUT_SHAPES[name]))
+    return x.reshape((-1, *settings.INPUT_SHAPES[name]))
 
 
 def load(name: str, split: str = "test", data_dir: DataDir = None, n: int | None = None
@@ -229,7 +222,7 @@ def load(name: str, split: str = "test", data_dir: DataDir = None, n: int | None
     """
     check_choice(name, settings.IN_MEMORY, "dataset")
     split = "test" if split == "val" else split
-    check_choice(split, SPLITS, "split")
+    check_choice(split, settings.SPLITS, "split")
     # Every argument is checked before any data is looked for, so a bad one is named even offline.
     if n is not None:
         n = check_positive_int(n, "n")

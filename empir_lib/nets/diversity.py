@@ -53,7 +53,7 @@ from ..core import provenance, settings
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..core.files import atomic_write, sha256
 from . import data as data_mod
-from . import metrics, models, quantize, stochastic, train, zoo
+from . import metrics, quantize, stochastic, train, zoo
 
 REPRESENTATIONS = ("nonmax", "logits")
 DIVERSITY_WEIGHT = 0.5
@@ -138,7 +138,7 @@ def train_joint(dataset: str = "cifar10", members: tuple = DEFAULT_MEMBERS, seed
     check_choice(relaxation, quantize.RELAXATIONS, "relaxation")
     if n_train is not None:
         n_train = check_positive_int(n_train, "n_train")
-    arch = models.ARCH_FOR_DATASET[dataset]
+    arch = settings.ARCH_FOR_DATASET[dataset]
     arch_kwargs = recipe.get("arch_kwargs", {})
     config = {"dataset": dataset, "arch": arch, "arch_kwargs": arch_kwargs, "members": [list(s) for s in specs],
               "seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr, "lam": lam,
@@ -223,7 +223,7 @@ def add_to_zoo(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir:
         raise EmpirError("this joint run was interrupted; run the same command again to finish it before "
                          "adding it to the zoo.")
     cfg = result["config"]
-    if cfg["dataset"] in zoo.FLOAT16_DATASETS:
+    if cfg["dataset"] in settings.FLOAT16_DATASETS:
         raise EmpirError(f"{cfg['dataset']} members are stored as float16 weights, which keep no stochastic "
                          "rounding; the zoo takes joint runs of mnist and cifar10.")
     zoo_path = Path(zoo_dir or zoo.ZOO_DIR)

@@ -165,7 +165,6 @@ def alexnet_tiny(wbits: Bits = FULL_PRECISION, abits: Bits = FULL_PRECISION, wid
 
 ARCHITECTURES = {"mnist_conv": mnist_conv, "cifar_conv": cifar_conv,
                  "alexnet": alexnet, "alexnet_tiny": alexnet_tiny}
-ARCH_FOR_DATASET = settings.ARCH_FOR_DATASET
 
 
 def build(arch: str, wbits: Bits = FULL_PRECISION, abits: Bits = FULL_PRECISION, **kwargs: object) -> keras.Model:

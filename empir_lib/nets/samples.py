@@ -15,14 +15,12 @@ from ..core.errors import check_choice
 from ..core.files import atomic_write
 from . import data
 
-SAMPLE_SIZES = settings.SAMPLE_SIZES
-
 
 def write_samples(names: list[str] | None = None, data_dir: str | os.PathLike | None = None) -> list[str]:
     """Write ``data/samples/<name>-test-sample.npz`` for each dataset named (default: all)."""
     written = []
-    for name in names or SAMPLE_SIZES:
-        n = SAMPLE_SIZES[check_choice(name, tuple(SAMPLE_SIZES), "dataset")]
+    for name in names or settings.SAMPLE_SIZES:
+        n = settings.SAMPLE_SIZES[check_choice(name, tuple(settings.SAMPLE_SIZES), "dataset")]
         x, y = data.load(name, "test", data_dir, n)
         x8 = np.round(x * 255).astype(np.uint8)
         path = data.sample_path(name)

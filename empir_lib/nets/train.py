@@ -33,7 +33,6 @@ from ..core.files import atomic_write
 from . import data as data_mod
 from . import defence_losses, imagenet, models
 
-RECIPES = settings.RECIPES
 precision_tag = settings.precision_tag  # the chapters' name for it
 AUGMENT_PAD = 4
 
@@ -168,8 +167,8 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
     its teacher in ``<run_dir>/teacher`` (``stage='teacher'``; resumable the
     same way), then the student, which is the member.
     """
-    check_choice(dataset, tuple(RECIPES), "dataset")
-    recipe = dict(RECIPES[dataset])
+    check_choice(dataset, tuple(settings.RECIPES), "dataset")
+    recipe = dict(settings.RECIPES[dataset])
     wbits = [check_bits(b, "wbits") for b in wbits] if isinstance(wbits, (list, tuple)) else check_bits(wbits, "wbits")
     abits = [check_bits(b, "abits") for b in abits] if isinstance(abits, (list, tuple)) else check_bits(abits, "abits")
     seed = check_positive_int(seed, "seed", 0)
@@ -180,7 +179,7 @@ def train_member(dataset: str, wbits: models.Bits = FULL_PRECISION, abits: model
         n_train = check_positive_int(n_train, "n_train")
     defence_params = defences.check(defence, defence_params)
     check_choice(stage, ("teacher", "student"), "distillation stage")
-    arch = models.ARCH_FOR_DATASET[dataset]
+    arch = settings.ARCH_FOR_DATASET[dataset]
     arch_kwargs = recipe.get("arch_kwargs", {}) if arch_kwargs is None else arch_kwargs
     config = {"dataset": dataset, "arch": arch, "arch_kwargs": arch_kwargs, "wbits": wbits,
               "abits": abits, "seed": seed, "epochs": epochs, "batch_size": batch_size, "lr": lr,

@@ -9,7 +9,7 @@ message, never half-loaded.  Tiny ImageNet (and ImageNet) members are stored
 as float16 weights in an ``.npz`` (``storage: float16``), rebuilt from the
 manifest's network and precision, to keep ``data/models`` under its size budget.
 
-``REQUIRED`` lists the members the chapters need (``settings.DATASETS[name].zoo``);
+``settings.ZOO_MEMBERS`` lists the members the chapters need (``settings.DATASETS[name].zoo``);
 ``build_zoo`` trains what is missing, one member at a time, resuming
 interrupted runs.  Zoo ids are built by :func:`empir_lib.core.settings.member_id`.
 """
@@ -31,11 +31,6 @@ from . import data as data_mod
 from . import metrics, models
 
 ZOO_DIR = files.REPO / "data" / "models"
-GRID = settings.GRID
-# (wbits, abits, seed[, epochs]) per dataset: see settings.DATASETS[name].zoo.
-REQUIRED = settings.ZOO_MEMBERS
-# The paper's EMPIR configurations by zoo id: see settings.DATASETS[name].empir.
-EMPIR_MEMBERS = settings.EMPIR_MEMBERS
 ZooDir = str | os.PathLike | None
 
 
@@ -89,11 +84,6 @@ def load(member: str, zoo_dir: ZooDir = None) -> keras.Model:
         raise EmpirError(f"{path} could not be loaded by Keras ({type(e).__name__}: {e}).") from None
 
 
-# Members of these datasets are stored as float16 weights (half the bytes of
-# float32) so that three AlexNets fit the zoo's size budget beside the others.
-FLOAT16_DATASETS = settings.FLOAT16_DATASETS
-
-
 def _save_float16(model: keras.Model, path: Path) -> None:
     """The weights rounded to float16, one array per variable in ``model.weights`` order (no pickle)."""
     arrays = {f"w{i:03d}": np.asarray(v.numpy(), np.float16) for i, v in enumerate(model.weights)}
@@ -142,7 +132,7 @@ def store(result: dict, data_dir: str | os.PathLike | None = None, zoo_dir: ZooD
     zoo = Path(zoo_dir or ZOO_DIR)
     model = result.get("model") or keras.saving.load_model(result["model_path"], compile=False, safe_mode=True)
     t0 = time.perf_counter()
-    storage = "float16" if cfg["dataset"] in FLOAT16_DATASETS else "keras"
+    storage = "float16" if cfg["dataset"] in settings.FLOAT16_DATASETS else "keras"
     x, y = data_mod.load(cfg["dataset"], "test", data_dir)
     extra = {}
     if storage == "float16":

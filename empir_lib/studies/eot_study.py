@@ -73,8 +73,7 @@ from . import expected_study, results, worstcase
 
 FOLDER = "stochastic"
 DATASETS = ("cifar10",)
-EPS = paper.FARKYA_EPS
-THREAT = {"name": "linf-5-255", "norm": "linf", "eps": EPS}
+THREAT = {"name": "linf-5-255", "norm": "linf", "eps": paper.FARKYA_EPS}
 NOISE_ONLY = {"name": "linf-0", "norm": "linf", "eps": 0.0}  # the control: the attack's queries, no perturbation
 EOT_SAMPLES = (1, 2, 4, 8, 16)
 # The S a later job uses: the smallest whose robust accuracy is within this of the lowest measured.

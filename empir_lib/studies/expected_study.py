@@ -43,7 +43,6 @@ from . import results
 
 FOLDER = "stochastic"
 EPS = 5 / 255
-DRAWS = expected.DRAWS
 # (S, N) in order of cost; the doubling pairs are (S, N) -> (2S, 2N).
 GRID = ((8, 25), (16, 25), (32, 25), (16, 50), (64, 25), (32, 50))
 # The headline's (S, N): what every stage on HEADLINE_N images costs on a shared 2-core CPU within the
@@ -64,7 +63,7 @@ SQUARE = {"square_queries": 100, "square_samples": 4, "member_samples": 4}
 def jobs(members: list[str], n: int) -> list[dict]:
     """The three jobs (module docstring), each on at most ``n`` images."""
     # Row 'expected': these jobs wait for no EOT curve (reproduce's _eot_needs reads 'joint' as waiting).
-    base = {"members": list(members), "row": "expected", "draws": DRAWS}
+    base = {"members": list(members), "row": "expected", "draws": expected.DRAWS}
     # The headline first: it is the chapter's number, and it does not wait for the grid.
     return [{**base, "name": f"{FOLDER}/expected-suite-joint", "kind": "expected-suite", "n": min(HEADLINE_N, n),
              "samples": HEADLINE[0], "n_iter": HEADLINE[1]},

@@ -67,9 +67,6 @@ from .study import Context, Entry, Outcome, Study
 
 # The datasets with an EMPIR configuration (settings.DATASETS[name].empir).
 DATASETS = tuple(settings.EMPIR_MEMBERS)
-EPS8 = settings.EPS8
-# The second eps of each dataset's PGD rows: (folder, eps, on all n images?); settings.DATASETS[name].second_eps.
-SECOND_EPS = settings.SECOND_EPS
 # The attacks from cheapest to dearest per image (1 step; PGD's 5 on Tiny ImageNet,
 # 40 elsewhere; BIM's 40; CW's 50 with its own optimiser): the order jobs run in.
 ATTACK_ORDER = ("fgsm", "pgd", "bim", "cw")
@@ -106,7 +103,7 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
                 if n_fp + n_lp:
                     later.append(_job(f"fig4/fp{n_fp}-lp{n_lp}", FIG4_LP[:n_lp] + FIG4_FP[:n_fp], "fgsm", n=n))
     if dataset != "tiny-imagenet":
-        for w, a in zoo.GRID:
+        for w, a in settings.GRID:
             mid = zoo.find(dataset, w, a)
             later.append(_job(f"grid/{mid}-fgsm", [mid], "fgsm", n=n))
             later.append(_job(f"grid/{mid}-cw", [mid], "cw", n=select_n))
@@ -124,7 +121,7 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
         for it in range(10, 100, 10):
             for row, members in (("baseline", [fp]), ("empir", empir)):
                 later.append(_job(f"fig5/{row}-cw-iter{it}", members, "cw", n=select_n, max_iterations=it))
-    folder, eps2, full = SECOND_EPS[dataset]
+    folder, eps2, full = settings.SECOND_EPS[dataset]
     n2 = n if full else select_n
     later.append(_job(f"{folder}/baseline-paper-pgd", [fp], "pgd", n=n2, eps=eps2))
     later.append(_job(f"{folder}/empir-paper-pgd", empir, "pgd", n=n2, eps=eps2))
@@ -180,7 +177,7 @@ def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[di
         job["extra"] = {"selected_from": tried, "selection_n": r["n"]}
         jobs.append(job)
         if a == "pgd":
-            folder, eps2, full = SECOND_EPS[dataset]
+            folder, eps2, full = settings.SECOND_EPS[dataset]
             job8 = _job(f"{folder}/empir-adaptive-pgd", empir, "pgd", "adaptive", worst,
                         n=n if full else select_n, eps=eps2)
             job8["extra"] = dict(job["extra"])
@@ -191,7 +188,7 @@ def adaptive_jobs(dataset: str, n: int, select_n: int, out_dir: Path) -> list[di
 def adaptive_rows(dataset: str, n: int, select_n: int) -> list[dict]:
     """The adaptive rows as planned, before their selection has run (:func:`adaptive_jobs` fills them in)."""
     empir = settings.EMPIR_MEMBERS[dataset]
-    folder, eps2, full = SECOND_EPS[dataset]
+    folder, eps2, full = settings.SECOND_EPS[dataset]
     out = []
     for a in attacks.ATTACKS:
         out.append(_job(f"table2/empir-adaptive-{a}", empir, a, "adaptive", n=n))

@@ -21,7 +21,6 @@ from ..nets import data
 
 RESULTS_DIR = files.REPO / "data" / "results"
 ATTACK_COLUMNS = ("cw", "fgsm", "bim", "pgd")
-PAPER_TABLE2 = paper.TABLE2  # the paper's Table 2, under its old name
 
 ROWS = {"baseline (FP)": "baseline-paper", "EMPIR, paper protocol": "empir-paper",
         "EMPIR, adaptive protocol": "empir-adaptive"}

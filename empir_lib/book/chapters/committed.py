@@ -13,11 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from ...attack import attacks
-from ...nets import zoo
+from ...core import settings
+from ...core.tables import DASH
 from ...studies import results
 from .. import plots
 
-DASH = plots.DASH
 Root = str | os.PathLike | None  # where the results files are; None: data/results
 
 
@@ -72,7 +72,7 @@ def adaptive_selection(dataset: str, root: Root = None) -> dict:
     "worst": {attack: objective or None}, "n": [image counts], "missing": [names]}``.
     The files are ``adaptive-select/<attack>-<objective without ':'>``.
     """
-    objectives = attacks.adaptive_objectives(len(zoo.EMPIR_MEMBERS[dataset]))
+    objectives = attacks.adaptive_objectives(len(settings.EMPIR_MEMBERS[dataset]))
     present = set(results.names(dataset, "adaptive-select/", root))
     accuracy, worst, ns, missing = {}, {}, set(), []
     for att in attacks.ATTACKS:
@@ -96,7 +96,7 @@ def selection_table(dataset: str, root: Root = None) -> str:
     and a last line names the command that writes the missing ones.
     """
     sel = adaptive_selection(dataset, root)
-    members = zoo.EMPIR_MEMBERS[dataset]
+    members = settings.EMPIR_MEMBERS[dataset]
     rows = []
     for att, accs in sel["accuracy"].items():
         row = {"attack": att.upper()}

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 
 from ...core import defences, settings
+from ...core.tables import DASH
 from ...nets import zoo
 from .. import plots
-from .defence_rows import DASH
 
 
 def _hardware(entry: dict) -> str:

@@ -30,9 +30,6 @@ from ...studies import results
 from .. import plots
 from .committed import Root
 
-DASH = plots.DASH
-
-
 DATASETS = tuple(paper.TABLE2_DEFENCES)  # the datasets the paper compares defences on
 
 

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from matplotlib.figure import Figure
 
 from ...attack import attacks
+from ...core.tables import DASH
 from ...studies.cards import one_answer
 from .. import plots
 from ..plots.defences import figure as draw_figure
 from .committed import Root, counts
 from .defence_rows import (
-    DASH,
     DATASETS,
     adaptive,
     all_rows,

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from ...attack import attacks
+from ...core import settings
 from ...nets import ensemble
 from ...studies import results
 from .. import plots
@@ -23,7 +24,8 @@ def describe(params: dict) -> str:
 
 def parameters_table() -> str:
     """Every dataset's attack presets as Markdown, one row per dataset."""
-    rows = [{"dataset": ds, **{a: describe(attacks.preset(ds, a)) for a in attacks.ATTACKS}} for ds in attacks.PRESETS]
+    rows = [{"dataset": ds, **{a: describe(attacks.preset(ds, a)) for a in attacks.ATTACKS}}
+            for ds in settings.ATTACK_PRESETS]
     return plots.markdown_table(rows, ["dataset", *attacks.ATTACKS], ["dataset", "FGSM", "BIM", "PGD", "CW-L2"])
 
 

@@ -13,12 +13,11 @@ import numpy as np
 
 from ...attack import attacks
 from ...core import settings
+from ...core.tables import DASH
 from ...nets import ensemble, zoo
 from ...studies import evaluate, results
 from .. import plots
 from .committed import Root, committed
-
-DASH = plots.DASH
 
 
 def precision(wbits: int, abits: int) -> str:
@@ -61,7 +60,7 @@ def grid_summary(grid: dict, fp: str, live: dict, manifest: dict) -> str:
 
 def committed_grid(dataset: str, attack: str, root: Root = None) -> tuple[dict, list[int]]:
     """The committed grid results for ``attack``: ({(wbits, abits): adversarial accuracy}, image counts)."""
-    ids = {wa: zoo.find(dataset, *wa) for wa in zoo.GRID}
+    ids = {wa: zoo.find(dataset, *wa) for wa in settings.GRID}
     found = committed(dataset, [f"grid/{m}-{attack}" for m in ids.values()], "grid/", root)
     acc = {wa: found[f"grid/{m}-{attack}"]["adversarial_accuracy"] for wa, m in ids.items()
            if f"grid/{m}-{attack}" in found}
@@ -75,13 +74,13 @@ def tradeoff_points(dataset: str, x: np.ndarray, y: np.ndarray, attack: str = "c
     """
     entries = zoo.members(dataset)
     points = []
-    for w, a in [*zoo.GRID, (settings.FULL_PRECISION, settings.FULL_PRECISION)]:
+    for w, a in [*settings.GRID, (settings.FULL_PRECISION, settings.FULL_PRECISION)]:
         mid = zoo.find(dataset, w, a)
         r = evaluate.adversarial_accuracy(ensemble.from_zoo([mid]), attack, x, y, dataset=dataset, progress=False)
         points.append({"label": precision(w, a), "clean": entries[mid]["test_accuracy"],
                        "adv": r["adversarial_accuracy"], "kind": "fp" if settings.is_full_precision(w, a) else "lp",
                        "id": mid})
-    missing = [m for m in zoo.EMPIR_MEMBERS[dataset] if m not in entries]
+    missing = [m for m in settings.EMPIR_MEMBERS[dataset] if m not in entries]
     if missing:
         print(f"{dataset}: EMPIR point skipped, the zoo lacks {', '.join(missing)} "
               f"(train with: empir zoo build --dataset {dataset})")
@@ -100,7 +99,7 @@ def tradeoff_points(dataset: str, x: np.ndarray, y: np.ndarray, attack: str = "c
 def committed_points(dataset: str, attack: str = "cw", root: Root = None) -> tuple[list[dict], list[int]]:
     """Figure 3a from the committed files: the grid members, the FP baseline and EMPIR; and the image counts."""
     entries = zoo.members(dataset)
-    ids = [zoo.find(dataset, w, a) for w, a in zoo.GRID]
+    ids = [zoo.find(dataset, w, a) for w, a in settings.GRID]
     grid = committed(dataset, [f"grid/{m}-{attack}" for m in ids], "grid/", root)
     base, emp = f"table2/baseline-paper-{attack}", f"table2/empir-paper-{attack}"
     table2 = committed(dataset, [base, emp], "table2/", root)

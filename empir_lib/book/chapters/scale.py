@@ -10,17 +10,17 @@ import time
 import keras
 import numpy as np
 
-from ...attack import attacks
+from ...core import settings, tables
 from ...core.settings import FULL_PRECISION
 from ...core.timing import best_time
 from ...hardware import overhead
-from ...nets import data, models, train
+from ...nets import models
 from .. import plots
 from .members import precision
 
 DATASET = "tiny-imagenet"
 PAPER = "imagenet"  # the paper's Table 2 row that Tiny ImageNet stands in for
-WIDTH = train.RECIPES[DATASET]["arch_kwargs"]["width"]
+WIDTH = settings.RECIPES[DATASET]["arch_kwargs"]["width"]
 # Section 5.1 of the paper: EMPIR models were chosen under "<25% compute and memory overhead".
 PAPER_OVERHEAD_BOUND = 0.25
 
@@ -50,11 +50,11 @@ def macs(model: keras.Model) -> int:
 def settings_table() -> str:
     """The paper's AlexNet on ImageNet against ours on Tiny ImageNet, setting by setting, as Markdown."""
     full, tiny = net(PAPER), net(DATASET)
-    pgd, bim, fgsm = (attacks.PRESETS[DATASET][a] for a in ("pgd", "bim", "fgsm"))
+    pgd, bim, fgsm = (settings.ATTACK_PRESETS[DATASET][a] for a in ("pgd", "bim", "fgsm"))
     rows = [
-        {"what": "images", "paper": "\u00d7".join(map(str, data.INPUT_SHAPES[PAPER])),
-         "ours": "\u00d7".join(map(str, data.INPUT_SHAPES[DATASET]))},
-        {"what": "classes", "paper": data.NUM_CLASSES[PAPER], "ours": data.NUM_CLASSES[DATASET]},
+        {"what": "images", "paper": "\u00d7".join(map(str, settings.INPUT_SHAPES[PAPER])),
+         "ours": "\u00d7".join(map(str, settings.INPUT_SHAPES[DATASET]))},
+        {"what": "classes", "paper": settings.NUM_CLASSES[PAPER], "ours": settings.NUM_CLASSES[DATASET]},
         {"what": "first convolution", "paper": conv1(full), "ours": conv1(tiny)},
         {"what": "width multiplier", "paper": "1", "ours": WIDTH},
         {"what": "weights", "paper": f"{full.count_params():,}", "ours": f"{tiny.count_params():,}"},
@@ -67,7 +67,7 @@ def settings_table() -> str:
         {"what": "BIM, PGD step size (pixels in [0, 1])", "paper": "0.01 in normalised units",
          "ours": f"{pgd['eps_iter']:.5f} \u2248 {255 * pgd['eps_iter']:.3f}/255"},
         {"what": "training epochs", "paper": "not given (the original's schedule runs past epoch 80)",
-         "ours": train.RECIPES[DATASET]["epochs"]},
+         "ours": settings.RECIPES[DATASET]["epochs"]},
     ]
     return plots.markdown_table(rows, ["what", "paper", "ours"],
                                 ["", "paper: AlexNet on ImageNet", "ours: AlexNet on Tiny ImageNet"])
@@ -77,8 +77,8 @@ def train_rate(model: keras.Model, batch: int = 32, repeats: int = 2, dataset: s
     """Images per second of one Keras training step (Adam, cross-entropy) on random images."""
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    xb = np.random.default_rng(0).uniform(size=(batch, *data.INPUT_SHAPES[dataset])).astype(np.float32)
-    yb = np.arange(batch) % data.NUM_CLASSES[dataset]
+    xb = np.random.default_rng(0).uniform(size=(batch, *settings.INPUT_SHAPES[dataset])).astype(np.float32)
+    yb = np.arange(batch) % settings.NUM_CLASSES[dataset]
     return batch / best_time(lambda: model.train_on_batch(xb, yb), repeats)
 
 
@@ -133,7 +133,7 @@ def ensemble_costs(ensembles: dict) -> dict:
 def costs_table(costs: dict) -> str:
     """:func:`ensemble_costs` as Markdown."""
     return plots.markdown_table(
-        [{"ensemble": k.replace("\n", " "), **v, "packed": plots.DASH if v["packed"] is None else f"{v['packed']:.4f}"}
+        [{"ensemble": k.replace("\n", " "), **v, "packed": tables.DASH if v["packed"] is None else f"{v['packed']:.4f}"}
          for k, v in costs.items()],
         ["ensemble", "members", "fp_share", "fp_macs", "eq6_storage", "layer_storage", "packed", "eq6_time",
          "layer_time"],

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import keras
 
+from ...core import settings
 from ...core.settings import FULL_PRECISION
 from ...hardware import overhead
 from ...nets import zoo
@@ -47,7 +48,7 @@ def storage_reports(datasets: Iterable[str] = ("mnist", "cifar10")) -> dict:
     entries = zoo.members()
     reports = {}
     for ds in datasets:
-        for w, a in [(FULL_PRECISION, FULL_PRECISION), *zoo.GRID]:
+        for w, a in [(FULL_PRECISION, FULL_PRECISION), *settings.GRID]:
             mid = zoo.find(ds, w, a)
             reports[mid] = overhead.storage_report(zoo.load(mid), mid)
             reports[mid]["file_bytes"] = entries[mid]["size_bytes"]
@@ -74,7 +75,7 @@ def ensembles_table(reports: dict) -> str:
     """The paper's EMPIR ensembles from our zoo: packed bytes, measured storage per FP model, Eq. 6."""
     rows = []
     for ds, config in overhead.paper_configurations().items():
-        if ds not in zoo.EMPIR_MEMBERS or any(zoo.find(ds, w, a) not in reports for w, a in config):
+        if ds not in settings.EMPIR_MEMBERS or any(zoo.find(ds, w, a) not in reports for w, a in config):
             continue  # AlexNet is not in our zoo
         members = [reports[zoo.find(ds, w, a)] for w, a in config]
         rows.append({"ensemble": ds, "members": " + ".join(precision(w, a) for w, a in config),

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ...core import tables
 from ...studies import evaluate, paper_labels, results
 from .. import plots
 from .committed import Root, counts, missing_note, table2_missing
@@ -64,7 +65,7 @@ def protocols(dataset: str, root: Root = None) -> str:
     rows.append({"": "drop, paper \u2212 adaptive protocol", **cells(drop, True), "clean": "", "n": ""})
     present = set(results.names(dataset, "table2/", root))
     used = {a: f"`{results.load(dataset, f'table2/empir-adaptive-{a}', root)['objective']}`"
-            if f"table2/empir-adaptive-{a}" in present else plots.DASH for a in results.ATTACK_COLUMNS}
+            if f"table2/empir-adaptive-{a}" in present else tables.DASH for a in results.ATTACK_COLUMNS}
     rows.append({"": "adaptive objective used", "clean": "", "average": "", "n": "", **used})
     return _with_note(dataset, _table(rows), root)
 
@@ -219,7 +220,7 @@ def label_shares(dataset: str, root: Root = None) -> str:
     it, else the range the aggregates allow.
     """
     col = paper_labels.column(dataset, root)
-    rows = [{"row": name, **{a: shares.get(a, plots.DASH) for a in results.ATTACK_COLUMNS}}
+    rows = [{"row": name, **{a: shares.get(a, tables.DASH) for a in results.ATTACK_COLUMNS}}
             for name, shares in col.items()]
     return plots.markdown_table(rows, ["row", *results.ATTACK_COLUMNS],
                                 ["row", *(f"{a.upper()}: share of the accuracy" for a in results.ATTACK_COLUMNS)])

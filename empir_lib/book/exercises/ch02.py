@@ -9,6 +9,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from ...attack import attacks
+from ...core import settings
 from ...nets import data, metrics, zoo
 from .verdict import verdict
 
@@ -102,7 +103,7 @@ def check_linf_norm(student_fn: Callable) -> bool:
 
 def gradient_counts(dataset: str = "mnist") -> dict:
     """Gradient evaluations per image each attack needs at most under Table 1's presets."""
-    p = attacks.PRESETS[dataset]
+    p = settings.ATTACK_PRESETS[dataset]
     return {"fgsm": 1, "bim": p["bim"]["nb_iter"], "pgd": p["pgd"]["nb_iter"],
             "cw": p["cw"]["binary_search_steps"] * p["cw"]["max_iterations"]}
 
@@ -114,6 +115,6 @@ def check_gradient_counts(answer: dict, dataset: str = "mnist") -> bool:
         return verdict(False, f"give a dict with the keys {sorted(expected)}; got {answer!r}.")
     wrong = [k for k in expected if answer[k] != expected[k]]
     if wrong:
-        return verdict(False, f"not right for {', '.join(wrong)}; read attacks.PRESETS[{dataset!r}].")
+        return verdict(False, f"not right for {', '.join(wrong)}; read settings.ATTACK_PRESETS[{dataset!r}].")
     return verdict(True, "correct: " + ", ".join(f"{k.upper()} {v}" for k, v in expected.items())
                     + f" gradients per image on {dataset}.")

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ...core import paper
 from ...core.errors import FULL_PRECISION, VALID_BITS
 from ...hardware import deploy_bench, overhead
 from .verdict import verdict
@@ -103,14 +104,14 @@ def check_precision_budget(answer: object, m: int = 1, n: int = 2, bound: float 
             hints.append(f"{model}: give a whole number of bits, or None; got {got!r}")
         elif model == "native" and want is None:
             hints.append("native: a k-bit operation runs at the next built-in width; what does a 1-bit "
-                         f"member cost, then, beside a {min(overhead.NATIVE_WIDTHS)}-bit one?")
+                         f"member cost, then, beside a {min(paper.NATIVE_WIDTHS)}-bit one?")
         elif got in VALID_BITS and overhead.eq6_time(m, [int(got)] * n, model) - m == bound:
             hints.append(f"{model}: {got} bits cost exactly {bound:.0%}, and the paper's bound is strict (<)")
         else:
             hints.append(f"{model}: not quite (you gave {got!r})")
     if hints:
         return verdict(False, "; ".join(hints).rstrip("?") + ("?" if hints[-1].endswith("?") else "."))
-    widths = ", ".join(map(str, overhead.NATIVE_WIDTHS))
+    widths = ", ".join(map(str, paper.NATIVE_WIDTHS))
     return verdict(True, f"correct: with every width native, EMPIR({m}, {n}) stays under {bound:.0%} up to "
                          f"{truth['proportional']} bits. With only {widths} bits built in, "
                          + ("no precision fits" if truth["native"] is None else f"{truth['native']} bits fit")

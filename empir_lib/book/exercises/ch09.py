@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ...attack import attacks
+from ...core import settings
 from ...core.settings import FULL_PRECISION
 from ...hardware import overhead
 from ...nets import models
@@ -12,14 +12,14 @@ from .verdict import verdict
 
 
 def eps_in_255ths(dataset: str = "tiny-imagenet") -> float:
-    """The FGSM eps of ``attacks.PRESETS[dataset]`` in units of 1/255 of the [0, 1] pixel range."""
-    return 255 * attacks.PRESETS[dataset]["fgsm"]["eps"]
+    """The FGSM eps of ``settings.ATTACK_PRESETS[dataset]`` in units of 1/255 of the [0, 1] pixel range."""
+    return 255 * settings.ATTACK_PRESETS[dataset]["fgsm"]["eps"]
 
 
 def check_eps_in_255ths(answer: object, normalised: float = 0.1, std: float = 0.226) -> bool:
     """Check the original's ImageNet eps (``normalised`` units, per-channel ``std``) converted to x/255.
 
-    The reference is the Tiny ImageNet preset in :mod:`empir_lib.attack.attacks`,
+    The reference is the Tiny ImageNet preset in :data:`empir_lib.core.settings.ATTACK_PRESETS`,
     which makes the same conversion.
     """
     expected = eps_in_255ths("tiny-imagenet")
@@ -30,7 +30,7 @@ def check_eps_in_255ths(answer: object, normalised: float = 0.1, std: float = 0.
     if math.isclose(got, expected, abs_tol=0.05):
         return verdict(True, f"correct: {normalised} normalised units are {normalised} x {std} = "
                               f"{normalised * std:.4f} of the [0, 1] range, about {expected:.2f}/255, "
-                              "the eps of attacks.PRESETS['tiny-imagenet'].")
+                              "the eps of settings.ATTACK_PRESETS['tiny-imagenet'].")
     if math.isclose(got, expected / 255, rel_tol=1e-2):
         return verdict(False, "that is eps on the [0, 1] scale; multiply by 255 for units of 1/255.")
     if math.isclose(got, 255 * normalised, rel_tol=1e-2):

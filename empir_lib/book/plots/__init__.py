@@ -14,7 +14,7 @@ imported here, so ``plots.accuracy_grid(...)`` works.  Markdown tables are
 """
 from __future__ import annotations
 
-from ...core.tables import DASH, markdown_table, missing_line, percent_cell
+from ...core.tables import markdown_table, missing_line, percent_cell
 from .bars import objective_bars, overhead_bars, table2_bars
 from .beyond import flip_curves, precision_sweeps
 from .cascade import cascade_bars, job_time_bars, robust_vs_budget
@@ -33,7 +33,7 @@ from .quantisers import forward_and_gradient, quantised_images, quantizer_transf
 from .stochastic import convergence_curve, lottery_curve
 from .style import BITS_COLOURS, ROW_COLOURS, TABLE2_COLUMNS, TRADEOFF_STYLE, bits_colour, show_image
 
-__all__ = ["BITS_COLOURS", "DASH", "ROW_COLOURS", "TABLE2_COLUMNS", "TRADEOFF_STYLE", "accuracy_grid",
+__all__ = ["BITS_COLOURS", "ROW_COLOURS", "TABLE2_COLUMNS", "TRADEOFF_STYLE", "accuracy_grid",
            "accuracy_tradeoff", "adversarial_examples", "along_attack_path", "bits_colour", "cascade_bars",
            "confusion_matrices", "convergence_curve", "flip_curves", "forward_and_gradient",
            "heatmap", "in_percent", "job_time_bars", "lottery_curve", "markdown_table",
