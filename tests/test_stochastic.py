@@ -173,7 +173,7 @@ def test_eot_with_one_sample_is_the_plain_loss_and_bad_settings_are_refused(mnis
 
 
 def _grad(fn, x, y):
-    _, pred, g = apgd.loss_and_gradient(fn, tf.constant(x), tf.constant(y))
+    _, pred, g = apgd.loss_decision_gradient(fn, tf.constant(x), tf.constant(y))
     return pred.numpy(), g.numpy()
 
 

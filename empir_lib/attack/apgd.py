@@ -94,7 +94,7 @@ def segments(n_iter: int, segment: int = 10) -> list[int]:
     return sorted({0, *early, *range(segment, n_iter, segment), n_iter})
 
 
-def loss_and_gradient(fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def loss_decision_gradient(fn: Callable, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """``(loss, decision, gradient of the summed loss)`` of a suite loss function at ``x``."""
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -142,7 +142,7 @@ def _trace_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
             x_old = x_adv
             z = project(x_nat, x_adv + per_image(step) * direction(grad, norm), eps, norm, clip)
             x_new = project(x_nat, x_adv + a * (z - x_adv) + (1.0 - a) * grad2, eps, norm, clip)
-            loss, pred, g = loss_and_gradient(fn, x_new, y)
+            loss, pred, g = loss_decision_gradient(fn, x_new, y)
             fooled = tf.not_equal(pred, y)
             x_broken = tf.where(per_image(tf.cast(fooled & ~broken, x_new.dtype)) > 0, x_new, x_broken)
             broken = broken | fooled
@@ -180,7 +180,7 @@ def _start(fn, x_nat, y, eps, norm, clip, seed):
         t = tf.random.stateless_normal(shape, seed)
         t = t / per_image(l2_norms(t) + 1e-12)
     x0 = tf.clip_by_value(x_nat + per_image(eps) * t, *clip)
-    loss, pred, g = loss_and_gradient(fn, x0, y)
+    loss, pred, g = loss_decision_gradient(fn, x0, y)
     return x0, loss, pred, g
 
 

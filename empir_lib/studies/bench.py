@@ -129,7 +129,7 @@ def apgd_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray,
     """
     fn = surrogates.loss_fn(ens, "ce_mean_prob")
     xt, yt = tf.constant(x), tf.constant(y.astype(np.int32))
-    grad = tf.function(lambda a, b: apgd.loss_and_gradient(fn, a, b)[2])
+    grad = tf.function(lambda a, b: apgd.loss_decision_gradient(fn, a, b)[2])
     t_floor = best_time(lambda: [grad(xt, yt) for _ in range(5)][-1].numpy(), 2 * repeats) / 5
     rates = {}
     for name, segment in (("ours_no_compaction", n_iter), ("ours_compaction", 10)):
@@ -173,7 +173,7 @@ def suite_cw_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndar
              "separate_vote": tf.function(lambda a, b, c: attacks.cw_l2(mean, a, b, c,
                                                                         decide=surrogates.decision_fn(ens), **cw))}
     fn = surrogates.loss_fn(ens, "ce_mean_prob")
-    grad = tf.function(lambda a, b: apgd.loss_and_gradient(fn, a, b)[2])
+    grad = tf.function(lambda a, b: apgd.loss_decision_gradient(fn, a, b)[2])
     t_floor = best_time(lambda: [grad(xt, yt) for _ in range(5)][-1].numpy(), 2 * repeats) / 5
     rates = {k: len(x) * iterations / best_time(lambda f=f: f(xt, yt, const)[1].numpy(), repeats)
              for k, f in steps.items()}

@@ -20,16 +20,16 @@ from ...attack import attacks
 from ...nets import ensemble
 
 
-def loss_and_gradient(ens: ensemble.Ensemble, objective: str, x: ArrayLike,
-                      labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image loss (N,) and gradient flattened per image (N, pixels), as FGSM sees them."""
+def flat_loss_and_gradient(ens: ensemble.Ensemble, objective: str, x: ArrayLike,
+                           labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`empir_lib.attack.attacks.loss_and_gradient` with the gradient flattened per image (N, pixels)."""
     loss, grad = attacks.loss_and_gradient(ens, objective, np.asarray(x, np.float32), labels)
     return loss, grad.reshape(len(loss), -1)
 
 
 def gradient_sign(ens: ensemble.Ensemble, objective: str, x: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """The objective's FGSM direction at the clean images: the sign of its gradient, in the images' shape."""
-    _, grad = loss_and_gradient(ens, objective, x, labels)
+    _, grad = flat_loss_and_gradient(ens, objective, x, labels)
     return np.sign(grad).reshape(np.shape(x)).astype(np.float32)
 
 
@@ -47,7 +47,7 @@ def along_path(ens: ensemble.Ensemble, objective: str, x: ArrayLike, labels: Arr
     curve = {"loss": [], "grad": []} | ({} if y is None else {"acc": []})
     for t in ts:
         xt = point(x, t, direction)
-        loss, grad = loss_and_gradient(ens, objective, xt, labels)
+        loss, grad = flat_loss_and_gradient(ens, objective, xt, labels)
         curve["loss"].append(float(np.median(loss)))
         curve["grad"].append(float(np.median(np.abs(grad).sum(1))))
         if y is not None:
@@ -87,7 +87,7 @@ def compare_on_path(ens: ensemble.Ensemble, objectives: dict, x: ArrayLike, labe
         xt = point(x, t, direction)
         grads = {}
         for name, objective in objectives.items():
-            loss, grads[name] = loss_and_gradient(ens, objective, xt, labels)
+            loss, grads[name] = flat_loss_and_gradient(ens, objective, xt, labels)
             curves[name]["loss"].append(float(np.median(loss)))
             curves[name]["grad"].append(float(np.median(np.abs(grads[name]).sum(1))))
         g1, g2 = grads.values()
