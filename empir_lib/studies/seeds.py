@@ -59,11 +59,12 @@ def jobs(dataset: str, n: int, select_n: int, kind: str | None = None,
     Cheapest first (the L-inf suites break nearly every image at once; L2 costs
     the most), so a run cut short leaves whole columns behind.  ``kind``
     ('linf', 'paper' or 'l2') keeps one of the three; a dataset without seed
-    sets has none.  When ``n`` is not the n of set 1's Table 2 files (a study
-    run on the first 2,000 images, say), set 1's paper-protocol rows are run
-    again on those images as ``seeds/set1/...``: the paper protocol keeps no
-    per-image file to read a prefix from, and every set must be compared on
-    the same images.
+    sets has none.  When ``n`` is not the n of set 1's Table 2 and suite files
+    (a study run on the first 2,000 images, say), set 1's rows are run again
+    on those images as ``seeds/set1/...``: the paper protocol keeps no
+    per-image file to read a prefix from, the suite has grown since set 1's
+    files were written, and every set must meet the same attacks on the same
+    images.
     """
     if kind is not None:
         check_choice(kind, ("linf", "paper", "l2"), "kind of seed-study job")
@@ -72,10 +73,18 @@ def jobs(dataset: str, n: int, select_n: int, kind: str | None = None,
     linf, l2, paper_jobs = [], [], []
     first = sets(dataset)[0]
     for row in ROWS:
+        reduced = False
         for attack in results.ATTACK_COLUMNS:
             r = results.find(dataset, _paper_name(1, row, attack), root)
             if r is not None and r["n"] != n:
+                reduced = True
                 paper_jobs.append(_paper_job(f"{FOLDER}/set1/{row}-paper-{attack}", first[row], attack, n))
+        # A study on other images than Table 2's: set 1 meets the suite again with the others, since the
+        # suite has grown since the book's own suite files were written and every set must meet the same attacks.
+        for threat_name, threat in suite.threats(dataset).items() if reduced else ():
+            job = {"name": f"{FOLDER}/set1/{row}-{threat_name}", "members": first[row], "threat": threat_name,
+                   "kind": "cascade", "n": _n(dataset, threat_name, n, select_n)}
+            (l2 if threat["norm"] == "l2" else linf).append(job)
     for k, rows in enumerate(sets(dataset)[1:], start=2):
         for threat_name, threat in suite.threats(dataset).items():
             for row in ROWS:
@@ -113,7 +122,13 @@ def _suite_name(k: int, row: str, threat_name: str) -> str:
 
 
 def _robust(dataset: str, name: str, n: int | None, root: str | os.PathLike | None) -> dict | None:
-    """A suite file's robust accuracy (%) on its first ``n`` images (all when None), from its per-image outcomes."""
+    """A suite file's robust accuracy (%) on its first ``n`` images (all when None), from its per-image outcomes.
+
+    Set 1's own re-run (``seeds/set1/...``, the current suite on the study's images) is read when it exists.
+    """
+    rerun = name.replace("suite/", f"{FOLDER}/set1/", 1)
+    if name.startswith("suite/") and (results.results_dir(dataset, root) / f"{rerun}.json").is_file():
+        name = rerun
     path = results.results_dir(dataset, root) / f"{name}.json"
     if not path.is_file():
         return None
