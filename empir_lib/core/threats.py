@@ -38,6 +38,13 @@ def linf_name(eps: float) -> str:
     return f"linf-{round(eps * 255)}-255"
 
 
+def eps_text(norm: str, eps: float) -> str:
+    """A budget as the chapters and cards write it: in 255ths when it is one ('8/255'), else '0.3'."""
+    if norm == "linf" and abs(eps * 255 - round(eps * 255)) < 1e-6:
+        return f"{round(eps * 255)}/255"
+    return f"{eps:.4g}"
+
+
 def of(dataset: str) -> dict[str, Threat]:
     """Every threat model evaluated for ``dataset``, by name, in the order the chapters show them."""
     s = settings.get(dataset)

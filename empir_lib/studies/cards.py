@@ -21,8 +21,8 @@ lists published figures by others (Tramer et al. 2020, the public ART
 reproduction, Farkya et al. 2023).  Every value is read from the committed
 results files, whose names and sha256 are listed under ``sources``.
 :func:`build` computes the cards, :func:`write` stores them as
-``data/results/cards/<dataset>/<row>-<threat>.json`` (``empir cards``) and
-:func:`summary` is the table at the start of chapter 7.
+``data/results/cards/<dataset>/<row>-<threat>.json`` (``empir cards``);
+:mod:`empir_lib.book.chapters.summary` is the table chapter 7 opens with.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     # The last evaluation's file holds the whole cascade per image (the suite's stages, then the new ones).
     broken_by = {s: c for s, c in outcomes.stage_counts(last).items() if c}
     # Stopped moving: only a re-check (doubled iterations and restarts, a new seed) can say so.
-    recheck = next((r for nm, r in evals if nm.endswith("-recheck")), None)
+    recheck = suite_checks.recheck_of(evals)
     converged = None if recheck is None else bool(recheck["converged"])
     if k == 0:
         converged = True  # nothing survives: no attack can lower it, so there is nothing to re-check
@@ -96,7 +96,6 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     members = list(base["members"])
     reported = paper.TABLE2[dataset]["empir" if row == "empir" else "baseline"]["pgd"] \
         if dataset in paper.TABLE2 and row in ("empir", "baseline") and threat == threats.TABLE1 else None
-    eps = f"{round(t.eps * 255)}/255" if t.norm == "linf" and threat != threats.TABLE1 else f"{t.eps:g}"
     card = {
         "name": _row_name(row), "link": EMPIR_LINK if row in ("empir", "baseline") else None,
         "authors": EMPIR_AUTHORS if row in ("empir", "baseline") else None,
@@ -104,7 +103,8 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
         "additional_data": False, "number_forward_passes": len(members), "dataset": dataset,
         "architecture": f"{ARCHITECTURE.get(dataset, dataset)} x{len(members)}" if len(members) > 1
         else ARCHITECTURE.get(dataset, dataset),
-        "row": row, "threat": threat, "threat_model": {"linf": "Linf", "l2": "L2"}[t.norm], "eps": eps,
+        "row": row, "threat": threat, "threat_model": {"linf": "Linf", "l2": "L2"}[t.norm],
+        "eps": threats.eps_text(t.norm, t.eps),
         "clean_acc": _pct(base["clean_accuracy"]),
         "reported": None if reported is None else f"{reported:.2f}",
         "robust_acc": _pct(k / n), "robust_ci95": [_pct(lo), _pct(hi)], "n": n,
@@ -143,7 +143,7 @@ def expected_card(dataset: str, name: str = EXPECTED, root: str | os.PathLike | 
         "number_forward_passes": len(members), "dataset": dataset,
         "architecture": f"{ARCHITECTURE.get(dataset, dataset)} x{len(members)}",
         "row": "stochastic", "threat": t["name"], "threat_model": {"linf": "Linf", "l2": "L2"}[t["norm"]],
-        "eps": f"{round(t['eps'] * 255)}/255" if t["norm"] == "linf" else f"{t['eps']:g}",
+        "eps": threats.eps_text(t["norm"], t["eps"]),
         "clean_acc": _pct(r["clean"]), "reported": None,
         "robust_acc": _pct(r["robust"]), "robust_ci95": [_pct(max(0.0, r["robust_ci95"][0])),
                                                          _pct(r["robust_ci95"][1])], "n": int(r["n"]),
@@ -216,13 +216,11 @@ def rows(dataset: str, root: str | os.PathLike | None = None) -> list[tuple[str,
     check_choice(dataset, tuple(settings.DATASETS), "dataset")
     if not settings.get(dataset).l2_budget:
         return []  # a dataset the suite does not evaluate (the paper's ImageNet)
-    out = []
-    for threat in threats.of(dataset):
-        for row in ("empir", "baseline"):
-            out.append((row, threat, f"suite/{row}-{threat}"))
-    for name in results.names(dataset, "defences/", root):
+    out = [(row, threat, results.suite_name(row, threat)) for threat in threats.of(dataset)
+           for row in results.PAPER_ROWS]
+    for name in results.names(dataset, f"{results.DEFENCES_FOLDER}/", root):
         if "-suite-" in name:
-            row, threat = name.removeprefix("defences/").split("-suite-")
+            row, threat = name.removeprefix(f"{results.DEFENCES_FOLDER}/").split("-suite-")
             out.append((row, threat, name))
     return [(r, t, nm) for r, t, nm in out if results.find(dataset, nm, root) is not None]
 

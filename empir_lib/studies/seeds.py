@@ -122,13 +122,7 @@ def _suite_name(k: int, row: str, threat_name: str) -> str:
 
 
 def _robust(dataset: str, name: str, n: int | None, root: str | os.PathLike | None) -> dict | None:
-    """A suite file's robust accuracy (%) on its first ``n`` images (all when None), from its per-image outcomes.
-
-    Set 1's own re-run (``seeds/set1/...``, the current suite on the study's images) is read when it exists.
-    """
-    rerun = name.replace("suite/", f"{FOLDER}/set1/", 1)
-    if name.startswith("suite/") and (results.results_dir(dataset, root) / f"{rerun}.json").is_file():
-        name = rerun
+    """A suite file's robust accuracy (%) on its first ``n`` images (all when None), from its per-image outcomes."""
     path = results.results_dir(dataset, root) / f"{name}.json"
     if not path.is_file():
         return None
@@ -170,7 +164,11 @@ def seed_values(dataset: str, n_l2: int | None = None, root: str | os.PathLike |
             entry[row] = {"clean": clean, "paper_average": None if None in accs else float(np.mean(accs)),
                           "paper_n": n_paper, **{a: v for a, v in zip(results.ATTACK_COLUMNS, accs)}}
             for t in suite.threats(dataset):
-                got = _robust(dataset, _suite_name(k, row, t), n_threat[t], root)
+                name = _suite_name(k, row, t)
+                rerun = f"{FOLDER}/set1/{row}-{t}"  # set 1 meeting the current suite on the study's images
+                if k == 1 and results.find(dataset, rerun, root) is not None:
+                    name = rerun
+                got = _robust(dataset, name, n_threat[t], root)
                 entry[row][t] = None if got is None else got["value"]
                 entry[row][f"{t}_n"] = None if got is None else got["n"]
         out.append(entry)

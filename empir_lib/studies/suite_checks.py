@@ -195,6 +195,11 @@ def evaluations(dataset: str, name: str, root: str | os.PathLike | None = None) 
     return out
 
 
+def recheck_of(evals: list[tuple[str, dict]]) -> dict | None:
+    """The re-check among a row's :func:`evaluations` (the only one that can say a number stopped moving)."""
+    return next((r for name, r in evals if name.endswith(SUFFIXES[-1])), None)
+
+
 def row_summary(dataset: str, row: str, threat: str, root: str | os.PathLike | None = None) -> dict:
     """One suite row before and after the new stages and its re-check, from the committed files (None if absent).
 

@@ -246,10 +246,7 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
 
 
 def _eps_text(threat: dict) -> str:
-    eps = threat["eps"]
-    if threat["norm"] == "linf" and abs(eps * 255 - round(eps * 255)) < 1e-6:
-        return f"eps = {round(eps * 255)}/255"
-    return f"eps = {eps:.4g}"
+    return f"eps = {threat_models.eps_text(threat['norm'], threat['eps'])}"
 
 
 def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[str, dict]:
@@ -382,10 +379,9 @@ def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
     top = max(w["only_first_broken_in_second_by"].items(), key=lambda kv: kv[1], default=("none", 0))
     moving = []
     for row, evals in zip(("empir", "baseline"), found):
-        kinds = {nm.rsplit("-", 1)[-1]: r for nm, r in evals}
-        if "stages" not in kinds and "recheck" not in kinds:
+        if len(evals) == 1:  # the suite alone: neither new stages nor a re-check
             moving.append(f"{ROW_LABELS[row]} has not met the suite's new stages (APGD-T, Square-L2) yet")
-        rc = kinds.get("recheck")
+        rc = suite_checks.recheck_of(evals)
         if rc is None:
             moving.append(f"{ROW_LABELS[row]} is not re-checked yet")
         elif not rc["converged"]:
