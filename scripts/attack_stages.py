@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist stages empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 stages baseline l2 1000 apgd-t
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist recheck empir l2 1000
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 recheck seeds/set2/empir linf-8-255 2000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist min_norm empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 labels
 
@@ -26,13 +27,17 @@ from pathlib import Path
 from empir_lib.core import provenance, settings
 from empir_lib.core.files import atomic_write
 from empir_lib.nets import data, ensemble
-from empir_lib.studies import cards, paper_labels, results, suite_checks
+from empir_lib.studies import cards, paper_labels, results, seeds, suite_checks
 
 
 def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
     s = settings.get(dataset)
-    members = s.empir_ids if row == "empir" else [s.empir_fp]
     out_dir = results.results_dir(dataset)
+    if row.startswith(f"{seeds.FOLDER}/"):  # a seed set's row, e.g. seeds/set2/empir
+        k, name = int(row.split("/")[1].removeprefix("set")), row.split("/")[2]
+        members, base = seeds.sets(dataset)[k - 1][name], f"{row}-{threat}"
+        return {"name": f"{base}-{kind}", "members": members, "threat": threat, "kind": kind, "n": n, "base": base}
+    members = s.empir_ids if row == "empir" else [s.empir_fp]
     if kind == "min_norm":
         return {"name": "suite/empir-min-norm", "members": members, "threat": "l2", "kind": kind, "n": n}
     base = f"suite/{row}-{threat}"
