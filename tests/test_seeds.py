@@ -150,3 +150,12 @@ def test_the_seed_table_and_verdicts_come_from_the_files(tmp_path):
                and "beyond the seed spread" in line for line in lines)
     assert any("EMPIR paper-protocol average: ours 41.00 ± 1.00 over 3 seed set(s), the paper's 47.48: "
                "outside two seed sds of ours" in line for line in lines)
+
+
+def test_a_recheck_that_moved_is_reported_as_an_upper_bound(tmp_path):
+    assert chapter_seeds.recheck_lines("mnist", "linf-table1", tmp_path) == []
+    for k, (before, after, done) in enumerate(((8, 6, False), (5, 5, True)), start=1):
+        _write(tmp_path, "mnist", f"seeds/set{k}/empir-linf-table1-recheck",
+               {"robust_before": before, "robust_after": after, "n": 2000, "converged": done})
+    line = chapter_seeds.recheck_lines("mnist", "linf-table1", tmp_path)[0]
+    assert "set 1 8 -> 6 of 2,000, set 2 5 -> 5 of 2,000" in line and "upper bounds" in line

@@ -13,7 +13,7 @@ from ...attack import suite
 from ...core import settings
 from ...core.tables import DASH, markdown_table, missing_line
 from ...nets import zoo
-from ...studies import seeds
+from ...studies import results, seeds
 
 Root = str | os.PathLike | None
 
@@ -117,6 +117,7 @@ def verdict_lines(dataset: str, root: Root = None) -> list[str]:
                     f"; the 95% test-set intervals are apart in {sum(tested)} of {len(tested)} sets")
         lines.append(f"{dataset}, {measure.replace('_', ' ')}: EMPIR minus FP per seed set {per} points "
                      f"(mean {_pm(c)}): {c['verdict']}{interval}.")
+        lines += recheck_lines(dataset, measure, root)
     for row, r in seeds.versus_paper(dataset, values).items():
         if r["mean"] is None:
             continue
@@ -133,3 +134,23 @@ def spread_of(values: list[float | None]) -> str:
 
 
 
+
+
+def recheck_lines(dataset: str, measure: str, root: Root = None) -> list[str]:
+    """One line per row whose seed sets were re-checked with a doubled budget at ``measure`` (a threat's name)."""
+    lines = []
+    for row in seeds.ROWS:
+        found = []
+        for k in range(1, len(seeds.sets(dataset)) + 1):
+            r = results.find(dataset, f"{seeds.FOLDER}/set{k}/{row}-{measure}-recheck", root)
+            if r is not None:
+                found.append((k, r))
+        if not found:
+            continue
+        moved = ", ".join(f"set {k} {r['robust_before']} -> {r['robust_after']} of {r['n']:,}" for k, r in found)
+        done = all(r["converged"] for _, r in found)
+        lines.append(f"{dataset}, {measure}, {'EMPIR' if row == 'empir' else 'FP baseline'} re-checked with a "
+                     f"doubled budget and a new seed: {moved}; "
+                     + ("converged." if done else "not converged (a change of 0.1 point or more), so these "
+                        "values are upper bounds."))
+    return lines
