@@ -2,6 +2,8 @@
 
     python scripts/measure_parallel.py price      # data/results/parallel/dry-run.json
     python scripts/measure_parallel.py local      # data/results/parallel/local.json: serial, 1 and 2 workers
+    python scripts/measure_parallel.py local --n 1000 --select-n 200 --only sweeps/whitebox-mnist-a1w
+                                                  # a larger plan, where start-up weighs less
     python scripts/measure_parallel.py cluster    # data/results/parallel/cluster.json: a two-node local cluster
 
 ``local`` runs one small plan (sweeps of two MNIST grid members on a few dozen
@@ -31,6 +33,9 @@ from empir_lib.studies import reproduce, schedule
 
 OUT = files.REPO / "data" / "results" / "parallel"
 PLAN = ["mnist", "--n", "40", "--select-n", "20", "--only", "sweeps/whitebox-mnist-a1w1"]
+# The per-run start-up (Python, TensorFlow, Dask's workers) is a fixed cost of tens of seconds, so the
+# overhead of one worker is only meaningful on a plan whose jobs take minutes: `local` takes the plan's
+# options after its name (they replace PLAN's after the dataset).
 DASK = str(Path(sys.executable).with_name("dask"))
 PORT = 48786
 
@@ -41,7 +46,7 @@ def _write(name: str, record: dict, command: str) -> None:
     print(f"wrote {OUT / name}")
 
 
-def price() -> None:
+def price(*_: str) -> None:
     out = {}
     for dataset in reproduce.DATASETS:
         ctx, entries = reproduce.prepare(dataset, load=False)
@@ -51,9 +56,9 @@ def price() -> None:
     _write("dry-run.json", {"datasets": out}, "python scripts/measure_parallel.py price")
 
 
-def _run(args: list[str], out: Path) -> dict:
+def _run(args: list[str], out: Path, plan: list[str] = PLAN) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "empir_lib.cli", "reproduce", *PLAN, "--out-dir", str(out), *args],
+    proc = subprocess.run([sys.executable, "-m", "empir_lib.cli", "reproduce", *plan, "--out-dir", str(out), *args],
                           capture_output=True, text=True, cwd=files.REPO)
     wall = time.perf_counter() - t0
     if proc.returncode:
@@ -67,21 +72,22 @@ def _run(args: list[str], out: Path) -> dict:
             "files": hashes}
 
 
-def local() -> None:
+def local(*options: str) -> None:
+    plan = [PLAN[0], *options] if options else PLAN
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {name: _run(args, Path(tmp) / name) for name, args in
+        runs = {name: _run(args, Path(tmp) / name, plan) for name, args in
                 (("serial", []), ("workers_1", ["--workers", "1"]), ("workers_2", ["--workers", "2"]))}
     same = all(r["files"] == runs["serial"]["files"] for r in runs.values())
     overhead = runs["workers_1"]["wall_s"] / runs["serial"]["wall_s"] - 1
     job_overhead = runs["workers_1"]["jobs_total_s"] / runs["serial"]["jobs_total_s"] - 1
-    _write("local.json", {"plan": PLAN, "runs": runs, "files_identical": same,
+    _write("local.json", {"plan": plan, "runs": runs, "files_identical": same,
                           "overhead_1_worker_wall": round(overhead, 4),
                           "overhead_1_worker_jobs": round(job_overhead, 4),
                           "speedup_2_workers": round(runs["serial"]["wall_s"] / runs["workers_2"]["wall_s"], 3),
-                          "cores": os.cpu_count()}, "python scripts/measure_parallel.py local")
+                          "cores": os.cpu_count()}, " ".join(["python scripts/measure_parallel.py local", *options]))
 
 
-def cluster() -> None:
+def cluster(*_: str) -> None:
     address = f"127.0.0.1:{PORT}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([DASK, "scheduler", "--port", str(PORT), "--dashboard-address", ":0"], **quiet)]
@@ -114,4 +120,4 @@ def _wait_for_workers(address: str, n: int, timeout: float = 300) -> None:
 
 
 if __name__ == "__main__":
-    {"price": price, "local": local, "cluster": cluster}[sys.argv[1]]()
+    {"price": price, "local": local, "cluster": cluster}[sys.argv[1]](*sys.argv[2:])
