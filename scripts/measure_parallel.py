@@ -6,6 +6,7 @@
                                                   # a larger plan, where start-up weighs less
     python scripts/measure_parallel.py cluster    # data/results/parallel/cluster.json: a two-node local cluster
 
+``local`` and ``cluster`` take the plan's options after their name.
 ``local`` runs one small plan (sweeps of two MNIST grid members on a few dozen
 images) three times as separate ``empir reproduce`` commands into fresh
 folders: serial, ``--workers 1`` and ``--workers 2``, and records each wall
@@ -87,7 +88,8 @@ def local(*options: str) -> None:
                           "cores": os.cpu_count()}, " ".join(["python scripts/measure_parallel.py local", *options]))
 
 
-def cluster(*_: str) -> None:
+def cluster(*options: str) -> None:
+    plan = [PLAN[0], *options] if options else PLAN
     address = f"127.0.0.1:{PORT}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([DASK, "scheduler", "--port", str(PORT), "--dashboard-address", ":0"], **quiet)]
@@ -97,11 +99,11 @@ def cluster(*_: str) -> None:
                                            "--name", f"node{i}", "--no-dashboard"], **quiet))
         _wait_for_workers(address, 2)
         with tempfile.TemporaryDirectory() as tmp:
-            serial = _run([], Path(tmp) / "serial")
-            two = _run(["--address", address], Path(tmp) / "cluster")
-        _write("cluster.json", {"plan": PLAN, "nodes": 2, "threads_per_node": 1, "serial": serial, "cluster": two,
+            serial = _run([], Path(tmp) / "serial", plan)
+            two = _run(["--address", address], Path(tmp) / "cluster", plan)
+        _write("cluster.json", {"plan": plan, "nodes": 2, "threads_per_node": 1, "serial": serial, "cluster": two,
                                 "files_identical": serial["files"] == two["files"]},
-               "python scripts/measure_parallel.py cluster")
+               " ".join(["python scripts/measure_parallel.py cluster", *options]))
     finally:
         for p in reversed(procs):  # stop the processes we started, by their ids
             p.terminate()
