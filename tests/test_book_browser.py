@@ -191,11 +191,13 @@ PAGE_REPORT = """(() => {
     launch: [...document.querySelectorAll('.dropdown-launch-buttons a, a[href*="mybinder.org"], '
              + 'a[href*="colab.research.google.com"], a[href^="PLACEHOLDER_URL"]')].map(a => a.href),
     figureAsText: main.innerText.includes('<Figure size'),
-    // Code cells wider than the content column: cut off, or scrolled sideways.  (Two wide tables, chapter
-    // 12's task table and the instructor's guide, still scroll; tables are not held to it yet.)
-    overflow: [...main.querySelectorAll('div.cell_input pre')].filter(e => {
+    // Code cells and tables wider than the content column: cut off, or scrolled sideways (a table's
+    // wrapper scrolls when the table is wider than it).
+    overflow: [...main.querySelectorAll('div.cell_input pre, table')].filter(e => {
       const box = (e.closest('.bd-article, article') || main).getBoundingClientRect();
-      return e.scrollWidth > e.clientWidth + 2 || e.getBoundingClientRect().right > box.right + 2;
+      const holder = e.tagName === 'TABLE' ? e.parentElement : e;
+      return holder.scrollWidth > holder.clientWidth + 2 || e.scrollWidth > e.clientWidth + 2
+        || e.getBoundingClientRect().right > box.right + 2;
     }).map(e => e.tagName + ': ' + e.textContent.trim().slice(0, 60)),
     height: document.documentElement.scrollHeight});
 })()""".replace("PLACEHOLDER_URL", launch.PLACEHOLDER_URL)
@@ -267,7 +269,7 @@ def test_page_renders(book_html, browser, page):
     assert shown >= expected, f"{page}: the notebook stores {expected} figures but the page shows {shown}"
     assert not report["figureAsText"], f"{page}: a figure was rendered as text ('<Figure size ...>')"
     assert report["problems"] == 0, f"{page}: {report['problems']} Sphinx error markers on the page"
-    assert not report["overflow"], f"{page}: code cells wider than the page at 1280 px: {report['overflow']}"
+    assert not report["overflow"], f"{page}: code cells or tables wider than the page at 1280 px: {report['overflow']}"
     if launch.repository_url() is None:
         assert not report["launch"], f"{page}: launch links while repository.url is the placeholder: {report['launch']}"
 

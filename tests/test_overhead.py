@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from empir_lib.core import settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.hardware import overhead
 from empir_lib.nets import data, models, quantize, zoo
@@ -80,7 +81,7 @@ def test_storage_counts_weight_bits_and_time_the_wider_operand():
     (lambda: overhead.eq6_storage(1.5, [2]), ">= 0"),
     (lambda: overhead.eq6_storage(1, [0]), "out of range"),
     (lambda: overhead.eq6_time(1, [2], "fastest"), "unknown throughput"),
-    (lambda: overhead.parse_precision("mnist-s1"), "names no precision"),
+    (lambda: settings.parse_precision("mnist-s1"), "names no precision"),
 ])
 def test_bad_input_is_refused(call, msg):
     with pytest.raises(EmpirError, match=msg):
@@ -88,9 +89,9 @@ def test_bad_input_is_refused(call, msg):
 
 
 def test_parse_precision_reads_zoo_ids():
-    assert overhead.parse_precision("mnist-a4w2-s1") == (2, 4)
-    assert overhead.parse_precision("cifar10-a2w4-s2") == (4, 2)
-    assert overhead.parse_precision("mnist-fp-s3") == (32, 32)
+    assert settings.parse_precision("mnist-a4w2-s1") == (2, 4)
+    assert settings.parse_precision("cifar10-a2w4-s2") == (4, 2)
+    assert settings.parse_precision("mnist-fp-s3") == (32, 32)
 
 
 def test_paper_configurations_follow_the_zoo():

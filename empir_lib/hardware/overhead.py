@@ -58,7 +58,6 @@ from .packing import (
 __all__ = ["dequantise", "float_bytes", "fp_share", "fp_twin", "member_wbits", "pack_codes", "pack_model",
            "packed_bytes", "quantised_kernels", "unpack_codes", "unpack_model", "weight_codes"]
 
-parse_precision = settings.parse_precision
 ThroughputModel = str | Callable[[int], float]
 
 

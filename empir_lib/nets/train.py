@@ -33,7 +33,6 @@ from ..core.files import atomic_write
 from . import data as data_mod
 from . import defence_losses, imagenet, models
 
-precision_tag = settings.precision_tag  # the chapters' name for it
 AUGMENT_PAD = 4
 
 

@@ -128,9 +128,6 @@ def plan(dataset: str, n: int, select_n: int) -> tuple[list[dict], list[dict]]:
     return first, later
 
 
-DEFENCE_THREAT = threats.TABLE1
-
-
 def defence_jobs(dataset: str, n: int) -> list[dict]:
     """Every defence row under the paper protocol's four attacks, then every row under the suite at Table 1's eps.
 
@@ -151,8 +148,8 @@ def defence_paper_jobs(dataset: str, n: int) -> list[dict]:
 def defence_suite_jobs(dataset: str, n: int) -> list[dict]:
     """Every defence row under the worst-case suite at Table 1's L-inf eps (PGD-AT also at the suite's others)."""
     rows = settings.get(dataset).defence_row_ids()
-    out = [{"name": results.suite_name(row, DEFENCE_THREAT), "members": members,
-            "threat": DEFENCE_THREAT, "kind": "cascade", "n": n} for row, members in rows.items()]
+    out = [{"name": results.suite_name(row, threats.TABLE1), "members": members,
+            "threat": threats.TABLE1, "kind": "cascade", "n": n} for row, members in rows.items()]
     # The paper's headline compares EMPIR with PGD adversarial training: those rows also meet the suite at
     # the dataset's other L-inf budgets (8/255 for CIFAR-10), where EMPIR's own suite runs (suite/).
     extra = [threats.linf_name(e) for e in settings.get(dataset).suite_linf]
