@@ -22,7 +22,7 @@ from empir_lib.book.chapters import (
     defence_table,
     defence_verdict,
 )
-from empir_lib.core import paper, settings, tables
+from empir_lib.core import defences, paper, settings, tables
 from empir_lib.core.errors import EmpirError
 from empir_lib.core.files import sha256
 from empir_lib.studies import cards, reproduce
@@ -262,6 +262,29 @@ def test_training_rows_and_the_time_ratio(tmp_path):
     assert "| `mnist-fp-s1-igr-l100` | igr | lam=100 | 6 | 99.00 | 8.0 | 4.0\u00d7 |" in md
     assert "`empir zoo build --dataset mnist --defended`" in md and "`mnist-fp-s1-distill-t100`" in md
     assert "`empir zoo build --dataset mnist`" in md  # the plain a4w2 members are missing too
+
+
+def test_pgd_recipes_tell_a_collapse_from_a_network_that_learnt(tmp_path):
+    def pgd(acc, loss, **params):
+        return entry("cifar10", 900.0, epochs=8, acc=acc, defence="pgd-at", defence_params=params,
+                     history=[{"epoch": 8, "loss": loss}])
+    original = {"eps": 0.3, **defences.RECIPES["pgd-at"]["original"]}
+    members = {"cifar10-fp-s1": entry("cifar10", 300.0, epochs=15, acc=0.74),
+               "cifar10-fp-s1-pgdat-e0.3": pgd(0.10, 2.3026, eps=0.3),
+               "cifar10-fp-s1-pgdat-e0.1": pgd(0.30, 2.1, eps=0.1),
+               "cifar10-fp-s1-pgdat-e0.3-n40-a0.01-w0.5-ypred": pgd(0.70, 1.5, **original)}
+    (tmp_path / "manifest.json").write_text(json.dumps({"members": members}))
+    rows = {r["member"]: r for r in defence_costs.pgd_training_rows("cifar10", tmp_path)}
+    assert rows["cifar10-fp-s1-pgdat-e0.3"]["collapsed"] and rows["cifar10-fp-s1-pgdat-e0.3"]["recipe"] == "madry"
+    assert not rows["cifar10-fp-s1-pgdat-e0.1"]["collapsed"]  # 2.1 is not ln 10
+    o = rows["cifar10-fp-s1-pgdat-e0.3-n40-a0.01-w0.5-ypred"]
+    assert o["recipe"] == "original" and not o["collapsed"] and o["accuracy"] == pytest.approx(70.0)
+    lines = defence_costs.pgd_recipe_lines("cifar10", tmp_path)
+    assert sum("a constant answer" in line for line in lines) == 1
+    assert lines[-1].endswith("the original recipe at the paper's eps: 70.00%, -3.55 points against the paper's.")
+    del members["cifar10-fp-s1-pgdat-e0.3-n40-a0.01-w0.5-ypred"]
+    (tmp_path / "manifest.json").write_text(json.dumps({"members": members}))
+    assert "not trained yet" in defence_costs.pgd_recipe_lines("cifar10", tmp_path)[-1]
 
 
 # --- (d) the figure -----------------------------------------------------------------------------
