@@ -123,7 +123,7 @@ def pgd_recipe_lines(dataset: str = "cifar10", zoo_dir: str | os.PathLike | None
     rows = pgd_training_rows(dataset, zoo_dir)
     floor = math.log(settings.get(dataset).num_classes)
     recipe = {"madry": "Madry et al.'s recipe (adversarial loss only)",
-              "original": "the original code's recipe (half clean loss, predicted labels)"}
+              "original": "The original code's recipe (half clean loss, predicted labels)"}
     lines = [f"{recipe[r['recipe']]}, eps = {r['eps']:.4g}, {r['steps']} steps, {r['epochs']} epochs: "
              f"clean accuracy {r['accuracy']:.2f}%, last training loss {r['loss']:.3f}"
              + (f" (ln {settings.get(dataset).num_classes} = {floor:.3f}: a constant answer)" if r["collapsed"]
