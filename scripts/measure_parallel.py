@@ -34,9 +34,6 @@ from empir_lib.studies import reproduce, schedule
 
 OUT = files.REPO / "data" / "results" / "parallel"
 PLAN = ["mnist", "--n", "40", "--select-n", "20", "--only", "sweeps/whitebox-mnist-a1w1"]
-# The per-run start-up (Python, TensorFlow, Dask's workers) is a fixed cost of tens of seconds, so the
-# overhead of one worker is only meaningful on a plan whose jobs take minutes: `local` takes the plan's
-# options after its name (they replace PLAN's after the dataset).
 DASK = str(Path(sys.executable).with_name("dask"))
 PORT = 48786
 
@@ -57,6 +54,13 @@ def price(*_: str) -> None:
     _write("dry-run.json", {"datasets": out}, "python scripts/measure_parallel.py price")
 
 
+def _plan(options: tuple[str, ...]) -> list[str]:
+    # The per-run start-up (Python, TensorFlow, Dask's workers) is a fixed cost of tens of seconds, so the
+    # overhead of one worker is only meaningful on a plan whose jobs take minutes: `local` and `cluster`
+    # take the plan's options after their name (they replace PLAN's after the dataset).
+    return [PLAN[0], *options] if options else PLAN
+
+
 def _run(args: list[str], out: Path, plan: list[str] = PLAN) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "empir_lib.cli", "reproduce", *plan, "--out-dir", str(out), *args],
@@ -74,7 +78,7 @@ def _run(args: list[str], out: Path, plan: list[str] = PLAN) -> dict:
 
 
 def local(*options: str) -> None:
-    plan = [PLAN[0], *options] if options else PLAN
+    plan = _plan(options)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {name: _run(args, Path(tmp) / name, plan) for name, args in
                 (("serial", []), ("workers_1", ["--workers", "1"]), ("workers_2", ["--workers", "2"]))}
@@ -89,7 +93,7 @@ def local(*options: str) -> None:
 
 
 def cluster(*options: str) -> None:
-    plan = [PLAN[0], *options] if options else PLAN
+    plan = _plan(options)
     address = f"127.0.0.1:{PORT}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([DASK, "scheduler", "--port", str(PORT), "--dashboard-address", ":0"], **quiet)]

@@ -281,7 +281,7 @@ def test_pgd_recipes_tell_a_collapse_from_a_network_that_learnt(tmp_path):
     assert o["recipe"] == "original" and not o["collapsed"] and o["accuracy"] == pytest.approx(70.0)
     lines = defence_costs.pgd_recipe_lines("cifar10", tmp_path)
     assert sum("a constant answer" in line for line in lines) == 1
-    assert lines[-1].endswith("the original recipe at the paper's eps: 70.00%, -3.55 points against the paper's.")
+    assert lines[-1].endswith("the original recipe (eps = 0.3): 70.00%, -3.55 points against the paper's.")
     del members["cifar10-fp-s1-pgdat-e0.3-n40-a0.01-w0.5-ypred"]
     (tmp_path / "manifest.json").write_text(json.dumps({"members": members}))
     assert "not trained yet" in defence_costs.pgd_recipe_lines("cifar10", tmp_path)[-1]

@@ -87,26 +87,30 @@ def _recipe_name(defence: str, params: dict) -> str | None:
     return None
 
 
-def pgd_training_rows(dataset: str = "cifar10", zoo_dir: str | os.PathLike | None = None) -> list[dict]:
+def pgd_training_rows(dataset: str = "cifar10", zoo_dir: str | os.PathLike | None = None,
+                      have: dict | None = None) -> list[dict]:
     """What each PGD-trained member learnt: its recipe, eps, clean accuracy and last training loss.
 
     A member whose last epoch's training loss is within 0.005 of ln(classes),
     the loss of a network that gives every class the same probability, is
     ``collapsed``: it learnt a constant answer (its loss is the same whatever
     the labels, so the test does not depend on label smoothing).  Rows follow
-    ``settings.defence_rows``; members not trained yet are left out.
+    ``settings.defence_rows``; members not trained yet are left out.  ``have``: the zoo's members, if
+    the caller has read them already.
     """
-    s, have = settings.get(dataset), zoo.members(dataset, zoo_dir)
+    s = settings.get(dataset)
+    have = zoo.members(dataset, zoo_dir) if have is None else have
     floor = math.log(s.num_classes)
     out = []
     for spec in s.defended:
-        w, a, seed, defence, params = spec[:5]
-        e = have.get(settings.defended_id(dataset, spec))
+        defence, params = spec[3:5]
+        mid = settings.defended_id(dataset, spec)
+        e = have.get(mid)
         if defence != "pgd-at" or e is None:
             continue
         full = defences.check(defence, params)
         loss = e["history"][-1]["loss"] if e.get("history") else None
-        out.append({"member": settings.defended_id(dataset, spec), "recipe": _recipe_name(defence, full) or "madry",
+        out.append({"member": mid, "recipe": _recipe_name(defence, full) or "madry",
                     "eps": full["eps"], "steps": full["steps"], "clean_weight": full["clean_weight"],
                     "epochs": e["epochs"], "accuracy": 100 * e["test_accuracy"], "loss": loss,
                     "collapsed": loss is not None and abs(loss - floor) < 0.005})
@@ -118,26 +122,28 @@ def pgd_recipe_lines(dataset: str = "cifar10", zoo_dir: str | os.PathLike | None
 
     One line per PGD-trained member (:func:`pgd_training_rows`), then the
     paper's PGD row (Table 2, section 5.3) and our plain FP member beside the
-    original recipe's member at the paper's eps.
+    original recipe's member.
     """
-    rows = pgd_training_rows(dataset, zoo_dir)
-    floor = math.log(settings.get(dataset).num_classes)
+    have = zoo.members(dataset, zoo_dir)
+    rows = pgd_training_rows(dataset, have=have)
+    classes = settings.get(dataset).num_classes
     recipe = {"madry": "Madry et al.'s recipe (adversarial loss only)",
               "original": "The original code's recipe (half clean loss, predicted labels)"}
     lines = [f"{recipe[r['recipe']]}, eps = {r['eps']:.4g}, {r['steps']} steps, {r['epochs']} epochs: "
              f"clean accuracy {r['accuracy']:.2f}%, last training loss {r['loss']:.3f}"
-             + (f" (ln {settings.get(dataset).num_classes} = {floor:.3f}: a constant answer)" if r["collapsed"]
+             + (f" (ln {classes} = {math.log(classes):.3f}: a constant answer)" if r["collapsed"]
                 else "") for r in rows]
     paper_clean = paper.TABLE2_DEFENCES.get(dataset, {}).get("pgd-at", {}).get("clean")
-    fp = zoo.members(dataset, zoo_dir).get(settings.member_id(dataset, 32, 32, 1))
-    original = [r for r in rows if r["recipe"] == "original" and r["eps"] == 0.3]
+    fp = have.get(settings.member_id(dataset, 32, 32, 1))
+    original = [r for r in rows if r["recipe"] == "original"]
     if paper_clean is not None and fp and original:
         o = original[0]
         lines.append(f"The paper's PGD-trained network: {paper_clean:.2f}% clean; our plain FP member "
-                     f"({fp['epochs']} epochs): {100 * fp['test_accuracy']:.2f}%; the original recipe at the "
-                     f"paper's eps: {o['accuracy']:.2f}%, {o['accuracy'] - paper_clean:+.2f} points against the "
-                     "paper's" + (" (it collapsed too)." if o["collapsed"] else "."))
+                     f"({fp['epochs']} epochs): {100 * fp['test_accuracy']:.2f}%; the original recipe "
+                     f"(eps = {o['eps']:.4g}): {o['accuracy']:.2f}%, "
+                     f"{o['accuracy'] - paper_clean:+.2f} points against the paper's"
+                     + (" (it collapsed too)." if o["collapsed"] else "."))
     elif paper_clean is not None:
-        lines.append("The original code's recipe at the paper's eps is not trained yet: "
+        lines.append("The original code's recipe is not trained yet: "
                      f"empir zoo build --dataset {dataset} --defended")
     return lines
