@@ -5,7 +5,7 @@ Every submission here is *source code* run in a worker process by
 student's: the reference solution passes every task; plain FGSM fails the
 EMPIR and distillation tasks and plain PGD fails the distillation task
 (on the EMPIR votes plain PGD comes close, as measured: the paper's vote gradient
-rule is a working surrogate there, ending a few images short of the
+rule is a working objective there, ending a few images short of the
 reference; the record says so); an identity attack
 scores zero; an answer over eps, with NaN, of the wrong dtype, an attack that
 loops forever, overruns its budget, raises, or tries to change the model
@@ -177,7 +177,7 @@ def test_plain_fgsm_fails_the_empir_and_distillation_tasks(measured, name):
 def test_plain_pgd_fails_distillation_and_comes_close_on_the_empir_votes(measured):
     out = measured[("mnist-distill", "plain PGD")]
     assert out.credit < 0.1 and out.robust > out.target, out.message
-    # Measured, not wished: the paper's vote gradient rule (vote_ce) is a working surrogate for the EMPIR
+    # Measured, not wished: the paper's vote gradient rule (vote_ce) is a working objective for the EMPIR
     # votes; plain PGD ends a few images short of the reference (which breaks them all), and on some hidden
     # seeds within the target (the record and the report say so).
     for name in ("mnist-empir", "cifar10-empir"):

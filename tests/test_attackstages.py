@@ -12,10 +12,10 @@ from empir_lib.attack import (
     convergence,
     diagnostics,
     minnorm,
+    objectives,
     outcomes,
     square,
     suite,
-    surrogates,
     targeted,
     validate,
 )
@@ -53,7 +53,7 @@ def test_apgd_takes_one_budget_per_image(mnist):
 
 
 def ens_loss(ens):
-    return surrogates.loss_fn(ens, "ce_mean_prob")
+    return objectives.loss_fn(ens, "ce_mean_prob")
 
 
 def test_targeted_dlr_is_the_papers_formula_and_targets_skip_the_label(mnist):

@@ -68,6 +68,19 @@ def test_corrupted_manifest_and_results_files(tmp_path):
         evaluate.read_result(tmp_path / "missing.json")
 
 
+def test_a_finished_job_is_kept_only_when_its_file_holds_the_same_configuration(tmp_path):
+    path = tmp_path / "job.json"
+    cfg = {"members": ["a", "b"], "n": 100, "params": {"eps": 0.3, "steps": (1, 2)}}
+    assert results.done(path, cfg) is None  # no file yet
+    path.write_text(json.dumps({**cfg, "robust_accuracy": 0.5}))
+    assert results.done(path, cfg)["robust_accuracy"] == 0.5  # a tuple equals the list JSON stored
+    for changed in ({"n": 200}, {"members": ["a"]}, {"params": {"eps": 0.1, "steps": (1, 2)}}, {"rule": "vote"}):
+        assert results.done(path, {**cfg, **changed}) is None
+    path.write_text("{oops")
+    with pytest.raises(EmpirError, match="not valid JSON"):
+        results.done(path, cfg)
+
+
 def _cli(*args, cwd=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", "empir_lib.cli", *args], capture_output=True, text=True,

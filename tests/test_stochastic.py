@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib.attack import apgd, suite, surrogates
+from empir_lib.attack import apgd, objectives, suite
 from empir_lib.core.errors import FULL_PRECISION, EmpirError
 from empir_lib.nets import data, ensemble, models, quantize, stochastic, zoo
 from empir_lib.studies import results, worstcase
@@ -152,18 +152,18 @@ def test_the_default_suite_only_grew_from_the_committed_one():
     assert {k for k in old if old[k] != new[k]} == {"square"}
     assert (old["square"]["queries"], new["square"]["queries"]) == (1000, 5000)
     assert {k for k in cfg if cfg[k] != record.get(k)} == {"attacks"}  # the members, threat and n are the same
-    assert not worstcase.is_done(path, cfg)
+    assert results.done(path, cfg) is None
 
 
 def test_eot_with_one_sample_is_the_plain_loss_and_bad_settings_are_refused(mnist_empir):
     ens, x, y = mnist_empir
-    a = apgd.run(surrogates.loss_fn(ens, "ce_mean_prob"), x[:12], y[:12], 0.15, n_iter=8, seed=3)
-    b = apgd.run(surrogates.loss_fn(ens, "ce_mean_prob", eot_samples=1), x[:12], y[:12], 0.15, n_iter=8, seed=3)
+    a = apgd.run(objectives.loss_fn(ens, "ce_mean_prob"), x[:12], y[:12], 0.15, n_iter=8, seed=3)
+    b = apgd.run(objectives.loss_fn(ens, "ce_mean_prob", eot_samples=1), x[:12], y[:12], 0.15, n_iter=8, seed=3)
     for u, v in zip(a, b):
         np.testing.assert_array_equal(u, v)
     for bad in (0, -2, 1.5, True):
         with pytest.raises(EmpirError, match="eot_samples"):
-            surrogates.loss_fn(ens, "ce_mean_prob", eot_samples=bad)
+            objectives.loss_fn(ens, "ce_mean_prob", eot_samples=bad)
     with pytest.raises(EmpirError, match="EOT decision"):
         suite.attack_suite(ens, {"norm": "linf", "eps": 0.1}, 4, "mean")
     mixed = suite.attack_suite(ens, {"norm": "linf", "eps": 0.1}, 4)[:2]
@@ -182,15 +182,15 @@ def test_eot_averages_the_gradient(mnist_empir):
     x, y = x[:2], y[:2].astype(np.int32)
     det = ensemble.make([zoo.load("mnist-a4w2-s1"), zoo.load("mnist-fp-s1")])
     # Deterministic members: the mean of S identical passes is one pass (a mean, not a sum).
-    p1, g1 = _grad(surrogates.loss_fn(det, "ce_sum"), x, y)
-    p4, g4 = _grad(surrogates.loss_fn(det, "ce_sum", 4, "majority"), x, y)
+    p1, g1 = _grad(objectives.loss_fn(det, "ce_sum"), x, y)
+    p4, g4 = _grad(objectives.loss_fn(det, "ce_sum", 4, "majority"), x, y)
     np.testing.assert_allclose(g4, g1, rtol=1e-4, atol=1e-7)
     np.testing.assert_array_equal(p4, p1)
     # Stochastic members: the spread of the gradient estimate shrinks as S grows.
     sto = ensemble.make([stochastic.to_stochastic(zoo.load("mnist-a4w2-s1"), seed=1)])
     spread = {}
     for s in (1, 16):
-        fn = surrogates.loss_fn(sto, "ce_sum", s)
+        fn = objectives.loss_fn(sto, "ce_sum", s)
         gs = np.stack([_grad(fn, x, y)[1] for _ in range(6)])
         spread[s] = gs.std(0).mean()
     assert spread[16] < spread[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib.attack import apgd, art_bridge, attacks, diagnostics, outcomes, suite, surrogates
+from empir_lib.attack import apgd, art_bridge, attacks, diagnostics, objectives, outcomes, suite
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, ensemble, steps
 from empir_lib.studies import worstcase
@@ -47,7 +47,7 @@ def test_projection_keeps_the_ball_and_the_box():
 def test_every_reported_break_fools_the_vote_and_stays_in_the_ball(mnist):
     ens, x, y = mnist
     x, y = x[:40], y[:40]
-    out = apgd.run(surrogates.loss_fn(ens, "ce_mean_prob"), x, y, 0.15, n_iter=30)
+    out = apgd.run(objectives.loss_fn(ens, "ce_mean_prob"), x, y, 0.15, n_iter=30)
     assert out.broken.any() and not out.broken.all()
     pred = ensemble.predict(ens, out.x_adv)
     assert np.all(pred[out.broken] != y[out.broken])
@@ -58,7 +58,7 @@ def test_a_single_image_batch_runs(mnist):
     # Compaction can leave one image in a batch; the traced loop must accept any batch size.
     ens, x, y = mnist
     for n in (1, 3):
-        out = apgd.run(surrogates.loss_fn(ens, "dlr_mean_logits"), x[:n], y[:n], 0.05, n_iter=12)
+        out = apgd.run(objectives.loss_fn(ens, "dlr_mean_logits"), x[:n], y[:n], 0.05, n_iter=12)
         assert out.x_adv.shape == x[:n].shape
 
 
@@ -75,19 +75,19 @@ def test_adaptive_cw_flips_the_vote_on_every_image_it_reports_broken(mnist):
 def test_cw_judged_on_the_vote_from_one_pass_matches_a_separate_vote(mnist):
     # The suite's CW reads the vote off the same member logits as its scores (one pass, not two):
     # it must return exactly what a separate call to the vote returns, and differ from judging
-    # success on the surrogate's own argmax (so that this comparison can fail).
+    # success on the objective's own argmax (so that this comparison can fail).
     ens, x, y = mnist
     x, y = x[:20], y[:20].astype(np.int32)
     cw = dict(num_classes=10, max_iterations=30, learning_rate=0.1, confidence=0.0, abort_early=True)
     p = {**suite.CW_SEARCH, "binary_search_steps": 2, "max_iterations": 30}
-    mean = surrogates.mean_logits_fn(ens)
-    steps = {"joint": lambda a, b, c: attacks.cw_l2(surrogates.mean_logits_and_decision_fn(ens), a, b, c,
+    mean = objectives.mean_logits_fn(ens)
+    steps = {"joint": lambda a, b, c: attacks.cw_l2(objectives.mean_logits_and_decision_fn(ens), a, b, c,
                                                     joint=True, **cw),
-             "separate": lambda a, b, c: attacks.cw_l2(mean, a, b, c, decide=surrogates.decision_fn(ens), **cw),
-             "surrogate": lambda a, b, c: attacks.cw_l2(mean, a, b, c, **cw)}
+             "separate": lambda a, b, c: attacks.cw_l2(mean, a, b, c, decide=objectives.decision_fn(ens), **cw),
+             "objective": lambda a, b, c: attacks.cw_l2(mean, a, b, c, **cw)}
     out = {k: attacks.cw_search(tf.function(f), x, y, p) for k, f in steps.items()}
     assert np.array_equal(out["joint"], out["separate"])
-    assert not np.array_equal(out["joint"], out["surrogate"])
+    assert not np.array_equal(out["joint"], out["objective"])
 
 
 def test_suite_is_at_least_as_strong_as_arts_apgd_ce(mnist):
@@ -159,7 +159,7 @@ def test_bad_threat_models_are_refused(mnist, threat):
         suite.attack_suite(ens, threat)
 
 
-def test_bad_suites_and_surrogates_are_refused(mnist):
+def test_bad_suites_and_objectives_are_refused(mnist):
     ens, x, y = mnist
     threat = {"norm": "linf", "eps": 0.1}
     with pytest.raises(EmpirError, match="at least one attack"):
@@ -168,10 +168,10 @@ def test_bad_suites_and_surrogates_are_refused(mnist):
         suite.cascade(ens, x[:2], y[:2], threat, [{"name": "fab", "kind": "fab"}], progress=False)
     with pytest.raises(EmpirError, match="unique"):
         suite.check_suite([{"name": "a", "kind": "apgd"}, {"name": "a", "kind": "pgd"}])
-    with pytest.raises(EmpirError, match="surrogate"):
-        surrogates.loss_fn(ens, "ce_of_everything")
+    with pytest.raises(EmpirError, match="objective"):
+        objectives.loss_fn(ens, "ce_of_everything")
     with pytest.raises(EmpirError, match="names no member"):
-        surrogates.loss_fn(ens, "ce_member:7")
+        objectives.loss_fn(ens, "ce_member:7")
     with pytest.raises(EmpirError, match="threat models"):
         suite.threats("imagenet")
     with pytest.raises(EmpirError, match="threat model for mnist"):

@@ -19,7 +19,7 @@ fra31/auto-attack) in each of these, with one deliberate difference: success
 is judged on the **deployed decision** returned by the loss function (the
 vote), at *every* iterate, and the first iterate that fools it is returned
 ("best iterate", the guide's rule for a defence whose decision is not the
-argmax of the surrogate).  The oscillation count at the first checkpoint
+argmax of the objective).  The oscillation count at the first checkpoint
 compares the first step with the loss at the random start (the reference
 compares it with an unfilled zero).
 
@@ -43,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from ..core import memo
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..nets.metrics import CLIP
 from ..nets.steps import direction, l2_norms, per_image, project
@@ -57,8 +58,8 @@ class Outcome(NamedTuple):
 
     x_adv: np.ndarray       # the first iterate that fooled the decision, else the last best-loss point
     broken: np.ndarray      # bool: some iterate fooled the deployed decision
-    loss_start: np.ndarray  # surrogate loss at the (first) random start
-    loss_best: np.ndarray   # best surrogate loss reached (for images never broken: at the end)
+    loss_start: np.ndarray  # loss at the (first) random start
+    loss_best: np.ndarray   # best loss reached (for images never broken: at the end)
     zero_grad: np.ndarray   # bool: the gradient at the start was exactly zero
     steps: int              # image-steps spent (forward + backward passes), for the benchmarks
 
@@ -114,16 +115,11 @@ _FIELDS = ("x_adv", "x_old", "grad", "x_best", "grad_best", "loss_best", "step",
 _AT = {name: k for k, name in enumerate(_FIELDS)}
 
 
-_SEGMENTS: dict = {}
-
-
 def _make_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
     # One traced segment per loss function and variant: a caller that reuses its
     # loss function (the suite does) traces once, not once per batch.
     key = (fn, norm, tuple(clip), schedule, momentum)
-    if key not in _SEGMENTS:
-        _SEGMENTS[key] = _trace_segment(fn, norm, clip, schedule, momentum)
-    return _SEGMENTS[key]
+    return memo.get("apgd.segments", key, lambda: _trace_segment(fn, norm, clip, schedule, momentum), 128)
 
 
 def _trace_segment(fn, norm: str, clip, schedule: bool, momentum: bool):
@@ -190,7 +186,7 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
         batch_size: int = 500) -> Outcome:
     """Run APGD (defaults) or fixed-step PGD (``schedule=momentum=False, step=...``) on numpy images.
 
-    ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.attack.surrogates.loss_fn`.
+    ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.attack.objectives.loss_fn`.
     Restarts run on the images no earlier restart broke, each from a new
     random start.  ``eps`` is one budget, or one per image (an array of
     length n: the minimal-norm search bisects each image's budget); a

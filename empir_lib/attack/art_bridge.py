@@ -6,7 +6,7 @@ ART runs under TF 2.21 / Keras 3 when the model is a ``tf.Module`` whose
 functions are offered:
 
 * ``"log_mean_prob"``: the log of the members' mean probability.  ART's
-  APGD-CE then climbs ``-log mean_k p_k[y]``, the same surrogate as our
+  APGD-CE then climbs ``-log mean_k p_k[y]``, the same objective as our
   ``ce_mean_prob``, which makes ART's APGD the reference our own fast
   :mod:`empir_lib.attack.apgd` is tested against;
 * ``"decision"``: the mean probability plus one for the deployed class.  Its

@@ -4,7 +4,7 @@ After Croce & Hein's AutoAttack (``checks.py``: zero gradients, Square beating
 the white-box attacks) and Pintor et al. (2022), "Indicators of Attack
 Failure", an evaluation is **suspicious** when:
 
-* ``zero_gradients``: some attacked images have an exactly zero surrogate
+* ``zero_gradients``: some attacked images have an exactly zero objective
   gradient at the start (the attacker is blind there: masking or saturation);
 * ``black_box_beats_white_box``: the gradient-free Square attack breaks more
   than 0.2% of the images that every gradient attack on the ensemble failed
@@ -26,7 +26,7 @@ Failure", an evaluation is **suspicious** when:
   model, is failing;
 * ``transfer_beats_white_box``: APGD-CE on the full-precision member alone,
   judged on the vote, breaks more of the first ``diag_n`` images than
-  APGD-CE on the ensemble's own surrogate: the ensemble's gradient is worse
+  APGD-CE on the ensemble's own objective: the ensemble's gradient is worse
   than a proxy's.
 
 :func:`run` returns the measured value of every check and the list of
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nets import ensemble as ens_mod
-from . import apgd, outcomes, surrogates
+from . import apgd, objectives, outcomes
 
 SQUARE_ALPHA = 0.002
 TRANSFER_SHARE = 0.002  # AutoAttack's Square threshold, applied to the per-image transfer check
@@ -106,7 +106,7 @@ def run(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, casca
     if len(correct):
         xs, ys = x[correct], np.asarray(y)[correct]
         big = 1.0 if threat["norm"] == "linf" else float(np.sqrt(np.prod(x.shape[1:])))
-        ce = surrogates.loss_fn(ens, "ce_mean_prob")
+        ce = objectives.loss_fn(ens, "ce_mean_prob")
         unbounded = apgd.run(ce, xs, ys, big, threat["norm"], 100, 1, seed)
         values["unbounded_robust"] = float(1 - unbounded.broken.mean())
         values["diag_n"] = int(len(correct))
@@ -116,7 +116,7 @@ def run(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, casca
         if len(ens.members) > 1 and any(ens.fp):
             fp = int(ens_mod.priority(ens)[0])
             white = apgd.run(ce, xs, ys, threat["eps"], threat["norm"], 100, 1, seed)
-            transfer = apgd.run(surrogates.loss_fn(ens, f"ce_member:{fp}"), xs, ys, threat["eps"], threat["norm"],
+            transfer = apgd.run(objectives.loss_fn(ens, f"ce_member:{fp}"), xs, ys, threat["eps"], threat["norm"],
                                 100, 1, seed)
             values["white_box_robust"] = float(1 - white.broken.mean())
             values["transfer_fp_robust"] = float(1 - transfer.broken.mean())

@@ -37,11 +37,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from ..core import memo
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
-from . import apgd, expected, surrogates
+from . import apgd, expected, objectives
 from .suite import _bar  # the suite's progress bar (shown only when asked)
 
 with warnings.catch_warnings():
@@ -97,15 +98,9 @@ def cost(spec: dict, members: int = 3) -> int:
     return spec["queries"] * spec["samples"] * members // 3  # forward passes only, a third of a step each
 
 
-_CACHE: dict = {}
-
-
 def _cached(ens: ens_mod.Ensemble, key: tuple, make):
     # One loss function per ensemble and stage: APGD traces its loop once per function.
-    full = (tuple(id(m) for m in ens.members), key)
-    if full not in _CACHE:
-        _CACHE[full] = (ens, make())
-    return _CACHE[full][1]
+    return memo.get("expected_suite.losses", (tuple(id(m) for m in ens.members), key), make, 64, keep=ens)
 
 
 def _never_broken(f):
@@ -133,9 +128,9 @@ def _loss(ens: ens_mod.Ensemble, spec: dict):
     if spec["kind"] in ("nearest", "fixed-draws"):
         sur = surrogate(ens, spec)
         return _cached(ens, ("loss", spec["kind"], spec.get("draws")),
-                       lambda: _never_broken(surrogates.loss_fn(sur, "ce_mean_prob")))
+                       lambda: _never_broken(objectives.loss_fn(sur, "ce_mean_prob")))
     return _cached(ens, ("loss", spec["loss"], spec["samples"]),
-                   lambda: _never_broken(surrogates.loss_fn(ens, spec["loss"], spec["samples"], "draw")))
+                   lambda: _never_broken(objectives.loss_fn(ens, spec["loss"], spec["samples"], "draw")))
 
 
 class _MeanScores(tf.Module):

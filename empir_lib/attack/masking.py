@@ -17,7 +17,7 @@ from ..core import settings
 from ..core.errors import EmpirError
 from ..nets import steps, zoo
 from ..nets.defence_losses import input_gradient
-from . import attacks, surrogates
+from . import attacks, objectives
 
 
 def _load_member(dataset: str, member: str, zoo_dir: str | os.PathLike | None) -> tuple:
@@ -60,7 +60,7 @@ def gradient_masking(dataset: str, members: Sequence[str], x: ArrayLike, y: Arra
                "accuracy": 100 * float(np.mean(np.argmax(logits, -1) == y_np)),
                "saturated": 100 * float(np.mean(tf.reduce_max(tf.nn.softmax(logits), -1).numpy() == 1.0)),
                "gap": float(np.median(top2[:, 0] - top2[:, 1]))}
-        for name, loss in (("ce", surrogates.cross_entropy), ("margin", surrogates.margin)):
+        for name, loss in (("ce", objectives.cross_entropy), ("margin", objectives.margin)):
             g = input_gradient(model, x, lambda logits, loss=loss: loss(logits, y_t), training=False)
             row[f"zero_{name}"] = 100 * float(np.mean(~np.any(g.numpy().reshape(len(y_np), -1) != 0, axis=1)))
             adv = steps.signed_step(x, x, g, eps, eps)

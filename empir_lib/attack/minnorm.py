@@ -1,7 +1,7 @@
 """Minimal L2 perturbation per image that always succeeds with an unbounded budget, judged on the vote.
 
 CW-L2 (the suite's old minimal-norm figure) can fail outright: with a
-masked or saturated surrogate it finds nothing even unbounded, and its
+masked or saturated objective it finds nothing even unbounded, and its
 "median minimal L2" is then a median over a set it chose.  Here every
 correctly classified image gets a finite minimal L2, by construction:
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from ..core.errors import EmpirError, check_positive_int
 from ..nets import ensemble as ens_mod
-from . import apgd, outcomes, surrogates, validate
+from . import apgd, objectives, outcomes, validate
 
 LINE_STEPS = 20
 BISECT_STEPS = 8
@@ -95,7 +95,7 @@ def minimal_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 
     hi = np.where(found, validate.norms(xs, best, "l2"), np.inf)
     lo = np.zeros(len(correct))
     how = np.where(found, 1, outcomes.ROBUST).astype(np.int8)
-    fn = surrogates.loss_fn(ens, "ce_mean_prob")
+    fn = objectives.loss_fn(ens, "ce_mean_prob")
     steps = range(bisect_steps)
     if progress:
         from tqdm.auto import tqdm  # noqa: PLC0415  (only when shown: tqdm.auto warns in a notebook)

@@ -28,9 +28,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ..core import memo
 from ..core.errors import EmpirError, check_finite_number, check_positive_int
 from ..nets import ensemble as ens_mod
-from . import surrogates
+from . import objectives
 
 P_INIT = 0.1
 FLOOR = 1e-12  # the floor under every norm we divide by (ART's missing guard)
@@ -68,7 +69,7 @@ def pattern(s: int, rng: np.random.Generator) -> np.ndarray:
 
 def _scores_fn(ens: ens_mod.Ensemble, eot: tuple[int, str]):
     order = ens_mod.priority(ens)
-    decide = None if eot == (1, "draw") else surrogates.decision_fn(ens, *eot)
+    decide = None if eot == (1, "draw") else objectives.decision_fn(ens, *eot)
 
     @tf.function(reduce_retracing=True)
     def scores(x):
@@ -99,9 +100,6 @@ def _to_ball(x: np.ndarray, delta: np.ndarray, eps: float) -> np.ndarray:
     return np.clip(x + d * np.minimum(1.0, eps / np.maximum(n, FLOOR)), 0.0, 1.0).astype(np.float32)
 
 
-_SCORES: dict = {}
-
-
 def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, queries: int = 5000,
               seed: int = 0, p_init: float = P_INIT, eot: tuple[int, str] = (1, "draw")) -> tuple[np.ndarray, dict]:
     """Square-L2 on a batch: (adversarial images, statistics); every output finite, in the box and the ball.
@@ -118,9 +116,7 @@ def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, q
     if len(x) == 0:
         return x.copy(), {"image_steps": 0}
     key = (tuple(id(m) for m in ens.members), ens.rule, eot)
-    if key not in _SCORES:
-        _SCORES[key] = (ens, _scores_fn(ens, eot))
-    scores = _SCORES[key][1]
+    scores = memo.get("square.scores", key, lambda: _scores_fn(ens, eot), 16, keep=ens)
     rng = np.random.default_rng(seed)
 
     def margin_of(xs, ys):

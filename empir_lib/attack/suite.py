@@ -55,8 +55,8 @@ lacks, on its survivors: how new stages are added to a committed row, and how
 
 Against stochastic members (:mod:`empir_lib.nets.stochastic`) the suite can run
 with **EOT** (``attack_suite(..., eot_samples=S, decision=...)``, Athalye et
-al. 2018): every gradient attack averages its surrogate over S stochastic
-passes (:func:`empir_lib.attack.surrogates.expectation`), and every success, during
+al. 2018): every gradient attack averages its objective over S stochastic
+passes (:func:`empir_lib.attack.objectives.expectation`), and every success, during
 the attack and in the cascade's re-check, is judged on the named deployed
 decision, ``'draw'`` (one stochastic pass) or ``'majority'`` (over S passes).
 Square and CW keep their own search and are judged the same way.  The
@@ -74,11 +74,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ..core import memo
 from ..core import threats as threat_models
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
-from . import apgd, art_bridge, attacks, cascade_state, outcomes, square, surrogates, targeted, validate
+from . import apgd, art_bridge, attacks, cascade_state, objectives, outcomes, square, targeted, validate
 
 KINDS = ("apgd", "pgd", "apgd-t", "square", "cw")
 # The L2 budgets per dataset (settings.DatasetSettings.l2_budget; the paper reports CW without one).
@@ -114,7 +115,7 @@ def attack_suite(ens: ens_mod.Ensemble, threat: dict, eot_samples: int = 1, deci
     (EOT, module docstring); the default suite's specs carry neither key.
     """
     threat = check_threat(threat)
-    eot_samples, decision = surrogates.check_eot(eot_samples, decision)
+    eot_samples, decision = objectives.check_eot(eot_samples, decision)
     specs = _suite(ens, threat)
     if eot_samples > 1:
         specs = [{**spec, "eot_samples": eot_samples, "decision": decision} for spec in specs]
@@ -171,7 +172,7 @@ def check_suite(specs: list[dict]) -> list[dict]:
         if s.get("name") in seen or not s.get("name"):
             raise EmpirError(f"attack names must be unique and non-empty; {s.get('name')!r} is not.")
         seen.add(s["name"])
-        surrogates.check_eot(*_eot(s))
+        objectives.check_eot(*_eot(s))
     if len({_eot(s) for s in specs}) > 1:
         raise EmpirError("every attack of a suite must share one EOT setting (eot_samples and decision): "
                          "the cascade re-checks every break with it.")
@@ -185,7 +186,7 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     eot = _eot(spec)
     if spec["kind"] in ("apgd", "pgd"):
         key = ("loss", spec["loss"]) if eot == (1, "draw") else ("loss", spec["loss"], *eot)
-        fn = _cached(ens, key, lambda: surrogates.loss_fn(ens, spec["loss"], *eot))
+        fn = _cached(ens, key, lambda: objectives.loss_fn(ens, spec["loss"], *eot))
         fixed = spec["kind"] == "pgd"
         out = apgd.run(fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1), seed,
                        step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed)
@@ -201,7 +202,7 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
         if norm == "l2":  # ours: ART 1.20.1's Square-L2 returns non-finite images (module square)
             best, info = x, {"image_steps": 0}
             for r in range(spec.get("restarts", 1)):
-                left = surrogates.deployed(ens, best, *eot) == y if r else np.ones(len(y), bool)
+                left = objectives.deployed(ens, best, *eot) == y if r else np.ones(len(y), bool)
                 xa, more = square.square_l2(ens, x[left], y[left], eps, spec["queries"], seed + r, eot=eot)
                 best = best.copy()
                 best[left] = xa
@@ -215,11 +216,11 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
         cw = dict(num_classes=ens.num_classes, max_iterations=p["max_iterations"], learning_rate=p["learning_rate"],
                   confidence=p["confidence"], abort_early=p["abort_early"])
         if eot == (1, "draw"):  # scores and vote from one pass through the members
-            joint = surrogates.mean_logits_and_decision_fn(ens)
+            joint = objectives.mean_logits_and_decision_fn(ens)
             return tf.function(lambda xb, yb, c: attacks.cw_l2(joint, xb, yb, c, joint=True, **cw),
                                reduce_retracing=True)
         # EOT: the decision is its own (possibly S-pass) query of the stochastic ensemble.
-        score_fn, decide = surrogates.mean_logits_fn(ens), surrogates.decision_fn(ens, *eot)
+        score_fn, decide = objectives.mean_logits_fn(ens), objectives.decision_fn(ens, *eot)
         return tf.function(lambda xb, yb, c: attacks.cw_l2(score_fn, xb, yb, c, decide=decide, **cw),
                            reduce_retracing=True)
 
@@ -231,17 +232,11 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     return xa, {"image_steps": len(x) * p["binary_search_steps"] * p["max_iterations"]}
 
 
-_CACHE: dict = {}
-
-
 def _cached(ens: ens_mod.Ensemble, key: tuple, make):
     # One loss function (and so one traced APGD segment, one traced CW step) per
     # ensemble and attack, reused across chunks: tracing costs seconds per call.
     # The entry keeps the ensemble alive so that a member's id is never reused.
-    full = (tuple(id(m) for m in ens.members), ens.rule, key)
-    if full not in _CACHE:
-        _CACHE[full] = (ens, make())
-    return _CACHE[full][1]
+    return memo.get("suite.losses", (tuple(id(m) for m in ens.members), ens.rule, key), make, 64, keep=ens)
 
 
 def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, specs: list[dict] | None = None,
@@ -273,7 +268,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     state = cascade_state.load(state_path, config)
     eot = _eot(specs[0])
     if state is None:
-        clean = surrogates.deployed(ens, x, *eot)
+        clean = objectives.deployed(ens, x, *eot)
         state = {"broken_by": np.where(clean == y, outcomes.ROBUST, outcomes.CLEAN).astype(np.int8),
                  "norm": np.zeros(len(y), np.float32), "stage": 0, "pos": 0, "todo": None, "stats": {}}
         if start is not None:
@@ -299,7 +294,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             good = validate.valid(x[idx], xa, threat)
             xa = np.where(good[:, None, None, None], xa, x[idx])  # an invalid output is judged as no attack
             nrm = validate.norms(x[idx], xa, threat["norm"])
-            ok = good & (surrogates.deployed(ens, xa, *eot) != y[idx])
+            ok = good & (objectives.deployed(ens, xa, *eot) != y[idx])
             st["invalid"] = st.get("invalid", 0) + int((~good).sum())
             state["broken_by"][idx[ok]] = j
             state["norm"][idx[ok]] = nrm[ok]

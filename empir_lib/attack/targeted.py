@@ -32,7 +32,7 @@ import tensorflow as tf
 from ..core.errors import EmpirError, check_positive_int
 from ..nets import ensemble as ens_mod
 from ..nets.metrics import LossFn
-from . import apgd, surrogates
+from . import apgd, objectives
 
 LOSS = "dlr_targeted_mean_logits"
 TARGETS = 9  # AutoAttack's n_target_classes
@@ -47,7 +47,7 @@ def dlr_targeted(z: tf.Tensor, y: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
 
 
 def loss_fn(ens: ens_mod.Ensemble, eot_samples: int = 1, decision: str = "draw") -> LossFn:
-    """``f(x, y * C + t) -> (DLR_T of the mean logits, vote * C + t)`` (module docstring), EOT as in surrogates."""
+    """``f(x, y * C + t) -> (DLR_T of the mean logits, vote * C + t)`` (module docstring), EOT as in objectives."""
     if ens.num_classes < 4:
         raise EmpirError("the targeted DLR loss needs at least 4 classes.")
     c = ens.num_classes
@@ -58,7 +58,7 @@ def loss_fn(ens: ens_mod.Ensemble, eot_samples: int = 1, decision: str = "draw")
         pred = ens_mod.combine(z, order, ens.rule)["pred"]
         return dlr_targeted(tf.reduce_mean(z, 0), yt // c, yt % c), tf.cast(pred, yt.dtype)
 
-    inner = plain if eot_samples == 1 else surrogates.expectation(plain, eot_samples, decision, c)
+    inner = plain if eot_samples == 1 else objectives.expectation(plain, eot_samples, decision, c)
 
     def f(x: tf.Tensor, yt: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         loss, pred = inner(x, yt)

@@ -6,12 +6,12 @@ so the grader can run this file's source in a student's worker process
 exactly as it runs a submission (``tests/test_attack_tasks.py``).
 
 * :func:`plain_fgsm`: one step of eps along the sign of the gradient of
-  ``vote_ce``, the cross-entropy of the vote's own surrogate (the paper's
+  ``vote_ce``, the cross-entropy of the vote's own objective (the paper's
   gradient rule, section 4.2) (Goodfellow et al. 2015, Eq. 1 of chapter 2).
 * :func:`plain_pgd`: 40 steps of eps / 10 from a uniform random start on the
   same loss (Madry et al. 2018; the step of Table 1's CIFAR-10 PGD).
 * :func:`reference_attack`: what the book's worst-case suite teaches, in a
-  few lines: a surrogate that does not vanish (Croce and Hein's DLR on the
+  few lines: an objective that does not vanish (Croce and Hein's DLR on the
   members' mean logits, then the cross-entropy of the members' mean
   probability, then Carlini and Wagner's margin, each from a new random start
   on what survives), a step that shrinks, every iterate judged
@@ -33,13 +33,13 @@ def _project(x_adv: np.ndarray, x: np.ndarray, eps: float) -> np.ndarray:
 
 
 def plain_fgsm(defence: object, x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
-    """FGSM on the cross-entropy of the vote's surrogate."""
+    """FGSM on the cross-entropy of the vote's objective."""
     _, grad = defence.loss_gradient(x, y, "vote_ce")
     return _project(x + eps * np.sign(grad), x, eps)
 
 
 def plain_pgd(defence: object, x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
-    """PGD (40 steps of eps / 10, uniform random start) on the cross-entropy of the vote's surrogate."""
+    """PGD (40 steps of eps / 10, uniform random start) on the cross-entropy of the vote's objective."""
     rng = np.random.default_rng(0)
     x_adv = _project(x + rng.uniform(-eps, eps, x.shape), x, eps)
     for _ in range(PGD_STEPS):

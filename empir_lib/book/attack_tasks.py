@@ -6,7 +6,7 @@ student a defence, a threat model and a budget, and asks for a function
 ``attack(defence, x, y, eps) -> x_adv``.  Ordered by difficulty (:data:`TASKS`):
 
 1. ``mnist-empir``: EMPIR(2, 1) on MNIST at eps 0.3, judged on the 2-of-3
-   vote, whose gradient is zero: the student picks a surrogate.
+   vote, whose gradient is zero: the student picks an objective.
 2. ``mnist-distill``: the defensively distilled network (T = 100) deployed at
    T = 1: a saturated softmax, zero cross-entropy gradients.
 3. ``cifar10-empir``: EMPIR on CIFAR-10 at 8/255.
@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ..attack import expected, surrogates
-from ..core import files, paper
+from ..attack import expected, objectives
+from ..core import files, memo, paper
 from ..core.errors import EmpirError, check_choice
 from ..nets import data, diversity
 from ..nets import ensemble as ens_mod
@@ -56,7 +56,7 @@ RESULTS = files.REPO / "data" / "results"
 PUBLIC = 100         # the embedded sample's first images: the chapter's and the self-check's
 DRAWS = expected.DRAWS  # fresh draws of a random defence's vote per image when judging (expected accuracy)
 TOLERANCE = 1e-6     # on the [0, 1] box and on eps: float32 rounding of x + eps, no more
-LOSSES = ("vote_ce", *surrogates.ENSEMBLE_SURROGATES, "ce_member:<i>", "margin_member:<i>")
+LOSSES = ("vote_ce", *objectives.ENSEMBLE_OBJECTIVES, "ce_member:<i>", "margin_member:<i>")
 METHODS = ("predict", "logits", "loss_gradient", "logits_gradient", "budget_left")
 
 
@@ -142,14 +142,9 @@ def images(t: Task, hidden: bool, seed: int = 0, n: int | None = None) -> tuple[
     return x[idx], y[idx]
 
 
-_ENSEMBLES: dict[str, ens_mod.Ensemble] = {}
-
-
 def ensemble(t: Task) -> ens_mod.Ensemble:
     """The task's defence as the zoo holds it (loaded once per process, hash-checked by the zoo)."""
-    if t.name not in _ENSEMBLES:
-        _ENSEMBLES[t.name] = ens_mod.from_zoo(list(t.members))
-    return _ENSEMBLES[t.name]
+    return memo.get("attack_tasks.ensembles", t.name, lambda: ens_mod.from_zoo(list(t.members)), 8)
 
 
 def fingerprint(ens: ens_mod.Ensemble) -> str:
@@ -175,12 +170,12 @@ class Defence:
     * ``logits(x)``: every member's logits, (members, n, classes) (n forward);
     * ``loss_gradient(x, y, loss="vote_ce", samples=1)``: (loss per image, its
       gradient w.r.t. x).  ``vote_ce`` is the cross-entropy of the vote's own
-      surrogate, the paper's gradient rule (section 4.2: the mean probability
+      objective, the paper's gradient rule (section 4.2: the mean probability
       of the members that voted for the winner); the others are
-      :mod:`empir_lib.attack.surrogates`'s.  ``samples > 1``: EOT, the mean
+      :mod:`empir_lib.attack.objectives`'s.  ``samples > 1``: EOT, the mean
       over that many fresh draws (n * samples forward and backward);
     * ``logits_gradient(x, w)``: the gradient of ``sum(w * logits)`` w.r.t. x
-      for weights ``w`` shaped like ``logits(x)``: any surrogate the student
+      for weights ``w`` shaped like ``logits(x)``: any objective the student
       builds from the logits (n forward and backward);
     * ``budget_left()``: the passes left (free).
     """
@@ -278,10 +273,10 @@ class Defence:
                     p = tf.gather(out["attack_prob"], y, batch_dims=1)
                     return -tf.math.log(tf.maximum(p, 1e-30)), out["pred"]
 
-                f = base if samples == 1 else surrogates.expectation(base, samples, "draw", self.ens.num_classes)
+                f = base if samples == 1 else objectives.expectation(base, samples, "draw", self.ens.num_classes)
             else:
                 try:
-                    f = surrogates.loss_fn(self.ens, name, samples)
+                    f = objectives.loss_fn(self.ens, name, samples)
                 except EmpirError as e:
                     raise EmpirError(f"{e} The losses: {', '.join(LOSSES)}.") from None
 

@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from ..core import distribute, settings
+from ..core import distribute, memo, settings
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from . import zoo
 from .models import check_images
@@ -194,14 +194,10 @@ def predict_all(ens: Ensemble, x: ArrayLike, batch_size: int = 500) -> dict:
     return {k: np.concatenate([p[k].numpy() for p in parts], axis.get(k, 0)) for k in parts[0]}
 
 
-_PREDICT_FNS: dict = {}
-
-
 def _predict_fn(ens: Ensemble) -> Callable:
     # One traced function per ensemble (keyed by member identity), reused across
     # calls; the entry keeps the ensemble alive so that an id is never reused.
     # Each batch is split over the tf.distribute replicas (one device here).
     key = (tuple(id(m) for m in ens.members), ens.rule)
-    if key not in _PREDICT_FNS:
-        _PREDICT_FNS[key] = (ens, distribute.sharded(distribute.strategy(), lambda x: outputs(ens, x)["pred"], 1))
-    return _PREDICT_FNS[key][1]
+    return memo.get("ensemble.predict", key, lambda: distribute.sharded(
+        distribute.strategy(), lambda x: outputs(ens, x)["pred"], 1), 32, keep=ens)

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..attack import apgd, art_bridge, attacks, surrogates
+from ..attack import apgd, art_bridge, attacks, objectives
 from ..core import files, provenance, settings
 from ..core.errors import EmpirError
 from ..core.files import atomic_write
@@ -122,12 +122,12 @@ def apgd_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray,
                n_iter: int = 100, repeats: int = 2) -> dict:
     """Image-steps/s of our APGD-CE (with and without compaction) beside ART's APGD-CE and the floor.
 
-    All on the same images, model and surrogate (cross-entropy of the mean
+    All on the same images, model and objective (cross-entropy of the mean
     probability), in one run.  An image-step is one forward + backward pass
     through every member; the floor is that pass alone, batched.  ART's
     count is nominal (images x iterations), as it runs every iteration.
     """
-    fn = surrogates.loss_fn(ens, "ce_mean_prob")
+    fn = objectives.loss_fn(ens, "ce_mean_prob")
     xt, yt = tf.constant(x), tf.constant(y.astype(np.int32))
     grad = tf.function(lambda a, b: apgd.loss_decision_gradient(fn, a, b)[2])
     t_floor = best_time(lambda: [grad(xt, yt) for _ in range(5)][-1].numpy(), 2 * repeats) / 5
@@ -167,12 +167,12 @@ def suite_cw_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndar
     const = tf.fill([len(x)], np.float32(10.0))
     cw = dict(num_classes=ens.num_classes, max_iterations=iterations, learning_rate=0.1, confidence=0.0,
               abort_early=False)
-    mean = surrogates.mean_logits_fn(ens)
-    steps = {"one_pass": tf.function(lambda a, b, c: attacks.cw_l2(surrogates.mean_logits_and_decision_fn(ens),
+    mean = objectives.mean_logits_fn(ens)
+    steps = {"one_pass": tf.function(lambda a, b, c: attacks.cw_l2(objectives.mean_logits_and_decision_fn(ens),
                                                                    a, b, c, joint=True, **cw)),
              "separate_vote": tf.function(lambda a, b, c: attacks.cw_l2(mean, a, b, c,
-                                                                        decide=surrogates.decision_fn(ens), **cw))}
-    fn = surrogates.loss_fn(ens, "ce_mean_prob")
+                                                                        decide=objectives.decision_fn(ens), **cw))}
+    fn = objectives.loss_fn(ens, "ce_mean_prob")
     grad = tf.function(lambda a, b: apgd.loss_decision_gradient(fn, a, b)[2])
     t_floor = best_time(lambda: [grad(xt, yt) for _ in range(5)][-1].numpy(), 2 * repeats) / 5
     rates = {k: len(x) * iterations / best_time(lambda f=f: f(xt, yt, const)[1].numpy(), repeats)
@@ -313,7 +313,7 @@ def _attack_section(rows: list[dict]) -> list[str]:
 
 
 def _apgd_section(apgd: list[dict], suite_cw: list[dict]) -> list[str]:
-    lines = ["", "## APGD-CE on the worst-case suite's surrogate (one run: ours, ART 1.20.1, the floor)", "",
+    lines = ["", "## APGD-CE on the worst-case suite's objective (one run: ours, ART 1.20.1, the floor)", "",
               "| model | images | iterations | ours image-steps/s | ours with compaction img/s | ART image-steps/s | "
               "floor image-steps/s | ours / ART | ours cost vs floor | robust: ours / ART |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

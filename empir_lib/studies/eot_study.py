@@ -6,7 +6,7 @@ stochastic-quantised members trained with a diversity objective, "even when
 the attacker backpropagates through the stochastic quantiser".  A randomised
 defence is attacked with Expectation over Transformation (EOT, Athalye et al.
 2018, section 4): the attacker's gradient is the mean over S stochastic
-passes (:func:`empir_lib.attack.surrogates.expectation`).  This module measures,
+passes (:func:`empir_lib.attack.objectives.expectation`).  This module measures,
 as ``empir reproduce cifar10`` jobs under ``data/results/cifar10/stochastic/``:
 
 1. ``eot-samples``: PGD at 5/255 with S = 1, 2, 4, ... EOT samples
@@ -184,8 +184,8 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     path = Path(out_dir) / f"{job['name']}.json"
     samples = None if job["kind"] == "eot-samples" else row_samples(job, out_dir)
     cfg = config(job, ens, n, samples)
-    if worstcase.is_done(path, cfg):
-        return results.read_result(path), False
+    if (old := results.done(path, cfg)) is not None:
+        return old, False
     t0 = time.perf_counter()
     xs, ys = x[:n], y[:n]
     stem = Path(partial_dir) / f"{dataset}-{job['name'].replace('/', '-')}"

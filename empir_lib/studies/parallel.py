@@ -55,6 +55,7 @@ from pathlib import Path
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from ..core import memo
 from ..core.errors import EmpirError, check_positive_int
 from ..nets import build, data, zoo
 from . import reproduce as reproduce_mod
@@ -133,16 +134,10 @@ def _distributed_config():  # dask.config, imported with distributed
     return dask.config
 
 
-_IMAGES: dict = {}
-
-
 def _images(dataset: str, data_dir: str | os.PathLike | None, n: int) -> tuple:
     # Read once per worker process: the jobs of a plan share the dataset's first n test images.
-    key = (dataset, str(data_dir), n)
-    if key not in _IMAGES:
-        _IMAGES.clear()
-        _IMAGES[key] = data.load(dataset, "test", data_dir, n)
-    return _IMAGES[key]
+    return memo.get("parallel.images", (dataset, str(data_dir), n), lambda: data.load(dataset, "test", data_dir, n),
+                    1)
 
 
 def _run_on_worker(study_name: str, job: dict, ctx: study.Context, data_dir: str | os.PathLike | None,

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from ..attack import attacks
-from ..core import provenance, settings, threats
+from ..core import memo, provenance, settings, threats
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write
 from ..nets import data, ensemble, zoo
@@ -203,13 +203,9 @@ def run_job(job: dict, dataset: str, x: np.ndarray, y: np.ndarray, out_dir: Path
     params = attacks.preset(dataset, job["attack"], **job["params"])
     n = min(job["n"], len(y))
     objective = job["objective"] or attacks.objective_for(ens, job["attack"], job["protocol"])
-    if path.is_file():
-        old = results.read_result(path)
-        same = (old.get("members") == job["members"] and old.get("rule") == job["rule"]
-                and old.get("objective") == objective and old.get("params") == json.loads(json.dumps(params))
-                and old.get("n") == n)
-        if same:
-            return old, False
+    cfg = {"members": job["members"], "rule": job["rule"], "objective": objective, "params": params, "n": n}
+    if (old := results.done(path, cfg)) is not None:
+        return old, False
     partial = partial_dir / f"{dataset}-{job['name'].replace('/', '-')}.npz"
     result = evaluate.adversarial_accuracy(ens, job["attack"], x[:n], y[:n], job["protocol"], objective, params,
                                            progress=progress, partial_path=partial)
@@ -218,15 +214,10 @@ def run_job(job: dict, dataset: str, x: np.ndarray, y: np.ndarray, out_dir: Path
     return record, True
 
 
-_ENSEMBLES: dict = {}
-
-
 def _ensemble(members: tuple, rule: str) -> ensemble.Ensemble:
     # Many jobs share an ensemble: load (and hash-check) each one once per run, and
     # let its traced prediction function be reused across jobs.
-    if (members, rule) not in _ENSEMBLES:
-        _ENSEMBLES[(members, rule)] = ensemble.from_zoo(list(members), rule)
-    return _ENSEMBLES[(members, rule)]
+    return memo.get("reproduce.ensembles", (members, rule), lambda: ensemble.from_zoo(list(members), rule), 16)
 
 
 # --- the studies, and the plan they make ----------------------------------------------------------

@@ -137,6 +137,18 @@ def write_result(path: str | os.PathLike, result: dict, dataset: str, command: s
     return record
 
 
+def done(path: str | os.PathLike, config: dict) -> dict | None:
+    """The results file at ``path`` when it holds ``config`` (every key equal, as JSON stores it), else None.
+
+    Every study's resumable job asks this before it runs: a finished job is
+    kept, and a changed configuration (another n, attack, member) runs again.
+    """
+    if not Path(path).is_file():
+        return None
+    old = read_result(path)
+    return old if all(old.get(k) == json.loads(json.dumps(v)) for k, v in config.items()) else None
+
+
 def read_result(path: str | os.PathLike) -> dict:
     """One results file, or a message that says which command writes it."""
     path = Path(path)

@@ -93,10 +93,8 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     n = min(job["n"], len(y))
     path = Path(out_dir) / f"{job['name']}.json"
     cfg = config(job, dataset, ens, n, out_dir)
-    if path.is_file():
-        old = results.read_result(path)
-        if all(old.get(k) == json.loads(json.dumps(v)) for k, v in cfg.items()):
-            return old, False
+    if (old := results.done(path, cfg)) is not None:
+        return old, False
     t0 = time.perf_counter()
     xs, ys = x[:n], y[:n]
     state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"

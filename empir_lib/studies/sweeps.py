@@ -48,11 +48,11 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from ..attack import attacks, outcomes
-from ..core import partial, provenance, settings
+from ..core import memo, partial, provenance, settings
 from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..core.files import atomic_write, sha256
 from ..nets import data, ensemble, models, zoo
-from . import results, worstcase
+from . import results
 
 FOLDER = "sweeps"
 ATTACKS = ("fgsm", "pgd")
@@ -267,14 +267,9 @@ def config(job: dict, dataset: str, n: int, seed: int = 0) -> dict:
     return cfg
 
 
-_MODELS: dict = {}
-
-
 def _model(member: str) -> keras.Model:
     # A member appears in many jobs: load (and hash-check) it once per process.
-    if member not in _MODELS:
-        _MODELS[member] = zoo.load(member)
-    return _MODELS[member]
+    return memo.get("sweeps.models", member, lambda: zoo.load(member), 32)
 
 
 def run_job(job: dict, dataset: str, x: np.ndarray, y: np.ndarray, out_dir: str | os.PathLike,
@@ -290,8 +285,8 @@ def run_job(job: dict, dataset: str, x: np.ndarray, y: np.ndarray, out_dir: str 
     n = min(job["n"], len(y))
     path = Path(out_dir) / f"{job['name']}.json"
     cfg = config(job, dataset, n, seed)
-    if worstcase.is_done(path, cfg):
-        return results.read_result(path), False
+    if (old := results.done(path, cfg)) is not None:
+        return old, False
     t0 = time.perf_counter()
     xs, ys = x[:n], y[:n]
     source, targets = _model(job["source"]), [_model(t) for t in job["targets"]]

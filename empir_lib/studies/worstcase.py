@@ -62,13 +62,6 @@ def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int) -> dict:
             "attacks": attack, "n": n, "kind": job["kind"]}
 
 
-def is_done(path: Path, cfg: dict) -> bool:
-    if not path.is_file():
-        return False
-    old = results.read_result(path)
-    return all(old.get(k) == json.loads(json.dumps(v)) for k, v in cfg.items())
-
-
 def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, out_dir: Path,
             partial_dir: Path, progress: bool = True, prov: dict | None = None) -> tuple[dict, bool]:
     """Run one suite job unless its results file already holds the same configuration."""
@@ -77,8 +70,8 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     n = min(job["n"], len(y))
     path = Path(out_dir) / f"{job['name']}.json"
     cfg = config(job, dataset, ens, n)
-    if is_done(path, cfg):
-        return results.read_result(path), False
+    if (old := results.done(path, cfg)) is not None:
+        return old, False
     t0 = time.perf_counter()
     xs, ys = x[:n], y[:n]
     if job["kind"] == "cascade":
@@ -144,7 +137,7 @@ def threat_rows(dataset: str, root: str | os.PathLike | None = None) -> list[dic
     EMPIR row also carries ``old_linf`` (the old adaptive protocol's lowest
     figure among FGSM, BIM and PGD at the Table 1 eps, each attack with its
     own objective) and ``old_cw`` (the old adaptive
-    CW, judged on the surrogate), and ``median_l2`` from the minimal-L2 run
+    CW, judged on the objective), and ``median_l2`` from the minimal-L2 run
     (``empir-min-norm``, with ``median_l2_ci95``; CW's ``empir-min-l2`` where it is missing).
     """
     base = results.results_dir(dataset, root)

@@ -10,7 +10,7 @@ import time
 import keras
 import numpy as np
 
-from ...core import settings, tables
+from ...core import memo, settings, tables
 from ...core.settings import FULL_PRECISION
 from ...core.timing import best_time
 from ...hardware import overhead
@@ -26,14 +26,11 @@ PAPER_OVERHEAD_BOUND = 0.25
 
 BUILD = {"mnist": models.mnist_conv, "cifar10": models.cifar_conv,
          DATASET: lambda w, a: models.alexnet_tiny(w, a, width=WIDTH), PAPER: models.alexnet}
-_nets = {}
 
 
 def net(name: str, wbits: int = FULL_PRECISION, abits: int = FULL_PRECISION) -> keras.Model:
     """The untrained network of ``name`` ('mnist', 'cifar10', 'tiny-imagenet', 'imagenet'), built once."""
-    if (name, wbits, abits) not in _nets:
-        _nets[name, wbits, abits] = BUILD[name](wbits, abits)
-    return _nets[name, wbits, abits]
+    return memo.get("scale.nets", (name, wbits, abits), lambda: BUILD[name](wbits, abits), 32)
 
 
 def conv1(model: keras.Model) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ...core import settings
+from ...core import memo, settings
 from ...core.settings import FULL_PRECISION
 from ...hardware import overhead
 from ...nets import models
@@ -54,15 +54,10 @@ def _storage_case(arch: str, wbits: int, abits: int, kwargs: tuple) -> tuple[flo
             overhead.predicted_bytes(model) / overhead.float_bytes(model))
 
 
-_STORAGE_CACHE: dict = {}
-
-
 def storage_cases() -> list[tuple[float, int, float]]:
     """:func:`_storage_case` for every entry of ``STORAGE_CASES`` (built once per session)."""
-    for case in STORAGE_CASES:
-        if case not in _STORAGE_CACHE:
-            _STORAGE_CACHE[case] = _storage_case(*case)
-    return [_STORAGE_CACHE[c] for c in STORAGE_CASES]
+    return [memo.get("ch09.storage", case, lambda case=case: _storage_case(*case), len(STORAGE_CASES))
+            for case in STORAGE_CASES]
 
 
 def check_member_storage(student_fn: Callable) -> bool:

@@ -2,14 +2,14 @@
 
 An EMPIR ensemble *deploys* a decision (the 2-of-3 vote, or the argmax of the
 mean probability for an averaging ensemble, paper section 3.2) that has no
-useful gradient.  An attacker therefore climbs a differentiable **surrogate**
+useful gradient.  An attacker therefore climbs a differentiable **objective**
 loss of the members' logits, but counts an image as broken only when the
 *deployed decision* is wrong (Tramer et al. 2020, section 3; Carlini et al.
 2019, "On evaluating adversarial robustness", section 4).  Each function built
 here returns both from one forward pass through the members, so judging every
 iterate on the vote costs nothing extra.
 
-The surrogates (``z_k`` are member k's logits, ``K`` members, ``y`` the label):
+The objectives (``z_k`` are member k's logits, ``K`` members, ``y`` the label):
 
 * ``ce_mean_prob``: ``-log( mean_k softmax(z_k)[y] )``, the cross-entropy of
   the ensemble's mean probability;
@@ -48,8 +48,8 @@ from ..nets import ensemble as ens_mod
 from ..nets import stochastic
 from ..nets.metrics import LossFn
 
-ENSEMBLE_SURROGATES = ("ce_mean_prob", "ce_sum", "dlr_mean_logits", "margin_mean_logits")
-MEMBER_SURROGATES = ("ce_member", "margin_member")
+ENSEMBLE_OBJECTIVES = ("ce_mean_prob", "ce_sum", "dlr_mean_logits", "margin_mean_logits")
+MEMBER_OBJECTIVES = ("ce_member", "margin_member")
 DECISIONS = ("draw", "majority")
 
 def cross_entropy(logits: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -81,16 +81,16 @@ def parse(name: str, n_members: int) -> tuple[str, int | None]:
     """Split ``'ce_member:2'`` into ``('ce_member', 2)``; refuse unknown names and bad indices."""
     if ":" in name:
         base, _, idx = name.partition(":")
-        check_choice(base, MEMBER_SURROGATES, "member surrogate")
+        check_choice(base, MEMBER_OBJECTIVES, "member objective")
         if not idx.isdigit() or not 0 <= int(idx) < n_members:
-            raise EmpirError(f"surrogate {name!r} names no member; this ensemble has members 0..{n_members - 1}.")
+            raise EmpirError(f"objective {name!r} names no member; this ensemble has members 0..{n_members - 1}.")
         return base, int(idx)
-    check_choice(name, ENSEMBLE_SURROGATES + tuple(f"{m}:<i>" for m in MEMBER_SURROGATES), "surrogate")
+    check_choice(name, ENSEMBLE_OBJECTIVES + tuple(f"{m}:<i>" for m in MEMBER_OBJECTIVES), "objective")
     return name, None
 
 
 def loss_fn(ens: ens_mod.Ensemble, name: str, eot_samples: int = 1, decision: str = "draw") -> LossFn:
-    """``f(x, y) -> (loss, decision)``: the surrogate ``name`` per image, and the deployed class.
+    """``f(x, y) -> (loss, decision)``: the objective ``name`` per image, and the deployed class.
 
     The loss is what the attacker ascends; the decision is what the defence
     deploys (:func:`empir_lib.nets.ensemble.combine`'s ``pred``), read off the same
