@@ -4,6 +4,7 @@
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 stages baseline l2 1000 apgd-t
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist recheck empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 recheck seeds/set2/empir linf-8-255 2000
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 recheck defences/pgd-at_original linf-8-255 2000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist min_norm empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 labels
 
@@ -37,6 +38,14 @@ def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
         k, name = int(row.split("/")[1].removeprefix("set")), row.split("/")[2]
         members, base = seeds.sets(dataset)[k - 1][name], f"{row}-{threat}"
         return {"name": f"{base}-{kind}", "members": members, "threat": threat, "kind": kind, "n": n, "base": base}
+    if row.startswith(f"{results.DEFENCES_FOLDER}/"):  # another defence's suite row, e.g. defences/pgd-at_original
+        base = results.suite_name(row.split("/", 1)[1], threat)
+        record = results.find(dataset, base)
+        if record is None or kind == "min_norm":
+            raise SystemExit(f"{dataset} has no suite row {base}; run 'empir reproduce {dataset} --only {base}' "
+                             "first (the minimal L2 is run on EMPIR only).")
+        return {"name": f"{base}-{kind}", "members": record["members"], "threat": threat, "kind": kind, "n": n,
+                "base": base}
     members = s.empir_ids if row == "empir" else [s.empir_fp]
     if kind == "min_norm":
         return {"name": "suite/empir-min-norm", "members": members, "threat": "l2", "kind": kind, "n": n}

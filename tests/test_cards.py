@@ -80,6 +80,19 @@ def test_a_constant_classifier_and_an_empty_row_are_said_so(tmp_path):
         cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
 
 
+def test_another_defences_recheck_is_read_into_its_card_not_taken_for_a_threat(tmp_path):
+    broken = np.array([outcomes.CLEAN] * 20 + [1] * 70 + [outcomes.ROBUST] * 10)
+    _suite_file(tmp_path, "defences/pgd-at_original-suite-linf-8-255", broken, diagnostics={"flags": []})
+    again = broken.copy()
+    again[-1] = 1
+    _suite_file(tmp_path, "defences/pgd-at_original-suite-linf-8-255-recheck", again, robust_after=9,
+                converged=True)
+    made = cards.build("cifar10", tmp_path)
+    assert list(made) == ["pgd-at_original-linf-8-255"]
+    card = made["pgd-at_original-linf-8-255"]
+    assert card["robust_acc"] == "9.00" and card["converged"] is True
+
+
 def test_write_replaces_stale_cards(tmp_path):
     _suite_file(tmp_path, "suite/empir-linf-table1", np.array([1] * 10), diagnostics={"flags": []})
     stale = cards.cards_dir("cifar10", tmp_path) / "gone-l2.json"

@@ -231,6 +231,22 @@ def test_overlapping_intervals_are_reported(tmp_path):
     assert c["holds"] is False and c["separated"] is False
 
 
+def test_the_verdict_quotes_each_rows_strongest_evaluation_and_says_what_is_unsigned(tmp_path):
+    write_suite(tmp_path, "cifar10", "empir", 0.02, ci=(0.01, 0.03))
+    write_suite(tmp_path, "cifar10", "pgd-at", 0.25, ci=(0.24, 0.26), flags=["unbounded_not_zero: 8 of 100"])
+    c = defence_verdict.pgd_verdict("cifar10", tmp_path)["rows"]["pgd-at"]["comparisons"][1]
+    assert c["flagged"] == ["PGD-AT (unbounded_not_zero)"] and c["upper_bound"] == ["EMPIR", "PGD-AT"]
+    # EMPIR's re-check (a doubled budget, a new seed) lowers its number and signs it.
+    write(tmp_path, "cifar10", "suite/empir-linf-table1-recheck",
+          {"robust_accuracy": 0.015, "robust_ci95": [0.008, 0.025], "n": 1000, "converged": True})
+    c = defence_verdict.pgd_verdict("cifar10", tmp_path)["rows"]["pgd-at"]["comparisons"][1]
+    assert c["empir"] == pytest.approx(1.5) and c["upper_bound"] == ["PGD-AT"]
+    text = "\n".join(defence_verdict.verdict_lines(defence_verdict.pgd_verdict("cifar10", tmp_path)))
+    assert ("1.50% against 25.00% worst-case suite robust accuracy (L-inf, Table 1 eps) (-23.50 points): the claim "
+            "does not hold; the 95% intervals are apart; unverified: the suite's diagnostics flag PGD-AT "
+            "(unbounded_not_zero); not re-checked, so an upper bound: PGD-AT.") in text
+
+
 def test_verdict_needs_a_pgd_row():
     with pytest.raises(EmpirError, match="no PGD adversarial training row"):
         defence_verdict.pgd_verdict("mnist")

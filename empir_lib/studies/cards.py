@@ -220,8 +220,9 @@ def rows(dataset: str, root: str | os.PathLike | None = None) -> list[tuple[str,
            for row in results.PAPER_ROWS]
     for name in results.names(dataset, f"{results.DEFENCES_FOLDER}/", root):
         if "-suite-" in name:
-            row, threat = name.removeprefix(f"{results.DEFENCES_FOLDER}/").split("-suite-")
-            out.append((row, threat, name))
+            row, threat = name.removeprefix(f"{results.DEFENCES_FOLDER}/").split("-suite-", 1)
+            if threat in threats.of(dataset):  # not '<threat>-stages' or '-recheck': the row's later evaluations
+                out.append((row, threat, name))
     return [(r, t, nm) for r, t, nm in out if results.find(dataset, nm, root) is not None]
 
 

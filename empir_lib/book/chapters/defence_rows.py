@@ -26,7 +26,7 @@ import numpy as np
 from ...core import defences, paper, settings, threats
 from ...core.errors import EmpirError, check_choice
 from ...nets import zoo
-from ...studies import results
+from ...studies import results, suite_checks
 from .. import plots
 from .committed import Root
 
@@ -144,19 +144,25 @@ def ours(dataset: str, row: str, root: Root = None) -> dict:
 
 
 def adaptive(dataset: str, row: str, root: Root = None, threat: str = THREAT) -> dict | None:
-    """Our row under the adaptive protocol: the worst-case suite's file, or None while it is missing.
+    """Our row under the adaptive protocol, at its strongest evaluation, or None while the suite's file is missing.
 
-    Returns ``{robust, clean (%), n, ci95 (% pair), flags, zero_gradient_share}``.
+    The robust accuracy (and its 95% interval) is the one the row's card
+    quotes: its re-check or new stages when it has them
+    (:func:`empir_lib.studies.suite_checks.evaluations`), on their images.
+    Clean accuracy and the diagnostics are the suite file's.  Returns
+    ``{robust, clean (%), n, ci95 (% pair), flags, zero_gradient_share, converged}``.
     """
-    path = results.results_dir(dataset, root) / f"{suite_name(row, threat)}.json"
-    if not path.is_file():
+    evals = suite_checks.evaluations(dataset, suite_name(row, threat), root)
+    if not evals:
         return None
-    r = results.read_result(path)
+    r, last = evals[0][1], evals[-1][1]
+    recheck = suite_checks.recheck_of(evals)
     diag = r.get("diagnostics") or {}
-    return {"robust": 100 * r["robust_accuracy"], "clean": 100 * r["clean_accuracy"], "n": r["n"],
-            "ci95": tuple(100 * v for v in r.get("robust_ci95", (np.nan, np.nan))),
+    return {"robust": 100 * last["robust_accuracy"], "clean": 100 * r["clean_accuracy"], "n": last["n"],
+            "ci95": tuple(100 * v for v in last.get("robust_ci95", (np.nan, np.nan))),
             "flags": list(diag.get("flags", [])),
-            "zero_gradient_share": diag.get("values", {}).get("zero_gradient_share")}
+            "zero_gradient_share": diag.get("values", {}).get("zero_gradient_share"),
+            "converged": None if recheck is None else bool(recheck["converged"])}
 
 
 def lowest_linf(values: dict) -> float | None:

@@ -67,12 +67,22 @@ def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
             e_t = e_a if threat == THREAT else adaptive(dataset, "empir", root, threat)
             a = adaptive(dataset, row, root, threat)
             gone = [suite_name(r, threat) for r, x in (("empir", e_t), (row, a)) if x is None]
-            comparisons.append(_compare(None if e_t is None else e_t["robust"], None if a is None else a["robust"],
-                                        f"worst-case suite robust accuracy (L-inf, {eps_text})", "adaptive protocol",
-                                        gone, None if e_t is None or a is None else (e_t["ci95"], a["ci95"])))
+            c = _compare(None if e_t is None else e_t["robust"], None if a is None else a["robust"],
+                         f"worst-case suite robust accuracy (L-inf, {eps_text})", "adaptive protocol",
+                         gone, None if e_t is None or a is None else (e_t["ci95"], a["ci95"]))
+            c.update(_standing(e_t, a))
+            comparisons.append(c)
         out["rows"][row] = {"label": label(dataset, row), "comparisons": comparisons,
                             "one_answer": one_answer(dataset, row, root)}
     return out
+
+
+def _standing(empir: dict | None, pgd: dict | None) -> dict:
+    """Whether each side's number can be signed: ``flagged`` (the suite's diagnostics warn: unverified) and
+    ``upper_bound`` (above zero and never re-checked with a doubled budget: it may still fall)."""
+    sides = [(who, x) for who, x in (("EMPIR", empir), ("PGD-AT", pgd)) if x is not None]
+    return {"flagged": [f"{who} ({f.split(':')[0]})" for who, x in sides for f in x["flags"]],
+            "upper_bound": [who for who, x in sides if x["robust"] > 0 and x.get("converged") is None]}
 
 
 def _other_linf(dataset: str) -> list[tuple[str, str]]:
@@ -103,6 +113,10 @@ def verdict_lines(verdict: dict) -> list[str]:
             extra = ""
             if c["separated"] is not None:
                 extra = "; the 95% intervals are apart" if c["separated"] else "; the 95% intervals overlap"
+            if c.get("flagged"):
+                extra += f"; unverified: the suite's diagnostics flag {', '.join(c['flagged'])}"
+            if c.get("upper_bound"):
+                extra += f"; not re-checked, so an upper bound: {', '.join(c['upper_bound'])}"
             lines.append(f"{head} {c['empir']:.2f}% against {c['pgd_at']:.2f}% {c['measure']} "
                          f"({c['difference']:+.2f} points): the claim {word}{extra}.")
         if constant:
