@@ -247,6 +247,23 @@ def test_the_verdict_quotes_each_rows_strongest_evaluation_and_says_what_is_unsi
             "(unbounded_not_zero); not re-checked, so an upper bound: PGD-AT.") in text
 
 
+def test_the_verdict_sets_a_gap_beside_empirs_seed_spread(tmp_path):
+    write_paper(tmp_path, "cifar10", "empir", (0.30,) * 4)  # seed set 1 is Table 2's own row
+    write_paper(tmp_path, "cifar10", "pgd-at", (0.20,) * 4)
+    for k, acc in ((2, 0.32), (3, 0.34)):
+        for a in ("cw", "fgsm", "bim", "pgd"):
+            write(tmp_path, "cifar10", f"seeds/set{k}/empir-paper-{a}",
+                  {"adversarial_accuracy": acc, "clean_accuracy": 0.9, "n": 1000})
+    paper_cmp = defence_verdict.pgd_verdict("cifar10", tmp_path)["rows"]["pgd-at"]["comparisons"][0]
+    assert paper_cmp["seed"]["sd"] == pytest.approx(2.0) and paper_cmp["seed"]["k"] == 3
+    text = "\n".join(defence_verdict.verdict_lines(defence_verdict.pgd_verdict("cifar10", tmp_path)))
+    assert "(+10.00 points): the claim holds; EMPIR's seed spread is 2.00 points (sd over 3 sets), so the gap is " \
+           "beyond two seed sds." in text
+    write_paper(tmp_path, "cifar10", "pgd-at", (0.27,) * 4)  # 3 points behind: inside two sds of 2
+    text = "\n".join(defence_verdict.verdict_lines(defence_verdict.pgd_verdict("cifar10", tmp_path)))
+    assert "so the gap is inside two seed sds." in text
+
+
 def test_verdict_needs_a_pgd_row():
     with pytest.raises(EmpirError, match="no PGD adversarial training row"):
         defence_verdict.pgd_verdict("mnist")

@@ -5,8 +5,9 @@ reported as invalid, not compared (:func:`empir_lib.studies.cards.one_answer`).
 """
 from __future__ import annotations
 
-from ...core import threats
+from ...core import settings, threats
 from ...core.errors import EmpirError
+from ...studies import seeds
 from ...studies.cards import one_answer
 from .committed import Root
 from .defence_rows import (
@@ -58,10 +59,12 @@ def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
                                              "holds": p_e["average"] > p_p["average"]},
            "rows": {}}
     e_o, e_a = ours(dataset, "empir", root), adaptive(dataset, "empir", root)
+    spreads = _empir_seed_spreads(dataset, root)
     for row in rows:
         o, a = ours(dataset, row, root), adaptive(dataset, row, root)
         paper_cmp = _compare(e_o["average"], o["average"], "average adversarial accuracy (CW, FGSM, BIM, PGD)",
                              "paper protocol", e_o["missing"] + o["missing"])
+        paper_cmp["seed"] = spreads.get("paper_average")
         comparisons = [paper_cmp]
         for threat, eps_text in [(THREAT, "Table 1 eps"), *_other_linf(dataset)]:
             e_t = e_a if threat == THREAT else adaptive(dataset, "empir", root, threat)
@@ -70,11 +73,24 @@ def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
             c = _compare(None if e_t is None else e_t["robust"], None if a is None else a["robust"],
                          f"worst-case suite robust accuracy (L-inf, {eps_text})", "adaptive protocol",
                          gone, None if e_t is None or a is None else (e_t["ci95"], a["ci95"]))
-            c.update(_standing(e_t, a))
+            c.update(_standing(e_t, a), seed=spreads.get(threat))
             comparisons.append(c)
         out["rows"][row] = {"label": label(dataset, row), "comparisons": comparisons,
                             "one_answer": one_answer(dataset, row, root)}
     return out
+
+
+def _empir_seed_spreads(dataset: str, root: Root) -> dict[str, dict]:
+    """EMPIR's spread over the training seed sets (chapter 7), per measure, where two or more sets are measured.
+
+    PGD-AT has one training run, so only EMPIR's side of a gap has a measured
+    seed spread; a gap inside two of its standard deviations could be seed noise.
+    """
+    if not settings.get(dataset).seed_sets:
+        return {}
+    values = seeds.seed_values(dataset, root=root)
+    out = {m: seeds.spread([v["empir"][m] for v in values]) for m in ("paper_average", *threats.of(dataset))}
+    return {m: s for m, s in out.items() if s["sd"] is not None}
 
 
 def _standing(empir: dict | None, pgd: dict | None) -> dict:
@@ -113,6 +129,11 @@ def verdict_lines(verdict: dict) -> list[str]:
             extra = ""
             if c["separated"] is not None:
                 extra = "; the 95% intervals are apart" if c["separated"] else "; the 95% intervals overlap"
+            if c.get("seed"):
+                s = c["seed"]
+                inside = abs(c["difference"]) <= 2 * s["sd"]
+                extra += (f"; EMPIR's seed spread is {s['sd']:.2f} points (sd over {s['k']} sets), so the gap is "
+                          f"{'inside' if inside else 'beyond'} two seed sds")
             if c.get("flagged"):
                 extra += f"; unverified: the suite's diagnostics flag {', '.join(c['flagged'])}"
             if c.get("upper_bound"):
