@@ -140,6 +140,23 @@ def test_member_seeds_reads_the_recipes_members_only():
     assert "no member trained for 7 epochs" in chapter_seeds.member_seed_lines("cifar10", ("a2w2",), epochs=7)[0]
 
 
+def test_set_1_is_read_from_the_suite_the_other_sets_met(tmp_path):
+    _fill(tmp_path)
+    # Set 1's new stages (added on its survivors) broke 40 more of the first 1,000 EMPIR images at L2 ...
+    broken = np.full(1000, 1)
+    broken[:60] = outcomes.ROBUST
+    _write(tmp_path, "mnist", "suite/empir-l2-stages", {"robust_accuracy": 0.06, "clean_accuracy": 1.0}, broken)
+    # ... and its re-check (a doubled budget the other sets did not meet) is never read.
+    _write(tmp_path, "mnist", "suite/empir-l2-recheck", {"robust_accuracy": 0.0, "clean_accuracy": 1.0},
+           np.full(1000, 1))
+    values = seeds.seed_values("mnist", root=tmp_path)
+    assert [v["empir"]["l2"] for v in values] == pytest.approx([6.0, 10.0, 10.0])
+    # A stages file on fewer images than the study compares is not used.
+    _write(tmp_path, "mnist", "suite/empir-l2-stages", {"robust_accuracy": 0.0, "clean_accuracy": 1.0},
+           np.full(500, 1))
+    assert seeds.seed_values("mnist", root=tmp_path)[0]["empir"]["l2"] == pytest.approx(10.0)
+
+
 def test_the_seed_table_and_verdicts_come_from_the_files(tmp_path):
     _fill(tmp_path)
     md = chapter_seeds.seed_table("mnist", tmp_path)
@@ -150,6 +167,11 @@ def test_the_seed_table_and_verdicts_come_from_the_files(tmp_path):
                and "beyond the seed spread" in line for line in lines)
     assert any("EMPIR paper-protocol average: ours 41.00 ± 1.00 over 3 seed set(s), the paper's 47.48: "
                "outside two seed sds of ours" in line for line in lines)
+    # One measure only (chapter 8's L2 question): its comparison, and not the paper's.
+    only = chapter_seeds.verdict_lines("mnist", tmp_path, measures=("paper_average",))
+    assert only and all(line.startswith("mnist, paper average") for line in only)
+    with pytest.raises(EmpirError, match="seed-study measure"):
+        chapter_seeds.verdict_lines("mnist", tmp_path, measures=("l3",))
 
 
 def test_a_recheck_that_moved_is_reported_as_an_upper_bound(tmp_path):
