@@ -58,17 +58,18 @@ def pgd_verdict(dataset: str = "cifar10", root: Root = None) -> dict:
                                              "difference": p_e["average"] - p_p["average"],
                                              "holds": p_e["average"] > p_p["average"]},
            "rows": {}}
-    e_o, e_a = ours(dataset, "empir", root), adaptive(dataset, "empir", root)
+    threat_texts = [(THREAT, "Table 1 eps"), *_other_linf(dataset)]
+    e_o = ours(dataset, "empir", root)
+    e_adaptive = {threat: adaptive(dataset, "empir", root, threat) for threat, _ in threat_texts}  # read once
     spreads = _empir_seed_spreads(dataset, root)
     for row in rows:
-        o, a = ours(dataset, row, root), adaptive(dataset, row, root)
+        o = ours(dataset, row, root)
         paper_cmp = _compare(e_o["average"], o["average"], "average adversarial accuracy (CW, FGSM, BIM, PGD)",
                              "paper protocol", e_o["missing"] + o["missing"])
         paper_cmp["seed"] = spreads.get("paper_average")
         comparisons = [paper_cmp]
-        for threat, eps_text in [(THREAT, "Table 1 eps"), *_other_linf(dataset)]:
-            e_t = e_a if threat == THREAT else adaptive(dataset, "empir", root, threat)
-            a = adaptive(dataset, row, root, threat)
+        for threat, eps_text in threat_texts:
+            e_t, a = e_adaptive[threat], adaptive(dataset, row, root, threat)
             gone = [suite_name(r, threat) for r, x in (("empir", e_t), (row, a)) if x is None]
             c = _compare(None if e_t is None else e_t["robust"], None if a is None else a["robust"],
                          f"worst-case suite robust accuracy (L-inf, {eps_text})", "adaptive protocol",
