@@ -30,7 +30,7 @@ from pathlib import Path
 
 from empir_lib.core import files, provenance
 from empir_lib.core.files import atomic_write
-from empir_lib.studies import reproduce, schedule
+from empir_lib.studies import parallel, reproduce, schedule
 
 OUT = files.REPO / "data" / "results" / "parallel"
 PLAN = ["mnist", "--n", "40", "--select-n", "20", "--only", "sweeps/whitebox-mnist-a1w1"]
@@ -100,7 +100,8 @@ def cluster(*options: str) -> None:
     try:
         for i in range(2):  # two nodes: one worker process, one thread each, as 'dask worker' on two machines
             procs.append(subprocess.Popen([DASK, "worker", address, "--nworkers", "1", "--nthreads", "1",
-                                           "--name", f"node{i}", "--no-dashboard"], **quiet))
+                                           "--name", f"node{i}", "--no-dashboard"],
+                                          env={**os.environ, **parallel.worker_env()}, **quiet))
         _wait_for_workers(address, 2)
         with tempfile.TemporaryDirectory() as tmp:
             serial = _run([], Path(tmp) / "serial", plan)

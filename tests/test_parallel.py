@@ -113,6 +113,21 @@ def test_a_parallel_run_needs_workers_or_an_address():
     assert parallel.threads_per_task(8, 2) == 1
 
 
+def test_local_workers_run_without_dasks_profiler():
+    # The profiler samples the running task's stack every 10 ms; a worker that kept it would cost the plan CPU.
+    pytest.importorskip("distributed")
+    import dask.config  # noqa: PLC0415 - optional dependency, as in parallel.py
+
+    with parallel.connect(1, None) as (client, slots, _):
+        seen = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"),
+                                   dask.config.get("distributed.scheduler.allowed-failures")))
+    assert slots == 1 and list(seen.values()) == [(False, parallel.RETRIES)]
+    # The README's 'export' for workers started by hand says the same, in dask's environment spelling.
+    assert parallel.worker_env() == {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in readme
+
+
 # --- real runs on Dask workers ----------------------------------------------------------------------------------
 
 def _files(out: Path) -> dict[str, str]:

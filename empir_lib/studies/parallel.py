@@ -64,6 +64,16 @@ from . import schedule, study
 BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} est. s [{elapsed}<{remaining}]{postfix}"
 RETRIES = 3  # a task whose worker dies is started again (on another worker) up to this many times
 CONNECT_TIMEOUT_S = 20
+# Dask's worker profiler wakes every 10 ms to walk the running task's Python stack, holding the GIL, for a
+# dashboard profile of tasks that are whole jobs with their own progress: CPU the 2-core machine needs. With it
+# off, one worker's jobs took no longer than the serial run's (data/results/parallel/local.json).
+DASK_CONFIG = {"distributed.scheduler.allowed-failures": RETRIES, "distributed.worker.profile.enabled": False}
+
+
+def worker_env() -> dict[str, str]:
+    """DASK_CONFIG's worker settings as the environment of a ``dask worker`` started by hand (the README's recipe)."""
+    return {"DASK_" + k.upper().replace(".", "__").replace("-", "_"): str(v) for k, v in DASK_CONFIG.items()
+            if k.startswith("distributed.worker.")}
 
 
 def _distributed():  # the distributed module
@@ -96,7 +106,7 @@ def connect(workers: int | None = None, address: str | None = None) -> Iterator[
     dask_config = _distributed_config()
     threads = 1 if address is not None else threads_per_task(workers)
     cluster = None
-    with dask_config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+    with dask_config.set(DASK_CONFIG):  # local workers inherit it (the nanny passes this config on)
         try:
             if address is None:
                 env = {"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": str(threads),
