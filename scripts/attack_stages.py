@@ -11,8 +11,10 @@
 A job (``empir_lib.studies.suite_checks``) on the first N test images writes
 ``data/results/<dataset>/suite/<row>-<threat>-<kind>.json`` (``empir-min-norm``
 for the minimal L2) with provenance; it resumes from ``runs/suite/`` when cut
-short.  The re-check's base is the row's ``-stages`` file when there is one,
-else the row itself.  ``labels`` writes ``data/results/<dataset>/labels/paper-protocol.json``:
+short.  The re-check's base is the row's strongest evaluation (its ``-stages`` file
+when there is one); once a re-check has moved the row, the same command runs
+the next round (``-recheck2``, four times the suite's budget, and so on) on it.
+``labels`` writes ``data/results/<dataset>/labels/paper-protocol.json``:
 for every paper-protocol row of Table 2, the share of its adversarial accuracy
 that is clean mistakes moved onto their true label
 (``empir_lib.studies.paper_labels``), re-running the attack on the clean
@@ -33,7 +35,6 @@ from empir_lib.studies import cards, paper_labels, results, seeds, suite_checks
 
 def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
     s = settings.get(dataset)
-    out_dir = results.results_dir(dataset)
     if row.startswith(f"{seeds.FOLDER}/"):  # a seed set's row, e.g. seeds/set2/empir
         k, name = int(row.split("/")[1].removeprefix("set")), row.split("/")[2]
         members, base = seeds.sets(dataset)[k - 1][name], f"{row}-{threat}"
@@ -44,16 +45,27 @@ def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
         if record is None or kind == "min_norm":
             raise SystemExit(f"{dataset} has no suite row {base}; run 'empir reproduce {dataset} --only {base}' "
                              "first (the minimal L2 is run on EMPIR only).")
+        if kind == "recheck":
+            return {**_next_round(dataset, base), "members": record["members"], "threat": threat, "kind": kind,
+                    "n": n}
         return {"name": f"{base}-{kind}", "members": record["members"], "threat": threat, "kind": kind, "n": n,
                 "base": base}
     members = s.empir_ids if row == "empir" else [s.empir_fp]
     if kind == "min_norm":
         return {"name": "suite/empir-min-norm", "members": members, "threat": "l2", "kind": kind, "n": n}
     base = f"suite/{row}-{threat}"
-    if kind == "recheck" and (out_dir / f"{base}-stages.json").is_file():
-        base += "-stages"
+    if kind == "recheck":
+        return {**_next_round(dataset, base), "members": members, "threat": threat, "kind": kind, "n": n}
     return {"name": f"suite/{row}-{threat}-{kind}", "members": members, "threat": threat, "kind": kind,
             "n": n, "base": base}
+
+
+def _next_round(dataset: str, base: str) -> dict:
+    # Round 1 re-checks the row's strongest evaluation; a round that moved is re-checked by the next.
+    nxt = suite_checks.next_recheck(dataset, base)
+    if nxt is None:
+        raise SystemExit(f"{dataset} {base}: its last re-check moved less than the tolerance; nothing to do.")
+    return {"name": nxt[0], "base": nxt[1]}
 
 
 def labels(dataset: str, rerun: tuple[str, ...]) -> None:

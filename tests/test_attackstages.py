@@ -192,6 +192,21 @@ def test_the_recheck_doubles_the_budget_and_measures_the_change(mnist):
     assert still["change_points"] == 0 and still["converged"] and still["stages_run"] == 1
 
 
+def test_a_row_that_moved_gets_a_second_round_at_four_times_the_budget(mnist):
+    ens, x, y = mnist
+    x, y = x[:20], y[:20]
+    first = SHORT[:1] + convergence.doubled(SHORT[:1])
+    r, more = convergence.next_round(first)
+    assert r == 2 and [s["name"] for s in more] == ["recheck2-apgd-ce"]
+    assert more[0]["n_iter"] == 4 * SHORT[0]["n_iter"] and more[0]["restarts"] == 4
+    assert [convergence.round_of(a["name"]) for a in first + more] == [0, 1, 2]
+    correct = ensemble.predict(ens, x) == y
+    start = np.where(correct, outcomes.ROBUST, outcomes.CLEAN)
+    res = convergence.recheck(ens, x, y, {"norm": "linf", "eps": 0.3}, first, start, np.zeros(20), progress=False)
+    assert res["round"] == 2 and set(res["stats"]) == {"recheck2-apgd-ce"} and not res["converged"]
+    assert res["counts"]["recheck2-apgd-ce"] == res["robust_before"] - res["robust_after"] > 0
+
+
 def test_minimal_l2_always_succeeds_even_on_a_masked_model(mnist):
     ens = _masked_ensemble()
     x, y = data.load_sample("mnist", 40)
@@ -283,7 +298,44 @@ def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
     assert sum(wf["only_first_broken_in_second_by"].values()) == wf["only_first"]
     names = [j["name"] for j in worstcase.jobs("mnist", 10, 10)]
     assert "suite/empir-l2-recheck" in names and names[-1] == "suite/empir-min-norm"
+    # Re-check rounds: the first re-checks the new stages' figure; one that moved is re-checked in turn.
+    assert suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path) == ("suite/empir-l2-recheck",
+                                                                              "suite/empir-l2-stages")
+    name, base_name = suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
+    job = {"name": name, "members": list(ens.names), "threat": "l2", "kind": "recheck", "n": 16, "base": base_name}
+    rec, ran = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False,
+                                 prov={"command": "test"})
+    assert ran and rec["robust_before"] == out["robust_after"] and rec["base"]["name"] == base_name
+    after_one = suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
+    assert after_one == (None if rec["converged"] else ("suite/empir-l2-recheck2", "suite/empir-l2-recheck"))
+    summary = suite_checks.row_summary("mnist", "empir", "l2", root=tmp_path)
+    assert summary["recheck"]["after"] == rec["robust_after"] and len(summary["rounds"]) == 1
     assert suite_checks.KINDS == ("stages", "recheck", "min_norm")
+
+
+def _planted(root, name, **record):
+    path = root / "mnist" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"n": 100, "members": ["m"], "robust_accuracy": 0.1, **record}))
+
+
+def test_the_next_recheck_round_follows_the_last_verdict(tmp_path):
+    with pytest.raises(EmpirError, match="no suite row"):
+        suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
+    _planted(tmp_path, "suite/empir-l2")
+    assert suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path) == ("suite/empir-l2-recheck",
+                                                                              "suite/empir-l2")
+    _planted(tmp_path, "suite/empir-l2-recheck", converged=False)
+    assert suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path) == ("suite/empir-l2-recheck2",
+                                                                              "suite/empir-l2-recheck")
+    _planted(tmp_path, "suite/empir-l2-recheck2", converged=True)
+    assert suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path) is None
+    evals = suite_checks.evaluations("mnist", "suite/empir-l2", tmp_path)
+    assert suite_checks.recheck_of(evals)["converged"]  # the last round's verdict, not the first's
+    for r in range(2, suite_checks.ROUNDS + 1):
+        _planted(tmp_path, f"suite/empir-l2-recheck{r}", converged=False)
+    with pytest.raises(EmpirError, match="report it as an upper bound"):
+        suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
 
 
 def test_a_min_norm_job_writes_a_checked_file_that_always_succeeds(mnist, tmp_path):

@@ -60,6 +60,22 @@ def test_a_card_quotes_the_rows_strongest_evaluation(tmp_path):
     assert [s["file"] for s in card["sources"]] == ["cifar10/suite/empir-linf-8-255.json",
                                                     "cifar10/suite/empir-linf-8-255-stages.json",
                                                     "cifar10/suite/empir-linf-8-255-recheck.json"]
+    assert "with a doubled budget and a new seed: moved less than 0.1 point" in card["footnote"]
+
+
+def test_a_row_that_moved_is_quoted_from_its_last_recheck_round(tmp_path):
+    broken = np.array([outcomes.CLEAN] * 20 + [1] * 60 + [outcomes.ROBUST] * 20)
+    _suite_file(tmp_path, "suite/empir-l2", broken, diagnostics={"flags": []})
+    moved = broken.copy()
+    moved[-20:-17] = 2
+    _suite_file(tmp_path, "suite/empir-l2-recheck", moved, robust_after=17, converged=False)
+    card = cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
+    assert card["robust_acc"] == "17.00" and card["converged"] is False and card["unreliable"]
+    assert "doubled budget: it still moved" in card["footnote"]
+    _suite_file(tmp_path, "suite/empir-l2-recheck2", moved, robust_after=17, converged=True)
+    card = cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
+    assert card["converged"] is True and not card["unreliable"] and len(card["sources"]) == 3
+    assert "in 2 rounds, the last with 4 times the budget and a new seed: moved less" in card["footnote"]
 
 
 def test_a_constant_classifier_and_an_empty_row_are_said_so(tmp_path):

@@ -13,10 +13,18 @@ than :data:`TOLERANCE_POINTS` (0.1 percentage point).
 the Adam steps per binary-search step.  :func:`recheck` runs it as the
 continuation of the row's finished cascade (``suite.cascade(start=...)``), so
 it attacks only the row's survivors, and reports the change.
+
+**Rounds.**  A row that moved is not done: its new figure is re-checked in
+turn.  Round ``r`` (:func:`next_round`) runs the suite's own stages at
+``2**r`` times their budget, with seed ``RECHECK_SEED + r - 1``, named
+``recheck<r>-<name>`` (round 1: ``recheck-<name>``), on what the rounds
+before left; the row's number is quoted once a round moves it by less than
+the tolerance.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +38,42 @@ PREFIX = "recheck-"
 RECHECK_SEED = 1  # the suite's default is 0
 
 
-def doubled(specs: list[dict]) -> list[dict]:
-    """The re-check of a suite: each stage with twice its iterations (queries) and restarts, renamed."""
+def prefix(r: int) -> str:
+    """The stage-name prefix of re-check round ``r``: ``recheck-`` for the first, ``recheck<r>-`` after."""
+    return PREFIX if r == 1 else f"recheck{r}-"
+
+
+def round_of(name: str) -> int:
+    """The re-check round a stage name belongs to (0: one of the suite's own stages)."""
+    m = re.match(r"recheck(\d*)-", name)
+    return 0 if m is None else int(m.group(1) or 1)
+
+
+def doubled(specs: list[dict], factor: int = 2, r: int = 1) -> list[dict]:
+    """The re-check of a suite: each stage with ``factor`` times its iterations (queries) and restarts, renamed."""
     out = []
     for s in specs:
-        d = {**s, "name": PREFIX + s["name"]}
+        d = {**s, "name": prefix(r) + s["name"]}
         if s["kind"] in ("apgd", "pgd", "apgd-t"):
-            d.update(n_iter=2 * s["n_iter"], restarts=2 * s.get("restarts", 1))
+            d.update(n_iter=factor * s["n_iter"], restarts=factor * s.get("restarts", 1))
         elif s["kind"] == "square":
-            d.update(queries=2 * s["queries"], restarts=2 * s.get("restarts", 1))
+            d.update(queries=factor * s["queries"], restarts=factor * s.get("restarts", 1))
         elif s["kind"] == "cw":
-            d.update(max_iterations=2 * s["max_iterations"])
+            d.update(max_iterations=factor * s["max_iterations"])
         else:
             raise EmpirError(f"no doubled budget is defined for attack kind {s['kind']!r}.")
         out.append(d)
     return out
 
 
+def next_round(attacks: list[dict]) -> tuple[int, list[dict]]:
+    """The next re-check of a cascade: its round ``r`` and stages (the suite's own at ``2**r`` the budget)."""
+    r = 1 + max((round_of(a["name"]) for a in attacks), default=0)
+    return r, doubled([a for a in attacks if round_of(a["name"]) == 0], 2 ** r, r)
+
+
 def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, attacks: list[dict],
-            broken_by: np.ndarray, norm: np.ndarray, seed: int = RECHECK_SEED,
+            broken_by: np.ndarray, norm: np.ndarray, seed: int | None = None,
             state_path: str | os.PathLike | None = None, progress: bool = True, stop_when_moved: bool = True) -> dict:
     """Re-attack the survivors of a finished cascade (its ``attacks``, per-image ``broken_by`` and ``norm``).
 
@@ -57,17 +82,19 @@ def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, a
     a checkpoint ``<state_path stem>-<k>.npz``, so a cut-short job resumes
     there).  With ``stop_when_moved`` it stops as soon as the change reaches
     :data:`TOLERANCE_POINTS`: later stages can only break more, so the
-    verdict "not converged" is final (``stopped_early``).  Returns the
+    verdict "not converged" is final for this round (``stopped_early``); the
+    next round re-checks the new figure.  ``attacks`` may hold rounds
+    already: this runs the next one (:func:`next_round`), with the seed
+    ``RECHECK_SEED + round - 1`` unless ``seed`` is given.  Returns the
     continued cascade (:func:`suite.cascade`'s dict: its ``broken_by``
     carries the row's stages and then the re-check's) with
     ``robust_before``, ``robust_after``, ``change_points`` (percentage
-    points of the ``n`` images), ``converged`` (change below the tolerance)
-    and ``stages_run``.
+    points of the ``n`` images), ``converged`` (change below the tolerance),
+    ``stages_run`` and ``round``.
     """
     broken_by = np.asarray(broken_by)
-    if any(a["name"].startswith(PREFIX) for a in attacks):
-        raise EmpirError("this cascade already holds a re-check; re-check the row itself.")
-    more = doubled(attacks)
+    r, more = next_round(attacks)  # a cascade that holds rounds already gets the next one
+    seed = RECHECK_SEED + r - 1 if seed is None else seed
     before = int(np.sum(broken_by == outcomes.ROBUST))
     res = {"broken_by": broken_by, "norm": np.asarray(norm, np.float32),
            "stats": {a["name"]: {"seconds": 0.0} for a in attacks}, "resumed_s": 0.0}
@@ -82,11 +109,12 @@ def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, a
             break
     after = int(np.sum(res["broken_by"] == outcomes.ROBUST))
     change = 100.0 * (before - after) / len(broken_by)
-    res["stats"] = {k2: v for k2, v in res["stats"].items() if k2.startswith(PREFIX)}
+    res["stats"] = {k2: v for k2, v in res["stats"].items() if round_of(k2) == r}
     names = [a["name"] for a in attacks] + [s["name"] for s in more]
     res["counts"] = outcomes.counts(res["broken_by"], names)
     return {**res, "resumed_s": resumed, "robust_before": before, "robust_after": after, "change_points": change,
-            "converged": bool(change < TOLERANCE_POINTS), "stages_run": k, "stopped_early": k < len(more)}
+            "converged": bool(change < TOLERANCE_POINTS), "stages_run": k, "stopped_early": k < len(more),
+            "round": r}
 
 
 def checkpoints(state_path: str | os.PathLike | None, stages: int) -> list[Path]:

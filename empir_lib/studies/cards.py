@@ -112,7 +112,8 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
         # RobustBench's 'unreliable': a flag of the suite's diagnostics, or a number that has not stopped moving.
         "unreliable": bool(flags) or converged is not True, "converged": converged, "flags": flags,
         "members": members, "broken_by": broken_by,
-        "footnote": _footnote(n, base["n"], converged, reported is not None),
+        "footnote": _footnote(n, base["n"], converged, reported is not None,
+                              sum(nm.endswith(suite_checks.RECHECKS) for nm, _ in evals)),
         "sources": [{"file": f"{dataset}/{nm}.json", "sha256": files.sha256(results.results_dir(dataset, root) /
                                                                          f"{nm}.json")} for nm, _ in evals],
     }
@@ -165,14 +166,16 @@ def _row_name(row: str) -> str:
             "baseline": "Full-precision baseline (EMPIR's FP member)"}.get(row, row)
 
 
-def _footnote(n: int, n_base: int, converged: bool | None, reported: bool) -> str:
+def _footnote(n: int, n_base: int, converged: bool | None, reported: bool, rounds: int = 1) -> str:
     parts = ["Robust accuracy: the worst case of the book's attack suite (chapter 8) on the vote, "
              "not AutoAttack."]
     if n != n_base:
         parts.append(f"The strongest evaluation covers the first {n:,} test images; the suite alone "
                      f"covered {n_base:,}.")
-    parts.append({True: "Re-attacked with a doubled budget and a new seed: moved less than 0.1 point.",
-                  False: "Re-attacked with a doubled budget: it still moved, so this is an upper bound.",
+    how = ("with a doubled budget" if rounds <= 1
+           else f"in {rounds} rounds, the last with {2 ** rounds} times the budget")
+    parts.append({True: f"Re-attacked {how} and a new seed: moved less than 0.1 point.",
+                  False: f"Re-attacked {how}: it still moved, so this is an upper bound.",
                   None: "Convergence not measured: an upper bound."}[converged])
     if reported:
         parts.append("'reported' is the paper's PGD column of Table 2 (its own protocol: the model's "

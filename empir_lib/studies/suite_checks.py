@@ -80,7 +80,7 @@ def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int, out_dir: Path
                                     "n_iter": minnorm.N_ITER, "bisect_steps": minnorm.BISECT_STEPS}]}
     record, _, name = _base(dataset, job, out_dir, n)
     done = record["attacks"]
-    more = new_stages(ens, threat, done) if job["kind"] == "stages" else convergence.doubled(done)
+    more = new_stages(ens, threat, done) if job["kind"] == "stages" else convergence.next_round(done)[1]
     if job.get("only"):  # a stages job cut to the named new stages (the others said not run, in "only")
         more = [s for s in more if s["name"] in job["only"]]
         cfg["only"] = list(job["only"])
@@ -176,7 +176,10 @@ def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, pro
     return written
 
 
-SUFFIXES = ("", "-stages", "-recheck")  # a row's evaluations, weakest first: the suite, its new stages, its re-check
+ROUNDS = 4  # re-check rounds a row may need before it stops moving (round r: 2**r times the suite's budget)
+# A row's evaluations, weakest first: the suite, its new stages, its re-check rounds.
+SUFFIXES = ("", "-stages", "-recheck", *(f"-recheck{r}" for r in range(2, ROUNDS + 1)))
+RECHECKS = SUFFIXES[2:]
 
 
 def evaluations(dataset: str, name: str, root: str | os.PathLike | None = None) -> list[tuple[str, dict]]:
@@ -194,8 +197,29 @@ def evaluations(dataset: str, name: str, root: str | os.PathLike | None = None) 
 
 
 def recheck_of(evals: list[tuple[str, dict]]) -> dict | None:
-    """The re-check among a row's :func:`evaluations` (the only one that can say a number stopped moving)."""
-    return next((r for name, r in evals if name.endswith(SUFFIXES[-1])), None)
+    """The last re-check round among a row's :func:`evaluations` (the only one that can say a number stopped moving)."""
+    return next((r for name, r in reversed(evals) if name.endswith(RECHECKS)), None)
+
+
+def next_recheck(dataset: str, name: str, root: str | os.PathLike | None = None) -> tuple[str, str] | None:
+    """(job name, base name) of the next re-check round of the suite row ``name``; None once it converged.
+
+    Round 1 re-checks the row's strongest evaluation (its new stages when
+    it has them); each later round re-checks the round before, which moved.
+    """
+    evals = evaluations(dataset, name, root)
+    if not evals:
+        raise EmpirError(f"{dataset} has no suite row {name}; run 'empir reproduce {dataset} --only {name}' first.")
+    last, record = evals[-1]
+    if not last.endswith(RECHECKS):
+        return f"{name}-recheck", last
+    if record["converged"]:
+        return None
+    r = RECHECKS.index(last[len(name):]) + 2
+    if r > ROUNDS:
+        raise EmpirError(f"{last} still moved after {ROUNDS} re-check rounds ({2 ** ROUNDS} times the suite's "
+                         "budget): report it as an upper bound.")
+    return f"{name}-recheck{r}", last
 
 
 def row_summary(dataset: str, row: str, threat: str, root: str | os.PathLike | None = None) -> dict:
@@ -213,13 +237,13 @@ def row_summary(dataset: str, row: str, threat: str, root: str | os.PathLike | N
         out.update(n=r["n"], before=r["robust_before"], after=r["robust_after"],
                    broke={k: v["broken"] for k, v in r["stats"].items()}, invalid=r["invalid_outputs"],
                    stages_s=r["timing"]["wall_time_s"], transfer_check=r["transfer_check"])
-    recheck = base / f"{row}-{threat}-recheck.json"
-    if recheck.is_file():
-        r = results.read_result(recheck)
-        out["recheck"] = {"n": r["n"], "before": r["robust_before"], "after": r["robust_after"],
-                          "change_points": r["change_points"], "converged": r["converged"],
-                          "broke": {k: v["broken"] for k, v in r["stats"].items() if v["broken"]},
-                          "seconds": r["timing"]["wall_time_s"], "base": r["base"]["name"]}
+    rounds = [{"n": r["n"], "before": r["robust_before"], "after": r["robust_after"],
+               "change_points": r["change_points"], "converged": r["converged"],
+               "broke": {k: v["broken"] for k, v in r["stats"].items() if v["broken"]},
+               "seconds": r["timing"]["wall_time_s"], "base": r["base"]["name"]}
+              for name, r in evaluations(dataset, f"{FOLDER}/{row}-{threat}", root) if name.endswith(RECHECKS)]
+    if rounds:
+        out.update(recheck=rounds[-1], rounds=rounds)
     return out
 
 
