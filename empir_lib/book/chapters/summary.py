@@ -58,4 +58,4 @@ def summary_table(root: Root = None) -> str:
         return DASH
     return markdown_table(rows, ["dataset", "threat", "defence", "by", "clean", "robust", "n", "moved"],
                           ["dataset", "threat", "defence", "figure by", "clean %", "robust % (95% interval)",
-                           "images", "moves under a doubled budget?"])
+                           "images", "still moving when re-checked?"])
