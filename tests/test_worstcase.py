@@ -122,7 +122,14 @@ def test_the_minimal_l2_against_the_suite_at_the_budget(tree):
     _write(tree, "mnist", "empir-l2", [-1, 1, 1, 0, 1], np.full(5, 1.0))
     line = worstcase.minimal_versus_suite("mnist", tree)
     # minimal L2 [1, 2, 3, inf, 0] against the budget 2.0: 3.0 and inf exceed it.
-    assert "alone leaves 40.0% of the first 5 images" in line and "leaves 20.0% of the first 5" in line
+    assert "first 5 images: the CW's minimal L2 alone leaves 40.0% robust" in line
+    assert "suite (empir-l2) leaves 20.0%." in line
+    # The suite's strongest evaluation, on the images both cover: new stages on the first 4 broke the survivor.
+    _write(tree, "mnist", "empir-l2-stages", [-1, 1, 1, 0], np.full(4, 1.0))
+    _write(tree, "mnist", "empir-l2-recheck", [1, 1, 1, 0], np.full(4, 1.0), {"converged": True})
+    line = worstcase.minimal_versus_suite("mnist", tree)
+    assert "first 4 images: the CW's minimal L2 alone leaves 50.0% robust" in line
+    assert "suite (empir-l2-recheck) leaves 0.0%." in line
 
 
 def test_stage_counts_follow_the_cascade_and_keep_every_stage():

@@ -331,17 +331,22 @@ def minimal_versus_suite(dataset: str, root: str | os.PathLike | None = None) ->
     A minimal L2 is what *this* attack found, an upper bound on each image's
     true minimal perturbation; where the suite leaves fewer images robust at
     the budget, the minimal-L2 figure alone would overstate the robustness.
+    Both are counted on the same images (the first ones both cover), the
+    suite's from its strongest evaluation (new stages, re-check rounds).
     """
     found = minimal_l2(dataset, root)
-    path = results.results_dir(dataset, root) / FOLDER / "empir-l2.json"
-    if found is None or not path.is_file():
+    evals = suite_checks.evaluations(dataset, f"{FOLDER}/empir-l2", root)
+    if found is None or not evals:
         return f"{dataset}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)"
     d, attack = found
     budget = suite.threat(dataset, "l2")["eps"]
-    suite_r = results.read_result(path)
-    return (f"{dataset}, L2 budget {budget:g}: the {attack}'s minimal L2 alone leaves "
-            f"{100 * np.mean(d > budget):.1f}% of the first {len(d)} images robust; the whole suite leaves "
-            f"{100 * suite_r['robust_accuracy']:.1f}% of the first {suite_r['n']:,}.")
+    name, record = evals[-1]
+    robust = outcomes.load(results.results_dir(dataset, root) / f"{name}.json", record)["broken_by"] == \
+        outcomes.ROBUST
+    n = min(len(d), len(robust))
+    return (f"{dataset}, L2 budget {budget:g}, first {n:,} images: the {attack}'s minimal L2 alone leaves "
+            f"{100 * np.mean(d[:n] > budget):.1f}% robust; the whole suite ({name.removeprefix(FOLDER + '/')}) "
+            f"leaves {100 * np.mean(robust[:n]):.1f}%.")
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
