@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from empir_lib.attack import apgd, art_bridge, attacks, diagnostics, objectives, outcomes, suite
+from empir_lib.attack import apgd, art_bridge, attacks, diagnostics, objectives, outcomes, suite, validate
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, ensemble, steps
 from empir_lib.studies import worstcase
@@ -70,6 +70,21 @@ def test_adaptive_cw_flips_the_vote_on_every_image_it_reports_broken(mnist):
     reported = np.abs(xa - x).reshape(len(x), -1).max(1) > 0   # CW returns the input where it found nothing
     assert reported.sum() >= 10  # CW_SEARCH found all of the first 40 at 5 x 100 steps
     assert np.all(ensemble.predict(ens, xa)[reported] != y[reported])
+
+
+def test_cw_beyond_the_budget_is_no_attack_not_an_invalid_output(mnist):
+    ens, x, y = mnist
+    x, y = x[:20], y[:20]
+    spec = {"name": "cw-l2", "kind": "cw", **suite.CW_SEARCH, "binary_search_steps": 3, "max_iterations": 40}
+    unbounded, _ = suite.run_attack(ens, spec, {"norm": "l2", "eps": 100.0}, x, y)
+    d = validate.norms(x, unbounded, "l2")
+    budget = float(np.median(d[d > 0]))  # some of CW's finds are within it, some beyond
+    xa, _ = suite.run_attack(ens, spec, {"norm": "l2", "eps": budget}, x, y)
+    assert validate.valid(x, xa, {"norm": "l2", "eps": budget}).all()
+    moved = validate.norms(x, xa, "l2") > 0
+    assert 0 < moved.sum() < len(x) and np.all(ensemble.predict(ens, xa)[moved] != y[moved])
+    res = suite.cascade(ens, x, y, {"norm": "l2", "eps": budget}, [spec], progress=False)
+    assert res["stats"]["cw-l2"]["invalid"] == 0
 
 
 def test_cw_judged_on_the_vote_from_one_pass_matches_a_separate_vote(mnist):

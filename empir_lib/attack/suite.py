@@ -229,6 +229,10 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     bs = p["batch_size"]
     xa = np.concatenate([attacks.cw_search(step, x[i:i + bs], y[i:i + bs].astype(np.int32), p)
                          for i in range(0, len(x), bs)])
+    # CW minimises the norm with no hard bound: what it found beyond the budget is no attack within it (the
+    # image itself), not an invalid output; a non-finite or out-of-box image still counts as invalid.
+    beyond = validate.valid(x, xa, {"norm": norm, "eps": np.inf}) & ~validate.valid(x, xa, {"norm": norm, "eps": eps})
+    xa = np.where(beyond[:, None, None, None], x, xa)
     return xa, {"image_steps": len(x) * p["binary_search_steps"] * p["max_iterations"]}
 
 
