@@ -178,8 +178,9 @@ def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, pro
 
 ROUNDS = 4  # re-check rounds a row may need before it stops moving (round r: 2**r times the suite's budget)
 # A row's evaluations, weakest first: the suite, its new stages, its re-check rounds.
-SUFFIXES = ("", "-stages", "-recheck", *(f"-recheck{r}" for r in range(2, ROUNDS + 1)))
-RECHECKS = SUFFIXES[2:]
+# Round r's file suffix is its stage-name prefix (convergence.prefix) made a suffix: -recheck, -recheck2, ...
+RECHECKS = tuple("-" + convergence.prefix(r).removesuffix("-") for r in range(1, ROUNDS + 1))
+SUFFIXES = ("", "-stages", *RECHECKS)
 
 
 def evaluations(dataset: str, name: str, root: str | os.PathLike | None = None) -> list[tuple[str, dict]]:
@@ -212,14 +213,14 @@ def next_recheck(dataset: str, name: str, root: str | os.PathLike | None = None)
         raise EmpirError(f"{dataset} has no suite row {name}; run 'empir reproduce {dataset} --only {name}' first.")
     last, record = evals[-1]
     if not last.endswith(RECHECKS):
-        return f"{name}-recheck", last
+        return name + RECHECKS[0], last
     if record["converged"]:
         return None
     r = RECHECKS.index(last[len(name):]) + 2
     if r > ROUNDS:
         raise EmpirError(f"{last} still moved after {ROUNDS} re-check rounds ({2 ** ROUNDS} times the suite's "
                          "budget): report it as an upper bound.")
-    return f"{name}-recheck{r}", last
+    return name + RECHECKS[r - 1], last
 
 
 def row_summary(dataset: str, row: str, threat: str, root: str | os.PathLike | None = None) -> dict:
