@@ -130,3 +130,15 @@ def test_the_summary_puts_every_published_figure_beside_ours():
     assert ours["robust"].startswith(card["robust_acc"]) and ours["n"] == f"{card['n']:,}"
     assert {r["dataset"] for r in rows} == {"MNIST", "CIFAR-10", "Tiny ImageNet"}
     assert all(settings.get(d) for d in ("mnist", "cifar10", "tiny-imagenet"))
+
+
+def test_a_transfer_flag_is_stated_once_with_its_count_from_the_last_evaluation(tmp_path):
+    broken = np.array([outcomes.CLEAN] * 20 + [1] * 60 + [outcomes.ROBUST] * 20)
+    _suite_file(tmp_path, "suite/empir-l2", broken, diagnostics={"flags": []})
+    # Every later file repeats the cumulative check; the last one has the latest count.
+    for name, k in (("stages", 3), ("recheck", 4)):
+        _suite_file(tmp_path, f"suite/empir-l2-{name}", broken, robust_after=20, converged=True,
+                    transfer_check={"flag": True, "images": k, "share": k / 100})
+    card = cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
+    assert card["flags"] == ["transfer-only breaks: 4 images (4.0%) broken only by a single-member or "
+                             "transfer stage"] and card["unreliable"]

@@ -86,9 +86,11 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     if k == 0:
         converged = True  # nothing survives: no attack can lower it, so there is nothing to re-check
     flags = list(base.get("diagnostics", {}).get("flags", []))
-    for _, r in evals:
-        if r.get("transfer_check", {}).get("flag"):
-            flags.append("transfer-only breaks: images broken only by a single-member or transfer stage")
+    # Each later evaluation's transfer check covers the whole cascade so far: the last one says it once.
+    tc = next((r["transfer_check"] for _, r in reversed(evals) if "transfer_check" in r), {})
+    if tc.get("flag"):
+        flags.append(f"transfer-only breaks: {tc['images']} images ({100 * tc['share']:.1f}%) broken only by "
+                     "a single-member or transfer stage")
     one = one_answer(dataset, row, root)
     if one and one["constant"]:
         flags.insert(0, f"constant classifier: answers '{one['class']}' for {100 * one['share']:.0f}% of the "
