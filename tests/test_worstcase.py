@@ -102,6 +102,19 @@ def test_a_tampered_per_image_file_is_refused(tree):
         worstcase.load("mnist", "empir-linf-table1", tree)
 
 
+def test_gain_lines_add_the_strongest_evaluations_on_the_same_images(tree):
+    # The suite alone: EMPIR keeps 3 of 5, FP 1 of 5.  A re-check round breaks 2 of EMPIR's and still moved.
+    _write(tree, "mnist", "empir-l2", [-1, -1, -1, 1, 0], np.full(5, 1.0))
+    _write(tree, "mnist", "baseline-l2", [-1, 1, 1, 1, 1], np.full(5, 1.0))
+    line = worstcase.gain_lines("mnist", tree)[1]
+    assert line.endswith("the suite alone, EMPIR 60.00% robust, its FP member alone 20.00% (+40.00 points)")
+    _write(tree, "mnist", "empir-l2-recheck", [-1, 2, 2, 1, 0], np.full(5, 1.0),
+           {"robust_after": 1, "converged": False})
+    line = worstcase.gain_lines("mnist", tree)[1]
+    assert line.endswith("the strongest evaluations, on 5 images: EMPIR 20.00%, its FP member 20.00% "
+                         "(+0.00 points), EMPIR still moving, baseline (FP) not re-checked: upper bounds")
+
+
 def test_unknown_suite_job_names_are_refused():
     assert worstcase.check_job_name("mnist", "suite/empir-l2") == "suite/empir-l2"
     with pytest.raises(EmpirError, match="unknown suite job"):
