@@ -38,6 +38,8 @@ def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
     if row.startswith(f"{seeds.FOLDER}/"):  # a seed set's row, e.g. seeds/set2/empir
         k, name = int(row.split("/")[1].removeprefix("set")), row.split("/")[2]
         members, base = seeds.sets(dataset)[k - 1][name], f"{row}-{threat}"
+        if kind == "recheck":  # rounds, as for the book's own rows
+            return {**_next_round(dataset, base), "members": members, "threat": threat, "kind": kind, "n": n}
         return {"name": f"{base}-{kind}", "members": members, "threat": threat, "kind": kind, "n": n, "base": base}
     if row.startswith(f"{results.DEFENCES_FOLDER}/"):  # another defence's suite row, e.g. defences/pgd-at_original
         base = results.suite_name(row.split("/", 1)[1], threat)

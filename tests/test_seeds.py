@@ -181,3 +181,16 @@ def test_a_recheck_that_moved_is_reported_as_an_upper_bound(tmp_path):
                {"robust_before": before, "robust_after": after, "n": 2000, "converged": done})
     line = chapter_seeds.recheck_lines("mnist", "linf-table1", tmp_path)[0]
     assert "set 1 8 -> 6 of 2,000, set 2 5 -> 5 of 2,000" in line and "upper bounds" in line
+
+
+def test_a_seed_sets_recheck_rounds_are_read_as_a_chain_until_every_set_converged(tmp_path):
+    # Set 1 moved in round 1 (8 -> 6) and stood still in round 2; set 2 converged in round 1.
+    _write(tmp_path, "mnist", "seeds/set1/empir-linf-table1-recheck",
+           {"robust_before": 8, "robust_after": 6, "n": 2000, "converged": False})
+    _write(tmp_path, "mnist", "seeds/set2/empir-linf-table1-recheck",
+           {"robust_before": 5, "robust_after": 5, "n": 2000, "converged": True})
+    _write(tmp_path, "mnist", "seeds/set1/empir-linf-table1-recheck2",
+           {"robust_before": 6, "robust_after": 6, "n": 2000, "converged": True})
+    line = chapter_seeds.recheck_lines("mnist", "linf-table1", tmp_path)[0]
+    assert "up to 2 rounds" in line and "set 1 8 -> 6 -> 6 of 2,000, set 2 5 -> 5 of 2,000" in line
+    assert line.endswith("converged.")

@@ -14,7 +14,7 @@ from ...core import settings
 from ...core.errors import check_choice
 from ...core.tables import DASH, markdown_table, missing_line
 from ...nets import zoo
-from ...studies import results, seeds
+from ...studies import seeds, suite_checks
 
 Root = str | os.PathLike | None
 
@@ -145,20 +145,31 @@ def spread_of(values: list[float | None]) -> str:
 
 
 def recheck_lines(dataset: str, measure: str, root: Root = None) -> list[str]:
-    """One line per row whose seed sets were re-checked with a doubled budget at ``measure`` (a threat's name)."""
+    """One line per row whose seed sets were re-checked at ``measure`` (a threat's name), round by round.
+
+    Each set's chain reads its robust count before the first round, then after
+    each round (round r: 2**r times the budget, seed r); the row has stopped
+    moving only when every set's last round did.
+    """
     lines = []
     for row in seeds.ROWS:
         found = []
         for k in range(1, len(seeds.sets(dataset)) + 1):
-            r = results.find(dataset, f"{seeds.FOLDER}/set{k}/{row}-{measure}-recheck", root)
-            if r is not None:
-                found.append((k, r))
+            evals = suite_checks.evaluations(dataset, f"{seeds.FOLDER}/set{k}/{row}-{measure}", root)
+            rounds = [r for name, r in evals if name.endswith(suite_checks.RECHECKS)]
+            if rounds:
+                found.append((k, rounds))
         if not found:
             continue
-        moved = ", ".join(f"set {k} {r['robust_before']} -> {r['robust_after']} of {r['n']:,}" for k, r in found)
-        done = all(r["converged"] for _, r in found)
-        lines.append(f"{dataset}, {measure}, {'EMPIR' if row == 'empir' else 'FP baseline'} re-checked with a "
-                     f"doubled budget and a new seed: {moved}; "
+        moved = ", ".join(f"set {k} " + " -> ".join(str(v) for v in [rs[0]["robust_before"],
+                                                                      *(r["robust_after"] for r in rs)])
+                          + f" of {rs[-1]['n']:,}" for k, rs in found)
+        most = max(len(rs) for _, rs in found)
+        done = all(rs[-1]["converged"] for _, rs in found)
+        how = ("a doubled budget and a new seed" if most == 1 else
+               f"up to {most} rounds (round r: 2^r times the budget, seed r)")
+        lines.append(f"{dataset}, {measure}, {'EMPIR' if row == 'empir' else 'FP baseline'} re-checked with "
+                     f"{how}: {moved}; "
                      + ("converged." if done else "not converged (a change of 0.1 point or more), so these "
                         "values are upper bounds."))
     return lines
