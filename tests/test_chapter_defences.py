@@ -245,6 +245,13 @@ def test_the_verdict_quotes_each_rows_strongest_evaluation_and_says_what_is_unsi
     assert ("1.50% against 25.00% worst-case suite robust accuracy (L-inf, Table 1 eps) (-23.50 points): the claim "
             "does not hold; the 95% intervals are apart; unverified: the suite's diagnostics flag PGD-AT "
             "(unbounded_not_zero); not re-checked, so an upper bound: PGD-AT.") in text
+    # A re-check round that still moved leaves an upper bound too, and the line says so.
+    write(tmp_path, "cifar10", "suite/empir-linf-table1-recheck",
+          {"robust_accuracy": 0.015, "robust_ci95": [0.008, 0.025], "n": 1000, "converged": False})
+    c = defence_verdict.pgd_verdict("cifar10", tmp_path)["rows"]["pgd-at"]["comparisons"][1]
+    assert c["moving"] == ["EMPIR"] and c["upper_bound"] == ["PGD-AT"]
+    text = "\n".join(defence_verdict.verdict_lines(defence_verdict.pgd_verdict("cifar10", tmp_path)))
+    assert "; still moving when re-checked, so an upper bound: EMPIR." in text
 
 
 def test_the_verdict_sets_a_gap_beside_empirs_seed_spread(tmp_path):
@@ -514,7 +521,10 @@ def test_a_constant_classifier_is_named_in_the_verdict(tmp_path):
     # Once EMPIR's files are there, the comparison is measured but not scored: a constant classifier is no defence.
     write_paper(tmp_path, "cifar10", "empir", (0.3,) * 4)
     text = "\n".join(defence_verdict.verdict_lines(defence_verdict.pgd_verdict("cifar10", tmp_path)))
-    assert "EMPIR vs PGD adversarial training (ε = 0.3, 7 steps): not compared: that network is a constant" in text
+    assert ("EMPIR vs PGD adversarial training (ε = 0.3, 7 steps): not compared on average adversarial accuracy "
+            "(CW, FGSM, BIM, PGD): that network is a constant") in text
+    # One line per comparison, each naming its measure: no two lines alike.
+    assert len(set(text.splitlines())) == len(text.splitlines())
     assert "the claim holds" not in text.split("EMPIR vs PGD adversarial training (ε = 0.3, 7 steps)")[1].split("\n")[0]
 
 

@@ -95,11 +95,13 @@ def _empir_seed_spreads(dataset: str, root: Root) -> dict[str, dict]:
 
 
 def _standing(empir: dict | None, pgd: dict | None) -> dict:
-    """Whether each side's number can be signed: ``flagged`` (the suite's diagnostics warn: unverified) and
-    ``upper_bound`` (above zero and never re-checked with a doubled budget: it may still fall)."""
+    """Whether each side's number can be signed: ``flagged`` (the suite's diagnostics warn: unverified),
+    ``upper_bound`` (above zero and never re-checked with a doubled budget: it may still fall) and ``moving``
+    (above zero and its last re-check round still moved it: it may fall further)."""
     sides = [(who, x) for who, x in (("EMPIR", empir), ("PGD-AT", pgd)) if x is not None]
     return {"flagged": [f"{who} ({f.split(':')[0]})" for who, x in sides for f in x["flags"]],
-            "upper_bound": [who for who, x in sides if x["robust"] > 0 and x.get("converged") is None]}
+            "upper_bound": [who for who, x in sides if x["robust"] > 0 and x.get("converged") is None],
+            "moving": [who for who, x in sides if x["robust"] > 0 and x.get("converged") is False]}
 
 
 def _other_linf(dataset: str) -> list[tuple[str, str]]:
@@ -121,7 +123,8 @@ def verdict_lines(verdict: dict) -> list[str]:
         for c in row["comparisons"]:
             head = f"Ours, {c['protocol']}, EMPIR vs {row['label']}:"
             if constant and c["status"] == "measured":
-                lines.append(f"{head} not compared: that network is a constant classifier (invalid as a defence).")
+                lines.append(f"{head} not compared on {c['measure']}: that network is a constant classifier "
+                             "(invalid as a defence).")
                 continue
             if c["status"] != "measured":
                 lines.append(f"{head} not yet measured (missing e.g. {c['missing'][0]}).")
@@ -139,6 +142,8 @@ def verdict_lines(verdict: dict) -> list[str]:
                 extra += f"; unverified: the suite's diagnostics flag {', '.join(c['flagged'])}"
             if c.get("upper_bound"):
                 extra += f"; not re-checked, so an upper bound: {', '.join(c['upper_bound'])}"
+            if c.get("moving"):
+                extra += f"; still moving when re-checked, so an upper bound: {', '.join(c['moving'])}"
             lines.append(f"{head} {c['empir']:.2f}% against {c['pgd_at']:.2f}% {c['measure']} "
                          f"({c['difference']:+.2f} points): the claim {word}{extra}.")
         if constant:
