@@ -142,3 +142,27 @@ def test_a_transfer_flag_is_stated_once_with_its_count_from_the_last_evaluation(
     card = cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
     assert card["flags"] == ["transfer-only breaks: 4 images (4.0%) broken only by a single-member or "
                              "transfer stage"] and card["unreliable"]
+
+
+def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images(tmp_path):
+    def write(name, broken_by, **extra):
+        path = tmp_path / "cifar10" / f"{name}.json"
+        _suite_file(tmp_path, name, broken_by, **extra)
+        record = json.loads(path.read_text())
+        record["per_image"] = outcomes.save(path.with_suffix(".npz"), broken_by, np.zeros(len(broken_by)))
+        path.write_text(json.dumps(record))
+
+    broken = np.array([outcomes.CLEAN] * 20 + [1] * 60 + [outcomes.ROBUST] * 20)
+    write("suite/empir-l2", broken, diagnostics={"flags": []})
+    moved = broken.copy()
+    moved[-20:-17] = 2
+    write("suite/empir-l2-recheck", moved, robust_after=17, converged=False)
+    write("suite/empir-l2-recheck2", moved, robust_after=17, converged=True)
+    write("suite/baseline-l2", np.array([outcomes.CLEAN] * 20 + [1] * 80), diagnostics={"flags": []})
+    cards.write("cifar10", tmp_path)
+    rows, zero = summary.settling_rows(tmp_path)
+    assert zero == 1 and len(rows) == 1  # the FP row left nothing robust: nothing to re-check
+    assert rows[0] == {"dataset": "CIFAR-10", "defence": "EMPIR", "threat": "L2 0.5", "n": "100", "suite": "20",
+                       "stages": "\u2014", "r1": "17", "r2": "17", "r3": "\u2014", "r4": "\u2014",
+                       "converged": "yes"}
+    assert "1 more row: the suite alone left no image robust" in summary.settling_table(tmp_path)

@@ -202,6 +202,33 @@ def recheck_of(evals: list[tuple[str, dict]]) -> dict | None:
     return next((r for name, r in reversed(evals) if name.endswith(RECHECKS)), None)
 
 
+def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict | None:
+    """How a suite row's number was settled: its robust images after each evaluation, on the same images.
+
+    ``name`` is the suite's file (e.g. ``suite/empir-l2``).  Each step of
+    :func:`evaluations` is counted on the last one's first ``n`` images from
+    its per-image file: the suite alone, its new stages, then each re-check
+    round (``factor``: round r runs 2**r times the suite's budget).
+    ``converged``: the last round's verdict (None if never re-checked; True
+    when nothing survives, as no attack can lower it).  None without files.
+    """
+    evals = evaluations(dataset, name, root)
+    if not evals:
+        return None
+    n = evals[-1][1]["n"]
+    steps = []
+    for nm, r in evals:
+        broken = outcomes.load(results.results_dir(dataset, root) / f"{nm}.json", r)["broken_by"][:n]
+        k = RECHECKS.index(nm.removeprefix(name)) + 1 if nm.endswith(RECHECKS) else 0
+        steps.append({"name": nm, "kind": "suite" if nm == name else "stages" if k == 0 else "round",
+                      "round": k, "factor": 2 ** k if k else None,
+                      "robust": int(np.sum(broken == outcomes.ROBUST)),
+                      "seconds": r.get("timing", {}).get("wall_time_s")})
+    rc = recheck_of(evals)
+    converged = True if steps[-1]["robust"] == 0 else None if rc is None else bool(rc["converged"])
+    return {"name": name, "n": n, "suite_n": evals[0][1]["n"], "steps": steps, "converged": converged}
+
+
 def next_recheck(dataset: str, name: str, root: str | os.PathLike | None = None) -> tuple[str, str] | None:
     """(job name, base name) of the next re-check round of the suite row ``name``; None once it converged.
 

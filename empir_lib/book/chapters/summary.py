@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from ...core import paper, settings, threats
 from ...core.tables import DASH, markdown_table
-from ...studies import cards
+from ...studies import cards, suite_checks
 from .committed import Root
+from .defence_rows import label
 from .table2 import LABELS
 
 ROWS = ("empir", "stochastic")  # the rows the summary compares: the paper's defence and its randomised cousin
@@ -59,3 +60,54 @@ def summary_table(root: Root = None) -> str:
     return markdown_table(rows, ["dataset", "threat", "defence", "by", "clean", "robust", "n", "moved"],
                           ["dataset", "threat", "defence", "figure by", "clean %", "robust % (95% interval)",
                            "images", "still moving when re-checked?"])
+
+
+def settling_rows(root: Root = None) -> tuple[list[dict], int]:
+    """Per suite row that the suite alone left above zero: its robust images after each evaluation.
+
+    Read from the cards' first source (the suite's file) with
+    :func:`empir_lib.studies.suite_checks.settling`, every step counted on
+    the strongest evaluation's images.  Also returns how many rows the suite
+    alone already left at zero (nothing to re-check there).
+    """
+    out, zero = [], 0
+    for dataset in settings.DATASETS:
+        stored = cards.read(dataset, root)
+        if not stored:
+            continue
+        names = list(threats.of(dataset))
+        order = {"empir": 0, "baseline": 1}
+        for card in sorted(stored.values(), key=lambda c: (
+                order.get(c["row"], 2), c["row"], names.index(c["threat"]) if c["threat"] in names else 0)):
+            name = card["sources"][0]["file"].removeprefix(f"{dataset}/").removesuffix(".json")
+            s = suite_checks.settling(dataset, name, root) if card["row"] != "stochastic" else None
+            if s is None:
+                continue
+            if s["steps"][0]["robust"] == 0:
+                zero += 1
+                continue
+            by_kind = {st["kind"] if st["kind"] != "round" else f"r{st['round']}": st["robust"] for st in s["steps"]}
+            verdict = {True: "yes", False: "no: an upper bound", None: "not re-checked: an upper bound"}[
+                s["converged"]]
+            if any(f.startswith("constant classifier") for f in card["flags"]):
+                verdict = "— (a constant classifier: not a defence)"
+            out.append({"dataset": LABELS.get(dataset, dataset), "defence": label(dataset, card["row"]),
+                        "threat": _threat(card), "n": f"{s['n']:,}" + ("" if s["n"] == s["suite_n"] else
+                                                                         f" (of {s['suite_n']:,})"),
+                        **{k: f"{by_kind[k]:,}" if k in by_kind else DASH
+                           for k in ("suite", "stages", *(f"r{r}" for r in range(1, suite_checks.ROUNDS + 1)))},
+                        "converged": verdict})
+    return out, zero
+
+
+def settling_table(root: Root = None) -> str:
+    """Markdown: :func:`settling_rows` with its headers, and a line on the rows already at zero."""
+    rows, zero = settling_rows(root)
+    rounds = [f"r{r}" for r in range(1, suite_checks.ROUNDS + 1)]
+    table = markdown_table(rows, ["dataset", "defence", "threat", "n", "suite", "stages", *rounds, "converged"],
+                           ["dataset", "defence", "threat", "images", "suite alone", "+ new stages",
+                            *(f"round {r} ({2 ** r}x)" for r in range(1, suite_checks.ROUNDS + 1)),
+                            "stopped moving?"]) if rows else DASH
+    return table + (f"\n\n{zero} more row{'' if zero == 1 else 's'}: the suite alone left no image robust, so "
+                    "there is nothing to re-check.")
+
