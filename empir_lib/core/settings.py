@@ -251,6 +251,35 @@ def get(dataset: str) -> DatasetSettings:
 # --- zoo ids: built and parsed here only --------------------------------------------------
 
 
+def row_key(row: str) -> str:
+    """The paper's Table 2 row key of one of our rows: 'fgsm-at_eps0.1' -> 'fgsm-at'."""
+    return row.split("_", 1)[0]
+
+
+def row_defence(key: str) -> tuple[defences.Defence, bool]:
+    """The registered defence behind a row key, and whether the row is EMPIR of members trained with it."""
+    empir_of = key.startswith("empir-")
+    return defences.get(key.removeprefix("empir-")), empir_of
+
+
+def row_setting(dataset: str, row: str) -> str:
+    """A defence row's training setting: 'T = 100', '\u03b5 = 0.1, 7 steps', '\u03b5 = 8/255, 7 steps'."""
+    ids = get(dataset).defence_row_ids()
+    if row not in ids:
+        raise EmpirError(f"{dataset} has no defence row {row!r}; its rows: {', '.join(ids)}.")
+    _, _, _, defence, params = dict(get(dataset).defence_rows)[row][-1][:5]  # the FP member comes last
+    return defences.setting_text(defence, params)
+
+
+def row_label(dataset: str, row: str) -> str:
+    """A Table 2 row's name with its training setting: 'FGSM adversarial training (\u03b5 = 0.3)' (section 5.3)."""
+    if row in ("baseline", "empir"):
+        return {"baseline": "baseline FP", "empir": "EMPIR"}[row]
+    record, empir_of = row_defence(row_key(row))
+    name = f"EMPIR of {record.trained} members" if empir_of else record.label
+    return f"{name} ({row_setting(dataset, row)})"
+
+
 def is_full_precision(wbits: int | list | tuple, abits: int | list | tuple) -> bool:
     """True when every weight and activation precision (ints or per-layer lists) is full precision."""
     bits = [*(wbits if isinstance(wbits, (list, tuple)) else [wbits]),

@@ -99,7 +99,7 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     reported = paper.TABLE2[dataset]["empir" if row == "empir" else "baseline"]["pgd"] \
         if dataset in paper.TABLE2 and row in ("empir", "baseline") and threat == threats.TABLE1 else None
     card = {
-        "name": _row_name(row), "link": EMPIR_LINK if row in ("empir", "baseline") else None,
+        "name": _row_name(dataset, row), "link": EMPIR_LINK if row in ("empir", "baseline") else None,
         "authors": EMPIR_AUTHORS if row in ("empir", "baseline") else None,
         "venue": "ICLR 2020" if row in ("empir", "baseline") else None,
         "additional_data": False, "number_forward_passes": len(members), "dataset": dataset,
@@ -163,9 +163,9 @@ def expected_card(dataset: str, name: str = EXPECTED, root: str | os.PathLike | 
     }
 
 
-def _row_name(row: str) -> str:
+def _row_name(dataset: str, row: str) -> str:
     return {"empir": "EMPIR (2 LP members + FP member, majority vote)",
-            "baseline": "Full-precision baseline (EMPIR's FP member)"}.get(row, row)
+            "baseline": "Full-precision baseline (EMPIR's FP member)"}.get(row) or settings.row_label(dataset, row)
 
 
 def _footnote(n: int, n_base: int, converged: bool | None, reported: bool, rounds: int = 1) -> str:

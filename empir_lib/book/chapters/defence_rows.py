@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from ...core import defences, paper, settings, threats
+from ...core import paper, settings, threats
 from ...core.errors import EmpirError, check_choice
 from ...nets import zoo
 from ...studies import results, suite_checks
@@ -42,15 +42,8 @@ THREAT = threats.TABLE1  # the suite's threat model for every row: L-inf at Tabl
 LINF_ATTACKS = ("fgsm", "bim", "pgd")
 
 
-def row_key(row: str) -> str:
-    """The paper's row key of one of our rows: 'fgsm-at_eps0.1' -> 'fgsm-at'."""
-    return row.split("_", 1)[0]
-
-
-def row_defence(key: str) -> tuple[defences.Defence, bool]:
-    """The registered defence behind a row key, and whether the row is EMPIR of members trained with it."""
-    empir_of = key.startswith("empir-")
-    return defences.get(key.removeprefix("empir-")), empir_of
+# A row's key, defence, setting and label have one owner, empir_lib.core.settings (the cards name rows too).
+row_key, row_defence, label, setting = settings.row_key, settings.row_defence, settings.row_label, settings.row_setting
 
 
 def paper_order(key: str) -> tuple[int, bool]:
@@ -85,23 +78,8 @@ def row_members(dataset: str, row: str) -> list[str]:
     return ids[row]
 
 
-def _spec(dataset: str, row: str) -> tuple:
-    return dict(settings.get(dataset).defence_rows)[row][-1]  # the FP member comes last
 
 
-def label(dataset: str, row: str) -> str:
-    """A row's name with its training setting: 'FGSM adversarial training (\u03b5 = 0.3)'."""
-    if row in ("baseline", "empir"):
-        return {"baseline": "baseline FP", "empir": "EMPIR"}[row]
-    record, empir_of = row_defence(row_key(row))
-    name = f"EMPIR of {record.trained} members" if empir_of else record.label
-    return f"{name} ({setting(dataset, row)})"
-
-
-def setting(dataset: str, row: str) -> str:
-    """A defence row's training setting: 'T = 100', '\u03b5 = 0.1, 7 steps', '\u03b5 = 8/255, 7 steps'."""
-    _, _, _, defence, params = _spec(dataset, row)[:5]
-    return defences.setting_text(defence, params)
 
 
 def paper_row(dataset: str, row: str) -> dict | None:
