@@ -166,3 +166,7 @@ def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images
                        "stages": "\u2014", "r1": "17", "r2": "17", "r3": "\u2014", "r4": "\u2014",
                        "converged": "yes"}
     assert "1 more row: the suite alone left no image robust" in summary.settling_table(tmp_path)
+    # The figure's data: shares of the suite's 20 survivors, and none for a row with fewer than `least`.
+    assert summary.settling_curves(tmp_path) == {"CIFAR-10, EMPIR, L2 0.5": {
+        "steps": ["suite", "r1", "r2"], "share": [100.0, 85.0, 85.0], "robust": [20, 17, 17], "converged": True}}
+    assert summary.settling_curves(tmp_path, least=21) == {}

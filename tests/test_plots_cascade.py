@@ -20,3 +20,17 @@ def test_cascade_bars_draws_every_stage_that_broke_something():
     assert isinstance(fig, Figure)
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["clean", "apgd-ce", "member-0", "member-1", "robust"]
+
+
+def test_settling_lines_draw_each_row_and_say_which_still_move():
+    curves = {"a": {"steps": ["suite", "stages", "r1"], "share": [100.0, 80.0, 80.0], "robust": [10, 8, 8],
+                    "converged": True},
+              "b": {"steps": ["suite", "r1", "r2"], "share": [100.0, 90.0, 70.0], "robust": [20, 18, 14],
+                    "converged": False}}
+    fig = plots.settling_lines(curves)
+    ax = fig.axes[0]
+    lines = [ln for ln in ax.get_lines()]
+    assert [ln.get_linestyle() for ln in lines] == ["-", "--"]
+    # Row b skips the new stages: its points sit at the suite, 2x and 4x.
+    assert list(lines[1].get_xdata()) == [0, 2, 3] and list(lines[1].get_ydata()) == [100.0, 90.0, 70.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a: 10 -> 8", "b: 20 -> 14 (still moving)"]

@@ -62,14 +62,12 @@ def summary_table(root: Root = None) -> str:
                            "images", "still moving when re-checked?"])
 
 
-def settling_rows(root: Root = None) -> tuple[list[dict], int]:
-    """Per suite row that the suite alone left above zero: its robust images after each evaluation.
+STEPS = ("suite", "stages", *(f"r{r}" for r in range(1, suite_checks.ROUNDS + 1)))  # a row's evaluations, in order
 
-    Read from the cards' first source (the suite's file) with
-    :func:`empir_lib.studies.suite_checks.settling`, every step counted on
-    the strongest evaluation's images.  Also returns how many rows the suite
-    alone already left at zero (nothing to re-check there).
-    """
+
+def _settled(root: Root) -> tuple[list[tuple[str, dict, dict]], int]:
+    """(dataset, card, :func:`~empir_lib.studies.suite_checks.settling`) of every suite row the suite alone left
+    above zero, in the chapters' order, and how many rows it already left at zero."""
     out, zero = [], 0
     for dataset in settings.DATASETS:
         stored = cards.read(dataset, root)
@@ -86,25 +84,64 @@ def settling_rows(root: Root = None) -> tuple[list[dict], int]:
             if s["steps"][0]["robust"] == 0:
                 zero += 1
                 continue
-            by_kind = {st["kind"] if st["kind"] != "round" else f"r{st['round']}": st["robust"] for st in s["steps"]}
-            verdict = {True: "yes", False: "no: an upper bound", None: "not re-checked: an upper bound"}[
-                s["converged"]]
-            if any(f.startswith("constant classifier") for f in card["flags"]):
-                verdict = "— (a constant classifier: not a defence)"
-            out.append({"dataset": LABELS.get(dataset, dataset), "defence": label(dataset, card["row"]),
-                        "threat": _threat(card), "n": f"{s['n']:,}" + ("" if s["n"] == s["suite_n"] else
-                                                                         f" (of {s['suite_n']:,})"),
-                        **{k: f"{by_kind[k]:,}" if k in by_kind else DASH
-                           for k in ("suite", "stages", *(f"r{r}" for r in range(1, suite_checks.ROUNDS + 1)))},
-                        "converged": verdict})
+            out.append((dataset, card, s))
     return out, zero
+
+
+def _by_step(s: dict) -> dict[str, int]:
+    return {st["kind"] if st["kind"] != "round" else f"r{st['round']}": st["robust"] for st in s["steps"]}
+
+
+def _constant(card: dict) -> bool:
+    return any(f.startswith("constant classifier") for f in card["flags"])
+
+
+def settling_rows(root: Root = None) -> tuple[list[dict], int]:
+    """Per suite row that the suite alone left above zero: its robust images after each evaluation.
+
+    Read from the cards' first source (the suite's file) with
+    :func:`empir_lib.studies.suite_checks.settling`, every step counted on
+    the strongest evaluation's images.  Also returns how many rows the suite
+    alone already left at zero (nothing to re-check there).
+    """
+    settled, zero = _settled(root)
+    out = []
+    for dataset, card, s in settled:
+        by_step = _by_step(s)
+        verdict = {True: "yes", False: "no: an upper bound", None: "not re-checked: an upper bound"}[s["converged"]]
+        if _constant(card):
+            verdict = "— (a constant classifier: not a defence)"
+        out.append({"dataset": LABELS.get(dataset, dataset), "defence": label(dataset, card["row"]),
+                    "threat": _threat(card), "n": f"{s['n']:,}" + ("" if s["n"] == s["suite_n"] else
+                                                                     f" (of {s['suite_n']:,})"),
+                    **{k: f"{by_step[k]:,}" if k in by_step else DASH for k in STEPS}, "converged": verdict})
+    return out, zero
+
+
+def settling_curves(root: Root = None, least: int = 10) -> dict[str, dict]:
+    """For :func:`empir_lib.book.plots.settling_lines`: each row's robust images after each evaluation, as a
+    share (%) of what the suite alone left, for the rows with at least ``least`` such images and a later
+    evaluation (fewer images make a share too coarse to read); constant classifiers are left out."""
+    settled, _ = _settled(root)
+    out = {}
+    for dataset, card, s in settled:
+        by_step = _by_step(s)
+        first = by_step["suite"]
+        if _constant(card) or first < least or len(by_step) < 2:
+            continue
+        # The table names each row in full; a legend line keeps defence rows to their file name.
+        row = label(dataset, card["row"]) if card["row"] in ("empir", "baseline") else card["row"]
+        key = f"{LABELS.get(dataset, dataset)}, {row}, {_threat(card)}"
+        out[key] = {"steps": [k for k in STEPS if k in by_step],
+                    "share": [100 * by_step[k] / first for k in STEPS if k in by_step],
+                    "robust": [by_step[k] for k in STEPS if k in by_step], "converged": s["converged"]}
+    return out
 
 
 def settling_table(root: Root = None) -> str:
     """Markdown: :func:`settling_rows` with its headers, and a line on the rows already at zero."""
     rows, zero = settling_rows(root)
-    rounds = [f"r{r}" for r in range(1, suite_checks.ROUNDS + 1)]
-    table = markdown_table(rows, ["dataset", "defence", "threat", "n", "suite", "stages", *rounds, "converged"],
+    table = markdown_table(rows, ["dataset", "defence", "threat", "n", *STEPS, "converged"],
                            ["dataset", "defence", "threat", "images", "suite alone", "+ new stages",
                             *(f"round {r} ({2 ** r}x)" for r in range(1, suite_checks.ROUNDS + 1)),
                             "stopped moving?"]) if rows else DASH

@@ -17,7 +17,7 @@ from __future__ import annotations
 from ...core.tables import markdown_table, missing_line, percent_cell
 from .bars import objective_bars, overhead_bars, table2_bars
 from .beyond import flip_curves, precision_sweeps
-from .cascade import cascade_bars, job_time_bars, robust_vs_budget
+from .cascade import cascade_bars, job_time_bars, robust_vs_budget, settling_lines
 from .curves import accuracy_tradeoff, along_attack_path, objective_paths, overhead_curves, strength_sweeps
 from .examples import adversarial_examples, perturbations
 from .heatmaps import (
@@ -40,5 +40,6 @@ __all__ = ["BITS_COLOURS", "ROW_COLOURS", "TABLE2_COLUMNS", "TRADEOFF_STYLE", "a
            "member_count_panels", "missing_line", "objective_bars", "objective_paths", "overhead_bars",
            "overhead_curves", "overhead_heatmaps", "percent_cell", "perturbations", "precision_grid_panels",
            "precision_sweeps",
-           "quantised_images", "quantizer_transfer", "robust_vs_budget", "show_image", "strength_sweeps",
+           "quantised_images", "quantizer_transfer", "robust_vs_budget", "settling_lines", "show_image",
+           "strength_sweeps",
            "table2_bars", "weight_histograms"]

@@ -118,3 +118,35 @@ def job_time_bars(times: dict[str, dict]) -> Figure:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3 if len(labels) < 4 else -0.15), ncol=1, fontsize=8,
               frameon=False)
     return fig
+
+
+STEP_LABELS = {"suite": "suite", "stages": "+ new\nstages", "r1": "2x", "r2": "4x", "r3": "8x", "r4": "16x"}
+
+
+@book_figure
+def settling_lines(curves: dict[str, dict]) -> Figure:
+    """Each suite row's robust images after the suite, its new stages and each re-check round (2^r x budget).
+
+    ``curves`` maps a label to ``steps`` (names among :data:`STEP_LABELS`),
+    ``share`` (% of what the suite alone left), ``robust`` (images) and
+    ``converged``.  A solid line stopped moving; a dashed one did not (or was
+    never re-checked), so its last point is an upper bound.
+    """
+    order = list(STEP_LABELS)
+    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for label, c in curves.items():
+        x = [order.index(s) for s in c["steps"]]
+        done = c["converged"] is True
+        line, = ax.plot(x, c["share"], marker="o", ls="-" if done else "--",
+                        label=f"{label}: {c['robust'][0]} -> {c['robust'][-1]}"
+                        + {True: "", False: " (still moving)", None: " (not re-checked)"}[c["converged"]])
+        ax.annotate(f"{c['robust'][-1]}", (x[-1], c["share"][-1]), xytext=(4, 0), textcoords="offset points",
+                    fontsize=8, color=line.get_color(), va="center")
+    ax.set_xticks(range(len(order)), [STEP_LABELS[s] for s in order])
+    ax.set_xlim(-0.3, len(order) - 0.5)
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("evaluation (round $r$: $2^r$ times the suite's budget, a new seed)")
+    ax.set_ylabel("robust images, % of the suite's")
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
