@@ -13,7 +13,6 @@ last finished chunk (``runs/suite/``).
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -329,8 +328,7 @@ def gain_lines(dataset: str, root: str | os.PathLike | None = None) -> list[str]
         line = f"{label}: the suite alone, EMPIR {e:.2f}% robust, its FP member alone {b:.2f}% ({e - b:+.2f} points)"
         evals = {row: suite_checks.evaluations(dataset, f"{FOLDER}/{row}-{t}", root) for row in ("empir", "baseline")}
         if any(len(v) > 1 for v in evals.values()):
-            w = suite_checks.where_from(dataset, *(evals[row][-1][0].removeprefix(f"{FOLDER}/")
-                                                   for row in ("empir", "baseline")), root)
+            w = suite_checks.strongest_pair(dataset, evals["empir"], evals["baseline"], root)
             se, sb = 100 * w["robust_first"] / w["n"], 100 * w["robust_second"] / w["n"]
             status = []
             for row, v in evals.items():
@@ -369,15 +367,6 @@ def minimal_versus_suite(dataset: str, root: str | os.PathLike | None = None) ->
             f"leaves {100 * np.mean(robust[:n]):.1f}%.")
 
 
-def mcnemar_p(only_a: int, only_b: int) -> float:
-    """Exact two-sided McNemar p-value: are ``only_a`` and ``only_b`` discordant pairs unlike a fair coin's?"""
-    k, n = min(only_a, only_b), only_a + only_b
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
-
-
 def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
     """Does EMPIR keep more images than its FP member at the L2 budget?  Per image, on the same images.
 
@@ -390,10 +379,9 @@ def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
     found = [suite_checks.evaluations(dataset, f"{FOLDER}/{row}-l2", root) for row in ("empir", "baseline")]
     if not all(found):
         return f"{dataset}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)"
-    # Each row's strongest evaluation, compared on the images both cover.
-    w = suite_checks.where_from(dataset, *(f[-1][0].removeprefix(f"{FOLDER}/") for f in found), root)
+    w = suite_checks.strongest_pair(dataset, *found, root)
     n = w["n"]
-    p = mcnemar_p(w["only_first"], w["only_second"])
+    p = suite_checks.mcnemar_p(w["only_first"], w["only_second"])
     top = max(w["only_first_broken_in_second_by"].items(), key=lambda kv: kv[1], default=("none", 0))
     moving = []
     for row, evals in zip(("empir", "baseline"), found):
