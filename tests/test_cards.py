@@ -13,8 +13,8 @@ from empir_lib.studies import cards
 # RobustBench's model_info keys that keep their meaning here ('autoattack_acc' becomes 'robust_acc').
 ROBUSTBENCH = {"name", "link", "authors", "venue", "additional_data", "number_forward_passes", "dataset",
                "architecture", "eps", "clean_acc", "reported", "external", "unreliable", "footnote"}
-OURS = {"robust_acc", "robust_ci95", "n", "members", "broken_by", "converged", "flags", "sources", "threat_model",
-        "row", "threat"}
+OURS = {"robust_acc", "robust_ci95", "n", "members", "broken_by", "converged", "flags", "flags_answered",
+        "sources", "threat_model", "row", "threat"}
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10", "tiny-imagenet"])
@@ -142,6 +142,28 @@ def test_a_transfer_flag_is_stated_once_with_its_count_from_the_last_evaluation(
     card = cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
     assert card["flags"] == ["transfer-only breaks: 4 images (4.0%) broken only by a single-member or "
                              "transfer stage"] and card["unreliable"]
+
+
+def test_a_black_box_flag_is_answered_only_once_the_new_stages_settled_the_row(tmp_path):
+    broken = np.array([outcomes.CLEAN] * 20 + [1] * 70 + [outcomes.ROBUST] * 10)
+    flags = ["black_box_beats_white_box: Square broke 30 images every gradient attack missed",
+             "zero_gradients: 3 of 9 attacked images had a zero gradient at the start"]
+    _suite_file(tmp_path, "suite/empir-linf-8-255", broken, diagnostics={"flags": flags})
+    _suite_file(tmp_path, "suite/empir-linf-8-255-recheck", broken, robust_after=10, converged=True)
+
+    def card():
+        return cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
+
+    # A converged re-check without the targeted and long Square stages answers nothing.
+    assert card()["flags"] == flags and card()["flags_answered"] == [] and card()["unreliable"]
+    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", broken, robust_after=10)
+    # With them, the black-box flag is answered; the blind-gradient flag is not, so it stays unreliable.
+    assert card()["flags"] == flags[1:] and card()["flags_answered"] == flags[:1] and card()["unreliable"]
+    _suite_file(tmp_path, "suite/empir-linf-8-255-recheck", broken, robust_after=10, converged=False)
+    assert card()["flags"] == flags and card()["flags_answered"] == []
+    _suite_file(tmp_path, "suite/empir-linf-8-255-recheck", broken, robust_after=10, converged=True)
+    _suite_file(tmp_path, "suite/empir-linf-8-255", broken, diagnostics={"flags": flags[:1]})
+    assert card()["flags"] == [] and not card()["unreliable"]
 
 
 def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images(tmp_path):

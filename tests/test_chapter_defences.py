@@ -189,6 +189,27 @@ def test_gains_and_which_survive(tmp_path):
     assert "no_progress: 20%" in md and "| +15.31 | +20.00 | +5.00 | unverified (flagged: no_progress: 20%) |" in md
 
 
+def test_a_black_box_flag_stops_holding_a_gain_back_once_the_stronger_suite_settled_it(tmp_path):
+    write_suite(tmp_path, "mnist", "baseline", 0.0)
+    flag = "black_box_beats_white_box: Square broke 30 images every gradient attack missed"
+    write_suite(tmp_path, "mnist", "igr", 0.05, flags=[flag])
+    name = defence_rows.suite_name("igr")
+
+    def igr():
+        return next(g for g in defence_table.gains("mnist", tmp_path) if g["row"] == "igr")
+
+    assert defence_table.survives(igr()) == f"unverified (flagged: {flag})"
+    # New stages alone, or a re-check that still moved, answer nothing.
+    write(tmp_path, "mnist", f"{name}-stages", {"robust_accuracy": 0.04, "n": 1000})
+    write(tmp_path, "mnist", f"{name}-recheck", {"robust_accuracy": 0.03, "n": 1000, "converged": False})
+    assert defence_table.survives(igr()).startswith("unverified")
+    write(tmp_path, "mnist", f"{name}-recheck", {"robust_accuracy": 0.03, "n": 1000, "converged": True})
+    g = igr()
+    assert g["flags"] == [] and g["answered"] == [flag] and g["adaptive"] == pytest.approx(3.0)
+    assert defence_table.survives(g) == "yes (its flag answered by the stronger suite)"
+    assert defence_table.flag_cell(g) == f"{flag} (answered: new stages, converged re-check)"
+
+
 # --- (c) the verdict -----------------------------------------------------------------------------
 
 

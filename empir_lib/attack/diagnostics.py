@@ -40,6 +40,7 @@ from ..nets import ensemble as ens_mod
 from . import apgd, objectives, outcomes
 
 SQUARE_ALPHA = 0.002
+BLACK_BOX_FLAG = "black_box_beats_white_box"  # the flag a settled row answers (studies.suite_checks)
 TRANSFER_SHARE = 0.002  # AutoAttack's Square threshold, applied to the per-image transfer check
 NO_PROGRESS_SHARE = 0.10
 
@@ -90,7 +91,7 @@ def run(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, casca
         k = sum(stats[q]["broken"] for q in square)
         values["square_broke_after_white_box"] = k
         if k > SQUARE_ALPHA * n:
-            flags.append(f"black_box_beats_white_box: Square broke {k} images every gradient attack missed")
+            flags.append(f"{BLACK_BOX_FLAG}: Square broke {k} images every gradient attack missed")
     bad = {s: v["invalid"] for s, v in stats.items() if v.get("invalid")}
     values["invalid_outputs"] = sum(bad.values())
     if bad:

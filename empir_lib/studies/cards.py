@@ -13,7 +13,11 @@ with two changes a reader must know about:
   re-checked with a doubled budget: :mod:`empir_lib.studies.suite_checks`);
 * ``n``, ``robust_ci95`` (95% Wilson interval), ``members``, ``broken_by``
   (the stage that broke each image) and ``converged`` are added, so the card
-  says what the number rests on.
+  says what the number rests on;
+* ``flags`` lists the suite's diagnostic flags still open, and
+  ``flags_answered`` those the row's stronger evaluations answered
+  (:func:`empir_lib.studies.suite_checks.settled_flags`); ``unreliable`` is
+  set by an open flag or a number that has not stopped moving.
 
 ``reported`` is the paper's own figure for the same model and threat where it
 gave one (Table 2's PGD column at Table 1's eps, section 5.2); ``external``
@@ -85,7 +89,8 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     converged = None if recheck is None else bool(recheck["converged"])
     if k == 0:
         converged = True  # nothing survives: no attack can lower it, so there is nothing to re-check
-    flags = list(base.get("diagnostics", {}).get("flags", []))
+    # A flag the row's stronger evaluations answered is listed apart; only the open ones make it unreliable.
+    flags, answered = suite_checks.settled_flags(list(base.get("diagnostics", {}).get("flags", [])), evals)
     # Each later evaluation's transfer check covers the whole cascade so far: the last one says it once.
     tc = next((r["transfer_check"] for _, r in reversed(evals) if "transfer_check" in r), {})
     if tc.get("flag"):
@@ -113,6 +118,7 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
         "external": EXTERNAL.get((dataset, row, threat), []),
         # RobustBench's 'unreliable': a flag of the suite's diagnostics, or a number that has not stopped moving.
         "unreliable": bool(flags) or converged is not True, "converged": converged, "flags": flags,
+        "flags_answered": answered,
         "members": members, "broken_by": broken_by,
         "footnote": _footnote(n, base["n"], converged, reported is not None,
                               sum(nm.endswith(suite_checks.RECHECKS) for nm, _ in evals)),
@@ -151,7 +157,7 @@ def expected_card(dataset: str, name: str = EXPECTED, root: str | os.PathLike | 
         "robust_acc": _pct(r["robust"]), "robust_ci95": [_pct(max(0.0, r["robust_ci95"][0])),
                                                          _pct(r["robust_ci95"][1])], "n": int(r["n"]),
         "external": EXTERNAL.get((dataset, "stochastic", t["name"]), []),
-        "unreliable": converged is not True, "converged": converged, "flags": [],
+        "unreliable": converged is not True, "converged": converged, "flags": [], "flags_answered": [],
         "members": members, "broken_by": {k: v for k, v in r["lowest_by_stage"].items() if v},
         "footnote": f"Randomised: robust_acc is the expected accuracy over {r['draws']} fresh draws at each "
                     f"stage's point (EOT with {r['samples']} samples, {r['n_iter']} iterations), lowest over "

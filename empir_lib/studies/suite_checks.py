@@ -230,6 +230,28 @@ def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> 
     return {"name": name, "n": n, "suite_n": evals[0][1]["n"], "steps": steps, "converged": converged}
 
 
+# The diagnostics' flags a settled row answers (chapter 8).  Each says a gradient-free stage broke
+# images every gradient stage missed, so the gradient stages alone overstate robustness.  The new
+# stages (a targeted APGD, a 5,000-query Square) then attack exactly the survivors, and a converged
+# re-check doubles every stage without moving the number: it no longer rests on the gradients the flag
+# distrusts.  Zero gradients or a failing unbounded attack say the attack itself is blind; no budget
+# answers those, so they stay open.
+ANSWERED_BY_SETTLING = (diagnostics.BLACK_BOX_FLAG,)
+
+
+def settled_flags(flags: list[str], evals: list[tuple[str, dict]]) -> tuple[list[str], list[str]]:
+    """(open, answered): a row's diagnostic ``flags`` split by whether its :func:`evaluations` answered them.
+
+    A flag in :data:`ANSWERED_BY_SETTLING` is answered once the row ran the
+    new stages and its last re-check round converged; every other flag stays
+    open, and with it the row is unverified (issue 30, item 6).
+    """
+    rc = recheck_of(evals)
+    settled = any(name.endswith("-stages") for name, _ in evals) and rc is not None and bool(rc["converged"])
+    answered = [f for f in flags if settled and f.startswith(ANSWERED_BY_SETTLING)]
+    return [f for f in flags if f not in answered], answered
+
+
 def next_recheck(dataset: str, name: str, root: str | os.PathLike | None = None) -> tuple[str, str] | None:
     """(job name, base name) of the next re-check round of the suite row ``name``; None once it converged.
 

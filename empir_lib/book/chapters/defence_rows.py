@@ -127,8 +127,10 @@ def adaptive(dataset: str, row: str, root: Root = None, threat: str = THREAT) ->
     The robust accuracy (and its 95% interval) is the one the row's card
     quotes: its re-check or new stages when it has them
     (:func:`empir_lib.studies.suite_checks.evaluations`), on their images.
-    Clean accuracy and the diagnostics are the suite file's.  Returns
-    ``{robust, clean (%), n, ci95 (% pair), flags, zero_gradient_share, converged}``.
+    Clean accuracy and the diagnostics are the suite file's; ``flags`` are
+    those still open, ``answered`` those the row's stronger evaluations
+    answered (:func:`~empir_lib.studies.suite_checks.settled_flags`).  Returns
+    ``{robust, clean (%), n, ci95 (% pair), flags, answered, zero_gradient_share, converged}``.
     """
     evals = suite_checks.evaluations(dataset, suite_name(row, threat), root)
     if not evals:
@@ -136,9 +138,10 @@ def adaptive(dataset: str, row: str, root: Root = None, threat: str = THREAT) ->
     r, last = evals[0][1], evals[-1][1]
     recheck = suite_checks.recheck_of(evals)
     diag = r.get("diagnostics") or {}
+    flags, answered = suite_checks.settled_flags(list(diag.get("flags", [])), evals)
     return {"robust": 100 * last["robust_accuracy"], "clean": 100 * r["clean_accuracy"], "n": last["n"],
             "ci95": tuple(100 * v for v in last.get("robust_ci95", (np.nan, np.nan))),
-            "flags": list(diag.get("flags", [])),
+            "flags": flags, "answered": answered,
             "zero_gradient_share": diag.get("values", {}).get("zero_gradient_share"),
             "converged": None if recheck is None else bool(recheck["converged"])}
 

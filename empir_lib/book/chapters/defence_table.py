@@ -64,7 +64,8 @@ def gains(dataset: str, root: Root = None) -> list[dict]:
 
     ``paper``: the paper's average gain; ``paper_protocol``: ours, average
     adversarial accuracy; ``adaptive``: the suite's robust accuracy; ``flags``:
-    the suite's diagnostics; ``one_answer``: :func:`one_answer`.
+    the suite's diagnostics still open, ``answered``: those its stronger
+    evaluations answered; ``one_answer``: :func:`one_answer`.
     """
     base_o, base_a = ours(dataset, "baseline", root), adaptive(dataset, "baseline", root)
     base_p = paper_row(dataset, "baseline")
@@ -76,6 +77,7 @@ def gains(dataset: str, root: Root = None) -> list[dict]:
                     "paper_protocol": gain(o, base_o)["average"],
                     "adaptive": None if a is None or base_a is None else a["robust"] - base_a["robust"],
                     "flags": None if a is None else a["flags"],
+                    "answered": [] if a is None else a["answered"],
                     "one_answer": one_answer(dataset, row, root)})
     return out
 
@@ -84,7 +86,7 @@ def gains_table(dataset: str, root: Root = None) -> str:
     """:func:`gains` as Markdown: which gains over the baseline survive the worst-case suite."""
     rows = [{"row": g["label"], "recipe": recipe_text(dataset, g["row"]), "paper": plots.percent_cell(g["paper"], True),
              "ours": plots.percent_cell(g["paper_protocol"], True), "adaptive": plots.percent_cell(g["adaptive"], True),
-             "verdict": survives(g), "flags": DASH if g["flags"] is None else "; ".join(g["flags"]) or "none"}
+             "verdict": survives(g), "flags": flag_cell(g)}
             for g in gains(dataset, root)]
     return plots.markdown_table(rows, ["row", "recipe", "paper", "ours", "adaptive", "verdict", "flags"],
                                 ["row", "training recipe", "average gain, *paper*",
@@ -102,7 +104,8 @@ def survives(g: dict) -> str:
     classifier (:func:`one_answer`) keeps its one class's images under any
     attack: it is no defence, so its row is 'invalid', never compared.  A gain
     the suite's diagnostics flag is 'unverified' until a stronger suite clears
-    the flag (chapter 8).
+    the flag (chapter 8): a flag the row's new stages and converged re-check
+    answered no longer holds it back.
     """
     if g["adaptive"] is None:
         return "not yet measured"
@@ -110,7 +113,17 @@ def survives(g: dict) -> str:
         return "invalid: a constant classifier, not a defence"
     if g["adaptive"] < SURVIVES_POINTS:
         return "no"
-    return f"unverified (flagged: {'; '.join(g['flags'])})" if g.get("flags") else "yes"
+    if g.get("flags"):
+        return f"unverified (flagged: {'; '.join(g['flags'])})"
+    return "yes (its flag answered by the stronger suite)" if g.get("answered") else "yes"
+
+
+def flag_cell(g: dict) -> str:
+    """A row's diagnostic flags as a table cell: the open ones, then those answered, marked so."""
+    if g["flags"] is None:
+        return DASH
+    cells = [*g["flags"], *(f"{f} (answered: new stages, converged re-check)" for f in g.get("answered", []))]
+    return "; ".join(cells) or "none"
 
 
 SIGN_GAP = 20.0  # points: a gap this large between two estimates of the same robustness is no noise
