@@ -116,7 +116,7 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
         "reported": None if reported is None else f"{reported:.2f}",
         "robust_acc": _pct(k / n), "robust_ci95": [_pct(lo), _pct(hi)], "n": n,
         "external": EXTERNAL.get((dataset, row, threat), []),
-        # RobustBench's 'unreliable': a flag of the suite's diagnostics, or a number that has not stopped moving.
+        # RobustBench's 'unreliable': an open flag of the suite's diagnostics, or a number still moving.
         "unreliable": bool(flags) or converged is not True, "converged": converged, "flags": flags,
         "flags_answered": answered,
         "members": members, "broken_by": broken_by,

@@ -218,7 +218,7 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
     threats = suite.threats(dataset)
     rows = threat_rows(dataset, root)
     cols = ["row", "clean", *threats, "median_l2", "old_linf", "old_cw"]
-    heads = ["row", "clean"] + [f"{threat_models.label(t)} ({_eps_text(th)})" for t, th in threats.items()] + [
+    heads = ["row", "clean"] + [_threat_text(t, th) for t, th in threats.items()] + [
         "median minimal L2 (first images)", "old adaptive: lowest of FGSM/BIM/PGD", "old adaptive: CW"]
     shown = []
     for r in rows:
@@ -237,8 +237,8 @@ def threat_table(dataset: str, root: str | os.PathLike | None = None) -> str:
     return tables.markdown_table(shown, cols, heads)
 
 
-def _eps_text(threat: dict) -> str:
-    return f"eps = {threat_models.eps_text(threat['norm'], threat['eps'])}"
+def _threat_text(name: str, threat: dict) -> str:
+    return f"{threat_models.label(name)} (eps = {threat_models.eps_text(threat['norm'], threat['eps'])})"
 
 
 def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[str, dict]:
@@ -248,8 +248,7 @@ def cascade_counts(dataset: str, root: str | os.PathLike | None = None) -> dict[
         for row, label in ROW_LABELS.items():
             path = results.results_dir(dataset, root) / FOLDER / f"{row}-{threat_name}.json"
             if path.is_file():
-                out[f"{label}, {threat_models.label(threat_name)} ({_eps_text(threat)})"] = (
-                    outcomes.stage_counts(results.read_result(path)))
+                out[f"{label}, {_threat_text(threat_name, threat)}"] = outcomes.stage_counts(results.read_result(path))
     return out
 
 
@@ -321,7 +320,7 @@ def gain_lines(dataset: str, root: str | os.PathLike | None = None) -> list[str]
     out = []
     for t, threat in suite.threats(dataset).items():
         b, e = base.get(t), empir.get(t)
-        label = f"{dataset}, {threat_models.label(t)} ({_eps_text(threat)})"
+        label = f"{dataset}, {_threat_text(t, threat)}"
         if b is None or e is None:
             out.append(f"{label}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)")
             continue
