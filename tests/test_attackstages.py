@@ -52,6 +52,54 @@ def test_apgd_takes_one_budget_per_image(mnist):
         apgd.run(ens_loss(ens), x, y, np.full(5, 0.1), "l2", n_iter=2)
 
 
+def _lucky_start(eps):
+    # Zero gradient: an image is fooled only if its random start puts pixel 0 above 0.5 + 0.8 eps (about 1 in
+    # 10 starts), so the share broken counts the independent random starts each image got.
+    def fn(x, y):
+        loss = 0.0 * tf.reduce_sum(x, [1, 2, 3])
+        return loss, tf.where(x[:, 0, 0, 0] > 0.5 + 0.8 * eps, y + 1, y)
+    return fn
+
+
+@pytest.mark.parametrize("batch_size", [500, 40])
+def test_restarts_side_by_side_are_independent_restarts(batch_size):
+    n, eps = 300, 0.1
+    x, y = np.full((n, 4, 4, 1), 0.5, np.float32), np.zeros(n, np.int64)
+    one = apgd.run(_lucky_start(eps), x, y, eps, n_iter=1, restarts=1, batch_size=batch_size)
+    eight = apgd.run(_lucky_start(eps), x, y, eps, n_iter=1, restarts=8, batch_size=batch_size)
+    p = one.broken.mean()
+    assert 0.03 < p < 0.25  # the toy's odds per start
+    # Eight independent starts: 1 - (1 - p)^8.  Copies of one start (or of one batch's draw) would give p.
+    expected = 1 - (1 - p) ** 8
+    assert abs(eight.broken.mean() - expected) < 0.12
+    assert np.all(eight.x_adv[eight.broken, 0, 0, 0] > 0.5 + 0.8 * eps)
+    assert np.abs(eight.x_adv - x).max() <= eps + 1e-6
+
+
+def test_apgd_copies_of_one_image_stop_once_one_is_broken():
+    x = np.full((2, 4, 4, 1), 0.5, np.float32)
+    def fn(xb, yb):  # label 1 is fooled at once, label 0 never
+        return 0.0 * tf.reduce_sum(xb, [1, 2, 3]), tf.where(yb == 1, yb + 1, yb)
+    y = np.array([1, 0])
+    alone = apgd.run(fn, x, y, 0.1, n_iter=50)
+    together = apgd.run(fn, x, y, 0.1, n_iter=50, groups=np.array([7, 7]))
+    assert alone.broken.tolist() == together.broken.tolist() == [True, False]
+    assert alone.steps == 2 + 50 and together.steps == 2
+    with pytest.raises(EmpirError, match="one id per image"):
+        apgd.run(fn, x, y, 0.1, n_iter=5, groups=np.array([1]))
+
+
+def test_apgd_t_targets_side_by_side_count_each_break_once(mnist):
+    ens, x, y = mnist
+    x, y = x[:16], y[:16]
+    side = targeted.run(ens, targeted.loss_fn(ens), x, y, 0.2, "linf", n_iter=10, targets=3)
+    one = targeted.run(ens, targeted.loss_fn(ens), x, y, 0.2, "linf", n_iter=10, targets=3, batch_size=16)
+    for xa, stats in (side, one):
+        fooled = ensemble.predict(ens, xa) != y
+        assert sum(stats["broken_per_target"]) == fooled.sum()
+        assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all()
+
+
 def ens_loss(ens):
     return objectives.loss_fn(ens, "ce_mean_prob")
 

@@ -183,15 +183,24 @@ def _start(fn, x_nat, y, eps, norm, clip, seed):
 def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, norm: str = "linf", n_iter: int = 100,
         restarts: int = 1, seed: int = 0, step: float | None = None, schedule: bool = True,
         momentum: bool = True, segment: int = 10, clip: tuple[float, float] = CLIP,
-        batch_size: int = 500) -> Outcome:
+        batch_size: int = 500, groups: np.ndarray | None = None) -> Outcome:
     """Run APGD (defaults) or fixed-step PGD (``schedule=momentum=False, step=...``) on numpy images.
 
     ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.attack.objectives.loss_fn`.
     Restarts run on the images no earlier restart broke, each from a new
     random start.  ``eps`` is one budget, or one per image (an array of
     length n: the minimal-norm search bisects each image's budget); a
-    fixed ``step`` is the same for every image.
-    Returns an :class:`Outcome`.
+    fixed ``step`` is the same for every image.  ``groups`` (one id per
+    image) marks images that are copies of one picture (APGD-T's target
+    classes): once any copy is broken, the others stop too.
+    Returns an :class:`Outcome` (per image; a copy stopped by another is not broken).
+
+    **Restarts side by side.**  When fewer images are left than fit in a
+    batch, the next restarts run as extra rows of the same batch, not one
+    after another.  A row's random start and step schedule never look at
+    other rows, so each image's odds are the same; the batches are fuller,
+    which on a CPU is most of the speed when a re-check attacks a few
+    survivors with many restarts (``benchmarks/README.md``, "Restarts side by side").
     """
     check_choice(norm, NORMS, "norm")
     hi = float(np.prod(x.shape[1:])) if norm == "l2" else 1.0
@@ -220,32 +229,42 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
     n = len(x)
     x = np.asarray(x, np.float32)
     y = np.asarray(y).astype(np.int32)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    if groups.shape != (n,):
+        raise EmpirError(f"groups must hold one id per image ({n}); got shape {groups.shape}.")
     out_x, broken = x.copy(), np.zeros(n, bool)
     loss_start, loss_best = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
     zero_grad = np.zeros(n, bool)
-    steps = 0
-    for r in range(restarts):
-        todo = np.flatnonzero(~broken)
-        for b in range(0, len(todo), batch_size):
-            idx = todo[b:b + batch_size]
+    steps, r = 0, 0
+    while r < restarts:
+        todo = np.flatnonzero(~np.isin(groups, groups[broken]))
+        if not len(todo):
+            break
+        wave = min(restarts - r, max(1, batch_size // len(todo)))  # restarts run side by side (docstring)
+        lanes, lane_r = np.tile(todo, wave), np.repeat(np.arange(r, r + wave), len(todo))
+        for b in range(0, len(lanes), batch_size):
+            idx, first = lanes[b:b + batch_size], lane_r[b:b + batch_size] == 0
             xb, yb, eb = tf.constant(x[idx]), tf.constant(y[idx]), tf.constant(eps_arr[idx])
             x0, loss0, pred0, g0 = _start(fn, xb, yb, eb, norm, clip, tf.constant([seed, r * 7919 + b], tf.int64))
             steps += len(idx)
-            if r == 0:
-                loss_start[idx] = loss0.numpy()
-                zero_grad[idx] = tf.reduce_all(tf.equal(tf.reshape(g0, [len(idx), -1]), 0.0), 1).numpy()
+            if first.any():
+                loss_start[idx[first]] = loss0.numpy()[first]
+                flat = tf.reshape(g0, [len(idx), -1])
+                zero_grad[idx[first]] = tf.reduce_all(tf.equal(flat, 0.0), 1).numpy()[first]
             fooled0 = tf.not_equal(pred0, yb)
             hist = tf.tensor_scatter_nd_update(tf.zeros([n_iter + 1, len(idx)]), [[0]], loss0[None])
             st = (x0, x0, g0, x0, g0, loss0, tf.constant(step0[idx], tf.float32), loss0,
                   tf.zeros([len(idx)], tf.bool), hist, fooled0, x0)
             active = np.arange(len(idx))  # rows of this batch still in the state
             for i0, i1 in zip(bounds[:-1], bounds[1:]):
-                alive = ~st[_AT["broken"]].numpy()
-                if not alive.any():
+                rows_broken = st[_AT["broken"]].numpy()
+                gone = np.isin(groups[idx[active]], np.concatenate([groups[idx[active][rows_broken]],
+                                                                    groups[broken]]))
+                if gone.all():
                     break
-                if not alive.all():  # compaction: broken images leave the batch
-                    _finish(st, ~alive, idx[active], out_x, broken, loss_best)
-                    keep = np.flatnonzero(alive)
+                if gone.any():  # compaction: broken images (and their other copies) leave the batch
+                    _finish(st, gone, idx[active], out_x, broken, loss_best)
+                    keep = np.flatnonzero(~gone)
                     st = tuple(tf.gather(s, keep, axis=1) if j == 9 else tf.gather(s, keep)
                                for j, s in enumerate(st))
                     active = active[keep]
@@ -254,6 +273,7 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
                             check_t, window_t)
                 steps += len(active) * (i1 - i0)
             _finish(st, np.ones(len(active), bool), idx[active], out_x, broken, loss_best)
+        r += wave
     return Outcome(out_x, broken, loss_start, loss_best, zero_grad, steps)
 
 

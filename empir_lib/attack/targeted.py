@@ -81,31 +81,48 @@ def target_ranking(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, targets:
 
 
 def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: float, norm: str,
-        n_iter: int = 100, restarts: int = 1, targets: int = TARGETS, seed: int = 0) -> tuple[np.ndarray, dict]:
+        n_iter: int = 100, restarts: int = 1, targets: int = TARGETS, seed: int = 0,
+        batch_size: int = 500) -> tuple[np.ndarray, dict]:
     """APGD-T on a batch: (adversarial images, statistics), one APGD run per target class on the survivors.
 
     ``fn`` is :func:`loss_fn` of ``ens`` (the caller caches it, so that one
     traced APGD segment serves every batch).  Returns the first iterate that
     fooled the vote for broken images, else the last target run's best point.
+    When few images are left, the next target classes run side by side as
+    copies of each image (``apgd.run``'s ``groups``: a copy stops once another
+    broke its image), as restarts do: each target's run is the same per image.
     """
     x = np.asarray(x, np.float32)
     y = np.asarray(y).astype(np.int64)
     ranked = target_ranking(ens, x, y, targets)
+    n_t = ranked.shape[1]
     out, broken = x.copy(), np.zeros(len(y), bool)
     # Breaks per target rank: what the cost of each further target class buys (the choice of 9).
-    stats = {"image_steps": 0, "zero_grad": 0, "no_progress": 0, "broken_per_target": [0] * ranked.shape[1]}
-    for k in range(ranked.shape[1]):
+    stats = {"image_steps": 0, "zero_grad": 0, "no_progress": 0, "broken_per_target": [0] * n_t}
+    k = 0
+    while k < n_t:
         todo = np.flatnonzero(~broken)
         if not len(todo):
             break
-        yt = y[todo] * ens.num_classes + ranked[todo, k]
-        res = apgd.run(fn, x[todo], yt, eps, norm, n_iter, restarts, seed + 104_729 * k)
-        out[todo] = res.x_adv
-        broken[todo] = res.broken
+        wave = min(n_t - k, max(1, batch_size // len(todo)))
+        rows, ks = np.tile(todo, wave), np.repeat(np.arange(k, k + wave), len(todo))
+        yt = y[rows] * ens.num_classes + ranked[rows, ks]
+        res = apgd.run(fn, x[rows], yt, eps, norm, n_iter, restarts, seed + 104_729 * k, batch_size=batch_size,
+                       groups=rows)
         stats["image_steps"] += res.steps
-        stats["broken_per_target"][k] = int(res.broken.sum())
+        left = np.ones(len(todo), bool)  # images of todo no target of this wave has broken yet
+        for j in range(wave):  # a break counts for the first target (in rank order) that found it
+            block = slice(j * len(todo), (j + 1) * len(todo))
+            new = left & res.broken[block]
+            out[todo[new]] = res.x_adv[block][new]
+            stats["broken_per_target"][k + j] = int(new.sum())
+            left &= ~new
         if k == 0:
-            stats["zero_grad"] = int(res.zero_grad.sum())
-        if k == ranked.shape[1] - 1:  # the last target: did the optimiser move on the images that survived it?
-            stats["no_progress"] = int(np.sum(~res.broken & ~(res.loss_best > res.loss_start)))
+            stats["zero_grad"] = int(res.zero_grad[:len(todo)].sum())
+        last = slice((wave - 1) * len(todo), wave * len(todo))
+        out[todo[left]] = res.x_adv[last][left]
+        if k + wave == n_t:  # the last target: did the optimiser move on the images that survived it?
+            stats["no_progress"] = int(np.sum(left & ~(res.loss_best[last] > res.loss_start[last])))
+        broken[todo] = ~left
+        k += wave
     return out, stats

@@ -154,6 +154,36 @@ def apgd_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray,
             "ours_cost_vs_floor": round(floor / ours["image_steps_per_s"], 3)}
 
 
+def restarts_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray, eps: float = 0.01,
+                   n_iter: int = 20, restarts: int = 8, repeats: int = 2) -> dict:
+    """A re-check's case: few survivors, many restarts; one after another (the baseline) and side by side.
+
+    The baseline calls APGD-CE once per restart on the images earlier
+    restarts left, as ``apgd.run`` did before it ran restarts as extra rows
+    of one batch.  ``y`` is the ensemble's own decision and ``eps`` small, so
+    no image breaks and both spend the same image-steps.
+    """
+    fn = objectives.loss_fn(ens, "ce_mean_prob")
+    out = {}
+
+    def sequential() -> None:
+        broken, steps = np.zeros(len(x), bool), 0
+        for r in range(restarts):
+            o = apgd.run(fn, x[~broken], y[~broken], eps, n_iter=n_iter, seed=r)
+            broken[np.flatnonzero(~broken)[o.broken]] = True
+            steps += o.steps
+        out["sequential"] = steps
+
+    def side_by_side() -> None:
+        out["side_by_side"] = apgd.run(fn, x, y, eps, n_iter=n_iter, restarts=restarts).steps
+
+    times = {k: best_time(f, repeats) for k, f in (("sequential", sequential), ("side_by_side", side_by_side))}
+    rates = {k: out[k] / t for k, t in times.items()}
+    return {"model": label, "n": len(x), "n_iter": n_iter, "restarts": restarts,
+            **{f"{k}_image_steps_per_s": round(v, 1) for k, v in rates.items()},
+            "side_by_side_vs_sequential": round(rates["side_by_side"] / rates["sequential"], 2)}
+
+
 def suite_cw_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray, iterations: int = 50,
                    repeats: int = 3) -> dict:
     """Image-steps/s of the suite's CW-L2 step judged on the vote: read off the same pass, and a separate pass.
@@ -211,7 +241,7 @@ def training_speed(batches: int = 20, batch_size: int = 128, configs: list | Non
     return rows
 
 
-PARTS = ("attacks", "apgd", "training", "end_to_end")
+PARTS = ("attacks", "apgd", "restarts", "training", "end_to_end")
 
 
 def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool = True, book: bool = False,
@@ -231,6 +261,12 @@ def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool =
         result["apgd"] = [apgd_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)", x, y)]
         result["suite_cw"] = [suite_cw_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)",
                                              x[:100], y[:100])]
+    if only in (None, "restarts"):  # a re-check's survivors: 10 MNIST and 10 CIFAR-10 images
+        result["restarts"] = []
+        for ds, label in (("mnist", "MNIST EMPIR"), ("cifar10", "CIFAR-10 EMPIR")):
+            ens = ensemble.empir(ds)
+            xs = data.load_sample(ds, 10)[0]
+            result["restarts"].append(restarts_speed(ens, label, xs, ensemble.predict(ens, xs)))
     if only in (None, "training"):
         result["training"] = training_speed()
     if only in (None, "end_to_end"):
@@ -284,6 +320,14 @@ def readme(result: dict) -> str:
         lines += _attack_section(result["attacks"])
     if "apgd" in result:
         lines += _apgd_section(result["apgd"], result.get("suite_cw", []))
+    if "restarts" in result:
+        lines += ["", "## Restarts side by side (a re-check: few survivors, many restarts; APGD-CE, none broken)",
+                  "", "| model | images | iterations | restarts | one after another image-steps/s | "
+                  "side by side image-steps/s | side by side / one after another |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['model']} | {r['n']} | {r['n_iter']} | {r['restarts']} | "
+                  f"{r['sequential_image_steps_per_s']} | {r['side_by_side_image_steps_per_s']} | "
+                  f"{r['side_by_side_vs_sequential']} |" for r in result["restarts"]]
     if "training" in result:
         lines += ["", "## Training (batches of 128)", "", "| network | precision | img/s | cost vs FP |",
                   "| --- | --- | --- | --- |"]
