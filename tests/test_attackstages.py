@@ -100,6 +100,34 @@ def test_apgd_t_targets_side_by_side_count_each_break_once(mnist):
         assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all()
 
 
+def test_black_box_restarts_side_by_side_take_the_first_copy_that_fools_the_vote(mnist):
+    ens, x, y = mnist
+    pred = ensemble.predict(ens, x)
+    keep = np.flatnonzero(pred == y)[:3]
+    xs, ys = x[keep], y[keep]
+    other = x[np.flatnonzero((pred == y) & (y != ys[0]) & (y != ys[1]) & (y != ys[2]))[0]]
+    calls = []
+
+    def once(xb, yb, seed):  # copy 5 of each image (the 6th restart) "finds" another digit
+        calls.append((len(xb), seed))
+        out = xb.copy()
+        if len(xb) == 8 * len(xs):
+            out[5 * len(xs):6 * len(xs)] = other
+        return out, len(xb) * 10
+
+    threat = {"norm": "linf", "eps": 1.0}
+    best, steps = suite.black_box_restarts(once, ens, xs, ys, threat, 8, seed=4)
+    assert calls == [(24, 4)] and steps == 240
+    assert np.array_equal(best, np.repeat(other[None], 3, 0))
+    calls.clear()
+    best, steps = suite.black_box_restarts(once, ens, xs, ys, threat, 8, seed=4, batch_size=3)
+    assert calls == [(3, 4 + r) for r in range(8)] and np.array_equal(best, xs)
+    # An output outside the budget never counts as a break.
+    calls.clear()
+    best, _ = suite.black_box_restarts(once, ens, xs, ys, {"norm": "linf", "eps": 0.01}, 8, seed=4)
+    assert np.array_equal(best, xs)
+
+
 def ens_loss(ens):
     return objectives.loss_fn(ens, "ce_mean_prob")
 

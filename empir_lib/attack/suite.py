@@ -200,16 +200,14 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
                             spec.get("targets", targeted.TARGETS), seed)
     if spec["kind"] == "square":
         if norm == "l2":  # ours: ART 1.20.1's Square-L2 returns non-finite images (module square)
-            best, info = x, {"image_steps": 0}
-            for r in range(spec.get("restarts", 1)):
-                left = objectives.deployed(ens, best, *eot) == y if r else np.ones(len(y), bool)
-                xa, more = square.square_l2(ens, x[left], y[left], eps, spec["queries"], seed + r, eot=eot)
-                best = best.copy()
-                best[left] = xa
-                info["image_steps"] += more["image_steps"]
-            return best, info
-        xa = art_bridge.square(ens, x, y, eps, spec["queries"], spec.get("restarts", 1), seed)
-        return xa, {"image_steps": len(x) * spec["queries"]}
+            def once(xs, ys, s):
+                xa, more = square.square_l2(ens, xs, ys, eps, spec["queries"], s, eot=eot)
+                return xa, more["image_steps"]
+        else:
+            def once(xs, ys, s):
+                return art_bridge.square(ens, xs, ys, eps, spec["queries"], 1, s), len(xs) * spec["queries"]
+        best, steps = black_box_restarts(once, ens, x, y, threat, spec.get("restarts", 1), seed, eot)
+        return best, {"image_steps": steps}
     p = {k: spec[k] for k in CW_SEARCH}
 
     def make_step():
@@ -234,6 +232,31 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     beyond = validate.valid(x, xa, {"norm": norm, "eps": np.inf}) & ~validate.valid(x, xa, {"norm": norm, "eps": eps})
     xa = np.where(beyond[:, None, None, None], x, xa)
     return xa, {"image_steps": len(x) * p["binary_search_steps"] * p["max_iterations"]}
+
+
+def black_box_restarts(once, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, restarts: int,
+                       seed: int, eot: tuple = (1, "draw"), batch_size: int = 500) -> tuple[np.ndarray, int]:
+    """A gradient-free attack's restarts, each on the images no earlier restart broke: (images, image-steps).
+
+    ``once(x, y, seed) -> (adversarial images, image-steps)`` is one run.  As
+    APGD does (:func:`empir_lib.attack.apgd.run`), when few images are left
+    the next restarts run side by side as copies of each image in one call,
+    each copy with its own random squares; an image takes the first copy
+    that is valid and fools the vote, else its first copy.
+    """
+    best, left, r, steps = np.asarray(x, np.float32).copy(), np.ones(len(y), bool), 0, 0
+    while r < restarts and left.any():
+        idx = np.flatnonzero(left)
+        wave = min(restarts - r, max(1, batch_size // len(idx)))
+        xs, ys = np.tile(x[idx], (wave, 1, 1, 1)), np.tile(y[idx], wave)
+        xa, more = once(xs, ys, seed + r)
+        steps += more
+        hit = (validate.valid(xs, xa, threat) & (objectives.deployed(ens, xa, *eot) != ys)).reshape(wave, -1)
+        pick = np.where(hit.any(0), hit.argmax(0), 0)  # per image: the first copy that broke it
+        best[idx] = xa.reshape(wave, len(idx), *x.shape[1:])[pick, np.arange(len(idx))]
+        left[idx] = ~hit.any(0)
+        r += wave
+    return best, steps
 
 
 def _cached(ens: ens_mod.Ensemble, key: tuple, make):
