@@ -100,7 +100,7 @@ def test_apgd_t_targets_side_by_side_count_each_break_once(mnist):
         assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all()
 
 
-def test_black_box_restarts_side_by_side_take_the_first_copy_that_fools_the_vote(mnist):
+def test_square_restarts_side_by_side_take_the_first_copy_that_fools_the_vote(mnist):
     ens, x, y = mnist
     pred = ensemble.predict(ens, x)
     keep = np.flatnonzero(pred == y)[:3]
@@ -116,20 +116,50 @@ def test_black_box_restarts_side_by_side_take_the_first_copy_that_fools_the_vote
         return out, len(xb) * 10
 
     threat = {"norm": "linf", "eps": 1.0}
-    best, steps = suite.black_box_restarts(once, ens, xs, ys, threat, 8, seed=4)
+    best, steps = square.with_restarts(once, ens, xs, ys, threat, 8, seed=4)
     assert calls == [(24, 4)] and steps == 240
     assert np.array_equal(best, np.repeat(other[None], 3, 0))
     calls.clear()
-    best, steps = suite.black_box_restarts(once, ens, xs, ys, threat, 8, seed=4, batch_size=3)
+    best, steps = square.with_restarts(once, ens, xs, ys, threat, 8, seed=4, batch_size=3)
     assert calls == [(3, 4 + r) for r in range(8)] and np.array_equal(best, xs)
     # An output outside the budget never counts as a break.
     calls.clear()
-    best, _ = suite.black_box_restarts(once, ens, xs, ys, {"norm": "linf", "eps": 0.01}, 8, seed=4)
+    best, _ = square.with_restarts(once, ens, xs, ys, {"norm": "linf", "eps": 0.01}, 8, seed=4)
     assert np.array_equal(best, xs)
 
 
 def ens_loss(ens):
     return objectives.loss_fn(ens, "ce_mean_prob")
+
+
+def test_attacks_report_the_steps_they_spend_as_they_spend_them(mnist):
+    ens, x, y = mnist
+    x, y = x[:6], y[:6]
+    ticks = []
+    out = apgd.run(ens_loss(ens), x, y, 0.05, n_iter=30, restarts=2, tick=ticks.append)
+    assert len(ticks) > 3 and sum(ticks) == out.steps  # per segment, not once at the end
+    ticks.clear()
+    _, info = square.square_l2(ens, x, y, 0.5, queries=40, seed=1, tick=ticks.append)
+    assert len(ticks) > 3 and sum(ticks) == info["image_steps"]
+
+
+def test_the_cascade_bar_counts_image_steps_within_each_stages_budget(mnist, capsys):
+    ens, x, y = mnist
+    x, y = x[:8], y[:8]
+    threat = {"norm": "l2", "eps": 0.3}
+    specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 12, "restarts": 2},
+             {"name": "apgd-t", "kind": "apgd-t", "loss": "dlr_targeted_mean_logits", "n_iter": 8,
+              "restarts": 1, "targets": 3},
+             {"name": "square-l2", "kind": "square", "queries": 30, "restarts": 2},
+             {"name": "cw-l2", "kind": "cw", "binary_search_steps": 2, "max_iterations": 5, "learning_rate": 0.1,
+              "initial_const": 1.0, "confidence": 0.0, "abort_early": True, "batch_size": 100}]
+    res = suite.cascade(ens, x, y, threat, specs, progress=True)
+    for spec in specs:
+        st = res["stats"][spec["name"]]
+        assert 0 < st["image_steps"] <= suite.stage_budget(spec) * st["attacked"], spec["name"]
+    assert suite.stage_budget(specs[1]) == 3 * 1 * 9 and suite.stage_budget(specs[2]) == 60
+    err = capsys.readouterr().err
+    assert "image-step" in err and "apgd-t" in err
 
 
 def test_targeted_dlr_is_the_papers_formula_and_targets_skip_the_label(mnist):
@@ -188,7 +218,7 @@ def test_the_cascade_counts_invalid_outputs_and_never_as_breaks(mnist, monkeypat
     ens, x, y = mnist
     x, y = x[:10], y[:10]
 
-    def nan_attack(ens, spec, threat, xb, yb, seed=0):
+    def nan_attack(ens, spec, threat, xb, yb, seed=0, tick=None):
         return np.full_like(xb, np.nan), {}
 
     monkeypatch.setattr(suite, "run_attack", nan_attack)

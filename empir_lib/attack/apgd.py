@@ -183,7 +183,8 @@ def _start(fn, x_nat, y, eps, norm, clip, seed):
 def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, norm: str = "linf", n_iter: int = 100,
         restarts: int = 1, seed: int = 0, step: float | None = None, schedule: bool = True,
         momentum: bool = True, segment: int = 10, clip: tuple[float, float] = CLIP,
-        batch_size: int = 500, groups: np.ndarray | None = None) -> Outcome:
+        batch_size: int = 500, groups: np.ndarray | None = None,
+        tick: Callable[[int], object] | None = None) -> Outcome:
     """Run APGD (defaults) or fixed-step PGD (``schedule=momentum=False, step=...``) on numpy images.
 
     ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.attack.objectives.loss_fn`.
@@ -192,7 +193,8 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
     length n: the minimal-norm search bisects each image's budget); a
     fixed ``step`` is the same for every image.  ``groups`` (one id per
     image) marks images that are copies of one picture (APGD-T's target
-    classes): once any copy is broken, the others stop too.
+    classes): once any copy is broken, the others stop too.  ``tick(k)``, if
+    given, hears of every ``k`` image-steps as they are spent (a progress bar).
     Returns an :class:`Outcome` (per image; a copy stopped by another is not broken).
 
     **Restarts side by side.**  When fewer images are left than fit in a
@@ -230,6 +232,7 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
     x = np.asarray(x, np.float32)
     y = np.asarray(y).astype(np.int32)
     groups = np.arange(n) if groups is None else np.asarray(groups)
+    tick = tick or _silent
     if groups.shape != (n,):
         raise EmpirError(f"groups must hold one id per image ({n}); got shape {groups.shape}.")
     out_x, broken = x.copy(), np.zeros(n, bool)
@@ -247,6 +250,7 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
             xb, yb, eb = tf.constant(x[idx]), tf.constant(y[idx]), tf.constant(eps_arr[idx])
             x0, loss0, pred0, g0 = _start(fn, xb, yb, eb, norm, clip, tf.constant([seed, r * 7919 + b], tf.int64))
             steps += len(idx)
+            tick(len(idx))
             if first.any():
                 loss_start[idx[first]] = loss0.numpy()[first]
                 flat = tf.reshape(g0, [len(idx), -1])
@@ -272,9 +276,14 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
                 st = seg_fn(st, xb, yb, eb, tf.constant(i0), tf.constant(i1),
                             check_t, window_t)
                 steps += len(active) * (i1 - i0)
+                tick(len(active) * (i1 - i0))
             _finish(st, np.ones(len(active), bool), idx[active], out_x, broken, loss_best)
         r += wave
     return Outcome(out_x, broken, loss_start, loss_best, zero_grad, steps)
+
+
+def _silent(_k: int) -> None:
+    return None
 
 
 def _finish(st, rows, idx, out_x, broken, loss_best) -> None:

@@ -25,13 +25,15 @@ below zero" *is* "the vote is broken" and the search stops for that image.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from ..core import memo
 from ..core.errors import EmpirError, check_finite_number, check_positive_int
 from ..nets import ensemble as ens_mod
-from . import objectives
+from . import objectives, validate
 
 P_INIT = 0.1
 FLOOR = 1e-12  # the floor under every norm we divide by (ART's missing guard)
@@ -101,10 +103,12 @@ def _to_ball(x: np.ndarray, delta: np.ndarray, eps: float) -> np.ndarray:
 
 
 def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, queries: int = 5000,
-              seed: int = 0, p_init: float = P_INIT, eot: tuple[int, str] = (1, "draw")) -> tuple[np.ndarray, dict]:
+              seed: int = 0, p_init: float = P_INIT, eot: tuple[int, str] = (1, "draw"),
+              tick: Callable[[int], object] | None = None) -> tuple[np.ndarray, dict]:
     """Square-L2 on a batch: (adversarial images, statistics); every output finite, in the box and the ball.
 
     Broken images (vote != label) stop early; the others return their lowest-margin point.
+    ``tick(k)``, if given, hears of every ``k`` queries as they are spent (a progress bar).
     """
     eps = check_finite_number(eps, "eps", 0.0, float(np.prod(np.shape(x)[1:])))
     queries = check_positive_int(queries, "queries")
@@ -134,6 +138,8 @@ def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, q
     best = _to_ball(x, delta, eps)
     margin = margin_of(best, y)
     steps = n
+    tick = tick or (lambda _k: None)
+    tick(n)
     for i in range(queries - 1):
         todo = np.flatnonzero(margin >= 0)
         if not len(todo):
@@ -160,7 +166,33 @@ def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, q
         cand = _to_ball(xc, d, eps)
         m = margin_of(cand, yc)
         steps += len(todo)
+        tick(len(todo))
         better = m < margin[todo]
         best[todo[better]] = cand[better]
         margin[todo[better]] = m[better]
     return best, {"image_steps": steps}
+
+
+def with_restarts(once, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, restarts: int,
+                  seed: int, eot: tuple = (1, "draw"), batch_size: int = 500) -> tuple[np.ndarray, int]:
+    """A gradient-free attack's restarts, each on the images no earlier restart broke: (images, image-steps).
+
+    ``once(x, y, seed) -> (adversarial images, image-steps)`` is one run.  As
+    APGD does (:func:`empir_lib.attack.apgd.run`), when few images are left
+    the next restarts run side by side as copies of each image in one call,
+    each copy with its own random squares; an image takes the first copy
+    that is valid and fools the vote, else its first copy.
+    """
+    best, left, r, steps = np.asarray(x, np.float32).copy(), np.ones(len(y), bool), 0, 0
+    while r < restarts and left.any():
+        idx = np.flatnonzero(left)
+        wave = min(restarts - r, max(1, batch_size // len(idx)))
+        xs, ys = np.tile(x[idx], (wave, 1, 1, 1)), np.tile(y[idx], wave)
+        xa, more = once(xs, ys, seed + r)
+        steps += more
+        hit = (validate.valid(xs, xa, threat) & (objectives.deployed(ens, xa, *eot) != ys)).reshape(wave, -1)
+        pick = np.where(hit.any(0), hit.argmax(0), 0)  # per image: the first copy that broke it
+        best[idx] = xa.reshape(wave, len(idx), *x.shape[1:])[pick, np.arange(len(idx))]
+        left[idx] = ~hit.any(0)
+        r += wave
+    return best, steps

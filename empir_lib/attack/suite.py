@@ -179,17 +179,35 @@ def check_suite(specs: list[dict]) -> list[dict]:
     return specs
 
 
+def stage_budget(spec: dict) -> int:
+    """The most image-steps (gradient steps or queries) one image can cost in a stage; early stops spend less."""
+    r = spec.get("restarts", 1)
+    if spec["kind"] in ("apgd", "pgd"):
+        return r * (spec["n_iter"] + 1)  # the random start's pass, then n_iter steps
+    if spec["kind"] == "apgd-t":
+        return spec.get("targets", targeted.TARGETS) * r * (spec["n_iter"] + 1)
+    if spec["kind"] == "square":
+        return r * spec["queries"]
+    return spec["binary_search_steps"] * spec["max_iterations"]
+
+
 def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y: np.ndarray,
-               seed: int = 0) -> tuple[np.ndarray, dict]:
-    """One attack of the suite on a batch: (adversarial images, statistics for the diagnostics)."""
+               seed: int = 0, tick=None) -> tuple[np.ndarray, dict]:
+    """One attack of the suite on a batch: (adversarial images, statistics for the diagnostics).
+
+    ``tick(k)``, if given, hears of every ``k`` image-steps as they are spent
+    (the cascade's progress bar, at most :func:`stage_budget` per image).
+    """
     norm, eps = threat["norm"], threat["eps"]
     eot = _eot(spec)
+    tick = tick or (lambda _k: None)
     if spec["kind"] in ("apgd", "pgd"):
         key = ("loss", spec["loss"]) if eot == (1, "draw") else ("loss", spec["loss"], *eot)
         fn = _cached(ens, key, lambda: objectives.loss_fn(ens, spec["loss"], *eot))
         fixed = spec["kind"] == "pgd"
         out = apgd.run(fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1), seed,
-                       step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed)
+                       step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed,
+                       tick=tick)
         robust = ~out.broken
         stats = {"image_steps": out.steps, "zero_grad": int(out.zero_grad.sum()),
                  "no_progress": int(np.sum(robust & ~(out.loss_best > out.loss_start)))}
@@ -197,16 +215,18 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     if spec["kind"] == "apgd-t":
         fn = _cached(ens, ("apgd-t", *eot), lambda: targeted.loss_fn(ens, *eot))
         return targeted.run(ens, fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1),
-                            spec.get("targets", targeted.TARGETS), seed)
+                            spec.get("targets", targeted.TARGETS), seed, tick=tick)
     if spec["kind"] == "square":
         if norm == "l2":  # ours: ART 1.20.1's Square-L2 returns non-finite images (module square)
             def once(xs, ys, s):
-                xa, more = square.square_l2(ens, xs, ys, eps, spec["queries"], s, eot=eot)
+                xa, more = square.square_l2(ens, xs, ys, eps, spec["queries"], s, eot=eot, tick=tick)
                 return xa, more["image_steps"]
         else:
-            def once(xs, ys, s):
-                return art_bridge.square(ens, xs, ys, eps, spec["queries"], 1, s), len(xs) * spec["queries"]
-        best, steps = black_box_restarts(once, ens, x, y, threat, spec.get("restarts", 1), seed, eot)
+            def once(xs, ys, s):  # ART's Square reports nothing while it runs
+                xa = art_bridge.square(ens, xs, ys, eps, spec["queries"], 1, s)
+                tick(len(xs) * spec["queries"])
+                return xa, len(xs) * spec["queries"]
+        best, steps = square.with_restarts(once, ens, x, y, threat, spec.get("restarts", 1), seed, eot)
         return best, {"image_steps": steps}
     p = {k: spec[k] for k in CW_SEARCH}
 
@@ -225,38 +245,16 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     key = ("cw", json.dumps(p, sort_keys=True)) + (() if eot == (1, "draw") else eot)
     step = _cached(ens, key, make_step)
     bs = p["batch_size"]
-    xa = np.concatenate([attacks.cw_search(step, x[i:i + bs], y[i:i + bs].astype(np.int32), p)
-                         for i in range(0, len(x), bs)])
+    parts = []
+    for i in range(0, len(x), bs):
+        parts.append(attacks.cw_search(step, x[i:i + bs], y[i:i + bs].astype(np.int32), p))
+        tick(len(parts[-1]) * p["binary_search_steps"] * p["max_iterations"])
+    xa = np.concatenate(parts)
     # CW minimises the norm with no hard bound: what it found beyond the budget is no attack within it (the
     # image itself), not an invalid output; a non-finite or out-of-box image still counts as invalid.
     beyond = validate.valid(x, xa, {"norm": norm, "eps": np.inf}) & ~validate.valid(x, xa, {"norm": norm, "eps": eps})
     xa = np.where(beyond[:, None, None, None], x, xa)
     return xa, {"image_steps": len(x) * p["binary_search_steps"] * p["max_iterations"]}
-
-
-def black_box_restarts(once, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, restarts: int,
-                       seed: int, eot: tuple = (1, "draw"), batch_size: int = 500) -> tuple[np.ndarray, int]:
-    """A gradient-free attack's restarts, each on the images no earlier restart broke: (images, image-steps).
-
-    ``once(x, y, seed) -> (adversarial images, image-steps)`` is one run.  As
-    APGD does (:func:`empir_lib.attack.apgd.run`), when few images are left
-    the next restarts run side by side as copies of each image in one call,
-    each copy with its own random squares; an image takes the first copy
-    that is valid and fools the vote, else its first copy.
-    """
-    best, left, r, steps = np.asarray(x, np.float32).copy(), np.ones(len(y), bool), 0, 0
-    while r < restarts and left.any():
-        idx = np.flatnonzero(left)
-        wave = min(restarts - r, max(1, batch_size // len(idx)))
-        xs, ys = np.tile(x[idx], (wave, 1, 1, 1)), np.tile(y[idx], wave)
-        xa, more = once(xs, ys, seed + r)
-        steps += more
-        hit = (validate.valid(xs, xa, threat) & (objectives.deployed(ens, xa, *eot) != ys)).reshape(wave, -1)
-        pick = np.where(hit.any(0), hit.argmax(0), 0)  # per image: the first copy that broke it
-        best[idx] = xa.reshape(wave, len(idx), *x.shape[1:])[pick, np.arange(len(idx))]
-        left[idx] = ~hit.any(0)
-        r += wave
-    return best, steps
 
 
 def _cached(ens: ens_mod.Ensemble, key: tuple, make):
@@ -312,12 +310,17 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
         st = state["stats"].setdefault(spec["name"], {"attacked": int(len(todo)), "broken": 0, "seconds": 0.0,
                                                       "image_steps": 0, "zero_grad": 0, "no_progress": 0,
                                                       "invalid": 0})
-        starts = range(state["pos"], len(todo), chunk)
-        bar = _bar(starts, f"{threat['norm']} {threat['eps']:.4g} {spec['name']} ({len(todo)} left)", progress)
-        for c in bar:
+        per_image = stage_budget(spec)
+        bar = _steps_bar(per_image * (len(todo) - state["pos"]),
+                         f"{threat['norm']} {threat['eps']:.4g} {spec['name']} ({len(todo)} left)", progress)
+        for c in range(state["pos"], len(todo), chunk):
             idx = todo[c:c + chunk]
             t0 = time.perf_counter()
-            xa, info = run_attack(ens, spec, threat, x[idx], y[idx], seed * 1_000_003 + j * 7919 + c)
+            xa, info = run_attack(ens, spec, threat, x[idx], y[idx], seed * 1_000_003 + j * 7919 + c,
+                                  tick=bar.update if bar else None)
+            if bar:  # early stops spend less than the budget: the bar jumps to the chunk's end
+                bar.n = per_image * (c + len(idx) - state["pos"])
+                bar.refresh()
             good = validate.valid(x[idx], xa, threat)
             xa = np.where(good[:, None, None, None], xa, x[idx])  # an invalid output is judged as no attack
             nrm = validate.norms(x[idx], xa, threat["norm"])
@@ -334,6 +337,8 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
                     st[k] = [a + b for a, b in zip(st.get(k, [0] * len(v)), v)]
             state["pos"] = c + chunk
             cascade_state.save(state_path, config, state)
+        if bar:
+            bar.close()
         state.update(stage=j, pos=0, todo=None)
         cascade_state.save(state_path, config, state)
     names = [s["name"] for s in specs]
@@ -342,6 +347,15 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     if eot[0] > 1:  # the randomness diagnostic: how often the deployed class changes between draws
         out["randomness"] = stochastic.disagreement(ens, x, eot[0])["share"]
     return out
+
+
+def _steps_bar(total: int, desc: str, progress: bool):
+    """A stage's bar in image-steps (a re-check's stage can run an hour on one chunk), or None."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm  # noqa: PLC0415  (as in _bar)
+
+    return tqdm(total=total, desc=desc, unit="image-step", unit_scale=True, mininterval=2)
 
 
 def _bar(it, desc: str, progress: bool):

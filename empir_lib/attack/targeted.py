@@ -26,6 +26,8 @@ which differs from the encoded label exactly when the vote differs from ``y``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
@@ -82,7 +84,7 @@ def target_ranking(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, targets:
 
 def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: float, norm: str,
         n_iter: int = 100, restarts: int = 1, targets: int = TARGETS, seed: int = 0,
-        batch_size: int = 500) -> tuple[np.ndarray, dict]:
+        batch_size: int = 500, tick: Callable[[int], object] | None = None) -> tuple[np.ndarray, dict]:
     """APGD-T on a batch: (adversarial images, statistics), one APGD run per target class on the survivors.
 
     ``fn`` is :func:`loss_fn` of ``ens`` (the caller caches it, so that one
@@ -108,7 +110,7 @@ def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: fl
         rows, ks = np.tile(todo, wave), np.repeat(np.arange(k, k + wave), len(todo))
         yt = y[rows] * ens.num_classes + ranked[rows, ks]
         res = apgd.run(fn, x[rows], yt, eps, norm, n_iter, restarts, seed + 104_729 * k, batch_size=batch_size,
-                       groups=rows)
+                       groups=rows, tick=tick)
         stats["image_steps"] += res.steps
         left = np.ones(len(todo), bool)  # images of todo no target of this wave has broken yet
         for j in range(wave):  # a break counts for the first target (in rank order) that found it
