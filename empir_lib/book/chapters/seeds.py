@@ -165,11 +165,21 @@ def recheck_lines(dataset: str, measure: str, root: Root = None) -> list[str]:
                                                                       *(r["robust_after"] for r in rs)])
                           + f" of {rs[-1]['n']:,}" for k, rs in found)
         most = max(len(rs) for _, rs in found)
-        done = all(rs[-1]["converged"] for _, rs in found)
+        moving = [k for k, rs in found if not rs[-1]["converged"]]
+        settled = [k for k, rs in found if rs[-1]["converged"]]
         how = ("a doubled budget and a new seed" if most == 1 else
                f"up to {most} rounds (round r: 2^r times the budget, seed r)")
+        verdict = ("converged." if not moving else
+                   (f"{_set_names(settled)} converged; " if settled else "")
+                   + f"{_set_names(moving)} not converged (a last round moved 0.1 point or more), so "
+                   + ("its value is an upper bound." if len(moving) == 1 else "their values are upper bounds."))
         lines.append(f"{dataset}, {measure}, {'EMPIR' if row == 'empir' else 'FP baseline'} re-checked with "
-                     f"{how}: {moved}; "
-                     + ("converged." if done else "not converged (a change of 0.1 point or more), so these "
-                        "values are upper bounds."))
+                     f"{how}: {moved}; {verdict}")
     return lines
+
+
+def _set_names(ks: list[int]) -> str:
+    """'set 1', 'sets 2 and 3', 'sets 1, 2 and 3'."""
+    if len(ks) == 1:
+        return f"set {ks[0]}"
+    return "sets " + ", ".join(str(k) for k in ks[:-1]) + f" and {ks[-1]}"
