@@ -173,8 +173,9 @@ def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, q
     return best, {"image_steps": steps}
 
 
-def with_restarts(once, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, restarts: int,
-                  seed: int, eot: tuple = (1, "draw"), batch_size: int = 500) -> tuple[np.ndarray, int]:
+def with_restarts(once: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, int]], ens: ens_mod.Ensemble,
+                  x: np.ndarray, y: np.ndarray, threat: dict, restarts: int, seed: int, eot: tuple = (1, "draw"),
+                  batch_size: int = 500) -> tuple[np.ndarray, int]:
     """A gradient-free attack's restarts, each on the images no earlier restart broke: (images, image-steps).
 
     ``once(x, y, seed) -> (adversarial images, image-steps)`` is one run.  As

@@ -70,6 +70,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -192,7 +193,7 @@ def stage_budget(spec: dict) -> int:
 
 
 def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y: np.ndarray,
-               seed: int = 0, tick=None) -> tuple[np.ndarray, dict]:
+               seed: int = 0, tick: Callable[[int], object] | None = None) -> tuple[np.ndarray, dict]:
     """One attack of the suite on a batch: (adversarial images, statistics for the diagnostics).
 
     ``tick(k)``, if given, hears of every ``k`` image-steps as they are spent
