@@ -180,9 +180,12 @@ def with_restarts(once: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray
 
     ``once(x, y, seed) -> (adversarial images, image-steps)`` is one run.  As
     APGD does (:func:`empir_lib.attack.apgd.run`), when few images are left
-    the next restarts run side by side as copies of each image in one call,
-    each copy with its own random squares; an image takes the first copy
-    that is valid and fools the vote, else its first copy.
+    the next restarts run side by side as copies of each image in one call;
+    an image takes the first copy that is valid and fools the vote, else its
+    first copy.  Copies draw their own signs (start and patches) but share
+    each query's window size and place, which both this module and ART's
+    Square draw once per batch: side by side they are less diverse than
+    restarts with their own seeds.
     """
     best, left, r, steps = np.asarray(x, np.float32).copy(), np.ones(len(y), bool), 0, 0
     while r < restarts and left.any():
