@@ -9,7 +9,7 @@ never inside a function (``tests/test_imports.py`` checks both):
 * ``nets``: quantisation (Eq. 5), models, data, training, the zoo, ensembles,
   stochastic members and their joint training;
 * ``hardware``: Eq. 6's overheads, bit-packed storage, ONNX deployment;
-* ``attack``: the attacks, objectives, APGD, ART's Square, the suite and its
+* ``attack``: the attacks, objectives, APGD, Square, the suite and its
   diagnostics;
 * ``studies``: results files and the jobs of ``empir reproduce``, benchmarks;
 * ``book``: the chapters' helpers, figures, exercises and assignments;

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from empir_lib.attack import (
     apgd,
+    art_bridge,
     convergence,
     diagnostics,
     minnorm,
@@ -141,6 +142,9 @@ def test_attacks_report_the_steps_they_spend_as_they_spend_them(mnist):
     ticks.clear()
     _, info = square.square_l2(ens, x, y, 0.5, queries=40, seed=1, tick=ticks.append)
     assert len(ticks) > 3 and sum(ticks) == info["image_steps"]
+    ticks.clear()
+    _, info = square.square_linf(ens, x, y, 0.05, queries=40, seed=1, tick=ticks.append)
+    assert len(ticks) > 3 and sum(ticks) == info["image_steps"]
 
 
 def test_the_cascade_bar_counts_image_steps_within_each_stages_budget(mnist, capsys):
@@ -195,6 +199,48 @@ def test_square_l2_stays_finite_in_the_box_and_the_ball(mnist):
     assert stats["image_steps"] >= len(x)
     # It moves: the perturbations use the budget (before clipping) on the images it did not break.
     assert np.median(validate.norms(x[:6], xa[:6], "l2")) > 0.5
+
+
+def _gray_copies(ens, k=40):
+    x = np.full((k, 28, 28, 1), 0.5, np.float32)
+    return x, ensemble.predict(ens, x)
+
+
+def _span(mask):
+    rows, cols = np.nonzero(mask.any(0))[:2]
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+def test_square_copies_of_one_image_search_their_own_windows(mnist):
+    # One query after the start, on 40 copies of a gray image that no small step breaks: the pixels
+    # each copy changed lie in its own window, so together they span more than one window would.
+    ens = mnist[0]
+    x, y = _gray_copies(ens)
+    xa, _ = square.square_linf(ens, x, y, 0.01, queries=2, seed=0, p_init=0.05)  # windows of 6 x 6
+    d = xa[..., 0] - x[..., 0]
+    moved = np.sign(d) != np.sign(np.sign(d).sum(1, keepdims=True))  # off its column's stripe
+    assert moved.any(axis=(1, 2)).sum() >= 5 and min(_span(moved)) > 6
+    xa, _ = square.square_l2(ens, x, y, 0.3, queries=2, seed=0, p_init=0.02)  # windows of 5 x 5
+    grid = np.zeros((28, 28), bool)
+    grid[1:26, 1:26] = True  # the start's 5 x 5 grid of patterns, non-zero everywhere on it
+    emptied = (xa[..., 0] == x[..., 0]) & grid  # window 2 of an accepted proposal is emptied
+    assert emptied.any(axis=(1, 2)).sum() >= 5 and min(_span(emptied)) > 5
+    r, c = square.windows(np.random.default_rng(0), 50, 6, 28, 28)[1:]
+    assert r.shape == (50, 6, 1) and c.shape == (50, 1, 6) and r.max() < 28 and c.max() < 28
+    assert len(set(zip(r[:, 0, 0], c[:, 0, 0]))) > 40
+
+
+def test_square_linf_is_valid_and_breaks_as_many_as_arts(mnist):
+    ens, x, y = mnist
+    keep = ensemble.predict(ens, x) == y
+    x, y = x[keep][:40], y[keep][:40]
+    xa, stats = square.square_linf(ens, x, y, 0.2, queries=150, seed=1)
+    assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all() and stats["image_steps"] >= len(x)
+    ours = int(np.sum(ensemble.predict(ens, xa) != y))
+    arts = int(np.sum(ensemble.predict(ens, art_bridge.square(ens, x, y, 0.2, 150, 1, 1)) != y))
+    assert ours >= arts - 2 and ours >= 10, (ours, arts)  # the reference ART implementation as a yardstick
+    with pytest.raises(EmpirError, match="eps"):
+        square.square_linf(ens, x, y, 1.5)
 
 
 def test_square_schedule_and_pattern():

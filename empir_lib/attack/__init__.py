@@ -1,5 +1,5 @@
 """Attacks and the worst-case suite: the paper protocol's attacks, objectives, APGD,
-ART's Square, per-image outcomes, the cascade and its diagnostics.
+Square (ours; ART's for the expected suite), per-image outcomes, the cascade and its diagnostics.
 
 Imports only from the layers below (core, nets, hardware).
 """

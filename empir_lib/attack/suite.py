@@ -33,9 +33,11 @@ the paper's Table 1 presets):
    (AutoAttack's APGD-T, :mod:`empir_lib.attack.targeted`): a vote falls when
    two members are pushed to the *same* wrong class;
 6. the gradient-free check that gradients are not masked, 5,000 queries
-   (AutoAttack's budget): L-inf ``square``, ART's Square attack; L2
-   ``square-l2``, our own Square-L2 (:mod:`empir_lib.attack.square`; ART's
-   returns non-finite images);
+   (AutoAttack's budget): L-inf ``square`` and L2 ``square-l2``, our own
+   Square (:mod:`empir_lib.attack.square`: ART's Square-L2 returns non-finite
+   images and its L-inf one shares window places across a batch; results
+   files written before 2026-12-03 ran ART's L-inf Square, as their
+   provenance commit shows);
 7. L2 only: ``cw-l2``, Carlini & Wagner with a binary search over c, every
    iterate judged on the vote (FAB-T, AutoAttack's fourth attack, is left
    out: ART 1.20.1 has no FAB, and the maintained one is AutoAttack's
@@ -80,7 +82,7 @@ from ..core import threats as threat_models
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
-from . import apgd, art_bridge, attacks, cascade_state, objectives, outcomes, square, targeted, validate
+from . import apgd, attacks, cascade_state, objectives, outcomes, square, targeted, validate
 
 KINDS = ("apgd", "pgd", "apgd-t", "square", "cw")
 # The L2 budgets per dataset (settings.DatasetSettings.l2_budget; the paper reports CW without one).
@@ -218,15 +220,11 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
         return targeted.run(ens, fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1),
                             spec.get("targets", targeted.TARGETS), seed, tick=tick)
     if spec["kind"] == "square":
-        if norm == "l2":  # ours: ART 1.20.1's Square-L2 returns non-finite images (module square)
-            def once(xs, ys, s):
-                xa, more = square.square_l2(ens, xs, ys, eps, spec["queries"], s, eot=eot, tick=tick)
-                return xa, more["image_steps"]
-        else:
-            def once(xs, ys, s):  # ART's Square reports nothing while it runs
-                xa = art_bridge.square(ens, xs, ys, eps, spec["queries"], 1, s)
-                tick(len(xs) * spec["queries"])
-                return xa, len(xs) * spec["queries"]
+        attack = square.square_l2 if norm == "l2" else square.square_linf  # ours: module square says why
+
+        def once(xs, ys, s):
+            xa, more = attack(ens, xs, ys, eps, spec["queries"], s, eot=eot, tick=tick)
+            return xa, more["image_steps"]
         best, steps = square.with_restarts(once, ens, x, y, threat, spec.get("restarts", 1), seed, eot)
         return best, {"image_steps": steps}
     p = {k: spec[k] for k in CW_SEARCH}
