@@ -10,7 +10,7 @@
     empir evaluate --dataset mnist --members mnist-a4w2-s1,mnist-a4w2-s2,mnist-fp-s1 --attack pgd --protocol paper
     empir reproduce mnist|cifar10|tiny-imagenet [--n 10000] [--select-n 1000] [--only table2/]
                     [--dry-run] [--workers N | --address host:port]   (Dask: empir_lib/studies/parallel.py)
-    empir bench [--n 500] [--only attacks|apgd|training|end_to_end]
+    empir bench [--n 500] [--only attacks|apgd|restarts|square|training|end_to_end]
 
 Errors print one line (``empir: error: ...``) and exit 2; ``--debug`` shows
 the traceback as well.

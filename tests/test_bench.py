@@ -39,6 +39,16 @@ def test_suite_cw_speed_row_times_both_ways_of_judging_on_the_vote():
     assert row["one_pass_vs_separate"] > 0 and row["n"] == 8 and row["iterations"] == 3
 
 
+def test_square_speed_row_compares_ours_with_arts_on_the_same_queries():
+    x, y = data.load_sample("mnist", 6)
+    ens = ensemble.empir("mnist")
+    row = bench.square_speed(ens, "MNIST EMPIR", x, ensemble.predict(ens, x), queries=5, repeats=1)
+    assert row["art_image_queries_per_s"] > 0 and row["ours_image_queries_per_s"] > 0
+    assert row["ours_vs_art"] == pytest.approx(row["ours_image_queries_per_s"] / row["art_image_queries_per_s"],
+                                               rel=0.02)
+    assert row["n"] == 6 and row["queries"] == 5
+
+
 def test_an_unknown_benchmark_part_is_refused(tmp_path):
     with pytest.raises(EmpirError, match="benchmark part"):
         bench.run(tmp_path, n=4, only="everything")

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..attack import apgd, art_bridge, attacks, objectives
+from ..attack import apgd, art_bridge, attacks, objectives, square
 from ..core import files, provenance, settings
 from ..core.errors import EmpirError
 from ..core.files import atomic_write
@@ -184,6 +184,29 @@ def restarts_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndar
             "side_by_side_vs_sequential": round(rates["side_by_side"] / rates["sequential"], 2)}
 
 
+def square_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray, eps: float = 0.005,
+                 queries: int = 100, repeats: int = 2) -> dict:
+    """Square-L-inf's image-queries/s: ours (one pass per query) against ART's (the baseline), same images.
+
+    ``y`` is the ensemble's own decision and ``eps`` tiny, so (almost) no
+    image breaks and both spend every query on every image.
+    """
+    out = {}
+
+    def ours() -> None:
+        out["ours"] = square.square_linf(ens, x, y, eps, queries, seed=0)[1]["image_steps"]
+
+    def art() -> None:
+        art_bridge.square(ens, x, y, eps, queries, 1, 0)
+        out["art"] = len(x) * queries
+
+    times = {k: best_time(f, repeats) for k, f in (("art", art), ("ours", ours))}
+    rates = {k: out[k] / t for k, t in times.items()}
+    return {"model": label, "n": len(x), "queries": queries,
+            **{f"{k}_image_queries_per_s": round(v, 1) for k, v in rates.items()},
+            "ours_vs_art": round(rates["ours"] / rates["art"], 2)}
+
+
 def suite_cw_speed(ens: ensemble.Ensemble, label: str, x: np.ndarray, y: np.ndarray, iterations: int = 50,
                    repeats: int = 3) -> dict:
     """Image-steps/s of the suite's CW-L2 step judged on the vote: read off the same pass, and a separate pass.
@@ -241,7 +264,7 @@ def training_speed(batches: int = 20, batch_size: int = 128, configs: list | Non
     return rows
 
 
-PARTS = ("attacks", "apgd", "restarts", "training", "end_to_end")
+PARTS = ("attacks", "apgd", "restarts", "square", "training", "end_to_end")
 
 
 def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool = True, book: bool = False,
@@ -262,11 +285,9 @@ def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool =
         result["suite_cw"] = [suite_cw_speed(ensemble.empir("mnist"), "MNIST EMPIR (a4w2, a4w2, FP)",
                                              x[:100], y[:100])]
     if only in (None, "restarts"):  # a re-check's survivors: 10 MNIST and 10 CIFAR-10 images
-        result["restarts"] = []
-        for ds, label in (("mnist", "MNIST EMPIR"), ("cifar10", "CIFAR-10 EMPIR")):
-            ens = ensemble.empir(ds)
-            xs = data.load_sample(ds, 10)[0]
-            result["restarts"].append(restarts_speed(ens, label, xs, ensemble.predict(ens, xs)))
+        result["restarts"] = _on_empir(restarts_speed, 10)
+    if only in (None, "square"):  # the suite's L-inf Square stage
+        result["square"] = _on_empir(square_speed, 100)
     if only in (None, "training"):
         result["training"] = training_speed()
     if only in (None, "end_to_end"):
@@ -279,6 +300,16 @@ def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool =
                  lambda p: Path(p).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n"))
     atomic_write(out_dir / "README.md", lambda p: Path(p).write_text(readme(result)))
     return result
+
+
+def _on_empir(speed: Callable, n: int) -> list[dict]:
+    """``speed(ens, label, x, y)`` on MNIST's and CIFAR-10's EMPIR, first ``n`` sample images, y their decision."""
+    rows = []
+    for ds, label in (("mnist", "MNIST EMPIR"), ("cifar10", "CIFAR-10 EMPIR")):
+        ens = ensemble.empir(ds)
+        xs = data.load_sample(ds, n)[0]
+        rows.append(speed(ens, label, xs, ensemble.predict(ens, xs)))
+    return rows
 
 
 def book_times() -> dict:
@@ -328,6 +359,12 @@ def readme(result: dict) -> str:
         lines += [f"| {r['model']} | {r['n']} | {r['n_iter']} | {r['restarts']} | "
                   f"{r['sequential_image_steps_per_s']} | {r['side_by_side_image_steps_per_s']} | "
                   f"{r['side_by_side_vs_sequential']} |" for r in result["restarts"]]
+    if "square" in result:
+        lines += ["", "## Square L-inf (eps 0.005, labels the ensemble's own: few break): ours against ART's", "",
+                  "| model | images | queries | ART image-queries/s | ours image-queries/s | ours / ART |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['model']} | {r['n']} | {r['queries']} | {r['art_image_queries_per_s']} | "
+                  f"{r['ours_image_queries_per_s']} | {r['ours_vs_art']} |" for r in result["square"]]
     if "training" in result:
         lines += ["", "## Training (batches of 128)", "", "| network | precision | img/s | cost vs FP |",
                   "| --- | --- | --- | --- |"]
