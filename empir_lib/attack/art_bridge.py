@@ -1,4 +1,4 @@
-"""The Adversarial Robustness Toolbox (ART 1.20) on an EMPIR ensemble: Square, and APGD as the reference.
+"""The Adversarial Robustness Toolbox (ART 1.20) on an EMPIR ensemble: Square and APGD, the references.
 
 ART runs under TF 2.21 / Keras 3 when the model is a ``tf.Module`` whose
 ``__call__(x, training=False)`` returns scores, given to
@@ -62,7 +62,11 @@ def classifier(ens: ens_mod.Ensemble, scores: str = "decision") -> TensorFlowV2C
 
 def square(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, max_iter: int = 1000,
            restarts: int = 1, seed: int = 0, batch_size: int = 500) -> np.ndarray:
-    """ART's Square attack (L-inf) judged on the vote; returns the adversarial images."""
+    """ART's Square attack (L-inf) judged on the vote; returns the adversarial images.
+
+    The yardstick for our own :func:`empir_lib.attack.square.square_linf`,
+    which the suite runs (that module says why).
+    """
     np.random.seed(seed)  # ART's Square draws its squares from numpy's global generator
     attack = SquareAttack(classifier(ens, "decision"), norm=np.inf, eps=eps, max_iter=max_iter,
                           nb_restarts=restarts, batch_size=batch_size, verbose=False)
