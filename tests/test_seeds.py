@@ -197,3 +197,21 @@ def test_a_seed_sets_recheck_rounds_are_read_as_a_chain_until_every_set_converge
     line = chapter_seeds.recheck_lines("mnist", "linf-table1", tmp_path)[0]
     assert "up to 2 rounds" in line and "set 1 8 -> 6 -> 6 of 2,000, set 2 5 -> 5 of 2,000" in line
     assert line.endswith("converged.")
+
+
+def test_sets_are_compared_at_their_last_recheck_round_only_when_every_set_has_one(tmp_path):
+    _fill(tmp_path)
+    before = [v["empir"]["linf-table1"] for v in seeds.seed_values("mnist", root=tmp_path)]
+    for k in (1, 2, 3):
+        broken = np.full(1000, 1)
+        broken[:50 + k] = outcomes.ROBUST  # each round left 50 + k of the suite's 100
+        name = seeds._suite_name(k, "empir", "linf-table1") + ("-recheck" if k != 2 else "-recheck2")  # noqa: SLF001
+        _write(tmp_path, "mnist", name, {"robust_accuracy": (50 + k) / 1000, "clean_accuracy": 1.0,
+                                         "broken_by": outcomes.counts(broken, [])}, broken)
+        values = seeds.seed_values("mnist", root=tmp_path)
+        got = [v["empir"]["linf-table1"] for v in values]
+        if k < 3:  # a set without a re-check: every set keeps the suite's value, budgets must match
+            assert got == before
+    assert got == pytest.approx([5.1, 5.2, 5.3]) and before == pytest.approx([10.0, 10.0, 10.0])
+    assert values[1]["empir"]["linf-table1_file"] == "seeds/set2/empir-linf-table1-recheck2"
+    assert [v["baseline"]["linf-table1"] for v in values] == pytest.approx([0.0, 0.0, 0.0])  # no re-check: as was

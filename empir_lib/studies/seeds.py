@@ -28,7 +28,7 @@ import numpy as np
 from ..attack import outcomes, suite
 from ..core import paper, settings
 from ..core.errors import EmpirError, check_choice
-from . import results
+from . import results, suite_checks
 
 FOLDER = "seeds"
 ROWS = ("empir", "baseline")
@@ -160,7 +160,8 @@ def seed_values(dataset: str, n_l2: int | None = None, root: str | os.PathLike |
     the first n of set 2's file (``n_l2`` overrides it for L2), the paper
     protocol on set 2's n (set 1 from its re-run on those images when Table 2
     has another n).  A value whose file is missing, or covers other images,
-    is None.
+    is None.  A threat whose every set was re-checked reads each set's last
+    round (:func:`_settled`); ``<threat>_file`` names the file read.
     """
     out = []
     l2 = [t for t, v in suite.threats(dataset).items() if v["norm"] == "l2"]
@@ -189,8 +190,31 @@ def seed_values(dataset: str, n_l2: int | None = None, root: str | os.PathLike |
                 got = _robust(dataset, name, n_threat[t], root)
                 entry[row][t] = None if got is None else got["value"]
                 entry[row][f"{t}_n"] = None if got is None else got["n"]
+                entry[row][f"{t}_file"] = name
         out.append(entry)
+    for row in ROWS:
+        for t in suite.threats(dataset):
+            _settled(dataset, [e[row] for e in out], t, n_threat[t], root)
     return out
+
+
+def _settled(dataset: str, cells: list[dict], threat: str, n: int | None, root: str | os.PathLike | None) -> None:
+    """Every set's value from its last re-check round, when every set of the row has one on the compared images.
+
+    A number is quoted once it has stopped moving (:mod:`empir_lib.attack.convergence`),
+    so the strongest evaluation is the one to compare; but only when all sets
+    met one, as one set at a budget the others did not meet would not compare.
+    """
+    last = []
+    for cell in cells:
+        evals = suite_checks.evaluations(dataset, cell[f"{threat}_file"], root)
+        rounds = [name for name, r in evals if name.endswith(suite_checks.RECHECKS) and r["n"] >= (n or r["n"])]
+        last.append(rounds[-1] if rounds else None)
+    if None in last:
+        return
+    for cell, name in zip(cells, last):
+        got = _robust(dataset, name, n, root)
+        cell.update({threat: got["value"], f"{threat}_n": got["n"], f"{threat}_file": name})
 
 
 def spread(values: list[float | None]) -> dict:
