@@ -5,7 +5,7 @@ import pytest
 
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, ensemble
-from empir_lib.studies import bench
+from empir_lib.studies import attack_speed, bench
 
 
 def test_training_speed_rows_are_ratios_against_the_first_precision():
@@ -25,7 +25,7 @@ def test_end_to_end_gathers_the_committed_reproduce_times():
 
 def test_apgd_speed_row_compares_ours_with_art_and_the_floor():
     x, y = data.load_sample("mnist", 8)
-    row = bench.apgd_speed(ensemble.empir("mnist"), "MNIST EMPIR", x, y, eps=0.1, n_iter=5, repeats=1)
+    row = attack_speed.apgd_speed(ensemble.empir("mnist"), "MNIST EMPIR", x, y, eps=0.1, n_iter=5, repeats=1)
     for k in ("ours_no_compaction_image_steps_per_s", "art_image_steps_per_s", "floor_image_steps_per_s"):
         assert row[k] > 0
     assert row["ours_vs_art"] > 0 and row["ours_cost_vs_floor"] > 0 and row["n"] == 8
@@ -33,7 +33,7 @@ def test_apgd_speed_row_compares_ours_with_art_and_the_floor():
 
 def test_suite_cw_speed_row_times_both_ways_of_judging_on_the_vote():
     x, y = data.load_sample("mnist", 8)
-    row = bench.suite_cw_speed(ensemble.empir("mnist"), "MNIST EMPIR", x, y, iterations=3, repeats=1)
+    row = attack_speed.suite_cw_speed(ensemble.empir("mnist"), "MNIST EMPIR", x, y, iterations=3, repeats=1)
     for k in ("one_pass_image_steps_per_s", "separate_vote_image_steps_per_s", "floor_image_steps_per_s"):
         assert row[k] > 0
     assert row["one_pass_vs_separate"] > 0 and row["n"] == 8 and row["iterations"] == 3
@@ -42,7 +42,7 @@ def test_suite_cw_speed_row_times_both_ways_of_judging_on_the_vote():
 def test_square_speed_row_compares_ours_with_arts_on_the_same_queries():
     x, y = data.load_sample("mnist", 6)
     ens = ensemble.empir("mnist")
-    row = bench.square_speed(ens, "MNIST EMPIR", x, ensemble.predict(ens, x), queries=5, repeats=1)
+    row = attack_speed.square_speed(ens, "MNIST EMPIR", x, ensemble.predict(ens, x), queries=5, repeats=1)
     assert row["art_image_queries_per_s"] > 0 and row["ours_image_queries_per_s"] > 0
     assert row["ours_vs_art"] == pytest.approx(row["ours_image_queries_per_s"] / row["art_image_queries_per_s"],
                                                rel=0.02)
