@@ -36,8 +36,7 @@ the paper's Table 1 presets):
    (AutoAttack's budget): L-inf ``square`` and L2 ``square-l2``, our own
    Square (:mod:`empir_lib.attack.square`: ART's Square-L2 returns non-finite
    images and its L-inf one shares window places across a batch; results
-   files written before 2026-12-03 ran ART's L-inf Square, as their
-   provenance commit shows);
+   files whose provenance commit predates our Square-L-inf ran ART's);
 7. L2 only: ``cw-l2``, Carlini & Wagner with a binary search over c, every
    iterate judged on the vote (FAB-T, AutoAttack's fourth attack, is left
    out: ART 1.20.1 has no FAB, and the maintained one is AutoAttack's
