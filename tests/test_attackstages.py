@@ -109,7 +109,7 @@ def test_square_restarts_side_by_side_take_the_first_copy_that_fools_the_vote(mn
     other = x[np.flatnonzero((pred == y) & (y != ys[0]) & (y != ys[1]) & (y != ys[2]))[0]]
     calls = []
 
-    def once(xb, yb, seed):  # copy 5 of each image (the 6th restart) "finds" another digit
+    def once(xb, yb, seed, stop):  # copy 5 of each image (the 6th restart) "finds" another digit
         calls.append((len(xb), seed))
         out = xb.copy()
         if len(xb) == 8 * len(xs):
@@ -264,7 +264,7 @@ def test_the_cascade_counts_invalid_outputs_and_never_as_breaks(mnist, monkeypat
     ens, x, y = mnist
     x, y = x[:10], y[:10]
 
-    def nan_attack(ens, spec, threat, xb, yb, seed=0, tick=None):
+    def nan_attack(ens, spec, threat, xb, yb, seed=0, tick=None, stop=None):
         return np.full_like(xb, np.nan), {}
 
     monkeypatch.setattr(suite, "run_attack", nan_attack)

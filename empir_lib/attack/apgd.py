@@ -184,7 +184,8 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
         restarts: int = 1, seed: int = 0, step: float | None = None, schedule: bool = True,
         momentum: bool = True, segment: int = 10, clip: tuple[float, float] = CLIP,
         batch_size: int = 500, groups: np.ndarray | None = None,
-        tick: Callable[[int], object] | None = None) -> Outcome:
+        tick: Callable[[int], object] | None = None,
+        stop: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> Outcome:
     """Run APGD (defaults) or fixed-step PGD (``schedule=momentum=False, step=...``) on numpy images.
 
     ``fn(x, y) -> (loss, decision)`` comes from :func:`empir_lib.attack.objectives.loss_fn`.
@@ -195,6 +196,11 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
     image) marks images that are copies of one picture (APGD-T's target
     classes): once any copy is broken, the others stop too.  ``tick(k)``, if
     given, hears of every ``k`` image-steps as they are spent (a progress bar).
+    ``stop(images, x_adv)``, if given, hears of the images newly broken (their
+    indices and adversarial images) whenever some leave the batch; once it
+    returns True the run ends there (a re-check round that has already moved:
+    :func:`empir_lib.attack.suite.cascade`'s ``stop_after``), and images it had
+    not finished count as not broken.
     Returns an :class:`Outcome` (per image; a copy stopped by another is not broken).
 
     **Restarts side by side.**  When fewer images are left than fit in a
@@ -239,13 +245,23 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
     loss_start, loss_best = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
     zero_grad = np.zeros(n, bool)
     steps, r = 0, 0
-    while r < restarts:
+    reported = np.zeros(n, bool)  # breaks ``stop`` has heard of
+
+    def halt() -> bool:
+        new = broken & ~reported
+        reported[new] = True
+        return stop is not None and bool(new.any()) and bool(stop(np.flatnonzero(new), out_x[new]))
+
+    halted = False
+    while r < restarts and not halted:
         todo = np.flatnonzero(~np.isin(groups, groups[broken]))
         if not len(todo):
             break
         wave = min(restarts - r, max(1, batch_size // len(todo)))  # restarts run side by side (docstring)
         lanes, lane_r = np.tile(todo, wave), np.repeat(np.arange(r, r + wave), len(todo))
         for b in range(0, len(lanes), batch_size):
+            if halted:
+                break
             idx, first = lanes[b:b + batch_size], lane_r[b:b + batch_size] == 0
             xb, yb, eb = tf.constant(x[idx]), tf.constant(y[idx]), tf.constant(eps_arr[idx])
             x0, loss0, pred0, g0 = _start(fn, xb, yb, eb, norm, clip, tf.constant([seed, r * 7919 + b], tf.int64))
@@ -273,11 +289,16 @@ def run(fn: Callable, x: np.ndarray, y: np.ndarray, eps: float | np.ndarray, nor
                                for j, s in enumerate(st))
                     active = active[keep]
                     xb, yb, eb = tf.gather(xb, keep), tf.gather(yb, keep), tf.gather(eb, keep)
+                    if halt():
+                        halted = True
+                        break
                 st = seg_fn(st, xb, yb, eb, tf.constant(i0), tf.constant(i1),
                             check_t, window_t)
                 steps += len(active) * (i1 - i0)
                 tick(len(active) * (i1 - i0))
-            _finish(st, np.ones(len(active), bool), idx[active], out_x, broken, loss_best)
+            if not halted:
+                _finish(st, np.ones(len(active), bool), idx[active], out_x, broken, loss_best)
+                halted = halt()
         r += wave
     return Outcome(out_x, broken, loss_start, loss_best, zero_grad, steps)
 

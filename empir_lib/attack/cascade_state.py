@@ -2,7 +2,8 @@
 
 :func:`empir_lib.attack.suite.cascade` saves its state after every chunk of
 images; a rerun with the same configuration resumes there and a different
-configuration is refused.  :func:`from_start` turns a finished cascade's
+configuration is refused.  :func:`stopper` and :func:`stopped` end a cascade
+at a number of breaks (its ``stop_after``).  :func:`from_start` turns a finished cascade's
 per-image outcomes into the state of a longer suite that has run its first
 stages, so that only the new stages run, on its survivors.
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import numpy as np
 
 from ..core import partial
 from ..core.errors import EmpirError
-from . import outcomes
+from ..nets import ensemble as ens_mod
+from . import objectives, outcomes, validate
 
 
 def from_start(start: dict, specs: list[dict], clean_now: np.ndarray) -> dict:
@@ -51,3 +54,29 @@ def load(path: str | os.PathLike | None, config: dict) -> dict | None:
         return None
     return {"broken_by": f["broken_by"], "norm": f["norm"], "stage": int(f["stage"]), "pos": int(f["pos"]),
             "todo": f["todo"] if bool(f["has_todo"]) else None, "stats": json.loads(str(f["stats"]))}
+
+
+def stopped(stats: dict) -> str | None:
+    """The stage a cascade's ``stop_after`` ended it in, or None."""
+    return next((k for k, v in stats.items() if v.get("stopped")), None)
+
+
+def stopper(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, eot: tuple,
+             need: int | None) -> tuple[Callable | None, dict]:
+    """An attack's ``stop`` for a chunk that ends it at ``need`` breaks, and the breaks it confirmed.
+
+    Each break it hears of is validated and judged on the vote as the cascade
+    judges it; the confirmed ones (index -> image) are kept, so the cascade
+    counts them whatever the attack returns for them.
+    """
+    found: dict[int, np.ndarray] = {}
+    if need is None:
+        return None, found
+
+    def stop(i: np.ndarray, xa: np.ndarray) -> bool:
+        ok = validate.valid(x[i], xa, threat) & (objectives.deployed(ens, xa, *eot) != y[i])
+        for k, xk in zip(np.asarray(i)[ok].tolist(), xa[ok]):
+            found.setdefault(k, xk)
+        return len(found) >= need
+
+    return stop, found

@@ -83,9 +83,12 @@ def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, a
     (``suite.cascade(start=...)``; with ``state_path`` each finished stage is
     a checkpoint ``<state_path stem>-<k>.npz``, so a cut-short job resumes
     there).  With ``stop_when_moved`` it stops as soon as the change reaches
-    :data:`TOLERANCE_POINTS`: later stages can only break more, so the
-    verdict "not converged" is final for this round (``stopped_early``); the
-    next round re-checks the new figure.  ``attacks`` may hold rounds
+    :data:`TOLERANCE_POINTS` (:func:`moved_by` images), in the middle of a
+    stage if need be (``suite.cascade``'s ``stop_after``: between restart
+    waves, APGD segments or Square queries): later breaks can only add to
+    it, so the verdict "not converged" is final for this round
+    (``stopped_early``; ``stopped_in`` names the stage); the next round
+    re-checks the new figure.  ``attacks`` may hold rounds
     already: this runs the next one (:func:`next_round`), with the seed
     ``RECHECK_SEED + round - 1`` unless ``seed`` is given.  Returns the
     continued cascade (:func:`suite.cascade`'s dict: its ``broken_by``
@@ -101,13 +104,15 @@ def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, a
     res = {"broken_by": broken_by, "norm": np.asarray(norm, np.float32),
            "stats": {a["name"]: {"seconds": 0.0} for a in attacks}, "resumed_s": 0.0}
     resumed, k = 0.0, 0
+    moves = moved_by(len(broken_by))
     for k in range(1, len(more) + 1):
         state = None if state_path is None else Path(state_path).with_name(f"{Path(state_path).stem}-{k}.npz")
+        left = moves - (before - int(np.sum(res["broken_by"] == outcomes.ROBUST)))
         res = suite.cascade(ens, x, y, threat, list(attacks) + more[:k], seed=seed, state_path=state,
-                            progress=progress, start={k2: res[k2] for k2 in ("broken_by", "norm", "stats")})
+                            progress=progress, start={k2: res[k2] for k2 in ("broken_by", "norm", "stats")},
+                            stop_after=left if stop_when_moved else None)
         resumed += res["resumed_s"]
-        change = 100.0 * (before - int(np.sum(res["broken_by"] == outcomes.ROBUST))) / len(broken_by)
-        if stop_when_moved and change >= TOLERANCE_POINTS:
+        if res.get("stopped_in") or before - int(np.sum(res["broken_by"] == outcomes.ROBUST)) >= moves:
             break
     after = int(np.sum(res["broken_by"] == outcomes.ROBUST))
     change = 100.0 * (before - after) / len(broken_by)
@@ -115,8 +120,13 @@ def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, a
     names = [a["name"] for a in attacks] + [s["name"] for s in more]
     res["counts"] = outcomes.counts(res["broken_by"], names)
     return {**res, "resumed_s": resumed, "robust_before": before, "robust_after": after, "change_points": change,
-            "converged": bool(change < TOLERANCE_POINTS), "stages_run": k, "stopped_early": k < len(more),
-            "round": r}
+            "converged": bool(change < TOLERANCE_POINTS), "stages_run": k,
+            "stopped_early": k < len(more) or res.get("stopped_in") is not None, "round": r}
+
+
+def moved_by(n: int) -> int:
+    """The fewest breaks among ``n`` images that move a row by :data:`TOLERANCE_POINTS` (1 in 1,000)."""
+    return max(1, int(np.ceil(TOLERANCE_POINTS * n / 100.0 - 1e-9)))
 
 
 def checkpoints(state_path: str | os.PathLike | None, stages: int) -> list[Path]:

@@ -128,7 +128,8 @@ def _prepare(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, queries: int, 
 
 
 def _search(x: np.ndarray, y: np.ndarray, best: np.ndarray, margin_of: Callable, propose: Callable,
-            queries: int, tick: Callable[[int], object] | None) -> tuple[np.ndarray, dict]:
+            queries: int, tick: Callable[[int], object] | None,
+            stop: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> tuple[np.ndarray, dict]:
     """Square's random search (Algorithm 1): keep a proposal where it lowers the margin; stop once it is < 0.
 
     ``propose(i, todo, best[todo]) -> candidates`` draws iteration ``i``'s
@@ -138,6 +139,9 @@ def _search(x: np.ndarray, y: np.ndarray, best: np.ndarray, margin_of: Callable,
     margin = margin_of(best, y)
     steps = len(x)
     tick(len(x))
+    new = np.flatnonzero(margin < 0)  # the start broke these
+    if stop is not None and len(new) and stop(new, best[new]):
+        return best, {"image_steps": steps}
     for i in range(queries - 1):
         todo = np.flatnonzero(margin >= 0)
         if not len(todo):
@@ -149,6 +153,9 @@ def _search(x: np.ndarray, y: np.ndarray, best: np.ndarray, margin_of: Callable,
         better = m < margin[todo]
         best[todo[better]] = cand[better]
         margin[todo[better]] = m[better]
+        new = todo[better & (m < 0)]
+        if stop is not None and len(new) and stop(new, best[new]):
+            break
     return best, {"image_steps": steps}
 
 
@@ -165,13 +172,14 @@ def windows(rng: np.random.Generator, m: int, s: int, h: int, w: int) -> tuple[n
 
 def square_linf(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, queries: int = 5000,
                 seed: int = 0, p_init: float = P_INIT_LINF, eot: tuple[int, str] = (1, "draw"),
-                tick: Callable[[int], object] | None = None) -> tuple[np.ndarray, dict]:
+                tick: Callable[[int], object] | None = None,
+                stop: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> tuple[np.ndarray, dict]:
     """Square-L-inf on a batch (Andriushchenko et al. 2020, Algorithms 1 and 2): (images, statistics).
 
     The start is vertical stripes of +-eps; each query sets one s x s window
     (its own place per image) to +-eps per channel, redrawn while it would change
     nothing.  Every output is finite, in the box and within eps.  ``tick`` as
-    in :func:`square_l2`.  Why not ART's: its Square draws one window place and
+    and ``stop`` as in :func:`square_l2`.  Why not ART's: its Square draws one window place and
     one sign per channel for the whole batch, and spends three forward passes
     per query where this spends one.
     """
@@ -198,17 +206,19 @@ def square_linf(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float,
         return cand
 
     start = np.clip(x + eps * rng.choice([-1.0, 1.0], (n, 1, w, c)), lo, hi).astype(np.float32)
-    return _search(x, y, start, margin_of, propose, queries, tick)
+    return _search(x, y, start, margin_of, propose, queries, tick, stop)
 
 
 def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, queries: int = 5000,
               seed: int = 0, p_init: float = P_INIT, eot: tuple[int, str] = (1, "draw"),
-              tick: Callable[[int], object] | None = None) -> tuple[np.ndarray, dict]:
+              tick: Callable[[int], object] | None = None,
+              stop: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> tuple[np.ndarray, dict]:
     """Square-L2 on a batch: (adversarial images, statistics); every output finite, in the box and the ball.
 
     Broken images (vote != label) stop early; the others return their lowest-margin point.
     Each image draws its own window places (:func:`windows`).
-    ``tick(k)``, if given, hears of every ``k`` queries as they are spent (a progress bar).
+    ``tick(k)``, if given, hears of every ``k`` queries as they are spent (a progress bar);
+    ``stop`` as in :func:`empir_lib.attack.apgd.run` (it hears of each query's new breaks).
     """
     eps = check_finite_number(eps, "eps", 0.0, float(np.prod(np.shape(x)[1:])))
     x, y, margin_of = _prepare(ens, x, y, queries, eot, "Square-L2")
@@ -245,15 +255,18 @@ def square_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, q
         d[win1] = new / np.maximum(_l2(new, (1, 2)), FLOOR) * target
         return _to_ball(xc, d, eps)
 
-    return _search(x, y, _to_ball(x, delta, eps), margin_of, propose, queries, tick)
+    return _search(x, y, _to_ball(x, delta, eps), margin_of, propose, queries, tick, stop)
 
 
-def with_restarts(once: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, int]], ens: ens_mod.Ensemble,
-                  x: np.ndarray, y: np.ndarray, threat: dict, restarts: int, seed: int, eot: tuple = (1, "draw"),
-                  batch_size: int = 500) -> tuple[np.ndarray, int]:
+def with_restarts(once: Callable[..., tuple[np.ndarray, int]], ens: ens_mod.Ensemble, x: np.ndarray,
+                  y: np.ndarray, threat: dict, restarts: int, seed: int, eot: tuple = (1, "draw"),
+                  batch_size: int = 500, stop: Callable[[np.ndarray, np.ndarray], bool] | None = None
+                  ) -> tuple[np.ndarray, int]:
     """A gradient-free attack's restarts, each on the images no earlier restart broke: (images, image-steps).
 
-    ``once(x, y, seed) -> (adversarial images, image-steps)`` is one run.  As
+    ``once(x, y, seed, stop) -> (adversarial images, image-steps)`` is one run
+    (``stop`` as in :func:`empir_lib.attack.apgd.run`, in the copies' indices;
+    this passes it on in ``x``'s, and ends after the wave it stopped).  As
     APGD does (:func:`empir_lib.attack.apgd.run`), when few images are left
     the next restarts run side by side as copies of each image in one call;
     an image takes the first copy that is valid and fools the vote, else its
@@ -266,11 +279,14 @@ def with_restarts(once: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray
         idx = np.flatnonzero(left)
         wave = min(restarts - r, max(1, batch_size // len(idx)))
         xs, ys = np.tile(x[idx], (wave, 1, 1, 1)), np.tile(y[idx], wave)
-        xa, more = once(xs, ys, seed + r)
+        inner = None if stop is None else (lambda i, xb, idx=idx: stop(idx[i % len(idx)], xb))  # copy -> image
+        xa, more = once(xs, ys, seed + r, inner)
         steps += more
         hit = (validate.valid(xs, xa, threat) & (objectives.deployed(ens, xa, *eot) != ys)).reshape(wave, -1)
         pick = np.where(hit.any(0), hit.argmax(0), 0)  # per image: the first copy that broke it
         best[idx] = xa.reshape(wave, len(idx), *x.shape[1:])[pick, np.arange(len(idx))]
         left[idx] = ~hit.any(0)
         r += wave
+        if stop is not None and hit.any() and stop(idx[hit.any(0)], best[idx[hit.any(0)]]):
+            break  # it has heard of these already: True means it had stopped the wave above
     return best, steps

@@ -8,7 +8,7 @@ robust accuracy per **threat model** rather than per attack name:
   columns all live in this one threat model), plus 8/255 on CIFAR-10
   (Tramer et al. 2020's setting) and 4/255 on Tiny ImageNet;
 * L2 at a stated budget per dataset (the paper's CW column), plus the median
-  minimal L2 that CW-L2 finds (:func:`min_l2`).
+  minimal L2 that CW-L2 finds (:func:`empir_lib.attack.minnorm.cw_min_l2`).
 
 An image counts as robust only if it survives *every* attack in the suite.
 Following AutoAttack (Croce & Hein 2020) the suite runs as a **cascade**:
@@ -194,11 +194,15 @@ def stage_budget(spec: dict) -> int:
 
 
 def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y: np.ndarray,
-               seed: int = 0, tick: Callable[[int], object] | None = None) -> tuple[np.ndarray, dict]:
+               seed: int = 0, tick: Callable[[int], object] | None = None,
+               stop: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> tuple[np.ndarray, dict]:
     """One attack of the suite on a batch: (adversarial images, statistics for the diagnostics).
 
     ``tick(k)``, if given, hears of every ``k`` image-steps as they are spent
     (the cascade's progress bar, at most :func:`stage_budget` per image).
+    ``stop(images, x_adv)``, if given, hears of new breaks (indices into ``x``)
+    as the attack finds them and ends it once it returns True
+    (:func:`empir_lib.attack.apgd.run`); images not finished then count as not broken.
     """
     norm, eps = threat["norm"], threat["eps"]
     eot = _eot(spec)
@@ -209,7 +213,7 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
         fixed = spec["kind"] == "pgd"
         out = apgd.run(fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1), seed,
                        step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed,
-                       tick=tick)
+                       tick=tick, stop=stop)
         robust = ~out.broken
         stats = {"image_steps": out.steps, "zero_grad": int(out.zero_grad.sum()),
                  "no_progress": int(np.sum(robust & ~(out.loss_best > out.loss_start)))}
@@ -217,14 +221,14 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     if spec["kind"] == "apgd-t":
         fn = _cached(ens, ("apgd-t", *eot), lambda: targeted.loss_fn(ens, *eot))
         return targeted.run(ens, fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1),
-                            spec.get("targets", targeted.TARGETS), seed, tick=tick)
+                            spec.get("targets", targeted.TARGETS), seed, tick=tick, stop=stop)
     if spec["kind"] == "square":
         attack = square.square_l2 if norm == "l2" else square.square_linf  # ours: module square says why
 
-        def once(xs, ys, s):
-            xa, more = attack(ens, xs, ys, eps, spec["queries"], s, eot=eot, tick=tick)
+        def once(xs, ys, s, stop_copies):
+            xa, more = attack(ens, xs, ys, eps, spec["queries"], s, eot=eot, tick=tick, stop=stop_copies)
             return xa, more["image_steps"]
-        best, steps = square.with_restarts(once, ens, x, y, threat, spec.get("restarts", 1), seed, eot)
+        best, steps = square.with_restarts(once, ens, x, y, threat, spec.get("restarts", 1), seed, eot, stop=stop)
         return best, {"image_steps": steps}
     p = {k: spec[k] for k in CW_SEARCH}
 
@@ -243,16 +247,18 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
     key = ("cw", json.dumps(p, sort_keys=True)) + (() if eot == (1, "draw") else eot)
     step = _cached(ens, key, make_step)
     bs = p["batch_size"]
-    parts = []
+    xa, spent = x.copy(), 0  # images a stop leaves unattacked count as not broken
     for i in range(0, len(x), bs):
-        parts.append(attacks.cw_search(step, x[i:i + bs], y[i:i + bs].astype(np.int32), p))
-        tick(len(parts[-1]) * p["binary_search_steps"] * p["max_iterations"])
-    xa = np.concatenate(parts)
+        xa[i:i + bs] = attacks.cw_search(step, x[i:i + bs], y[i:i + bs].astype(np.int32), p)
+        spent += len(xa[i:i + bs]) * p["binary_search_steps"] * p["max_iterations"]
+        tick(len(xa[i:i + bs]) * p["binary_search_steps"] * p["max_iterations"])
+        if stop is not None and stop(np.arange(i, min(i + bs, len(x))), xa[i:i + bs]):
+            break
     # CW minimises the norm with no hard bound: what it found beyond the budget is no attack within it (the
     # image itself), not an invalid output; a non-finite or out-of-box image still counts as invalid.
     beyond = validate.valid(x, xa, {"norm": norm, "eps": np.inf}) & ~validate.valid(x, xa, {"norm": norm, "eps": eps})
     xa = np.where(beyond[:, None, None, None], x, xa)
-    return xa, {"image_steps": len(x) * p["binary_search_steps"] * p["max_iterations"]}
+    return xa, {"image_steps": spent}
 
 
 def _cached(ens: ens_mod.Ensemble, key: tuple, make):
@@ -264,7 +270,7 @@ def _cached(ens: ens_mod.Ensemble, key: tuple, make):
 
 def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, specs: list[dict] | None = None,
             seed: int = 0, chunk: int = 1000, state_path: str | os.PathLike | None = None,
-            progress: bool = True, start: dict | None = None) -> dict:
+            progress: bool = True, start: dict | None = None, stop_after: int | None = None) -> dict:
     """Run the suite as a cascade on ``(x, y)``; every output is validated, every break re-checked on the vote.
 
     With ``state_path`` the cascade saves its state after every chunk of
@@ -273,7 +279,14 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     same images: ``{'broken_by', 'norm', 'stats'}`` of a run whose attacks are
     the first ``len(start['stats'])`` of ``specs`` (checked: names, and the
     images it calls misclassified against the vote now); only the later
-    stages run, on its survivors.  Returns a dict with the per-image
+    stages run, on its survivors.  ``stop_after`` ends the cascade as soon as
+    its stages have broken that many images, in the middle of an attack if
+    need be (a re-check round that has moved by the tolerance: later breaks
+    cannot undo the verdict, :mod:`empir_lib.attack.convergence`); the stage it
+    ended in is ``stopped_in`` and its statistics say ``stopped``.  Each break
+    that ends an attack early is validated and judged on the vote there, and
+    the cascade keeps that image, so the count it reports reaches ``stop_after``.
+    Returns a dict with the per-image
     ``broken_by`` and ``norm`` arrays, the per-attack counts, seconds,
     image-steps and invalid outputs, and the statistics the diagnostics read.
     """
@@ -288,8 +301,12 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
               "n": len(y), "chunk": chunk}
     if start is not None:
         config["start_stage"] = len(start["stats"])
-    state = cascade_state.load(state_path, config)
     eot = _eot(specs[0])
+    if stop_after is not None:
+        config["stop_after"] = check_positive_int(stop_after, "stop_after")
+        if eot[0] > 1:  # a stochastic vote could disown at the re-check a break that ended an attack
+            raise EmpirError("stop_after needs a deterministic decision; this suite attacks with EOT.")
+    state = cascade_state.load(state_path, config)
     if state is None:
         clean = objectives.deployed(ens, x, *eot)
         state = {"broken_by": np.where(clean == y, outcomes.ROBUST, outcomes.CLEAN).astype(np.int8),
@@ -300,7 +317,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     first = config.get("start_stage", 0)
     resumed_s = sum(v["seconds"] for k, v in state["stats"].items() if k not in [s["name"] for s in specs[:first]])
     for j, spec in enumerate(specs, start=1):
-        if j < state["stage"] + 1:
+        if j < state["stage"] + 1 or cascade_state.stopped(state["stats"]):
             continue
         if state["todo"] is None:
             state["todo"] = np.flatnonzero(state["broken_by"] == outcomes.ROBUST)
@@ -314,8 +331,13 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
         for c in range(state["pos"], len(todo), chunk):
             idx = todo[c:c + chunk]
             t0 = time.perf_counter()
+            need = None if stop_after is None else stop_after - sum(state["stats"][s["name"]]["broken"]
+                                                                  for s in specs[first:] if s["name"] in state["stats"])
+            stop, found = cascade_state.stopper(ens, x[idx], y[idx], threat, eot, need)
             xa, info = run_attack(ens, spec, threat, x[idx], y[idx], seed * 1_000_003 + j * 7919 + c,
-                                  tick=bar.update if bar else None)
+                                  tick=bar.update if bar else None, stop=stop)
+            for i, xi in found.items():  # the breaks that ended it early, validated there
+                xa[i] = xi
             if bar:  # early stops spend less than the budget: the bar jumps to the chunk's end
                 bar.n = per_image * (c + len(idx) - state["pos"])
                 bar.refresh()
@@ -334,14 +356,19 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
                 if isinstance(v, list):
                     st[k] = [a + b for a, b in zip(st.get(k, [0] * len(v)), v)]
             state["pos"] = c + chunk
+            if need is not None and ok.sum() >= need:
+                st["stopped"] = True
             cascade_state.save(state_path, config, state)
+            if st.get("stopped"):
+                break
         if bar:
             bar.close()
         state.update(stage=j, pos=0, todo=None)
         cascade_state.save(state_path, config, state)
     names = [s["name"] for s in specs]
     out = {"config": config, "broken_by": state["broken_by"], "norm": state["norm"], "stats": state["stats"],
-           "counts": outcomes.counts(state["broken_by"], names), "resumed_s": resumed_s}
+           "counts": outcomes.counts(state["broken_by"], names), "resumed_s": resumed_s,
+           "stopped_in": cascade_state.stopped(state["stats"])}
     if eot[0] > 1:  # the randomness diagnostic: how often the deployed class changes between draws
         out["randomness"] = stochastic.disagreement(ens, x, eot[0])["share"]
     return out
@@ -354,33 +381,3 @@ def _steps_bar(total: int, desc: str, progress: bool):
     from tqdm.auto import tqdm  # noqa: PLC0415  (as in _bar)
 
     return tqdm(total=total, desc=desc, unit="image-step", unit_scale=True, mininterval=2)
-
-
-def _bar(it, desc: str, progress: bool):
-    if not progress:
-        return it
-    # Only when shown: tqdm.auto warns in a notebook without ipywidgets.
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
-    return tqdm(it, desc=desc, unit="chunk", mininterval=2)
-
-
-def min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0, progress: bool = True) -> dict:
-    """CW-L2 on every image, judged on the vote: the minimal L2 it finds (inf where none, 0 if misclassified)."""
-    y = np.asarray(y).reshape(-1).astype(np.int64)
-    clean = ens_mod.predict(ens, x)
-    spec = {"name": "cw-l2", "kind": "cw", **CW_SEARCH}
-    dist = np.where(clean == y, np.inf, 0.0).astype(np.float32)
-    todo = np.flatnonzero(clean == y)
-    t0 = time.perf_counter()
-    for c in _bar(range(0, len(todo), 500), "cw-l2 minimal L2", progress):
-        idx = todo[c:c + 500]
-        xa, _ = run_attack(ens, spec, {"norm": "l2", "eps": 1e3}, x[idx], y[idx], seed)
-        ok = ens_mod.predict(ens, xa) != y[idx]
-        d = validate.norms(x[idx], xa, "l2")
-        dist[idx[ok]] = d[ok]
-    broken_by = np.where(clean != y, outcomes.CLEAN, np.where(np.isfinite(dist), 1, outcomes.ROBUST)).astype(np.int8)
-    correct = dist[clean == y]
-    return {"broken_by": broken_by, "norm": dist, "attack": spec, "seconds": time.perf_counter() - t0,
-            "median_l2": float(np.median(correct)) if len(correct) else float("nan"),
-            "found": int(np.isfinite(correct).sum()), "attacked": int(len(correct))}

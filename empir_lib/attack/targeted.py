@@ -84,7 +84,8 @@ def target_ranking(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, targets:
 
 def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: float, norm: str,
         n_iter: int = 100, restarts: int = 1, targets: int = TARGETS, seed: int = 0,
-        batch_size: int = 500, tick: Callable[[int], object] | None = None) -> tuple[np.ndarray, dict]:
+        batch_size: int = 500, tick: Callable[[int], object] | None = None,
+        stop: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> tuple[np.ndarray, dict]:
     """APGD-T on a batch: (adversarial images, statistics), one APGD run per target class on the survivors.
 
     ``fn`` is :func:`loss_fn` of ``ens`` (the caller caches it, so that one
@@ -93,6 +94,7 @@ def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: fl
     When few images are left, the next target classes run side by side as
     copies of each image (``apgd.run``'s ``groups``: a copy stops once another
     broke its image), as restarts do: each target's run is the same per image.
+    ``stop`` as in :func:`empir_lib.attack.apgd.run`, in this batch's image indices.
     """
     x = np.asarray(x, np.float32)
     y = np.asarray(y).astype(np.int64)
@@ -109,8 +111,9 @@ def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: fl
         wave = min(n_t - k, max(1, batch_size // len(todo)))
         rows, ks = np.tile(todo, wave), np.repeat(np.arange(k, k + wave), len(todo))
         yt = y[rows] * ens.num_classes + ranked[rows, ks]
+        inner = None if stop is None else (lambda i, xa, rows=rows: stop(rows[i], xa))  # copies -> images
         res = apgd.run(fn, x[rows], yt, eps, norm, n_iter, restarts, seed + 104_729 * k, batch_size=batch_size,
-                       groups=rows, tick=tick)
+                       groups=rows, tick=tick, stop=inner)
         stats["image_steps"] += res.steps
         left = np.ones(len(todo), bool)  # images of todo no target of this wave has broken yet
         for j in range(wave):  # a break counts for the first target (in rank order) that found it
@@ -127,4 +130,6 @@ def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: fl
             stats["no_progress"] = int(np.sum(left & ~(res.loss_best[last] > res.loss_start[last])))
         broken[todo] = ~left
         k += wave
+        if stop is not None and (~left).any() and stop(todo[~left], out[todo[~left]]):
+            break  # it has heard of these already: True means it had stopped the run above
     return out, stats

@@ -131,7 +131,8 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
                   "transfer_check": diagnostics.transfer_check(cfg["attacks"], res["broken_by"]),
                   "invalid_outputs": {k: v.get("invalid", 0) for k, v in res["stats"].items()}}
         if job["kind"] == "recheck":  # it stops once the row has moved by the tolerance: that verdict is final
-            record.update(stages_run=res["stages_run"], stopped_early=res["stopped_early"])
+            record.update(stages_run=res["stages_run"], stopped_early=res["stopped_early"],
+                          stopped_in=res.get("stopped_in"))
             for c in convergence.checkpoints(state, len(done)):
                 c.unlink(missing_ok=True)
     return write(path, record, res, time.perf_counter() - t0, dataset, prov, state), True

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..attack import diagnostics, outcomes, suite
+from ..attack import diagnostics, minnorm, outcomes, suite
 from ..core import settings, tables
 from ..core import threats as threat_models
 from ..core.errors import EmpirError
@@ -81,7 +81,7 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
         record["diagnostics"] = diag
     else:
         state = None
-        res = suite.min_l2(ens, xs, ys, progress=progress)
+        res = minnorm.cw_min_l2(ens, xs, ys, progress=progress)
         record = summary(cfg, res["broken_by"], outcomes.counts(res["broken_by"], ["cw-l2"]),
                           {"cw-l2": {"attacked": res["attacked"], "broken": res["found"],
                                      "seconds": round(res["seconds"], 1)}}, ys, ens)
