@@ -43,7 +43,7 @@ from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
 from . import apgd, expected, objectives
-from .suite import _bar  # the suite's progress bar (shown only when asked)
+from .suite import chunk_bar  # the suite's progress bar (shown only when asked)
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="PyTorch not found")
@@ -227,7 +227,7 @@ def evaluate(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, eps: float, sp
             st["todo"] = np.flatnonzero(st["best_p"] > 0)
         todo = st["todo"]
         stats = st["stats"].setdefault(spec["name"], {"attacked": int(len(todo)), "seconds": 0.0, "invalid": 0})
-        for c in _bar(range(st["pos"], len(todo), chunk), f"{spec['name']} ({len(todo)} images)", progress):
+        for c in chunk_bar(range(st["pos"], len(todo), chunk), f"{spec['name']} ({len(todo)} images)", progress):
             idx = todo[c:c + chunk]
             t0 = time.perf_counter()
             xa, p, bad = run_stage(ens, spec, x[idx], y[idx], eps, draws, seed * 1_000_003 + j * 7919 + c)

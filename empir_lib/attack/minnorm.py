@@ -156,12 +156,7 @@ def cw_min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0
     dist = np.where(clean == y, np.inf, 0.0).astype(np.float32)
     todo = np.flatnonzero(clean == y)
     t0 = time.perf_counter()
-    chunks = range(0, len(todo), 500)
-    if progress:
-        from tqdm.auto import tqdm  # noqa: PLC0415  (as in minimal_l2)
-
-        chunks = tqdm(chunks, desc="cw-l2 minimal L2", unit="chunk", mininterval=2)
-    for c in chunks:
+    for c in suite.chunk_bar(range(0, len(todo), 500), "cw-l2 minimal L2", progress):
         idx = todo[c:c + 500]
         xa, _ = suite.run_attack(ens, spec, {"norm": "l2", "eps": 1e3}, x[idx], y[idx], seed)
         ok = ens_mod.predict(ens, xa) != y[idx]

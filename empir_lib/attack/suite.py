@@ -71,7 +71,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -378,6 +378,16 @@ def _steps_bar(total: int, desc: str, progress: bool):
     """A stage's bar in image-steps (a re-check's stage can run an hour on one chunk), or None."""
     if not progress:
         return None
-    from tqdm.auto import tqdm  # noqa: PLC0415  (as in _bar)
+    from tqdm.auto import tqdm  # noqa: PLC0415  (as in chunk_bar)
 
     return tqdm(total=total, desc=desc, unit="image-step", unit_scale=True, mininterval=2)
+
+
+def chunk_bar(it: Iterable, desc: str, progress: bool) -> Iterable:
+    """A loop with a progress bar in chunks (the expected suite's), or the loop itself."""
+    if not progress:
+        return it
+    # Only when shown: tqdm.auto warns in a notebook without ipywidgets.
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(it, desc=desc, unit="chunk", mininterval=2)
