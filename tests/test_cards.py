@@ -154,9 +154,16 @@ def test_a_black_box_flag_is_answered_only_once_the_new_stages_settled_the_row(t
     def card():
         return cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
 
-    # A converged re-check without the targeted and long Square stages answers nothing.
+    # A converged re-check without the targeted and long Square stages answers nothing ...
     assert card()["flags"] == flags and card()["flags_answered"] == [] and card()["unreliable"]
-    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", broken, robust_after=10)
+    short = [{"name": "apgd-ce", "kind": "apgd"}, {"name": "square", "kind": "square", "queries": 1000},
+             {"name": "apgd-t", "kind": "apgd-t"}]
+    # ... nor new stages cut to APGD-T: no Square ran at AutoAttack's budget.
+    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", broken, robust_after=10, attacks=short,
+                only=["apgd-t"])
+    assert card()["flags"] == flags and card()["flags_answered"] == []
+    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", broken, robust_after=10,
+                attacks=[*short, {"name": "square-5000", "kind": "square", "queries": 5000}])
     # With them, the black-box flag is answered; the blind-gradient flag is not, so it stays unreliable.
     assert card()["flags"] == flags[1:] and card()["flags_answered"] == flags[:1] and card()["unreliable"]
     _suite_file(tmp_path, "suite/empir-linf-8-255-recheck", broken, robust_after=10, converged=False)
@@ -192,3 +199,6 @@ def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images
     assert summary.settling_curves(tmp_path) == {"CIFAR-10, EMPIR, L2 0.5": {
         "steps": ["suite", "r1", "r2"], "share": [100.0, 85.0, 85.0], "robust": [20, 17, 17], "converged": True}}
     assert summary.settling_curves(tmp_path, least=21) == {}
+    # New stages cut to some of them say which, beside their count.
+    write("suite/empir-l2-stages", broken, robust_after=20, only=["apgd-t"])
+    assert summary.settling_rows(tmp_path)[0][0]["stages"] == "20 (apgd-t only)"

@@ -200,10 +200,15 @@ def test_a_black_box_flag_stops_holding_a_gain_back_once_the_stronger_suite_sett
 
     assert defence_table.survives(igr()) == f"unverified (flagged: {flag})"
     # New stages alone, or a re-check that still moved, answer nothing.
-    write(tmp_path, "mnist", f"{name}-stages", {"robust_accuracy": 0.04, "n": 1000})
+    long_square = [{"name": "square-5000", "kind": "square", "queries": 5000}]
+    write(tmp_path, "mnist", f"{name}-stages", {"robust_accuracy": 0.04, "n": 1000, "attacks": long_square})
     write(tmp_path, "mnist", f"{name}-recheck", {"robust_accuracy": 0.03, "n": 1000, "converged": False})
     assert defence_table.survives(igr()).startswith("unverified")
     write(tmp_path, "mnist", f"{name}-recheck", {"robust_accuracy": 0.03, "n": 1000, "converged": True})
+    # New stages without the 5,000-query Square (a job cut to APGD-T) leave the black-box flag open.
+    write(tmp_path, "mnist", f"{name}-stages", {"robust_accuracy": 0.04, "n": 1000, "attacks": [], "only": ["x"]})
+    assert defence_table.survives(igr()).startswith("unverified")
+    write(tmp_path, "mnist", f"{name}-stages", {"robust_accuracy": 0.04, "n": 1000, "attacks": long_square})
     g = igr()
     assert g["flags"] == [] and g["answered"] == [flag] and g["adaptive"] == pytest.approx(3.0)
     assert defence_table.survives(g) == "yes (its flag answered by the stronger suite)"

@@ -224,7 +224,7 @@ def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> 
         k = RECHECKS.index(nm.removeprefix(name)) + 1 if nm.endswith(RECHECKS) else 0
         steps.append({"name": nm, "kind": "suite" if nm == name else "stages" if k == 0 else "round",
                       "round": k, "factor": 2 ** k if k else None,
-                      "robust": int(np.sum(broken == outcomes.ROBUST)),
+                      "robust": int(np.sum(broken == outcomes.ROBUST)), "only": r.get("only"),
                       "seconds": r.get("timing", {}).get("wall_time_s")})
     rc = recheck_of(evals)
     converged = True if steps[-1]["robust"] == 0 else None if rc is None else bool(rc["converged"])
@@ -244,13 +244,22 @@ def settled_flags(flags: list[str], evals: list[tuple[str, dict]]) -> tuple[list
     """(open, answered): a row's diagnostic ``flags`` split by whether its :func:`evaluations` answered them.
 
     A flag in :data:`ANSWERED_BY_SETTLING` is answered once the row ran the
-    new stages and its last re-check round converged; every other flag stays
+    new stages, the 5,000-query Square among them (:func:`long_square`; a
+    stages job cut to APGD-T answers no black-box flag), and its last
+    re-check round converged; every other flag stays
     open, and with it the row is unverified (issue 30, item 6).
     """
     rc = recheck_of(evals)
-    settled = any(name.endswith("-stages") for name, _ in evals) and rc is not None and bool(rc["converged"])
+    settled = any(name.endswith("-stages") and long_square(r) for name, r in evals) and rc is not None \
+        and bool(rc["converged"])
     answered = [f for f in flags if settled and f.startswith(ANSWERED_BY_SETTLING)]
     return [f for f in flags if f not in answered], answered
+
+
+def long_square(record: dict) -> bool:
+    """Whether an evaluation's cascade ran Square at AutoAttack's budget (:data:`suite.SQUARE_QUERIES` queries)."""
+    return any(a.get("kind") == "square" and a.get("queries", 0) >= suite.SQUARE_QUERIES
+               for a in record.get("attacks", []))
 
 
 def next_recheck(dataset: str, name: str, root: str | os.PathLike | None = None) -> tuple[str, str] | None:

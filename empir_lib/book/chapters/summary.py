@@ -92,6 +92,12 @@ def _by_step(s: dict) -> dict[str, int]:
     return {st["kind"] if st["kind"] != "round" else f"r{st['round']}": st["robust"] for st in s["steps"]}
 
 
+def _cell(s: dict, k: str, by_step: dict[str, int]) -> str:
+    # A stages job cut to some new stages says which: its count is not the whole suite's.
+    only = next((st["only"] for st in s["steps"] if st["kind"] == k and st.get("only")), None)
+    return DASH if k not in by_step else f"{by_step[k]:,}" + (f" ({', '.join(only)} only)" if only else "")
+
+
 def _constant(card: dict) -> bool:
     return any(f.startswith("constant classifier") for f in card["flags"])
 
@@ -114,7 +120,7 @@ def settling_rows(root: Root = None) -> tuple[list[dict], int]:
         out.append({"dataset": LABELS.get(dataset, dataset), "defence": label(dataset, card["row"]),
                     "threat": _threat(card), "n": f"{s['n']:,}" + ("" if s["n"] == s["suite_n"] else
                                                                      f" (of {s['suite_n']:,})"),
-                    **{k: f"{by_step[k]:,}" if k in by_step else DASH for k in STEPS}, "converged": verdict})
+                    **{k: _cell(s, k, by_step) for k in STEPS}, "converged": verdict})
     return out, zero
 
 
