@@ -44,7 +44,7 @@ from . import results
 FOLDER = "stochastic"
 EPS = 5 / 255
 # (S, N) in order of cost; the doubling pairs are (S, N) -> (2S, 2N).
-GRID = ((8, 25), (16, 25), (32, 25), (16, 50), (64, 25), (32, 50), (64, 50))
+GRID = ((8, 25), (16, 25), (32, 25), (16, 50), (64, 25), (32, 50), (64, 50), (128, 25), (128, 50))
 # The headline's (S, N): what every stage on HEADLINE_N images costs on a shared 2-core CPU within the
 # study's hour (measured: about 15 ms per image, sample and step of the three members, at the load of the
 # day, the process getting a fifth of a core); the convergence run says how far it is from larger
