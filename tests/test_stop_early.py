@@ -71,6 +71,8 @@ def test_a_cascade_with_stop_after_keeps_exactly_the_breaks_that_ended_it(mnist)
     assert res["stopped_in"] == "a" and res["stats"]["a"]["stopped"] and "b" not in res["stats"]
     assert 3 <= res["counts"]["a"] < whole["counts"]["a"]
     assert res["stats"]["a"]["image_steps"] < whole["stats"]["a"]["image_steps"]
+    # Images the stop left unfinished are not counted as "the loss never rose".
+    assert res["stats"]["a"]["no_progress"] <= whole["stats"]["a"]["no_progress"]
     broken = res["broken_by"] == 1
     assert np.all(ensemble.predict(ens, x[broken]) == y[broken])  # clean images; the breaks are re-checked
     with pytest.raises(EmpirError, match="deterministic"):

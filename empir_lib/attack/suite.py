@@ -214,9 +214,10 @@ def run_attack(ens: ens_mod.Ensemble, spec: dict, threat: dict, x: np.ndarray, y
         out = apgd.run(fn, x, y, eps, norm, spec["n_iter"], spec.get("restarts", 1), seed,
                        step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed,
                        tick=tick, stop=stop)
-        robust = ~out.broken
+        # An image a stop left unfinished has no best loss (NaN): it made no progress only if it finished.
+        failed = ~out.broken & np.isfinite(out.loss_best)
         stats = {"image_steps": out.steps, "zero_grad": int(out.zero_grad.sum()),
-                 "no_progress": int(np.sum(robust & ~(out.loss_best > out.loss_start)))}
+                 "no_progress": int(np.sum(failed & ~(out.loss_best > out.loss_start)))}
         return out.x_adv, stats
     if spec["kind"] == "apgd-t":
         fn = _cached(ens, ("apgd-t", *eot), lambda: targeted.loss_fn(ens, *eot))

@@ -127,7 +127,8 @@ def run(ens: ens_mod.Ensemble, fn: LossFn, x: np.ndarray, y: np.ndarray, eps: fl
         last = slice((wave - 1) * len(todo), wave * len(todo))
         out[todo[left]] = res.x_adv[last][left]
         if k + wave == n_t:  # the last target: did the optimiser move on the images that survived it?
-            stats["no_progress"] = int(np.sum(left & ~(res.loss_best[last] > res.loss_start[last])))
+            done = left & np.isfinite(res.loss_best[last])  # a stop leaves rows unfinished (NaN)
+            stats["no_progress"] = int(np.sum(done & ~(res.loss_best[last] > res.loss_start[last])))
         broken[todo] = ~left
         k += wave
         if stop is not None and (~left).any() and stop(todo[~left], out[todo[~left]]):
