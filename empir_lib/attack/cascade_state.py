@@ -74,9 +74,13 @@ def stopper(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, e
         return None, found
 
     def stop(i: np.ndarray, xa: np.ndarray) -> bool:
-        ok = validate.valid(x[i], xa, threat) & (objectives.deployed(ens, xa, *eot) != y[i])
-        for k, xk in zip(np.asarray(i)[ok].tolist(), xa[ok]):
-            found.setdefault(k, xk)
+        # Attacks report a wave's breaks again when it ends: judge only images not confirmed yet.
+        fresh = np.array([k not in found for k in np.asarray(i).tolist()], bool)
+        i, xa = np.asarray(i)[fresh], xa[fresh]
+        if len(i):
+            ok = validate.valid(x[i], xa, threat) & (objectives.deployed(ens, xa, *eot) != y[i])
+            for k, xk in zip(i[ok].tolist(), xa[ok]):
+                found.setdefault(k, xk)
         return len(found) >= need
 
     return stop, found
