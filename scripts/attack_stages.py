@@ -5,6 +5,7 @@
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist recheck empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 recheck seeds/set2/empir linf-8-255 2000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 recheck defences/pgd-at_original linf-8-255 2000
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 late empir linf-8-255 10000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist min_norm empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 labels
 
@@ -14,6 +15,9 @@ for the minimal L2) with provenance; it resumes from ``runs/suite/`` when cut
 short.  The re-check's base is the row's strongest evaluation (its ``-stages`` file
 when there is one); once a re-check has moved the row, the same command runs
 the next round (``-recheck2``, four times the suite's budget, and so on) on it.
+``late`` runs the stages the suite gained since on the survivors of a row whose
+last round converged (``-late-stages``: the 5,000-query Square of a stages job
+that was cut to APGD-T), keeping every break the rounds found.
 ``labels`` writes ``data/results/<dataset>/labels/paper-protocol.json``:
 for every paper-protocol row of Table 2, the share of its adversarial accuracy
 that is clean mistakes moved onto their true label
@@ -38,8 +42,8 @@ def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
     if row.startswith(f"{seeds.FOLDER}/"):  # a seed set's row, e.g. seeds/set2/empir
         k, name = int(row.split("/")[1].removeprefix("set")), row.split("/")[2]
         members, base = seeds.sets(dataset)[k - 1][name], f"{row}-{threat}"
-        if kind == "recheck":  # rounds, as for the book's own rows
-            return {**_next_round(dataset, base), "members": members, "threat": threat, "kind": kind, "n": n}
+        if kind in ("recheck", "late"):  # rounds, as for the book's own rows
+            return {**_next(dataset, kind, base), "members": members, "threat": threat, "kind": kind, "n": n}
         return {"name": f"{base}-{kind}", "members": members, "threat": threat, "kind": kind, "n": n, "base": base}
     if row.startswith(f"{results.DEFENCES_FOLDER}/"):  # another defence's suite row, e.g. defences/pgd-at_original
         base = results.suite_name(row.split("/", 1)[1], threat)
@@ -47,8 +51,8 @@ def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
         if record is None or kind == "min_norm":
             raise SystemExit(f"{dataset} has no suite row {base}; run 'empir reproduce {dataset} --only {base}' "
                              "first (the minimal L2 is run on EMPIR only).")
-        if kind == "recheck":
-            return {**_next_round(dataset, base), "members": record["members"], "threat": threat, "kind": kind,
+        if kind in ("recheck", "late"):
+            return {**_next(dataset, kind, base), "members": record["members"], "threat": threat, "kind": kind,
                     "n": n}
         return {"name": f"{base}-{kind}", "members": record["members"], "threat": threat, "kind": kind, "n": n,
                 "base": base}
@@ -56,14 +60,18 @@ def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
     if kind == "min_norm":
         return {"name": "suite/empir-min-norm", "members": members, "threat": "l2", "kind": kind, "n": n}
     base = f"suite/{row}-{threat}"
-    if kind == "recheck":
-        return {**_next_round(dataset, base), "members": members, "threat": threat, "kind": kind, "n": n}
+    if kind in ("recheck", "late"):
+        return {**_next(dataset, kind, base), "members": members, "threat": threat, "kind": kind, "n": n}
     return {"name": f"suite/{row}-{threat}-{kind}", "members": members, "threat": threat, "kind": kind,
             "n": n, "base": base}
 
 
-def _next_round(dataset: str, base: str) -> dict:
+def _next(dataset: str, kind: str, base: str) -> dict:
     # Round 1 re-checks the row's strongest evaluation; a round that moved is re-checked by the next.
+    # Late stages continue a converged round.
+    if kind == "late":
+        name, on = suite_checks.late_base(dataset, base)
+        return {"name": name, "base": on}
     nxt = suite_checks.next_recheck(dataset, base)
     if nxt is None:
         raise SystemExit(f"{dataset} {base}: its last re-check moved less than the tolerance; nothing to do.")

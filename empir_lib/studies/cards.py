@@ -84,11 +84,9 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     lo, hi = outcomes.wilson_interval(k, n)
     # The last evaluation's file holds the whole cascade per image (the suite's stages, then the new ones).
     broken_by = {s: c for s, c in outcomes.stage_counts(last).items() if c}
-    # Stopped moving: only a re-check (doubled iterations and restarts, a new seed) can say so.
-    recheck = suite_checks.recheck_of(evals)
-    converged = None if recheck is None else bool(recheck["converged"])
-    if k == 0:
-        converged = True  # nothing survives: no attack can lower it, so there is nothing to re-check
+    # Stopped moving: only a re-check (doubled iterations and restarts, a new seed) can say so, and late
+    # stages after it must not have moved it; with nothing robust no attack can lower it.
+    converged = suite_checks.converged(evals)
     # A flag the row's stronger evaluations answered is listed apart; only the open ones make it unreliable.
     flags, answered = suite_checks.settled_flags(list(base.get("diagnostics", {}).get("flags", [])), evals)
     # Each later evaluation's transfer check covers the whole cascade so far: the last one says it once.

@@ -12,6 +12,12 @@ per-image ``.npz``:
   file then lists the stages run).  ``robust_before`` and ``robust_after`` are the row's robust images
   on those ``n`` images before and after; the per-image file holds the whole
   continued cascade;
+* ``late`` (``<row>-<threat>-late-stages``): as ``stages``, on the
+  survivors of a row whose last re-check round converged (its base), for a
+  stage the suite gained after that round ran (the 5,000-query Square where
+  a stages job was cut to APGD-T).  Every break the rounds found is kept;
+  ``converged`` says the late stages moved the row by less than the
+  tolerance, and only then does the row's verdict stay "converged";
 * ``recheck`` (``<row>-<threat>-recheck``): the survivors of a row (its
   ``base`` file, e.g. the ``stages`` file) re-attacked with doubled
   iterations and restarts and another seed
@@ -42,7 +48,7 @@ from ..nets import ensemble as ens_mod
 from . import results
 
 FOLDER = "suite"
-KINDS = ("stages", "recheck", "min_norm")
+KINDS = ("stages", "late", "recheck", "min_norm")
 
 
 def new_stages(ens: ens_mod.Ensemble, threat: dict, done: list[dict]) -> list[dict]:
@@ -81,7 +87,7 @@ def config(job: dict, dataset: str, ens: ens_mod.Ensemble, n: int, out_dir: Path
                                     "n_iter": minnorm.N_ITER, "bisect_steps": minnorm.BISECT_STEPS}]}
     record, _, name = _base(dataset, job, out_dir, n)
     done = record["attacks"]
-    more = new_stages(ens, threat, done) if job["kind"] == "stages" else convergence.next_round(done)[1]
+    more = convergence.next_round(done)[1] if job["kind"] == "recheck" else new_stages(ens, threat, done)
     if job.get("only"):  # a stages job cut to the named new stages (the others said not run, in "only")
         more = [s for s in more if s["name"] in job["only"]]
         cfg["only"] = list(job["only"])
@@ -182,7 +188,8 @@ ROUNDS = 4  # re-check rounds a row may need before it stops moving (round r: 2*
 # A row's evaluations, weakest first: the suite, its new stages, its re-check rounds.
 # Round r's file suffix is its stage-name prefix (convergence.prefix) made a suffix: -recheck, -recheck2, ...
 RECHECKS = tuple("-" + convergence.prefix(r).removesuffix("-") for r in range(1, ROUNDS + 1))
-SUFFIXES = ("", "-stages", *RECHECKS)
+LATE = "-late-stages"  # stages the suite gained after the row's re-check converged, run on its survivors
+SUFFIXES = ("", "-stages", *RECHECKS, LATE)
 
 
 def evaluations(dataset: str, name: str, root: str | os.PathLike | None = None) -> list[tuple[str, dict]]:
@@ -204,6 +211,23 @@ def recheck_of(evals: list[tuple[str, dict]]) -> dict | None:
     return next((r for name, r in reversed(evals) if name.endswith(RECHECKS)), None)
 
 
+def converged(evals: list[tuple[str, dict]]) -> bool | None:
+    """Whether a row's :func:`evaluations` say its number stopped moving (None: never re-checked).
+
+    The last re-check round's verdict, unless late stages ran after it: they
+    must then also have moved the row by less than the tolerance.  A row
+    with nothing robust is converged (no attack can lower it).
+    """
+    last = evals[-1][1]
+    if last.get("robust_after", last.get("robust_accuracy")) == 0:
+        return True
+    rc = recheck_of(evals)
+    if rc is None:
+        return None
+    late = [r for name, r in evals if name.endswith(LATE)]
+    return bool(rc["converged"]) and all(bool(r["converged"]) for r in late)
+
+
 def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> dict | None:
     """How a suite row's number was settled: its robust images after each evaluation, on the same images.
 
@@ -222,13 +246,13 @@ def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> 
     for nm, r in evals:
         broken = outcomes.load(results.results_dir(dataset, root) / f"{nm}.json", r)["broken_by"][:n]
         k = RECHECKS.index(nm.removeprefix(name)) + 1 if nm.endswith(RECHECKS) else 0
-        steps.append({"name": nm, "kind": "suite" if nm == name else "stages" if k == 0 else "round",
+        kind = "suite" if nm == name else "late" if nm.endswith(LATE) else "stages" if k == 0 else "round"
+        steps.append({"name": nm, "kind": kind,
                       "round": k, "factor": 2 ** k if k else None,
                       "robust": int(np.sum(broken == outcomes.ROBUST)), "only": r.get("only"),
                       "seconds": r.get("timing", {}).get("wall_time_s")})
-    rc = recheck_of(evals)
-    converged = True if steps[-1]["robust"] == 0 else None if rc is None else bool(rc["converged"])
-    return {"name": name, "n": n, "suite_n": evals[0][1]["n"], "steps": steps, "converged": converged}
+    done = True if steps[-1]["robust"] == 0 else converged(evals)
+    return {"name": name, "n": n, "suite_n": evals[0][1]["n"], "steps": steps, "converged": done}
 
 
 # The diagnostics' flags a settled row answers (chapter 8).  Each says a gradient-free stage broke
@@ -245,13 +269,12 @@ def settled_flags(flags: list[str], evals: list[tuple[str, dict]]) -> tuple[list
 
     A flag in :data:`ANSWERED_BY_SETTLING` is answered once the row ran the
     new stages, the 5,000-query Square among them (:func:`long_square`; a
-    stages job cut to APGD-T answers no black-box flag), and its last
-    re-check round converged; every other flag stays
-    open, and with it the row is unverified (issue 30, item 6).
+    stages job cut to APGD-T answers no black-box flag, late stages after
+    the re-check may supply it), and the row :func:`converged`; every other
+    flag stays open, and with it the row is unverified (issue 30, item 6).
     """
-    rc = recheck_of(evals)
-    settled = any(name.endswith("-stages") and long_square(r) for name, r in evals) and rc is not None \
-        and bool(rc["converged"])
+    settled = any(name.endswith("-stages") and long_square(r) for name, r in evals) and \
+        recheck_of(evals) is not None and converged(evals) is True
     answered = [f for f in flags if settled and f.startswith(ANSWERED_BY_SETTLING)]
     return [f for f in flags if f not in answered], answered
 
@@ -272,6 +295,11 @@ def next_recheck(dataset: str, name: str, root: str | os.PathLike | None = None)
     if not evals:
         raise EmpirError(f"{dataset} has no suite row {name}; run 'empir reproduce {dataset} --only {name}' first.")
     last, record = evals[-1]
+    if last.endswith(LATE):
+        if record["converged"]:
+            return None
+        raise EmpirError(f"{last} moved the converged row by {record['change_points']} points; no round re-checks "
+                         "late stages: report it as an upper bound.")
     if not last.endswith(RECHECKS):
         return name + RECHECKS[0], last
     if record["converged"]:
@@ -281,6 +309,22 @@ def next_recheck(dataset: str, name: str, root: str | os.PathLike | None = None)
         raise EmpirError(f"{last} still moved after {ROUNDS} re-check rounds ({2 ** ROUNDS} times the suite's "
                          "budget): report it as an upper bound.")
     return name + RECHECKS[r - 1], last
+
+
+def late_base(dataset: str, name: str, root: str | os.PathLike | None = None) -> tuple[str, str]:
+    """(job name, base name) of the late stages of the suite row ``name``: its converged last re-check round.
+
+    Late stages are only for a row whose number stopped moving without a
+    stage the suite has now; a row still moving gets another round instead.
+    """
+    evals = evaluations(dataset, name, root)
+    last, record = evals[-1] if evals else (None, None)
+    if last is not None and last.endswith(LATE):  # already run: the same job (kept unless its stages changed)
+        return last, record["base"]["name"]
+    if last is None or not last.endswith(RECHECKS) or not record["converged"]:
+        raise EmpirError(f"{dataset} {name}: late stages follow a converged re-check round; its last evaluation is "
+                         f"{last}.")
+    return name + LATE, last
 
 
 def row_summary(dataset: str, row: str, threat: str, root: str | os.PathLike | None = None) -> dict:

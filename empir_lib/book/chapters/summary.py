@@ -62,7 +62,8 @@ def summary_table(root: Root = None) -> str:
                            "images", "still moving when re-checked?"])
 
 
-STEPS = ("suite", "stages", *(f"r{r}" for r in range(1, suite_checks.ROUNDS + 1)))  # a row's evaluations, in order
+# A row's evaluations, in order (suite_checks.SUFFIXES): "late" is stages run after a converged round.
+STEPS = ("suite", "stages", *(f"r{r}" for r in range(1, suite_checks.ROUNDS + 1)), "late")
 
 
 def _settled(root: Root) -> tuple[list[tuple[str, dict, dict]], int]:
@@ -150,7 +151,7 @@ def settling_table(root: Root = None) -> str:
     table = markdown_table(rows, ["dataset", "defence", "threat", "n", *STEPS, "converged"],
                            ["dataset", "defence", "threat", "images", "suite alone", "+ new stages",
                             *(f"round {r} ({2 ** r}x)" for r in range(1, suite_checks.ROUNDS + 1)),
-                            "stopped moving?"]) if rows else DASH
+                            "+ late stages", "stopped moving?"]) if rows else DASH
     return table + (f"\n\n{zero} more row{'' if zero == 1 else 's'}: the suite alone left no image robust, so "
                     "there is nothing to re-check.")
 
