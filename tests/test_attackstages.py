@@ -419,18 +419,24 @@ def test_paper_label_rerun_counts_mistakes_moved_to_the_truth(mnist):
         paper_labels.rerun_wrong({**rec, "clean_accuracy": 0.5}, ens, x, y, progress=False)
 
 
-def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
-    ens, x, y = mnist
-    x, y = x[:16], y[:16]
-    monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT))
+def _committed_row(ens, x, y, root):
+    """A committed suite row (its first stage only) on ``x``: (the cascade, the dataset's results folder)."""
     base = suite.cascade(ens, x, y, {"norm": "l2", "eps": 2.0}, SHORT[:1], progress=False)
-    rec = worstcase.summary({"members": list(ens.names), "rule": ens.rule, "attacks": SHORT[:1], "n": 16},
+    rec = worstcase.summary({"members": list(ens.names), "rule": ens.rule, "attacks": SHORT[:1], "n": len(y)},
                             base["broken_by"], base["counts"], base["stats"], y, ens)
-    ds = tmp_path / "mnist"
+    ds = root / "mnist"
     path = ds / "suite" / "empir-l2.json"
     path.parent.mkdir(parents=True)
     rec["per_image"] = outcomes.save(path.with_suffix(".npz"), base["broken_by"], base["norm"])
     results.write_result(path, rec, "mnist", prov={"command": "test"})
+    return base, ds
+
+
+def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
+    ens, x, y = mnist
+    x, y = x[:16], y[:16]
+    monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT))
+    base, ds = _committed_row(ens, x, y, tmp_path)
     job = {"name": "suite/empir-l2-stages", "members": list(ens.names), "threat": "l2", "kind": "stages", "n": 16,
            "base": "suite/empir-l2"}
     out, ran = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False,
@@ -462,7 +468,7 @@ def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
     assert after_one == (None if rec["converged"] else ("suite/empir-l2-recheck2", "suite/empir-l2-recheck"))
     summary = suite_checks.row_summary("mnist", "empir", "l2", root=tmp_path)
     assert summary["recheck"]["after"] == rec["robust_after"] and len(summary["rounds"]) == 1
-    assert suite_checks.KINDS == ("stages", "recheck", "min_norm")
+    assert suite_checks.KINDS == ("stages", "late", "recheck", "min_norm")
 
 
 def _planted(root, name, **record):
@@ -488,6 +494,63 @@ def test_the_next_recheck_round_follows_the_last_verdict(tmp_path):
         _planted(tmp_path, f"suite/empir-l2-recheck{r}", converged=False)
     with pytest.raises(EmpirError, match="report it as an upper bound"):
         suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
+
+
+def test_late_stages_follow_only_a_converged_round_and_can_unsettle_it(tmp_path):
+    _planted(tmp_path, "suite/empir-l2")
+    _planted(tmp_path, "suite/empir-l2-recheck", converged=False)
+    with pytest.raises(EmpirError, match="follow a converged re-check round"):
+        suite_checks.late_base("mnist", "suite/empir-l2", tmp_path)
+    _planted(tmp_path, "suite/empir-l2-recheck2", converged=True)
+    assert suite_checks.late_base("mnist", "suite/empir-l2", tmp_path) == ("suite/empir-l2-late-stages",
+                                                                           "suite/empir-l2-recheck2")
+
+    def verdict():
+        return suite_checks.converged(suite_checks.evaluations("mnist", "suite/empir-l2", tmp_path))
+
+    assert verdict() is True
+    _planted(tmp_path, "suite/empir-l2-late-stages", converged=True, base={"name": "suite/empir-l2-recheck2"})
+    assert verdict() is True and suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path) is None
+    # Asked again, the same job is named (kept by its configuration), not refused.
+    assert suite_checks.late_base("mnist", "suite/empir-l2", tmp_path)[0] == "suite/empir-l2-late-stages"
+    _planted(tmp_path, "suite/empir-l2-late-stages", converged=False, change_points=0.3,
+             base={"name": "suite/empir-l2-recheck2"})
+    assert verdict() is False
+    with pytest.raises(EmpirError, match="upper bound"):
+        suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
+
+
+def test_a_late_stages_job_keeps_every_break_of_the_converged_round(mnist, tmp_path, monkeypatch):
+    ens, x, y = mnist
+    x, y = x[:16], y[:16]
+    monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT[:1]))
+    _, ds = _committed_row(ens, x, y, tmp_path)
+    job = {"name": "suite/empir-l2-recheck", "members": list(ens.names), "threat": "l2", "kind": "recheck",
+           "n": 16, "base": "suite/empir-l2"}
+    round1, _ = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False,
+                                  prov={"command": "test"})
+    first = ds / "suite" / "empir-l2-recheck.json"
+    if not round1["converged"]:  # a round that moved gets no late stages; plant the verdict to go on
+        with pytest.raises(EmpirError, match="converged re-check round"):
+            suite_checks.late_base("mnist", "suite/empir-l2", tmp_path)
+        first.write_text(json.dumps({**json.loads(first.read_text()), "converged": True}))
+    kept = outcomes.load(first, json.loads(first.read_text()))["broken_by"]
+    # The suite gains APGD-T after the round converged: the late stages run it on the survivors only.
+    monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT))
+    name, on = suite_checks.late_base("mnist", "suite/empir-l2", tmp_path)
+    job = {"name": name, "members": list(ens.names), "threat": "l2", "kind": "late", "n": 16, "base": on}
+    late, ran = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False,
+                                  prov={"command": "test"})
+    assert ran and on == "suite/empir-l2-recheck" and [a["name"] for a in late["attacks"]][-1] == "apgd-t"
+    assert set(late["stats"]) == {"apgd-t"} and late["robust_before"] == round1["robust_after"]
+    now = outcomes.load(ds / "suite" / "empir-l2-late-stages.json", late)["broken_by"]
+    was_broken = kept != outcomes.ROBUST
+    assert np.array_equal(now[was_broken], kept[was_broken])  # no break of the rounds is dropped
+    evals = suite_checks.evaluations("mnist", "suite/empir-l2", tmp_path)
+    assert evals[-1][0] == "suite/empir-l2-late-stages"
+    assert suite_checks.converged(evals) is (late["robust_after"] == 0 or late["converged"])
+    steps = suite_checks.settling("mnist", "suite/empir-l2", tmp_path)["steps"]
+    assert [s["kind"] for s in steps] == ["suite", "round", "late"] and steps[-1]["robust"] == late["robust_after"]
 
 
 def test_a_min_norm_job_writes_a_checked_file_that_always_succeeds(mnist, tmp_path):

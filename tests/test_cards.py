@@ -173,6 +173,34 @@ def test_a_black_box_flag_is_answered_only_once_the_new_stages_settled_the_row(t
     assert card()["flags"] == [] and not card()["unreliable"]
 
 
+def test_late_stages_after_a_converged_round_answer_the_flag_only_if_they_do_not_move_it(tmp_path):
+    broken = np.array([outcomes.CLEAN] * 20 + [1] * 70 + [outcomes.ROBUST] * 10)
+    flag = ["black_box_beats_white_box: Square broke 30 images every gradient attack missed"]
+    short = [{"name": "apgd-ce", "kind": "apgd"}, {"name": "square", "kind": "square", "queries": 1000},
+             {"name": "apgd-t", "kind": "apgd-t"}]
+    _suite_file(tmp_path, "suite/empir-linf-8-255", broken, diagnostics={"flags": flag})
+    _suite_file(tmp_path, "suite/empir-linf-8-255-stages", broken, robust_after=10, attacks=short,
+                only=["apgd-t"])
+    _suite_file(tmp_path, "suite/empir-linf-8-255-recheck", broken, robust_after=10, converged=True)
+
+    def card():
+        return cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
+
+    assert card()["flags"] == flag and card()["converged"] is True
+    late = [*short, {"name": "square-5000", "kind": "square", "queries": 5000}]
+    # The 5,000-query Square ran late and moved nothing: the flag is answered, the row stays converged.
+    _suite_file(tmp_path, "suite/empir-linf-8-255-late-stages", broken, robust_after=10, converged=True,
+                attacks=late)
+    assert card()["flags"] == [] and card()["flags_answered"] == flag and card()["converged"] is True
+    # It broke images beyond the tolerance: the number moved again, so it is an upper bound once more.
+    moved = broken.copy()
+    moved[-3:] = 4
+    _suite_file(tmp_path, "suite/empir-linf-8-255-late-stages", moved, robust_after=7, converged=False,
+                attacks=late)
+    c = card()
+    assert c["converged"] is False and c["unreliable"] and c["flags"] == flag and c["robust_acc"] == "7.00"
+
+
 def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images(tmp_path):
     def write(name, broken_by, **extra):
         path = tmp_path / "cifar10" / f"{name}.json"
@@ -193,7 +221,7 @@ def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images
     assert zero == 1 and len(rows) == 1  # the FP row left nothing robust: nothing to re-check
     assert rows[0] == {"dataset": "CIFAR-10", "defence": "EMPIR", "threat": "L2 0.5", "n": "100", "suite": "20",
                        "stages": "\u2014", "r1": "17", "r2": "17", "r3": "\u2014", "r4": "\u2014",
-                       "converged": "yes"}
+                       "late": "\u2014", "converged": "yes"}
     assert "1 more row: the suite alone left no image robust" in summary.settling_table(tmp_path)
     # The figure's data: shares of the suite's 20 survivors, and none for a row with fewer than `least`.
     assert summary.settling_curves(tmp_path) == {"CIFAR-10, EMPIR, L2 0.5": {
