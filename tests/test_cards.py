@@ -221,7 +221,7 @@ def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images
     assert zero == 1 and len(rows) == 1  # the FP row left nothing robust: nothing to re-check
     assert rows[0] == {"dataset": "CIFAR-10", "defence": "EMPIR", "threat": "L2 0.5", "n": "100", "suite": "20",
                        "stages": "\u2014", "r1": "17", "r2": "17", "r3": "\u2014", "r4": "\u2014",
-                       "late": "\u2014", "converged": "yes"}
+                       "r5": "\u2014", "late": "\u2014", "converged": "yes"}
     assert "1 more row: the suite alone left no image robust" in summary.settling_table(tmp_path)
     # The figure's data: shares of the suite's 20 survivors, and none for a row with fewer than `least`.
     assert summary.settling_curves(tmp_path) == {"CIFAR-10, EMPIR, L2 0.5": {

@@ -20,8 +20,10 @@ turn.  Round ``r`` (:func:`next_round`) runs the suite's own stages at
 ``recheck<r>-<name>`` (round 1: ``recheck-<name>``), on what the rounds
 before left; the row's number is quoted once a round moves it by less than
 the tolerance.  Iterations and restarts both grow, so a gradient stage of
-round ``r`` costs about ``4**r`` times the suite's per image (round 3: 64x,
-round 4: 256x): the rounds stop at four.
+round ``r`` costs about ``4**r`` times the suite's per image (round 4: 256x,
+round 5: 1024x): the rounds stop at five (``suite_checks.ROUNDS``).  A round
+that moves stops at the break that moved it, so only a round that settles the
+row spends its whole budget.
 """
 from __future__ import annotations
 

@@ -184,7 +184,7 @@ def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, pro
     return written
 
 
-ROUNDS = 4  # re-check rounds a row may need before it stops moving (round r: 2**r times the suite's budget)
+ROUNDS = 5  # re-check rounds a row may need before it stops moving (round r: 2**r times the suite's budget)
 # A row's evaluations, weakest first: the suite, its new stages, its re-check rounds.
 # Round r's file suffix is its stage-name prefix (convergence.prefix) made a suffix: -recheck, -recheck2, ...
 RECHECKS = tuple("-" + convergence.prefix(r).removesuffix("-") for r in range(1, ROUNDS + 1))

@@ -120,19 +120,32 @@ def job_time_bars(times: dict[str, dict]) -> Figure:
     return fig
 
 
-STEP_LABELS = {"suite": "suite", "stages": "+ new\nstages", "r1": "2x", "r2": "4x", "r3": "8x", "r4": "16x"}
+def _step_label(step: str) -> str:
+    """A tick label: the suite, its new stages, round r (``r<r>``: 2^r times the budget) or late stages."""
+    if step[:1] == "r" and step[1:].isdigit():
+        return f"{2 ** int(step[1:])}x"
+    return {"suite": "suite", "stages": "+ new\nstages", "late": "+ late\nstages"}[step]
+
+
+def _step_order(curves: dict[str, dict]) -> list[str]:
+    """The x axis: the suite, new stages, every round up to the last any row ran, then late stages if any ran."""
+    seen = {s for c in curves.values() for s in c["steps"]}
+    last = max((int(s[1:]) for s in seen if s[:1] == "r" and s[1:].isdigit()), default=0)
+    return ["suite", "stages", *(f"r{r}" for r in range(1, last + 1)), *(["late"] if "late" in seen else [])]
 
 
 @book_figure
 def settling_lines(curves: dict[str, dict]) -> Figure:
-    """Each suite row's robust images after the suite, its new stages and each re-check round (2^r x budget).
+    """Each suite row's robust images after the suite, its new stages, each re-check round (2^r x budget) and
+    late stages (run after a converged round).
 
-    ``curves`` maps a label to ``steps`` (names among :data:`STEP_LABELS`),
-    ``share`` (% of what the suite alone left), ``robust`` (images) and
-    ``converged``.  A solid line stopped moving; a dashed one did not (or was
-    never re-checked), so its last point is an upper bound.
+    ``curves`` maps a label to ``steps`` (``suite``, ``stages``, ``r<r>``,
+    ``late``, in that order), ``share`` (% of what the suite alone left),
+    ``robust`` (images) and ``converged``.  A solid line stopped moving; a
+    dashed one did not (or was never re-checked), so its last point is an
+    upper bound.
     """
-    order = list(STEP_LABELS)
+    order = _step_order(curves)
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
     for label, c in curves.items():
@@ -143,7 +156,7 @@ def settling_lines(curves: dict[str, dict]) -> Figure:
                         + {True: "", False: " (still moving)", None: " (not re-checked)"}[c["converged"]])
         ax.annotate(f"{c['robust'][-1]}", (x[-1], c["share"][-1]), xytext=(4, 0), textcoords="offset points",
                     fontsize=8, color=line.get_color(), va="center")
-    ax.set_xticks(range(len(order)), [STEP_LABELS[s] for s in order])
+    ax.set_xticks(range(len(order)), [_step_label(s) for s in order])
     ax.set_xlim(-0.3, len(order) - 0.5)
     ax.set_ylim(0, 105)
     ax.set_xlabel("evaluation (round $r$: $2^r$ times the suite's budget, a new seed)")
