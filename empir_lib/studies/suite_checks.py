@@ -185,7 +185,7 @@ def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, pro
 
 
 ROUNDS = 5  # re-check rounds a row may need before it stops moving (round r: 2**r times the suite's budget)
-# A row's evaluations, weakest first: the suite, its new stages, its re-check rounds.
+# A row's evaluations, weakest first: the suite, its new stages, its re-check rounds, late stages.
 # Round r's file suffix is its stage-name prefix (convergence.prefix) made a suffix: -recheck, -recheck2, ...
 RECHECKS = tuple("-" + convergence.prefix(r).removesuffix("-") for r in range(1, ROUNDS + 1))
 LATE = "-late-stages"  # stages the suite gained after the row's re-check converged, run on its survivors
