@@ -33,11 +33,15 @@ def test_settling_lines_draw_each_row_and_say_which_still_move():
     assert [ln.get_linestyle() for ln in lines] == ["-", "--"]
     # Row b skips the new stages: its points sit at the suite, 2x and 4x.
     assert list(lines[1].get_xdata()) == [0, 2, 3] and list(lines[1].get_ydata()) == [100.0, 90.0, 70.0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a: 10 -> 8", "b: 20 -> 14 (still moving)"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a: 10 -> 8", "b: 20 -> 14 (still moving)"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["suite", "+ new\nstages", "2x", "4x"]
     # Late stages, after a converged round, come last; every round up to the last one run has a tick.
     curves["c"] = {"steps": ["suite", "stages", "r1", "r3", "late"], "share": [100.0, 90.0, 90.0, 80.0, 80.0],
                    "robust": [10, 9, 9, 8, 8], "converged": True}
     ax = plots.settling_lines(curves).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()][-3:] == ["4x", "8x", "+ late\nstages"]
-    assert list(ax.get_lines()[2].get_xdata()) == [0, 1, 2, 4, 5]
+    # The rounds as a line, then a dotted jump to the late point (a square): no line through 16x.
+    main, jump, point = ax.get_lines()[2:]
+    assert list(main.get_xdata()) == [0, 1, 2, 4] and main.get_linestyle() == "-"
+    assert list(jump.get_xdata()) == [4, 5] and jump.get_linestyle() == ":"
+    assert list(point.get_xdata()) == [5] and point.get_marker() == "s"

@@ -143,17 +143,23 @@ def settling_lines(curves: dict[str, dict]) -> Figure:
     ``late``, in that order), ``share`` (% of what the suite alone left),
     ``robust`` (images) and ``converged``.  A solid line stopped moving; a
     dashed one did not (or was never re-checked), so its last point is an
-    upper bound.
+    upper bound.  Late stages are a square, joined to the last round by a
+    dotted jump.
     """
     order = _step_order(curves)
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
+    fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     ax = fig.subplots()
     for label, c in curves.items():
         x = [order.index(s) for s in c["steps"]]
         done = c["converged"] is True
-        line, = ax.plot(x, c["share"], marker="o", ls="-" if done else "--",
+        # Late stages ran after the last round, not at the rounds between: a dotted jump, not a line through them.
+        k = len(x) - 1 if c["steps"][-1] == "late" else len(x)
+        line, = ax.plot(x[:k], c["share"][:k], marker="o", ls="-" if done else "--",
                         label=f"{label}: {c['robust'][0]} -> {c['robust'][-1]}"
                         + {True: "", False: " (still moving)", None: " (not re-checked)"}[c["converged"]])
+        if k < len(x):
+            ax.plot(x[k - 1:], c["share"][k - 1:], ls=":", color=line.get_color())
+            ax.plot(x[-1:], c["share"][-1:], marker="s", ls="", color=line.get_color())
         ax.annotate(f"{c['robust'][-1]}", (x[-1], c["share"][-1]), xytext=(4, 0), textcoords="offset points",
                     fontsize=8, color=line.get_color(), va="center")
     ax.set_xticks(range(len(order)), [_step_label(s) for s in order])
@@ -161,5 +167,6 @@ def settling_lines(curves: dict[str, dict]) -> Figure:
     ax.set_ylim(0, 105)
     ax.set_xlabel("evaluation (round $r$: $2^r$ times the suite's budget, a new seed)")
     ax.set_ylabel("robust images, % of the suite's")
-    ax.legend(fontsize=8, loc="lower left")
+    # Below the axes: inside, a dozen rows' legend hid the lines that fall furthest.
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2)
     return fig
