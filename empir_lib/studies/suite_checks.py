@@ -233,10 +233,9 @@ def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> 
 
     ``name`` is the suite's file (e.g. ``suite/empir-l2``).  Each step of
     :func:`evaluations` is counted on the last one's first ``n`` images from
-    its per-image file: the suite alone, its new stages, then each re-check
-    round (``factor``: round r runs 2**r times the suite's budget).
-    ``converged``: the last round's verdict (None if never re-checked; True
-    when nothing survives, as no attack can lower it).  None without files.
+    its per-image file: the suite alone, its new stages, each re-check
+    round (``factor``: round r runs 2**r times the suite's budget), then
+    late stages.  ``converged``: :func:`converged`.  None without files.
     """
     evals = evaluations(dataset, name, root)
     if not evals:
@@ -251,8 +250,7 @@ def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> 
                       "round": k, "factor": 2 ** k if k else None,
                       "robust": int(np.sum(broken == outcomes.ROBUST)), "only": r.get("only"),
                       "seconds": r.get("timing", {}).get("wall_time_s")})
-    done = True if steps[-1]["robust"] == 0 else converged(evals)
-    return {"name": name, "n": n, "suite_n": evals[0][1]["n"], "steps": steps, "converged": done}
+    return {"name": name, "n": n, "suite_n": evals[0][1]["n"], "steps": steps, "converged": converged(evals)}
 
 
 # The diagnostics' flags a settled row answers (chapter 8).  Each says a gradient-free stage broke
