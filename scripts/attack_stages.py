@@ -11,8 +11,11 @@
 
 A job (``empir_lib.studies.suite_checks``) on the first N test images writes
 ``data/results/<dataset>/suite/<row>-<threat>-<kind>.json`` (``empir-min-norm``
-for the minimal L2) with provenance; it resumes from ``runs/suite/`` when cut
-short.  The re-check's base is the row's strongest evaluation (its ``-stages`` file
+for the minimal L2) with provenance; it resumes from its state in ``data/partial/`` when cut
+short.  That folder is committed: a re-check round can outlast a session, and
+the next session resumes it at its last finished chunk (a round-5 chunk is
+about 15-25 minutes here, ``empir_lib.attack.convergence.chunk_for``).
+The re-check's base is the row's strongest evaluation (its ``-stages`` file
 when there is one); once a re-check has moved the row, the same command runs
 the next round (``-recheck2``, four times the suite's budget, and so on) on it.
 ``late`` runs the stages the suite gained since on the survivors of a row whose
@@ -35,6 +38,8 @@ from empir_lib.core import provenance, settings
 from empir_lib.core.files import atomic_write
 from empir_lib.nets import data, ensemble
 from empir_lib.studies import cards, paper_labels, results, seeds, suite_checks
+
+PARTIAL = Path("data/partial")  # committed, unlike runs/: a job's state must outlive the session that ran it
 
 
 def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
@@ -126,7 +131,7 @@ def main(argv: list[str]) -> None:
     x, y = data.load(dataset, "test", None, n)
     prov = provenance.record(" ".join(["scripts/attack_stages.py", *argv]))
     t0 = time.perf_counter()
-    rec, ran = suite_checks.run_job(j, dataset, ens, x, y, results.results_dir(dataset), Path("runs/suite"),
+    rec, ran = suite_checks.run_job(j, dataset, ens, x, y, results.results_dir(dataset), PARTIAL,
                                     progress=True, prov=prov)
     keys = ("robust_before", "robust_after", "change_points", "converged", "success_rate", "median_l2",
             "median_ci95", "broken_by", "invalid_outputs", "transfer_check")

@@ -24,6 +24,14 @@ round ``r`` costs about ``4**r`` times the suite's per image (round 4: 256x,
 round 5: 1024x): the rounds stop at five (``suite_checks.ROUNDS``).  A round
 that moves stops at the break that moved it, so only a round that settles the
 row spends its whole budget.
+
+**Chunks that fit a session.**  Round 5 spends about 300,000 image-steps on
+each survivor in APGD-CE alone: a whole round takes many hours here, longer
+than a working session.  Each re-check stage therefore runs in chunks of as
+many survivors as fit :data:`CHUNK_IMAGE_STEPS` (:func:`chunk_for`), and its
+state is saved after every chunk, so a round cut short loses one chunk at
+most and the next session resumes it (``scripts/attack_stages.py`` keeps that
+state in ``data/partial/``, which is committed).
 """
 from __future__ import annotations
 
@@ -40,11 +48,19 @@ from . import outcomes, suite
 TOLERANCE_POINTS = 0.1
 PREFIX = "recheck-"
 RECHECK_SEED = 1  # the suite's default is 0
+# Most image-steps in one chunk of a re-check stage: about 15-25 minutes of CPU here (round 5 on MNIST runs about
+# 1,000 image-steps/s, on CIFAR-10 about 700), so a cut-short round loses that much at most.
+CHUNK_IMAGE_STEPS = 1_000_000
 
 
 def prefix(r: int) -> str:
     """The stage-name prefix of re-check round ``r``: ``recheck-`` for the first, ``recheck<r>-`` after."""
     return PREFIX if r == 1 else f"recheck{r}-"
+
+
+def chunk_for(spec: dict, limit: int = CHUNK_IMAGE_STEPS) -> int:
+    """Survivors per chunk of a re-check stage: as many as fit ``limit`` image-steps, at least 1, at most 1,000."""
+    return max(1, min(1000, int(limit) // suite.stage_budget(spec)))
 
 
 def round_of(name: str) -> int:
@@ -78,14 +94,16 @@ def next_round(attacks: list[dict]) -> tuple[int, list[dict]]:
 
 def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, attacks: list[dict],
             broken_by: np.ndarray, norm: np.ndarray, seed: int | None = None,
-            state_path: str | os.PathLike | None = None, progress: bool = True, stop_when_moved: bool = True) -> dict:
+            state_path: str | os.PathLike | None = None, progress: bool = True, stop_when_moved: bool = True,
+            chunk_steps: int = CHUNK_IMAGE_STEPS) -> dict:
     """Re-attack the survivors of a finished cascade (its ``attacks``, per-image ``broken_by`` and ``norm``).
 
     The re-check's stages run one at a time, each continuing the last
     (``suite.cascade(start=...)``; with ``state_path`` each finished stage is
     a checkpoint ``<state_path stem>-<k>.npz``, so a cut-short job resumes
-    there).  With ``stop_when_moved`` it stops as soon as the change reaches
-    :data:`TOLERANCE_POINTS` (:func:`moved_by` images), in the middle of a
+    there, and within a stage after every chunk of :func:`chunk_for`
+    ``(spec, chunk_steps)`` survivors).  With ``stop_when_moved`` it stops
+    as soon as the change reaches :data:`TOLERANCE_POINTS` (:func:`moved_by` images), in the middle of a
     stage if need be (``suite.cascade``'s ``stop_after``: between restart
     waves, APGD segments or Square queries): later breaks can only add to
     it, so the verdict "not converged" is final for this round
@@ -111,7 +129,8 @@ def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, a
         state = None if state_path is None else Path(state_path).with_name(f"{Path(state_path).stem}-{k}.npz")
         left = moves - (before - int(np.sum(res["broken_by"] == outcomes.ROBUST)))
         res = suite.cascade(ens, x, y, threat, list(attacks) + more[:k], seed=seed, state_path=state,
-                            progress=progress, start={k2: res[k2] for k2 in ("broken_by", "norm", "stats")},
+                            chunk=chunk_for(more[k - 1], chunk_steps), progress=progress,
+                            start={k2: res[k2] for k2 in ("broken_by", "norm", "stats")},
                             stop_after=left if stop_when_moved else None)
         resumed += res["resumed_s"]
         if res.get("stopped_in") or before - int(np.sum(res["broken_by"] == outcomes.ROBUST)) >= moves:
