@@ -344,6 +344,54 @@ def test_the_recheck_doubles_the_budget_and_measures_the_change(mnist):
     assert still["change_points"] == 0 and still["converged"] and still["stages_run"] == 1
 
 
+def test_a_recheck_stage_runs_in_chunks_that_fit_a_session():
+    # Round 5 of the suite's APGD-CE: 96 restarts of 3,201 passes, about 307,000 image-steps per survivor.
+    r5 = convergence.next_round([{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 100,
+                                  "restarts": 3}] + [{"name": f"recheck{r}-x", "kind": "apgd"} for r in (2, 3, 4)])
+    assert r5[0] == 5 and suite.stage_budget(r5[1][0]) == 96 * 3201
+    assert convergence.chunk_for(r5[1][0]) == 3 and convergence.chunk_for(r5[1][0], 10) == 1
+    assert convergence.chunk_for(SHORT[0]) == 1000  # a cheap stage: one chunk, as before
+
+
+class _CutError(Exception):
+    pass
+
+
+def test_a_recheck_cut_in_the_middle_of_a_stage_resumes_at_its_last_chunk(mnist, tmp_path, monkeypatch):
+    # A session ends inside a stage: the chunks finished before it are not attacked again, and the
+    # resumed round gives exactly the uninterrupted round's per-image result.
+    ens, x, y = mnist
+    x, y = x[:12], y[:12]
+    start = np.where(ensemble.predict(ens, x) == y, outcomes.ROBUST, outcomes.CLEAN)
+    threat, spec = {"norm": "l2", "eps": 1.0}, SHORT[:1]
+    steps = 2 * suite.stage_budget(convergence.doubled(spec)[0])  # two survivors per chunk
+    whole = convergence.recheck(ens, x, y, threat, spec, start, np.zeros(12), progress=False,
+                                stop_when_moved=False, chunk_steps=steps)
+    real, seen = suite.run_attack, []
+
+    def counted(ens_, spec_, threat_, xs, *a, **k):
+        seen.append(len(xs))
+        if cut and len(seen) == 3:
+            raise _CutError
+        return real(ens_, spec_, threat_, xs, *a, **k)
+
+    monkeypatch.setattr(suite, "run_attack", counted)
+    state = tmp_path / "round.npz"
+    cut = True
+    with pytest.raises(_CutError):
+        convergence.recheck(ens, x, y, threat, spec, start, np.zeros(12), state_path=state, progress=False,
+                            stop_when_moved=False, chunk_steps=steps)
+    assert seen == [2, 2, 2] and convergence.checkpoints(state, 1)[0].is_file()
+    seen.clear()
+    cut = False
+    again = convergence.recheck(ens, x, y, threat, spec, start, np.zeros(12), state_path=state, progress=False,
+                                stop_when_moved=False, chunk_steps=steps)
+    survivors = int(np.sum(start == outcomes.ROBUST))
+    assert sum(seen) == survivors - 4  # the two finished chunks were kept, not attacked again
+    np.testing.assert_array_equal(again["broken_by"], whole["broken_by"])
+    assert again["robust_after"] == whole["robust_after"]
+
+
 def test_a_row_that_moved_gets_a_second_round_at_four_times_the_budget(mnist):
     ens, x, y = mnist
     x, y = x[:20], y[:20]
