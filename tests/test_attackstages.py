@@ -390,6 +390,13 @@ def test_a_recheck_cut_in_the_middle_of_a_stage_resumes_at_its_last_chunk(mnist,
     assert sum(seen) == survivors - 4  # the two finished chunks were kept, not attacked again
     np.testing.assert_array_equal(again["broken_by"], whole["broken_by"])
     assert again["robust_after"] == whole["robust_after"]
+    # A state tied to another start (the row below re-run since the state was saved) is refused.
+    other = start.copy()
+    other[np.flatnonzero(start == outcomes.ROBUST)[0]] = 1
+    assert convergence.checkpoints(state, 1)[0].is_file()
+    with pytest.raises(EmpirError, match="another configuration"):
+        convergence.recheck(ens, x, y, threat, spec, other, np.zeros(12), state_path=state, progress=False,
+                            stop_when_moved=False, chunk_steps=steps)
 
 
 def test_a_row_that_moved_gets_a_second_round_at_four_times_the_budget(mnist):

@@ -9,6 +9,7 @@ stages, so that only the new stages run, on its survivors.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -37,6 +38,18 @@ def from_start(start: dict, specs: list[dict], clean_now: np.ndarray) -> dict:
     stats = {k: {**v, "seconds": float(v["seconds"])} for k, v in start["stats"].items()}
     return {"broken_by": broken_by, "norm": np.asarray(start["norm"], np.float32).copy(), "stage": len(done),
             "pos": 0, "todo": None, "stats": stats}
+
+
+def start_digest(start: dict) -> str:
+    """sha256 of a start's per-image outcomes, for the configuration its continued cascade's state is tied to.
+
+    A state saved for one start must not resume another: a re-check's state
+    can outlive its session (``data/partial/``), and the row below it may be
+    re-run meanwhile, which would leave the state's outcomes stale.
+    """
+    h = hashlib.sha256(np.asarray(start["broken_by"], np.int64).tobytes())
+    h.update(np.asarray(start["norm"], np.float32).tobytes())
+    return h.hexdigest()
 
 
 def save(path: str | os.PathLike | None, config: dict, state: dict) -> None:

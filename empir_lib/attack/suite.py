@@ -301,7 +301,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     config = {"members": list(ens.names), "rule": ens.rule, "threat": threat, "attacks": specs, "seed": seed,
               "n": len(y), "chunk": chunk}
     if start is not None:
-        config["start_stage"] = len(start["stats"])
+        config.update(start_stage=len(start["stats"]), start_sha256=cascade_state.start_digest(start))
     eot = _eot(specs[0])
     if stop_after is not None:
         config["stop_after"] = check_positive_int(stop_after, "stop_after")
