@@ -551,6 +551,24 @@ def test_the_next_recheck_round_follows_the_last_verdict(tmp_path):
         suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
 
 
+def test_an_evaluation_that_continues_a_re_run_row_is_refused_not_quoted(tmp_path):
+    # A row's stages re-run (say on 10,000 images instead of 1,000) leave its old rounds stale.
+    _planted(tmp_path, "suite/empir-l2", per_image={"sha256": "a"})
+    _planted(tmp_path, "suite/empir-l2-stages", base={"name": "suite/empir-l2", "sha256": "a"},
+             per_image={"sha256": "b"})
+    _planted(tmp_path, "suite/empir-l2-recheck", base={"name": "suite/empir-l2-stages", "sha256": "b"},
+             converged=True)
+    assert len(suite_checks.evaluations("mnist", "suite/empir-l2", tmp_path)) == 3
+    _planted(tmp_path, "suite/empir-l2-stages", base={"name": "suite/empir-l2", "sha256": "a"},
+             per_image={"sha256": "c"})
+    with pytest.raises(EmpirError, match="continues another version of suite/empir-l2-stages"):
+        suite_checks.evaluations("mnist", "suite/empir-l2", tmp_path)
+    # A round run before the stages existed did not see their breaks: it is stale too.
+    _planted(tmp_path, "suite/empir-l2-recheck", base={"name": "suite/empir-l2", "sha256": "a"}, converged=True)
+    with pytest.raises(EmpirError, match="continues another version"):
+        suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
+
+
 def test_late_stages_follow_only_a_converged_round_and_can_unsettle_it(tmp_path):
     _planted(tmp_path, "suite/empir-l2")
     _planted(tmp_path, "suite/empir-l2-recheck", converged=False)

@@ -197,12 +197,21 @@ def evaluations(dataset: str, name: str, root: str | os.PathLike | None = None) 
 
     Each later one covers the first n images of the one before and holds the
     whole cascade per image, so the last is the row's strongest evaluation.
+    One that continues another version of the evaluation before it (its
+    ``base`` name or per-image sha256 differ: that row was re-run since, e.g.
+    on more images) raises: a stale evaluation is never quoted.
     """
-    out = []
+    out: list[tuple[str, dict]] = []
     for suffix in SUFFIXES:
         r = results.find(dataset, f"{name}{suffix}", root)
-        if r is not None:
-            out.append((f"{name}{suffix}", r))
+        if r is None:
+            continue
+        b, prev = r.get("base"), out[-1] if out else None
+        if b is not None and prev is not None and \
+                (b["name"], b.get("sha256")) != (prev[0], prev[1].get("per_image", {}).get("sha256")):
+            raise EmpirError(f"{dataset} {name}{suffix} continues another version of {prev[0]} (re-run since): "
+                             f"run it again on the new one (scripts/attack_stages.py) or restore the old files.")
+        out.append((f"{name}{suffix}", r))
     return out
 
 
