@@ -8,13 +8,16 @@
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 late empir linf-8-255 10000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist min_norm empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 labels
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 status
 
 A job (``empir_lib.studies.suite_checks``) on the first N test images writes
 ``data/results/<dataset>/suite/<row>-<threat>-<kind>.json`` (``empir-min-norm``
 for the minimal L2) with provenance; it resumes from its state in ``data/partial/`` when cut
 short.  That folder is committed: a re-check round can outlast a session, and
 the next session resumes it at its last finished chunk (a round-5 chunk is
-about 15-25 minutes here, ``empir_lib.attack.convergence.chunk_for``).
+about 15-25 minutes here, ``empir_lib.attack.convergence.chunk_for``);
+``status`` lists what it holds for a dataset: each state's stage, survivors
+done and left, and breaks so far.
 The re-check's base is the row's strongest evaluation (its ``-stages`` file
 when there is one); once a re-check has moved the row, the same command runs
 the next round (``-recheck2``, four times the suite's budget, and so on) on it.
@@ -34,7 +37,9 @@ import sys
 import time
 from pathlib import Path
 
+from empir_lib.attack import cascade_state
 from empir_lib.core import provenance, settings
+from empir_lib.core.errors import EmpirError
 from empir_lib.core.files import atomic_write
 from empir_lib.nets import data, ensemble
 from empir_lib.studies import cards, paper_labels, results, seeds, suite_checks
@@ -118,6 +123,13 @@ def labels(dataset: str, rerun: tuple[str, ...]) -> None:
 
 def main(argv: list[str]) -> None:
     dataset, kind = argv[0], argv[1]
+    if kind == "status":  # the unfinished jobs a later session resumes, from their committed state
+        for path in sorted(PARTIAL.glob(f"suite-{dataset}-*.npz")):
+            try:
+                print(path.name, json.dumps(cascade_state.progress(path)), flush=True)
+            except EmpirError as e:
+                print(path.name, e, flush=True)
+        return
     if kind == "labels":
         # --rerun fgsm,cw re-runs only those attacks' rows (default: all four; --no-rerun: none)
         chosen = next((a.split("=", 1)[1] for a in argv if a.startswith("--rerun=")), "cw,fgsm,bim,pgd")

@@ -10,6 +10,7 @@ import tensorflow as tf
 from empir_lib.attack import (
     apgd,
     art_bridge,
+    cascade_state,
     convergence,
     diagnostics,
     minnorm,
@@ -382,11 +383,18 @@ def test_a_recheck_cut_in_the_middle_of_a_stage_resumes_at_its_last_chunk(mnist,
         convergence.recheck(ens, x, y, threat, spec, start, np.zeros(12), state_path=state, progress=False,
                             stop_when_moved=False, chunk_steps=steps)
     assert seen == [2, 2, 2] and convergence.checkpoints(state, 1)[0].is_file()
+    survivors = int(np.sum(start == outcomes.ROBUST))
+    where = cascade_state.progress(convergence.checkpoints(state, 1)[0])
+    assert where["stage"] == "recheck-apgd-ce" and where["stage_index"] == where["stages"] == 2
+    assert where["done"] == 4 and where["left"] == survivors - 4 and set(where["broken"]) == {"recheck-apgd-ce"}
+    assert where["robust"] == survivors - where["broken"]["recheck-apgd-ce"]
+    np.savez(tmp_path / "other.npz", config=np.array("{}"))
+    with pytest.raises(EmpirError, match="not a cascade's saved state"):
+        cascade_state.progress(tmp_path / "other.npz")
     seen.clear()
     cut = False
     again = convergence.recheck(ens, x, y, threat, spec, start, np.zeros(12), state_path=state, progress=False,
                                 stop_when_moved=False, chunk_steps=steps)
-    survivors = int(np.sum(start == outcomes.ROBUST))
     assert sum(seen) == survivors - 4  # the two finished chunks were kept, not attacked again
     np.testing.assert_array_equal(again["broken_by"], whole["broken_by"])
     assert again["robust_after"] == whole["robust_after"]

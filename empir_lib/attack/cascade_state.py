@@ -69,6 +69,32 @@ def load(path: str | os.PathLike | None, config: dict) -> dict | None:
             "todo": f["todo"] if bool(f["has_todo"]) else None, "stats": json.loads(str(f["stats"]))}
 
 
+def progress(path: str | os.PathLike) -> dict:
+    """Where a saved cascade state stands, read without its configuration check (``data/partial/``'s listing).
+
+    ``stage``: the stage it is in (the last one, once every stage ran),
+    ``stage_index`` and ``stages``; ``done`` and ``left``: that stage's
+    attacked images so far and still to attack; ``robust``: the images
+    still robust; ``broken``: what its own stages broke so far (a continued
+    cascade's start counts as its earlier stages); ``seconds`` spent on them.
+    """
+    with np.load(path, allow_pickle=False) as f:
+        if not {"config", "stats", "broken_by", "stage", "pos", "todo", "has_todo"} <= set(f.files):
+            raise EmpirError(f"{path} is not a cascade's saved state.")
+        config, stats = json.loads(str(f["config"])), json.loads(str(f["stats"]))
+        broken_by, stage, pos = f["broken_by"], int(f["stage"]), int(f["pos"])
+        todo = f["todo"] if bool(f["has_todo"]) else None
+    names = [a["name"] for a in config["attacks"]]
+    own = names[config.get("start_stage", 0):]
+    current = names[min(stage, len(names) - 1)]
+    left = 0 if todo is None else max(0, len(todo) - pos)
+    return {"stage": current, "stage_index": min(stage, len(names) - 1) + 1, "stages": len(names),
+            "done": 0 if todo is None else min(pos, len(todo)), "left": left,
+            "robust": int(np.sum(broken_by == outcomes.ROBUST)),
+            "broken": {k: int(stats[k]["broken"]) for k in own if k in stats},
+            "seconds": round(sum(float(stats[k]["seconds"]) for k in own if k in stats), 1)}
+
+
 def stopped(stats: dict) -> str | None:
     """The stage a cascade's ``stop_after`` ended it in, or None."""
     return next((k for k, v in stats.items() if v.get("stopped")), None)
