@@ -8,7 +8,7 @@ from empir_lib.attack import outcomes
 from empir_lib.book.chapters import summary
 from empir_lib.core import paper, settings
 from empir_lib.core.errors import EmpirError
-from empir_lib.studies import cards
+from empir_lib.studies import cards, suite_checks
 
 # RobustBench's model_info keys that keep their meaning here ('autoattack_acc' becomes 'robust_acc').
 ROBUSTBENCH = {"name", "link", "authors", "venue", "additional_data", "number_forward_passes", "dataset",
@@ -76,6 +76,13 @@ def test_a_row_that_moved_is_quoted_from_its_last_recheck_round(tmp_path):
     card = cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
     assert card["converged"] is True and not card["unreliable"] and len(card["sources"]) == 3
     assert "in 2 rounds, the last with 4 times the budget and a new seed: moved less" in card["footnote"]
+    assert "no round follows" not in card["footnote"]
+    for r in range(2, suite_checks.ROUNDS + 1):  # still moving after the last round the book runs
+        _suite_file(tmp_path, f"suite/empir-l2-recheck{r}", moved, robust_after=17, converged=False)
+    card = cards.suite_card("cifar10", "empir", "l2", "suite/empir-l2", tmp_path)
+    assert card["converged"] is False and card["footnote"].endswith(
+        f"the last with {2 ** suite_checks.ROUNDS} times the budget: it still moved, so this is an upper bound, "
+        f"and no round follows ({suite_checks.ROUNDS} at most).")
 
 
 def test_a_constant_classifier_and_an_empty_row_are_said_so(tmp_path):

@@ -180,8 +180,9 @@ def _footnote(n: int, n_base: int, converged: bool | None, reported: bool, round
                      f"covered {n_base:,}.")
     how = ("with a doubled budget" if rounds <= 1
            else f"in {rounds} rounds, the last with {2 ** rounds} times the budget")
+    last = f", and no round follows ({suite_checks.ROUNDS} at most)." if rounds >= suite_checks.ROUNDS else "."
     parts.append({True: f"Re-attacked {how} and a new seed: moved less than 0.1 point.",
-                  False: f"Re-attacked {how}: it still moved, so this is an upper bound.",
+                  False: f"Re-attacked {how}: it still moved, so this is an upper bound{last}",
                   None: "Convergence not measured: an upper bound."}[converged])
     if reported:
         parts.append("'reported' is the paper's PGD column of Table 2 (its own protocol: the model's "
