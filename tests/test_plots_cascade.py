@@ -45,3 +45,8 @@ def test_settling_lines_draw_each_row_and_say_which_still_move():
     assert list(main.get_xdata()) == [0, 1, 2, 4] and main.get_linestyle() == "-"
     assert list(jump.get_xdata()) == [4, 5] and jump.get_linestyle() == ":"
     assert list(point.get_xdata()) == [5] and point.get_marker() == "s"
+    # A dozen rows: the colour cycle wraps after ten, so the marker changes and no two rows look alike.
+    many = {f"row{i}": curves["a"] for i in range(12)}
+    rows = [ln for ln in plots.settling_lines(many).axes[0].get_lines()]
+    looks = [(ln.get_color(), ln.get_marker()) for ln in rows]
+    assert len(set(looks)) == 12 and looks[10][0] == looks[0][0] and looks[10][1] != looks[0][1]

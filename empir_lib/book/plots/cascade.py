@@ -134,6 +134,9 @@ def _step_order(curves: dict[str, dict]) -> list[str]:
     return ["suite", "stages", *(f"r{r}" for r in range(1, last + 1)), *(["late"] if "late" in seen else [])]
 
 
+_MARKERS = "o^vD"  # a row's marker, by its place in the colour cycle (squares mark late stages)
+
+
 @book_figure
 def settling_lines(curves: dict[str, dict]) -> Figure:
     """Each suite row's robust images after the suite, its new stages, each re-check round (2^r x budget) and
@@ -149,12 +152,13 @@ def settling_lines(curves: dict[str, dict]) -> Figure:
     order = _step_order(curves)
     fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     ax = fig.subplots()
-    for label, c in curves.items():
+    for i, (label, c) in enumerate(curves.items()):
         x = [order.index(s) for s in c["steps"]]
         done = c["converged"] is True
         # Late stages ran after the last round, not at the rounds between: a dotted jump, not a line through them.
         k = len(x) - 1 if c["steps"][-1] == "late" else len(x)
-        line, = ax.plot(x[:k], c["share"][:k], marker="o", ls="-" if done else "--",
+        # The colour cycle has ten colours: past ten rows the marker changes, so no two rows look alike.
+        line, = ax.plot(x[:k], c["share"][:k], marker=_MARKERS[i // 10 % len(_MARKERS)], ls="-" if done else "--",
                         label=f"{label}: {c['robust'][0]} -> {c['robust'][-1]}"
                         + {True: "", False: " (still moving)", None: " (not re-checked)"}[c["converged"]])
         if k < len(x):
