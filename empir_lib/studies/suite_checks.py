@@ -34,7 +34,6 @@ is skipped when its results file already holds the same configuration.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -391,14 +390,6 @@ def where_from(dataset: str, first: str, second: str, root: str | os.PathLike | 
             "only_first_broken_in_second_by": by(b, rb_names, only_a),
             "only_second_broken_in_first_by": by(a, ra_names, only_b)}
 
-
-def mcnemar_p(only_a: int, only_b: int) -> float:
-    """Exact two-sided McNemar p-value: are ``only_a`` and ``only_b`` discordant pairs unlike a fair coin's?"""
-    k, n = min(only_a, only_b), only_a + only_b
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
 
 
 def strongest_pair(dataset: str, first: list[tuple[str, dict]], second: list[tuple[str, dict]],

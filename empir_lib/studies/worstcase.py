@@ -380,7 +380,7 @@ def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
         return f"{dataset}: {tables.DASH} (run `empir reproduce {dataset} --only {FOLDER}/`)"
     w = suite_checks.strongest_pair(dataset, *found, root)
     n = w["n"]
-    p = suite_checks.mcnemar_p(w["only_first"], w["only_second"])
+    p = outcomes.mcnemar_p(w["only_first"], w["only_second"])
     top = max(w["only_first_broken_in_second_by"].items(), key=lambda kv: kv[1], default=("none", 0))
     moving = []
     for row, evals in zip(("empir", "baseline"), found):
