@@ -352,6 +352,7 @@ def test_a_recheck_stage_runs_in_chunks_that_fit_a_session():
     assert r5[0] == 5 and suite.stage_budget(r5[1][0]) == 96 * 3201
     assert convergence.chunk_for(r5[1][0]) == 3 and convergence.chunk_for(r5[1][0], 10) == 1
     assert convergence.chunk_for(SHORT[0]) == 1000  # a cheap stage: one chunk, as before
+    assert convergence.chunk_for({"name": "square", "kind": "square", "queries": 5000}) == 200
 
 
 class _CutError(Exception):
@@ -620,10 +621,13 @@ def test_a_late_stages_job_keeps_every_break_of_the_converged_round(mnist, tmp_p
     monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT))
     name, on = suite_checks.late_base("mnist", "suite/empir-l2", tmp_path)
     job = {"name": name, "members": list(ens.names), "threat": "l2", "kind": "late", "n": 16, "base": on}
+    real, chunks = suite.cascade, []
+    monkeypatch.setattr(suite, "cascade", lambda *a, **k: chunks.append(k.get("chunk")) or real(*a, **k))
     late, ran = worstcase.run_job(job, "mnist", ens, x, y, ds, tmp_path / "runs", progress=False,
                                   prov={"command": "test"})
     assert ran and on == "suite/empir-l2-recheck" and [a["name"] for a in late["attacks"]][-1] == "apgd-t"
     assert set(late["stats"]) == {"apgd-t"} and late["robust_before"] == round1["robust_after"]
+    assert chunks == [convergence.chunk_for(SHORT[-1])]  # its stages run in chunks a session can finish
     now = outcomes.load(ds / "suite" / "empir-l2-late-stages.json", late)["broken_by"]
     was_broken = kept != outcomes.ROBUST
     assert np.array_equal(now[was_broken], kept[was_broken])  # no break of the rounds is dropped

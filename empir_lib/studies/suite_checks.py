@@ -122,8 +122,10 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
                                       state_path=state, progress=progress)
         else:
             start = {**arrays, "stats": {a["name"]: {"seconds": 0.0} for a in done}}
-            res = suite.cascade(ens, xs, ys, threat, cfg["attacks"], state_path=state, progress=progress,
-                                start=start)
+            # Chunks a session can finish (a 5,000-query Square on thousands of survivors runs for hours).
+            chunk = min(convergence.chunk_for(s) for s in cfg["attacks"][len(done):])
+            res = suite.cascade(ens, xs, ys, threat, cfg["attacks"], chunk=chunk, state_path=state,
+                                progress=progress, start=start)
             res["stats"] = {k: v for k, v in res["stats"].items() if k not in {a["name"] for a in done}}
         after = int(np.sum(res["broken_by"] == outcomes.ROBUST))
         lo, hi = outcomes.wilson_interval(after, n)
