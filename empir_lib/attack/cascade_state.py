@@ -86,9 +86,9 @@ def progress(path: str | os.PathLike) -> dict:
         todo = f["todo"] if bool(f["has_todo"]) else None
     names = [a["name"] for a in config["attacks"]]
     own = names[config.get("start_stage", 0):]
-    current = names[min(stage, len(names) - 1)]
+    at = min(stage, len(names) - 1)  # a finished cascade stands at its last stage
     left = 0 if todo is None else max(0, len(todo) - pos)
-    return {"stage": current, "stage_index": min(stage, len(names) - 1) + 1, "stages": len(names),
+    return {"stage": names[at], "stage_index": at + 1, "stages": len(names),
             "done": 0 if todo is None else min(pos, len(todo)), "left": left,
             "robust": int(np.sum(broken_by == outcomes.ROBUST)),
             "broken": {k: int(stats[k]["broken"]) for k in own if k in stats},

@@ -48,8 +48,9 @@ from . import outcomes, suite
 TOLERANCE_POINTS = 0.1
 PREFIX = "recheck-"
 RECHECK_SEED = 1  # the suite's default is 0
-# Most image-steps in one chunk of a re-check stage: about 15-25 minutes of CPU here (round 5 on MNIST runs about
-# 1,000 image-steps/s, on CIFAR-10 about 700), so a cut-short round loses that much at most.
+# Most image-steps in one chunk of a long stage (a re-check's, or new stages run on a row's survivors): about
+# 15-25 minutes of CPU here (round 5 ran about 1,450 image-steps/s on MNIST alone, about 700 on CIFAR-10 beside
+# it), so a job cut short loses that much at most.
 CHUNK_IMAGE_STEPS = 1_000_000
 
 
@@ -59,7 +60,7 @@ def prefix(r: int) -> str:
 
 
 def chunk_for(spec: dict, limit: int = CHUNK_IMAGE_STEPS) -> int:
-    """Survivors per chunk of a re-check stage: as many as fit ``limit`` image-steps, at least 1, at most 1,000."""
+    """Survivors per chunk of a long stage: as many as fit ``limit`` image-steps, at least 1, at most 1,000."""
     return max(1, min(1000, int(limit) // suite.stage_budget(spec)))
 
 

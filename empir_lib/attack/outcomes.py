@@ -111,6 +111,7 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
+
 def mcnemar_p(only_a: int, only_b: int) -> float:
     """Exact two-sided McNemar p-value: are ``only_a`` and ``only_b`` discordant pairs unlike a fair coin's?"""
     k, n = min(only_a, only_b), only_a + only_b

@@ -393,7 +393,6 @@ def where_from(dataset: str, first: str, second: str, root: str | os.PathLike | 
             "only_second_broken_in_first_by": by(a, ra_names, only_b)}
 
 
-
 def strongest_pair(dataset: str, first: list[tuple[str, dict]], second: list[tuple[str, dict]],
                    root: str | os.PathLike | None = None) -> dict:
     """:func:`where_from` on two rows' strongest evaluations (the last of each row's :func:`evaluations`)."""
