@@ -9,6 +9,9 @@
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist min_norm empir l2 1000
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 labels
     PYTHONPATH=. .venv/bin/python scripts/attack_stages.py cifar10 status
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist stages baseline l2 10000 --chain
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist recheck baseline l2 10000 --chain
+    PYTHONPATH=. .venv/bin/python scripts/attack_stages.py mnist promote baseline l2
 
 A job (``empir_lib.studies.suite_checks``) on the first N test images writes
 ``data/results/<dataset>/suite/<row>-<threat>-<kind>.json`` (``empir-min-norm``
@@ -24,6 +27,10 @@ the next round (``-recheck2``, four times the suite's budget, and so on) on it.
 ``late`` runs the stages the suite gained since on the survivors of a row whose
 last round converged (``-late-stages``: the 5,000-query Square of a stages job
 that was cut to APGD-T), keeping every break the rounds found.
+``--chain`` re-runs a row's evaluations beside the quoted ones, on more
+images (``empir_lib.studies.chains``: in ``data/partial/chains/``, committed);
+``promote`` lands that chain whole once its verdict is final, and ``status``
+lists the chains begun.
 ``labels`` writes ``data/results/<dataset>/labels/paper-protocol.json``:
 for every paper-protocol row of Table 2, the share of its adversarial accuracy
 that is clean mistakes moved onto their true label
@@ -42,47 +49,49 @@ from empir_lib.core import provenance, settings
 from empir_lib.core.errors import EmpirError
 from empir_lib.core.files import atomic_write
 from empir_lib.nets import data, ensemble
-from empir_lib.studies import cards, paper_labels, results, seeds, suite_checks
+from empir_lib.studies import cards, chains, paper_labels, results, seeds, suite_checks
 
 PARTIAL = Path("data/partial")  # committed, unlike runs/: a job's state must outlive the session that ran it
 
 
-def job(dataset: str, kind: str, row: str, threat: str, n: int) -> dict:
+def row_name(row: str, threat: str) -> str:
+    """A row's suite file: ``empir``, ``baseline``, a seed set's (``seeds/set2/empir``) or a defence's."""
+    if row.startswith(f"{seeds.FOLDER}/"):
+        return f"{row}-{threat}"
+    if row.startswith(f"{results.DEFENCES_FOLDER}/"):
+        return results.suite_name(row.split("/", 1)[1], threat)
+    return f"suite/{row}-{threat}"
+
+
+def job(dataset: str, kind: str, row: str, threat: str, n: int, root: Path | None = None) -> dict:
+    """The job's name, base and members; ``root``: the results root its row's evaluations are read from."""
     s = settings.get(dataset)
-    if row.startswith(f"{seeds.FOLDER}/"):  # a seed set's row, e.g. seeds/set2/empir
-        k, name = int(row.split("/")[1].removeprefix("set")), row.split("/")[2]
-        members, base = seeds.sets(dataset)[k - 1][name], f"{row}-{threat}"
-        if kind in ("recheck", "late"):  # rounds, as for the book's own rows
-            return {**_next(dataset, kind, base), "members": members, "threat": threat, "kind": kind, "n": n}
-        return {"name": f"{base}-{kind}", "members": members, "threat": threat, "kind": kind, "n": n, "base": base}
-    if row.startswith(f"{results.DEFENCES_FOLDER}/"):  # another defence's suite row, e.g. defences/pgd-at_original
-        base = results.suite_name(row.split("/", 1)[1], threat)
-        record = results.find(dataset, base)
-        if record is None or kind == "min_norm":
-            raise SystemExit(f"{dataset} has no suite row {base}; run 'empir reproduce {dataset} --only {base}' "
-                             "first (the minimal L2 is run on EMPIR only).")
-        if kind in ("recheck", "late"):
-            return {**_next(dataset, kind, base), "members": record["members"], "threat": threat, "kind": kind,
-                    "n": n}
-        return {"name": f"{base}-{kind}", "members": record["members"], "threat": threat, "kind": kind, "n": n,
-                "base": base}
-    members = s.empir_ids if row == "empir" else [s.empir_fp]
     if kind == "min_norm":
-        return {"name": "suite/empir-min-norm", "members": members, "threat": "l2", "kind": kind, "n": n}
-    base = f"suite/{row}-{threat}"
-    if kind in ("recheck", "late"):
-        return {**_next(dataset, kind, base), "members": members, "threat": threat, "kind": kind, "n": n}
-    return {"name": f"suite/{row}-{threat}-{kind}", "members": members, "threat": threat, "kind": kind,
-            "n": n, "base": base}
+        if row != "empir":
+            raise SystemExit("The minimal L2 is run on EMPIR only.")
+        return {"name": "suite/empir-min-norm", "members": s.empir_ids, "threat": "l2", "kind": kind, "n": n}
+    base = row_name(row, threat)
+    if row.startswith(f"{seeds.FOLDER}/"):  # a seed set's row, e.g. seeds/set2/empir
+        members = seeds.sets(dataset)[int(row.split("/")[1].removeprefix("set")) - 1][row.split("/")[2]]
+    elif row.startswith(f"{results.DEFENCES_FOLDER}/"):  # another defence's suite row, e.g. defences/pgd-at_original
+        if (record := results.find(dataset, base)) is None:
+            raise SystemExit(f"{dataset} has no suite row {base}; run 'empir reproduce {dataset} --only {base}' "
+                             "first.")
+        members = record["members"]
+    else:
+        members = s.empir_ids if row == "empir" else [s.empir_fp]
+    where = _next(dataset, kind, base, root) if kind in ("recheck", "late") else {"name": f"{base}-{kind}",
+                                                                                   "base": base}
+    return {**where, "members": members, "threat": threat, "kind": kind, "n": n}
 
 
-def _next(dataset: str, kind: str, base: str) -> dict:
+def _next(dataset: str, kind: str, base: str, root: Path | None) -> dict:
     # Round 1 re-checks the row's strongest evaluation; a round that moved is re-checked by the next.
     # Late stages continue a converged round.
     if kind == "late":
-        name, on = suite_checks.late_base(dataset, base)
+        name, on = suite_checks.late_base(dataset, base, root)
         return {"name": name, "base": on}
-    nxt = suite_checks.next_recheck(dataset, base)
+    nxt = suite_checks.next_recheck(dataset, base, root)
     if nxt is None:
         raise SystemExit(f"{dataset} {base}: its last re-check moved less than the tolerance; nothing to do.")
     return {"name": nxt[0], "base": nxt[1]}
@@ -122,35 +131,50 @@ def labels(dataset: str, rerun: tuple[str, ...]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    flags, argv = [a for a in argv if a.startswith("--")], [a for a in argv if not a.startswith("--")]
     dataset, kind = argv[0], argv[1]
+    chain = chains.root(PARTIAL)
     if kind == "status":  # the unfinished jobs a later session resumes, from their committed state
-        for path in sorted(PARTIAL.glob(f"suite-{dataset}-*.npz")):
+        for path in sorted([*PARTIAL.glob(f"suite-{dataset}-*.npz"), *chain.glob(f"suite-{dataset}-*.npz")]):
             try:
-                print(path.name, json.dumps(cascade_state.progress(path)), flush=True)
+                print(path, json.dumps(cascade_state.progress(path)), flush=True)
             except EmpirError as e:
-                print(path.name, e, flush=True)
+                print(path, e, flush=True)
+        for c in chains.status(dataset, chain):  # the chains being re-run on more images
+            print(f"chain {json.dumps(c)}", flush=True)
         return
     if kind == "labels":
-        # --rerun fgsm,cw re-runs only those attacks' rows (default: all four; --no-rerun: none)
-        chosen = next((a.split("=", 1)[1] for a in argv if a.startswith("--rerun=")), "cw,fgsm,bim,pgd")
-        labels(dataset, () if "--no-rerun" in argv else tuple(chosen.split(",")))
+        # --rerun=fgsm,cw re-runs only those attacks' rows (default: all four; --no-rerun: none)
+        chosen = next((a.split("=", 1)[1] for a in flags if a.startswith("--rerun=")), "cw,fgsm,bim,pgd")
+        labels(dataset, () if "--no-rerun" in flags else tuple(chosen.split(",")))
+        return
+    if kind == "promote":  # a finished chain replaces the row's quoted evaluations
+        moved = chains.promote(dataset, row_name(argv[2], argv[3]), chain)
+        print("landed:", *moved, flush=True)
+        cards.write(dataset)
         return
     row, threat, n = argv[2], argv[3], int(argv[4])
-    j = job(dataset, kind, row, threat, n)
+    # --chain: the row's evaluations are re-run beside the quoted ones, landed by 'promote' once final
+    root = chain if "--chain" in flags else None
+    if root is not None and kind != "min_norm":
+        chains.begin(dataset, row_name(row, threat), root)
+    j = job(dataset, kind, row, threat, n, root)
     if len(argv) > 5:  # a stages job cut to these new stages, e.g. apgd-t
         j["only"] = argv[5].split(",")
     ens = ensemble.from_zoo(j["members"], "vote")
     x, y = data.load(dataset, "test", None, n)
-    prov = provenance.record(" ".join(["scripts/attack_stages.py", *argv]))
+    prov = provenance.record(" ".join(["scripts/attack_stages.py", *sys.argv[1:]]))
     t0 = time.perf_counter()
-    rec, ran = suite_checks.run_job(j, dataset, ens, x, y, results.results_dir(dataset), PARTIAL,
-                                    progress=True, prov=prov)
+    rec, ran = suite_checks.run_job(j, dataset, ens, x, y, results.results_dir(dataset, root),
+                                    PARTIAL if root is None else chain, progress=True, prov=prov)
     keys = ("robust_before", "robust_after", "change_points", "converged", "success_rate", "median_l2",
             "median_ci95", "broken_by", "invalid_outputs", "transfer_check")
     print(json.dumps({k: rec[k] for k in keys if k in rec}, indent=1))
     print(f"{j['name']}: {'ran' if ran else 'kept'} in {time.perf_counter() - t0:.1f} s", flush=True)
-    if ran:  # the row's card quotes its strongest evaluation: rewrite the dataset's cards
+    if ran and root is None:  # the row's card quotes its strongest evaluation: rewrite the dataset's cards
         cards.write(dataset)
+    elif root is not None:
+        print(json.dumps(chains.status(dataset, root)), flush=True)
 
 
 if __name__ == "__main__":

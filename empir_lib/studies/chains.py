@@ -1,0 +1,121 @@
+"""A suite row's evaluations re-run on more images, built beside the quoted ones and landed whole.
+
+A row's new stages and its re-check rounds continue one another: each file
+names the per-image file it continues (:func:`suite_checks.evaluations`
+refuses a stale link).  So the chain cannot be re-run on more images (issue
+30, item 8: 10,000 instead of the first 1,000) file by file in place.  A new
+stages file would orphan the old rounds, and the book would quote nothing
+for the sessions the new rounds take.
+
+The new chain is built in a results root of its own instead,
+``data/partial/chains/<dataset>/suite/`` (committed, like every resume
+state: it outlasts the session that started it).  It begins with a
+byte-for-byte copy of the row's suite file (:func:`begin`).  Once its
+verdict is final (:func:`final`), :func:`promote` moves it over the quoted
+chain in one step.  A verdict is final when its last re-check round moved
+the row by less than the tolerance, or when the last allowed round
+(:data:`suite_checks.ROUNDS`) still moved it (an upper bound).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ..core.errors import EmpirError
+from . import results, suite_checks
+
+FOLDER = "chains"  # under the committed resume folder (scripts/attack_stages.py's data/partial)
+_FILES = (".json", ".npz")  # a results file and its per-image arrays
+
+
+def root(partial_dir: str | os.PathLike) -> Path:
+    """The results root new chains are built in, under the committed resume folder ``partial_dir``."""
+    return Path(partial_dir) / FOLDER
+
+
+def begin(dataset: str, name: str, chain_root: str | os.PathLike,
+          results_root: str | os.PathLike | None = None) -> None:
+    """Start the chain of suite row ``name`` (e.g. ``suite/empir-l2``): copy its suite file into ``chain_root``.
+
+    A copy already there must equal the quoted file byte for byte: a suite
+    row re-run since the chain began leaves the chain continuing nothing.
+    """
+    src, dst = (results.results_dir(dataset, r) / name for r in (results_root, chain_root))
+    if not src.with_suffix(".json").is_file():
+        raise EmpirError(f"{dataset} has no suite row {name}; run 'empir reproduce {dataset} --only {name}' first.")
+    for ext in _FILES:
+        a, b = src.with_suffix(ext), dst.with_suffix(ext)
+        if not b.is_file():
+            b.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(a, b)
+        elif a.read_bytes() != b.read_bytes():
+            raise EmpirError(f"{b} differs from the quoted {a}: the suite row was re-run after this chain began; "
+                             f"remove {dst.parent} and start the chain again.")
+
+
+def final(evals: list[tuple[str, dict]]) -> str | None:
+    """Why a chain's verdict is final ('converged' or 'upper bound'), or None while a round or stage is due.
+
+    ``evals``: a row's :func:`suite_checks.evaluations`.  A row with nothing
+    robust is converged; late stages end a chain whatever they found (a
+    row they moved is an upper bound, no round re-checks them).
+    """
+    if not evals:
+        return None
+    last, record = evals[-1]
+    if record.get("robust_after", record.get("robust_accuracy")) == 0:
+        return "converged"
+    checked = last.endswith(suite_checks.LATE) or last.endswith(suite_checks.RECHECKS)
+    if checked and suite_checks.converged(evals):
+        return "converged"
+    if last.endswith(suite_checks.LATE) or last.endswith(suite_checks.RECHECKS[-1]):
+        return "upper bound"
+    return None
+
+
+def status(dataset: str, chain_root: str | os.PathLike) -> list[dict]:
+    """Every chain begun for ``dataset``: its row, evaluations present, images, and :func:`final` verdict."""
+    out = []
+    base = results.results_dir(dataset, chain_root) / suite_checks.FOLDER
+    for path in sorted(base.glob("*.json")) if base.is_dir() else []:
+        name = f"{suite_checks.FOLDER}/{path.stem}"
+        if not any(name.endswith(s) for s in suite_checks.SUFFIXES[1:]):
+            evals = suite_checks.evaluations(dataset, name, chain_root)
+            last = evals[-1][1]
+            out.append({"row": name, "evaluations": [n.removeprefix(name) or "suite" for n, _ in evals],
+                        "n": last["n"], "robust": last.get("robust_after"), "final": final(evals)})
+    return out
+
+
+def promote(dataset: str, name: str, chain_root: str | os.PathLike,
+            results_root: str | os.PathLike | None = None) -> list[str]:
+    """Land the finished chain of suite row ``name``: it replaces the row's quoted evaluations in one step.
+
+    Refused while its verdict is not :func:`final`, when the suite row was
+    re-run since it began (:func:`begin`), or when it covers fewer images
+    than the chain it replaces.  Returns the names moved in.
+    """
+    new = suite_checks.evaluations(dataset, name, chain_root)
+    if len(new) < 2:
+        raise EmpirError(f"{dataset} {name}: no chain begun in {chain_root}.")
+    begin(dataset, name, chain_root, results_root)  # the suite file it continues is still the quoted one
+    if final(new) is None:
+        raise EmpirError(f"{dataset} {name}: the chain's last evaluation is {new[-1][0]}, and its verdict is not "
+                         "final yet (run the next round: scripts/attack_stages.py ... recheck ... --chain).")
+    old = suite_checks.evaluations(dataset, name, results_root)
+    if old and old[-1][1]["n"] > new[-1][1]["n"]:
+        raise EmpirError(f"{dataset} {name}: the chain covers {new[-1][1]['n']} images, the quoted one "
+                         f"{old[-1][1]['n']}; a chain on fewer images replaces nothing.")
+    dst = results.results_dir(dataset, results_root)
+    for n, _ in old[1:]:
+        for ext in _FILES:
+            (dst / n).with_suffix(ext).unlink(missing_ok=True)
+    src = results.results_dir(dataset, chain_root)
+    for n, _ in new[1:]:
+        for ext in _FILES:
+            shutil.move((src / n).with_suffix(ext), (dst / n).with_suffix(ext))
+    for ext in _FILES:  # the copy of the suite file goes: the quoted one is the same bytes
+        (src / name).with_suffix(ext).unlink()
+    suite_checks.evaluations(dataset, name, results_root)  # the landed chain links up
+    return [n for n, _ in new[1:]]

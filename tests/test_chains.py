@@ -1,0 +1,146 @@
+"""A row's evaluations re-run on more images beside the quoted ones, and landed whole once final (issue 30, item 8)."""
+import json
+
+import numpy as np
+import pytest
+
+from empir_lib.attack import outcomes, suite, targeted
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, ensemble
+from empir_lib.studies import chains, results, suite_checks, worstcase
+
+ROW = "suite/empir-l2"
+
+
+def _plant(root, name, **record):
+    path = root / "mnist" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"n": 100, "members": ["m"], "robust_accuracy": 0.1, **record}))
+    path.with_suffix(".npz").write_bytes(name.encode())  # stands in for the per-image arrays
+
+
+def _link(root, name, base, n=100, **record):
+    """An evaluation that continues ``base`` (each file's per-image sha256 stands in as its own name)."""
+    _plant(root, name, n=n, base={"name": base, "sha256": base}, per_image={"sha256": name}, **record)
+
+
+def test_final_says_when_a_chain_may_land(tmp_path):
+    def verdict():
+        return chains.final(suite_checks.evaluations("mnist", ROW, tmp_path))
+
+    assert chains.final([]) is None
+    _plant(tmp_path, ROW, per_image={"sha256": ROW})
+    _link(tmp_path, f"{ROW}-stages", ROW, robust_after=9)
+    assert verdict() is None  # the new stages still need their re-check
+    _link(tmp_path, f"{ROW}-recheck", f"{ROW}-stages", robust_after=8, converged=False)
+    assert verdict() is None  # it moved: the next round is due
+    _link(tmp_path, f"{ROW}-recheck2", f"{ROW}-recheck", robust_after=8, converged=True)
+    assert verdict() == "converged"
+    _link(tmp_path, f"{ROW}-recheck2", f"{ROW}-recheck", robust_after=7, converged=False)
+    for r in range(3, suite_checks.ROUNDS + 1):
+        assert verdict() is None
+        _link(tmp_path, f"{ROW}{suite_checks.RECHECKS[r - 1]}", f"{ROW}{suite_checks.RECHECKS[r - 2]}",
+              robust_after=7 - r, converged=False)
+    assert verdict() == "upper bound"  # the last allowed round still moved
+    _link(tmp_path, f"{ROW}-stages", ROW, robust_after=0)
+    for r in suite_checks.RECHECKS:
+        (tmp_path / "mnist" / f"{ROW}{r}.json").unlink()
+    assert verdict() == "converged"  # nothing robust: no attack can lower it
+
+
+def _quoted_and_new(tmp_path):
+    """A quoted chain on 100 images (stages, two rounds) and a new one on 1,000 in the chain root (stages)."""
+    quoted, chain = tmp_path / "results", tmp_path / "partial" / chains.FOLDER
+    _plant(quoted, ROW, n=10000, per_image={"sha256": ROW})
+    _link(quoted, f"{ROW}-stages", ROW)
+    _link(quoted, f"{ROW}-recheck", f"{ROW}-stages", converged=False)
+    _link(quoted, f"{ROW}-recheck2", f"{ROW}-recheck", converged=True)
+    chains.begin("mnist", ROW, chain, quoted)
+    _link(chain, f"{ROW}-stages", ROW, n=1000)
+    return quoted, chain
+
+
+def test_a_finished_chain_replaces_the_quoted_one_in_one_step(tmp_path):
+    quoted, chain = _quoted_and_new(tmp_path)
+    assert chains.root(tmp_path / "partial") == chain
+    suite_file = (quoted / "mnist" / ROW).with_suffix(".npz").read_bytes()
+    assert (chain / "mnist" / ROW).with_suffix(".npz").read_bytes() == suite_file  # the copy it continues
+    with pytest.raises(EmpirError, match="not final yet"):
+        chains.promote("mnist", ROW, chain, quoted)
+    assert [n for n, _ in suite_checks.evaluations("mnist", ROW, quoted)][-1] == f"{ROW}-recheck2"  # untouched
+    _link(chain, f"{ROW}-recheck", f"{ROW}-stages", n=1000, converged=True, robust_after=3)
+    assert chains.status("mnist", chain) == [{"row": ROW, "evaluations": ["suite", "-stages", "-recheck"],
+                                              "n": 1000, "robust": 3, "final": "converged"}]
+    assert chains.promote("mnist", ROW, chain, quoted) == [f"{ROW}-stages", f"{ROW}-recheck"]
+    landed = suite_checks.evaluations("mnist", ROW, quoted)
+    assert [r["n"] for _, r in landed] == [10000, 1000, 1000]  # the old second round went with its chain
+    assert not (quoted / "mnist" / f"{ROW}-recheck2.json").exists()
+    assert (quoted / "mnist" / ROW).with_suffix(".npz").read_bytes() == suite_file
+    assert not list((chain / "mnist").rglob("*.*"))  # nothing left behind, the suite file's copy included
+    assert chains.status("mnist", chain) == []
+
+
+def test_a_chain_is_refused_after_the_suite_row_was_re_run_or_on_fewer_images(tmp_path):
+    quoted, chain = _quoted_and_new(tmp_path)
+    _link(chain, f"{ROW}-recheck", f"{ROW}-stages", n=1000, converged=True)
+    (quoted / "mnist" / ROW).with_suffix(".npz").write_bytes(b"re-run")
+    with pytest.raises(EmpirError, match="re-run after this chain began"):
+        chains.promote("mnist", ROW, chain, quoted)
+    with pytest.raises(EmpirError, match="re-run after this chain began"):
+        chains.begin("mnist", ROW, chain, quoted)
+    quoted, chain = _quoted_and_new(tmp_path / "again")
+    _link(chain, f"{ROW}-stages", ROW, n=50)
+    _link(chain, f"{ROW}-recheck", f"{ROW}-stages", n=50, converged=True)
+    with pytest.raises(EmpirError, match="fewer images replaces nothing"):
+        chains.promote("mnist", ROW, chain, quoted)
+    assert len(suite_checks.evaluations("mnist", ROW, quoted)) == 4  # the quoted chain stays whole
+    with pytest.raises(EmpirError, match="no suite row"):
+        chains.begin("mnist", "suite/baseline-l2", chain, quoted)
+    with pytest.raises(EmpirError, match="no chain begun"):
+        chains.promote("mnist", "suite/empir-linf", chain, quoted)
+
+
+SHORT = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 3, "restarts": 1},
+         {"name": "apgd-t", "kind": "apgd-t", "loss": targeted.LOSS, "n_iter": 5, "restarts": 1, "targets": 2}]
+
+
+def _job(ens, kind, name, base, n):
+    return {"name": name, "members": list(ens.names), "threat": "l2", "kind": kind, "n": n, "base": base}
+
+
+def test_a_real_chain_on_more_images_runs_beside_the_quoted_one_and_lands(tmp_path, monkeypatch):
+    ens = ensemble.empir("mnist")
+    x, y = data.load_sample("mnist")
+    x, y = x[:16], y[:16]
+    monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT))
+    quoted, chain = tmp_path / "results", tmp_path / "partial" / chains.FOLDER
+    base = suite.cascade(ens, x, y, {"norm": "l2", "eps": 2.0}, SHORT[:1], progress=False)
+    rec = worstcase.summary({"members": list(ens.names), "rule": ens.rule, "attacks": SHORT[:1], "n": len(y)},
+                            base["broken_by"], base["counts"], base["stats"], y, ens)
+    path = quoted / "mnist" / f"{ROW}.json"
+    path.parent.mkdir(parents=True)
+    rec["per_image"] = outcomes.save(path.with_suffix(".npz"), base["broken_by"], base["norm"])
+    results.write_result(path, rec, "mnist", prov={"command": "test"})
+
+    def run(root, kind, n):
+        if kind == "stages":
+            j = _job(ens, kind, f"{ROW}-stages", ROW, n)
+        else:
+            j = _job(ens, kind, *suite_checks.next_recheck("mnist", ROW, root), n)
+        return worstcase.run_job(j, "mnist", ens, x, y, results.results_dir("mnist", root), tmp_path / "runs",
+                                 progress=False, prov={"command": "test"})[0]
+
+    run(quoted, "stages", 8)
+    run(quoted, "recheck", 8)
+    chains.begin("mnist", ROW, chain, quoted)
+    stages = run(chain, "stages", 16)
+    assert stages["n"] == 16 and stages["robust_before"] == base["counts"]["robust"]
+    rounds = [run(chain, "recheck", 16)]
+    while chains.final(suite_checks.evaluations("mnist", ROW, chain)) is None:
+        rounds.append(run(chain, "recheck", 16))
+    assert [r["n"] for _, r in suite_checks.evaluations("mnist", ROW, quoted)] == [16, 8, 8]  # still quoted
+    chains.promote("mnist", ROW, chain, quoted)
+    landed = suite_checks.evaluations("mnist", ROW, quoted)
+    assert [r["n"] for _, r in landed] == [16] * (2 + len(rounds))
+    last = outcomes.load(quoted / "mnist" / f"{landed[-1][0]}.json", landed[-1][1])["broken_by"]
+    assert int(np.sum(last == outcomes.ROBUST)) == rounds[-1]["robust_after"]
