@@ -167,6 +167,34 @@ def test_the_cascade_bar_counts_image_steps_within_each_stages_budget(mnist, cap
     assert "image-step" in err and "apgd-t" in err
 
 
+def test_a_chunked_stage_bar_only_moves_forward_and_ends_at_its_total(mnist, monkeypatch):
+    ens, x, y = mnist
+    x, y = x[:8], y[:8]
+    bars = []
+
+    class Bar:  # records every count the cascade shows
+        def __init__(self, total):
+            self.total, self.n, self.shown = total, 0, []
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+            self.shown.append(self.n)
+
+        def refresh(self):
+            self.shown.append(self.n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(suite, "_steps_bar", lambda total, desc, progress: Bar(total))
+    specs = [{"name": "square-l2", "kind": "square", "queries": 20, "restarts": 1}]
+    res = suite.cascade(ens, x, y, {"norm": "l2", "eps": 0.5}, specs, chunk=2, progress=True)
+    (bar,) = bars
+    assert bar.total == 20 * res["stats"]["square-l2"]["attacked"] > 2 * 20  # more than one chunk
+    assert bar.shown == sorted(bar.shown) and bar.shown[-1] == bar.total
+
+
 def test_targeted_dlr_is_the_papers_formula_and_targets_skip_the_label(mnist):
     z = tf.constant([[5.0, 3.0, 1.0, 0.0, -1.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
     got = targeted.dlr_targeted(z, tf.constant([0, 4]), tf.constant([2, 1])).numpy()

@@ -326,8 +326,8 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
         st = state["stats"].setdefault(spec["name"], {"attacked": int(len(todo)), "broken": 0, "seconds": 0.0,
                                                       "image_steps": 0, "zero_grad": 0, "no_progress": 0,
                                                       "invalid": 0})
-        per_image = stage_budget(spec)
-        bar = _steps_bar(per_image * (len(todo) - state["pos"]),
+        per_image, pos0 = stage_budget(spec), state["pos"]  # pos0: where a resumed stage starts (pos moves on)
+        bar = _steps_bar(per_image * (len(todo) - pos0),
                          f"{threat['norm']} {threat['eps']:.4g} {spec['name']} ({len(todo)} left)", progress)
         for c in range(state["pos"], len(todo), chunk):
             idx = todo[c:c + chunk]
@@ -340,7 +340,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             for i, xi in found.items():  # the breaks that ended it early, validated there
                 xa[i] = xi
             if bar:  # early stops spend less than the budget: the bar jumps to the chunk's end
-                bar.n = per_image * (c + len(idx) - state["pos"])
+                bar.n = per_image * (c + len(idx) - pos0)
                 bar.refresh()
             good = validate.valid(x[idx], xa, threat)
             xa = np.where(good[:, None, None, None], xa, x[idx])  # an invalid output is judged as no attack
