@@ -12,16 +12,20 @@ from empir_lib.studies import chains, results, suite_checks, worstcase
 ROW = "suite/empir-l2"
 
 
-def _plant(root, name, **record):
+def _plant(root, name, n=100, robust=10, **record):
+    """A results file with real per-image arrays: its first ``robust`` images robust, the rest broken by apgd-ce."""
     path = root / "mnist" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"n": 100, "members": ["m"], "robust_accuracy": 0.1, **record}))
-    path.with_suffix(".npz").write_bytes(name.encode())  # stands in for the per-image arrays
+    broken = np.where(np.arange(n) < robust, outcomes.ROBUST, 1)
+    per = outcomes.save(path.with_suffix(".npz"), broken, np.zeros(n))
+    path.write_text(json.dumps({"n": n, "members": ["m"], "robust_accuracy": robust / n, "per_image": per,
+                                "attacks": [{"name": "apgd-ce"}], **record}))
 
 
-def _link(root, name, base, n=100, **record):
-    """An evaluation that continues ``base`` (each file's per-image sha256 stands in as its own name)."""
-    _plant(root, name, n=n, base={"name": base, "sha256": base}, per_image={"sha256": name}, **record)
+def _link(root, name, base, n=100, robust=10, **record):
+    """An evaluation that continues ``base`` (the per-image file it names)."""
+    sha = json.loads((root / "mnist" / f"{base}.json").read_text())["per_image"]["sha256"]
+    _plant(root, name, n, robust, base={"name": base, "sha256": sha}, **record)
 
 
 def test_final_says_when_a_chain_may_land(tmp_path):
@@ -29,7 +33,7 @@ def test_final_says_when_a_chain_may_land(tmp_path):
         return chains.final(suite_checks.evaluations("mnist", ROW, tmp_path))
 
     assert chains.final([]) is None
-    _plant(tmp_path, ROW, per_image={"sha256": ROW})
+    _plant(tmp_path, ROW)
     _link(tmp_path, f"{ROW}-stages", ROW, robust_after=9)
     assert verdict() is None  # the new stages still need their re-check
     _link(tmp_path, f"{ROW}-recheck", f"{ROW}-stages", robust_after=8, converged=False)
@@ -51,7 +55,7 @@ def test_final_says_when_a_chain_may_land(tmp_path):
 def _quoted_and_new(tmp_path):
     """A quoted chain on 100 images (stages, two rounds) and a new one on 1,000 in the chain root (stages)."""
     quoted, chain = tmp_path / "results", tmp_path / "partial" / chains.FOLDER
-    _plant(quoted, ROW, n=10000, per_image={"sha256": ROW})
+    _plant(quoted, ROW, n=10000)
     _link(quoted, f"{ROW}-stages", ROW)
     _link(quoted, f"{ROW}-recheck", f"{ROW}-stages", converged=False)
     _link(quoted, f"{ROW}-recheck2", f"{ROW}-recheck", converged=True)
@@ -96,6 +100,14 @@ def test_a_chain_is_refused_after_the_suite_row_was_re_run_or_on_fewer_images(tm
     assert len(suite_checks.evaluations("mnist", ROW, quoted)) == 4  # the quoted chain stays whole
     with pytest.raises(EmpirError, match="no suite row"):
         chains.begin("mnist", "suite/baseline-l2", chain, quoted)
+    # A re-run that misses a break the quoted chain found (another random start) would discard it.
+    quoted, chain = _quoted_and_new(tmp_path / "lost")
+    _link(chain, f"{ROW}-recheck", f"{ROW}-stages", n=1000, robust=11, converged=True)
+    assert chains.lost_breaks("mnist", *(suite_checks.evaluations("mnist", ROW, r) for r in (quoted, chain)),
+                              chain, quoted) == [(10, "apgd-ce")]
+    with pytest.raises(EmpirError, match=r"broke 1 image\(s\) the new chain keeps \(#10 by apgd-ce\)"):
+        chains.promote("mnist", ROW, chain, quoted)
+    assert len(suite_checks.evaluations("mnist", ROW, quoted)) == 4
     with pytest.raises(EmpirError, match="no chain begun"):
         chains.promote("mnist", "suite/empir-linf", chain, quoted)
 

@@ -22,6 +22,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
+from ..attack import outcomes
 from ..core.errors import EmpirError
 from . import results, suite_checks
 
@@ -88,13 +91,35 @@ def status(dataset: str, chain_root: str | os.PathLike) -> list[dict]:
     return out
 
 
+def lost_breaks(dataset: str, old: list[tuple[str, dict]], new: list[tuple[str, dict]], chain_root: str | os.PathLike,
+                results_root: str | os.PathLike | None = None) -> list[tuple[int, str]]:
+    """(image, stage) for each image the quoted chain ``old`` broke and the new chain ``new`` keeps robust.
+
+    Both are :func:`suite_checks.evaluations`, compared per image on the
+    images both cover, each from its last (strongest) evaluation.  Two
+    runs of the same stage differ in their random starts, so a re-run can
+    miss a break the earlier run found.
+    """
+    if not old or not new:
+        return []
+    (a_name, a), (b_name, b) = old[-1], new[-1]
+    was = outcomes.load(results.results_dir(dataset, results_root) / f"{a_name}.json", a)["broken_by"]
+    now = outcomes.load(results.results_dir(dataset, chain_root) / f"{b_name}.json", b)["broken_by"]
+    k = min(len(was), len(now))
+    stages = ["clean", *(s["name"] for s in a["attacks"])]
+    lost = np.flatnonzero((was[:k] != outcomes.ROBUST) & (now[:k] == outcomes.ROBUST))
+    return [(int(i), stages[int(was[i])]) for i in lost]
+
+
 def promote(dataset: str, name: str, chain_root: str | os.PathLike,
             results_root: str | os.PathLike | None = None) -> list[str]:
     """Land the finished chain of suite row ``name``: it replaces the row's quoted evaluations in one step.
 
     Refused while its verdict is not :func:`final`, when the suite row was
-    re-run since it began (:func:`begin`), or when it covers fewer images
-    than the chain it replaces.  Returns the names moved in.
+    re-run since it began (:func:`begin`), when it covers fewer images
+    than the chain it replaces, or when the quoted chain broke an image
+    the new one keeps (:func:`lost_breaks`: a valid break is never
+    discarded).  Returns the names moved in.
     """
     new = suite_checks.evaluations(dataset, name, chain_root)
     if len(new) < 2:
@@ -107,6 +132,10 @@ def promote(dataset: str, name: str, chain_root: str | os.PathLike,
     if old and old[-1][1]["n"] > new[-1][1]["n"]:
         raise EmpirError(f"{dataset} {name}: the chain covers {new[-1][1]['n']} images, the quoted one "
                          f"{old[-1][1]['n']}; a chain on fewer images replaces nothing.")
+    if lost := lost_breaks(dataset, old, new, chain_root, results_root):
+        raise EmpirError(f"{dataset} {name}: the quoted chain broke {len(lost)} image(s) the new chain keeps "
+                         f"({', '.join(f'#{i} by {s}' for i, s in lost[:5])}); landing it would discard those "
+                         "breaks.")
     dst = results.results_dir(dataset, results_root)
     for n, _ in old[1:]:
         for ext in _FILES:
