@@ -14,7 +14,10 @@ byte-for-byte copy of the row's suite file (:func:`begin`).  Once its
 verdict is final (:func:`final`), :func:`promote` moves it over the quoted
 chain in one step.  A verdict is final when its last re-check round moved
 the row by less than the tolerance, or when the last allowed round
-(:data:`suite_checks.ROUNDS`) still moved it (an upper bound).
+(:data:`suite_checks.ROUNDS`) still moved it (an upper bound).  A chain
+that keeps an image the quoted one broke is refused (:func:`lost_breaks`):
+a re-run's random starts can miss a break, and a valid break is never
+discarded.
 """
 from __future__ import annotations
 
