@@ -156,3 +156,12 @@ def test_a_real_chain_on_more_images_runs_beside_the_quoted_one_and_lands(tmp_pa
     assert [r["n"] for _, r in landed] == [16] * (2 + len(rounds))
     last = outcomes.load(quoted / "mnist" / f"{landed[-1][0]}.json", landed[-1][1])["broken_by"]
     assert int(np.sum(last == outcomes.ROBUST)) == rounds[-1]["robust_after"]
+
+
+def test_a_row_whose_name_holds_a_dot_is_copied_whole(tmp_path):
+    quoted, chain = tmp_path / "results", tmp_path / "chains"
+    row = "defences/empir-fgsm-at_eps0.1-suite-l2"  # "0.1-suite-l2" is not a suffix
+    _plant(quoted, row)
+    chains.begin("mnist", row, chain, quoted)
+    for ext in (".json", ".npz"):
+        assert (chain / "mnist" / f"{row}{ext}").read_bytes() == (quoted / "mnist" / f"{row}{ext}").read_bytes()

@@ -35,6 +35,11 @@ FOLDER = "chains"  # under the committed resume folder (scripts/attack_stages.py
 _FILES = (".json", ".npz")  # a results file and its per-image arrays
 
 
+def _file(folder: Path, name: str, ext: str) -> Path:
+    # Not Path.with_suffix: a row's name may hold a dot (an eps such as 0.5) that is not a suffix.
+    return folder / f"{name}{ext}"
+
+
 def root(partial_dir: str | os.PathLike) -> Path:
     """The results root new chains are built in, under the committed resume folder ``partial_dir``."""
     return Path(partial_dir) / FOLDER
@@ -47,17 +52,17 @@ def begin(dataset: str, name: str, chain_root: str | os.PathLike,
     A copy already there must equal the quoted file byte for byte: a suite
     row re-run since the chain began leaves the chain continuing nothing.
     """
-    src, dst = (results.results_dir(dataset, r) / name for r in (results_root, chain_root))
-    if not src.with_suffix(".json").is_file():
+    src, dst = (results.results_dir(dataset, r) for r in (results_root, chain_root))
+    if not _file(src, name, ".json").is_file():
         raise EmpirError(f"{dataset} has no suite row {name}; run 'empir reproduce {dataset} --only {name}' first.")
     for ext in _FILES:
-        a, b = src.with_suffix(ext), dst.with_suffix(ext)
+        a, b = _file(src, name, ext), _file(dst, name, ext)
         if not b.is_file():
             b.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(a, b)
         elif a.read_bytes() != b.read_bytes():
             raise EmpirError(f"{b} differs from the quoted {a}: the suite row was re-run after this chain began; "
-                             f"remove {dst.parent} and start the chain again.")
+                             f"remove this row's files from {b.parent} and start the chain again.")
 
 
 def final(evals: list[tuple[str, dict]]) -> str | None:
@@ -142,12 +147,12 @@ def promote(dataset: str, name: str, chain_root: str | os.PathLike,
     dst = results.results_dir(dataset, results_root)
     for n, _ in old[1:]:
         for ext in _FILES:
-            (dst / n).with_suffix(ext).unlink(missing_ok=True)
+            _file(dst, n, ext).unlink(missing_ok=True)
     src = results.results_dir(dataset, chain_root)
     for n, _ in new[1:]:
         for ext in _FILES:
-            shutil.move((src / n).with_suffix(ext), (dst / n).with_suffix(ext))
+            shutil.move(_file(src, n, ext), _file(dst, n, ext))
     for ext in _FILES:  # the copy of the suite file goes: the quoted one is the same bytes
-        (src / name).with_suffix(ext).unlink()
+        _file(src, name, ext).unlink()
     suite_checks.evaluations(dataset, name, results_root)  # the landed chain links up
     return [n for n, _ in new[1:]]
