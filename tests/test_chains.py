@@ -110,6 +110,10 @@ def test_a_chain_is_refused_after_the_suite_row_was_re_run_or_on_fewer_images(tm
     assert len(suite_checks.evaluations("mnist", ROW, quoted)) == 4
     with pytest.raises(EmpirError, match="no chain begun"):
         chains.promote("mnist", "suite/empir-linf", chain, quoted)
+    (chain / "mnist" / f"{ROW}.json").unlink()  # a chain that lost its suite file's copy continues nothing known
+    with pytest.raises(EmpirError, match="no chain begun"):
+        chains.promote("mnist", ROW, chain, quoted)
+    assert not (chain / "mnist" / f"{ROW}.json").exists()  # and is not given the quoted one's
 
 
 SHORT = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 3, "restarts": 1},

@@ -130,8 +130,9 @@ def promote(dataset: str, name: str, chain_root: str | os.PathLike,
     discarded).  Returns the names moved in.
     """
     new = suite_checks.evaluations(dataset, name, chain_root)
-    if len(new) < 2:
-        raise EmpirError(f"{dataset} {name}: no chain begun in {chain_root}.")
+    if len(new) < 2 or new[0][0] != name:  # without its suite file's copy, nothing ties it to the quoted row
+        raise EmpirError(f"{dataset} {name}: no chain begun in {chain_root} (its stages and the copy of its suite "
+                         "file, chains.begin).")
     begin(dataset, name, chain_root, results_root)  # the suite file it continues is still the quoted one
     if final(new) is None:
         raise EmpirError(f"{dataset} {name}: the chain's last evaluation is {new[-1][0]}, and its verdict is not "
