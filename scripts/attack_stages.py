@@ -29,8 +29,9 @@ last round converged (``-late-stages``: the 5,000-query Square of a stages job
 that was cut to APGD-T), keeping every break the rounds found.
 ``--chain`` re-runs a row's evaluations beside the quoted ones, on more
 images (``empir_lib.studies.chains``: in ``data/partial/chains/``, committed);
-``promote`` lands that chain whole once its verdict is final, and ``status``
-lists the chains begun.
+``promote`` lands that chain whole once its verdict is final (a break the
+quoted chain found and the re-run missed is carried in, ``chains.carry``), and
+``status`` lists the chains begun.
 ``labels`` writes ``data/results/<dataset>/labels/paper-protocol.json``:
 for every paper-protocol row of Table 2, the share of its adversarial accuracy
 that is clean mistakes moved onto their true label
@@ -47,7 +48,7 @@ from pathlib import Path
 from empir_lib.attack import cascade_state
 from empir_lib.core import provenance, settings
 from empir_lib.core.errors import EmpirError
-from empir_lib.core.files import atomic_write
+from empir_lib.core.files import write_json
 from empir_lib.nets import data, ensemble
 from empir_lib.studies import cards, chains, paper_labels, results, seeds, suite_checks
 
@@ -127,7 +128,7 @@ def labels(dataset: str, rerun: tuple[str, ...]) -> None:
               "written": provenance.now()}
     if any("rerun" in v for v in out.values()) and "provenance" in before:  # re-runs may come from there
         record["earlier_provenance"] = before.get("earlier_provenance", before["provenance"])
-    atomic_write(path, lambda p: Path(p).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+    write_json(path, record)
 
 
 def main(argv: list[str]) -> None:
@@ -151,6 +152,8 @@ def main(argv: list[str]) -> None:
     if kind == "promote":  # a finished chain replaces the row's quoted evaluations
         moved = chains.promote(dataset, row_name(argv[2], argv[3]), chain)
         print("landed:", *moved, flush=True)
+        if c := suite_checks.evaluations(dataset, row_name(argv[2], argv[3]))[-1][1].get("carried"):
+            print(f"carried in: {c['images']} break(s) of {c['from']['name']} the re-run missed", flush=True)
         cards.write(dataset)
         return
     row, threat, n = argv[2], argv[3], int(argv[4])

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from empir_lib.core import files, provenance
-from empir_lib.core.files import atomic_write
+from empir_lib.core.files import write_json
 from empir_lib.studies import parallel, reproduce, schedule
 
 OUT = files.REPO / "data" / "results" / "parallel"
@@ -40,7 +40,7 @@ PORT = 48786
 
 def _write(name: str, record: dict, command: str) -> None:
     record = {**record, "load_average": os.getloadavg(), "provenance": provenance.record(command)}
-    atomic_write(OUT / name, lambda p: Path(p).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+    write_json(OUT / name, record)
     print(f"wrote {OUT / name}")
 
 

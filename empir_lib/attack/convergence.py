@@ -90,7 +90,8 @@ def doubled(specs: list[dict], factor: int = 2, r: int = 1) -> list[dict]:
 def next_round(attacks: list[dict]) -> tuple[int, list[dict]]:
     """The next re-check of a cascade: its round ``r`` and stages (the suite's own at ``2**r`` the budget)."""
     r = 1 + max((round_of(a["name"]) for a in attacks), default=0)
-    return r, doubled([a for a in attacks if round_of(a["name"]) == 0], 2 ** r, r)
+    # Carried breaks ran no attack here: there is nothing of theirs to double.
+    return r, doubled([a for a in attacks if round_of(a["name"]) == 0 and a["kind"] != outcomes.CARRIED], 2 ** r, r)
 
 
 def recheck(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, attacks: list[dict],

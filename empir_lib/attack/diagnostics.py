@@ -60,7 +60,9 @@ def transfer_check(attacks: list[dict], broken_by: np.ndarray) -> dict:
     """
     broken_by = np.asarray(broken_by)
     idx = [j for j, s in enumerate(attacks, start=1) if single_member(s)]
-    ensemble_after = any(not single_member(s) for s in attacks[min(idx, default=len(attacks)):])
+    # Carried breaks (outcomes.CARRIED) were found elsewhere: no ensemble stage ran here after the members'.
+    ensemble_after = any(not single_member(s) and s.get("kind") != outcomes.CARRIED
+                         for s in attacks[min(idx, default=len(attacks)):])
     per = {attacks[j - 1]["name"]: int(np.sum(broken_by == j)) for j in idx}
     k = sum(per.values())
     share = k / len(broken_by) if len(broken_by) else 0.0

@@ -23,6 +23,8 @@ from ..core.errors import EmpirError
 from ..core.files import atomic_write, sha256
 
 ROBUST, CLEAN = -1, 0
+# The kind of a stage that ran nothing: breaks carried in from an evaluation it replaced (studies.chains.carry).
+CARRIED = "carried"
 
 
 def save(path: str | os.PathLike, broken_by: np.ndarray, norm: np.ndarray) -> dict:

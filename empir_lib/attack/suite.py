@@ -164,18 +164,22 @@ def member_specs(ens: ens_mod.Ensemble) -> list[dict]:
              "n_iter": 100, "restarts": 1} for i in ens_mod.priority(ens)[::-1]]
 
 
-def check_suite(specs: list[dict]) -> list[dict]:
-    """Refuse an empty suite, an unknown kind or loss, or two attacks with one name."""
+def check_suite(specs: list[dict], started: int = 0) -> list[dict]:
+    """Refuse an empty suite, an unknown kind or loss, or two attacks with one name.
+
+    The first ``started`` stages ran already (a cascade's ``start``): they may
+    hold breaks carried in from another evaluation (:data:`outcomes.CARRIED`).
+    """
     if not specs:
         raise EmpirError("a suite needs at least one attack; start from suite.attack_suite(ens, threat).")
     seen = set()
-    for s in specs:
-        check_choice(s.get("kind"), KINDS, "attack kind")
+    for j, s in enumerate(specs):
+        check_choice(s.get("kind"), KINDS + (outcomes.CARRIED,) * (j < started), "attack kind")
         if s.get("name") in seen or not s.get("name"):
             raise EmpirError(f"attack names must be unique and non-empty; {s.get('name')!r} is not.")
         seen.add(s["name"])
         objectives.check_eot(*_eot(s))
-    if len({_eot(s) for s in specs}) > 1:
+    if len({_eot(s) for s in specs if s["kind"] != outcomes.CARRIED}) > 1:
         raise EmpirError("every attack of a suite must share one EOT setting (eot_samples and decision): "
                          "the cascade re-checks every break with it.")
     return specs
@@ -292,7 +296,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     image-steps and invalid outputs, and the statistics the diagnostics read.
     """
     threat = check_threat(threat)
-    specs = check_suite(specs if specs is not None else attack_suite(ens, threat))
+    specs = check_suite(specs if specs is not None else attack_suite(ens, threat), len((start or {}).get("stats", ())))
     x = np.asarray(x, np.float32)
     y = np.asarray(y).reshape(-1).astype(np.int64)
     if len(x) != len(y) or len(y) == 0:

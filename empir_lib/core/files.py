@@ -46,6 +46,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> No
             tmp.unlink()
 
 
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    """Write ``obj`` atomically as the repository's JSON files are kept: sorted keys, indent 1, a final newline."""
+    atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n"))
+
+
 def read_manifest(path: str | os.PathLike, fix: str) -> dict:
     """A JSON manifest (``{'members': {}}`` when there is none yet); invalid JSON names ``fix``."""
     path = Path(path)

@@ -11,7 +11,6 @@ EMPIR vote (paper section 3.2) computed from them, with the Keras members'.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -24,7 +23,7 @@ from numpy.typing import ArrayLike
 
 from ..core import files, settings
 from ..core.errors import EmpirError, check_positive_int
-from ..core.files import atomic_write, sha256
+from ..core.files import atomic_write, sha256, write_json
 from ..nets import ensemble, zoo
 from ..nets.models import check_images
 from .deploy_graph import OPSET, to_onnx, weight_codes
@@ -71,8 +70,7 @@ def deploy(member: str, deploy_dir: DeployDir = None, zoo_dir: zoo.ZooDir = None
              "onnxruntime": ort.__version__, "command": f"empir deploy {member}"}
     manifest = read_manifest(folder)
     manifest["members"][member] = entry
-    atomic_write(manifest_path(folder),
-                 lambda p: Path(p).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
+    write_json(manifest_path(folder), manifest)
     return entry
 
 

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from ..core import files, provenance, settings
 from ..core.errors import EmpirError, check_positive_int
-from ..core.files import atomic_write
+from ..core.files import write_json
 from ..nets import data, zoo
 from . import deploy, overhead
 
@@ -52,7 +52,7 @@ NBITS_DATASETS = ("tiny-imagenet",)
 
 def _write(path: Path, record: dict, command: str) -> dict:
     record = {**record, "versions": {"onnxruntime": ort.__version__}, "provenance": provenance.record(command)}
-    atomic_write(path, lambda p: Path(p).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+    write_json(path, record)
     return record
 
 

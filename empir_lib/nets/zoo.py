@@ -15,7 +15,6 @@ interrupted runs.  Zoo ids are built by :func:`empir_lib.core.settings.member_id
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..core import defences, files, provenance, settings
 from ..core.errors import FULL_PRECISION, EmpirError
-from ..core.files import atomic_write, sha256
+from ..core.files import atomic_write, sha256, write_json
 from . import data as data_mod
 from . import metrics, models
 
@@ -46,8 +45,7 @@ def read_manifest(zoo_dir: ZooDir = None) -> dict:
 
 
 def _write_manifest(manifest: dict, zoo_dir: ZooDir = None) -> None:
-    atomic_write(manifest_path(zoo_dir),
-                          lambda p: Path(p).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
+    write_json(manifest_path(zoo_dir), manifest)
 
 
 def members(dataset: str | None = None, zoo_dir: ZooDir = None) -> dict:

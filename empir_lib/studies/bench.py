@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from ..core import files, provenance, settings
 from ..core.errors import EmpirError
-from ..core.files import atomic_write
+from ..core.files import atomic_write, write_json
 from ..core.timing import best_time
 from ..nets import data, ensemble, models
 from . import attack_speed
@@ -103,8 +103,7 @@ def run(out_dir: str | os.PathLike | None = None, n: int = 500, progress: bool =
     result.update(wall_time_s=round(time.perf_counter() - t0, 1), machine=provenance.hardware(),
                   provenance=provenance.record(command))
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "results.json",
-                 lambda p: Path(p).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n"))
+    write_json(out_dir / "results.json", result)
     atomic_write(out_dir / "README.md", lambda p: Path(p).write_text(readme(result)))
     return result
 

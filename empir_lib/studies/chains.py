@@ -15,9 +15,9 @@ verdict is final (:func:`final`), :func:`promote` moves it over the quoted
 chain in one step.  A verdict is final when its last re-check round moved
 the row by less than the tolerance, or when the last allowed round
 (:data:`suite_checks.ROUNDS`) still moved it (an upper bound).  A chain
-that keeps an image the quoted one broke is refused (:func:`lost_breaks`):
-a re-run's random starts can miss a break, and a valid break is never
-discarded.
+that keeps an image the quoted one broke (:func:`lost_breaks`: a re-run's
+random starts can miss a break) lands with that break carried in
+(:func:`carry`): a valid break is never discarded.
 """
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..attack import outcomes
+from ..attack import diagnostics, outcomes
+from ..core import provenance
 from ..core.errors import EmpirError
+from ..core.files import write_json
 from . import results, suite_checks
 
 FOLDER = "chains"  # under the committed resume folder (scripts/attack_stages.py's data/partial)
@@ -119,15 +121,57 @@ def lost_breaks(dataset: str, old: list[tuple[str, dict]], new: list[tuple[str, 
     return [(int(i), stages[int(was[i])]) for i in lost]
 
 
+def carry(dataset: str, old: list[tuple[str, dict]], new: list[tuple[str, dict]], chain_root: str | os.PathLike,
+          results_root: str | os.PathLike | None = None, command: str | None = None) -> dict:
+    """Write the breaks of the quoted chain ``old`` that the new chain ``new`` missed into ``new``'s last evaluation.
+
+    Each stage of ``old`` that found some becomes a stage of its own at the
+    end of the cascade, ``carried-<stage>``, of kind :data:`outcomes.CARRIED`:
+    it ran nothing, and names the file its breaks come from (results name
+    and per-image sha256; that stage validated them when it found them).
+    Each carried image keeps its norm from there.  The record's robust count
+    and interval include them; its ``change_points`` and ``converged`` stay
+    the round's own (what doubling the budget moved), and ``carried`` says
+    what was added, by which command.  Returns the rewritten record.
+    """
+    lost = lost_breaks(dataset, old, new, chain_root, results_root)
+    (a_name, a), (name, rec) = old[-1], new[-1]
+    was = outcomes.load(results.results_dir(dataset, results_root) / f"{a_name}.json", a)
+    folder = results.results_dir(dataset, chain_root)
+    path = _file(folder, name, ".json")
+    arrays = outcomes.load(path, rec)
+    broken, norm = arrays["broken_by"].copy(), arrays["norm"].copy()
+    attacks, stats = list(rec["attacks"]), dict(rec.get("stats", {}))
+    source = {"name": a_name, "sha256": a["per_image"]["sha256"]}
+    order = ["clean", *(s["name"] for s in a["attacks"])]
+    if any(s == "clean" for _, s in lost):  # both chains start from the same suite file: this cannot be a re-run's
+        raise EmpirError(f"{dataset} {name}: the chains disagree on which images are classified correctly.")
+    for stage in sorted({s for _, s in lost}, key=order.index):  # in the order the quoted chain's stages ran
+        idx = [i for i, s in lost if s == stage]
+        attacks.append({"name": f"carried-{stage}", "kind": outcomes.CARRIED, "stage": stage, "from": source})
+        broken[idx], norm[idx] = len(attacks), was["norm"][idx]
+        stats[attacks[-1]["name"]] = {"attacked": len(idx), "broken": len(idx), "seconds": 0.0, "images": idx}
+    after, n = int(np.sum(broken == outcomes.ROBUST)), len(broken)
+    lo, hi = outcomes.wilson_interval(after, n)
+    rec = {**rec, "attacks": attacks, "stats": stats, "robust_after": after, "robust_accuracy": round(after / n, 6),
+           "robust_ci95": [round(lo, 6), round(hi, 6)],
+           "broken_by": outcomes.counts(broken, [s["name"] for s in attacks]),
+           "transfer_check": diagnostics.transfer_check(attacks, broken),
+           "per_image": outcomes.save(_file(folder, name, ".npz"), broken, norm),
+           "carried": {"images": len(lost), "from": source, "provenance": provenance.record(command)}}
+    write_json(path, rec)
+    return rec
+
+
 def promote(dataset: str, name: str, chain_root: str | os.PathLike,
             results_root: str | os.PathLike | None = None) -> list[str]:
     """Land the finished chain of suite row ``name``: it replaces the row's quoted evaluations in one step.
 
     Refused while its verdict is not :func:`final`, when the suite row was
-    re-run since it began (:func:`begin`), when it covers fewer images
-    than the chain it replaces, or when the quoted chain broke an image
-    the new one keeps (:func:`lost_breaks`: a valid break is never
-    discarded).  Returns the names moved in.
+    re-run since it began (:func:`begin`), or when it covers fewer images
+    than the chain it replaces.  Images the quoted chain broke and the new
+    one keeps (:func:`lost_breaks`) are carried in first (:func:`carry`: a
+    valid break is never discarded).  Returns the names moved in.
     """
     new = suite_checks.evaluations(dataset, name, chain_root)
     if len(new) < 2 or new[0][0] != name:  # without its suite file's copy, nothing ties it to the quoted row
@@ -141,10 +185,11 @@ def promote(dataset: str, name: str, chain_root: str | os.PathLike,
     if old and old[-1][1]["n"] > new[-1][1]["n"]:
         raise EmpirError(f"{dataset} {name}: the chain covers {new[-1][1]['n']} images, the quoted one "
                          f"{old[-1][1]['n']}; a chain on fewer images replaces nothing.")
-    if lost := lost_breaks(dataset, old, new, chain_root, results_root):
-        raise EmpirError(f"{dataset} {name}: the quoted chain broke {len(lost)} image(s) the new chain keeps "
-                         f"({', '.join(f'#{i} by {s}' for i, s in lost[:5])}); landing it would discard those "
-                         "breaks.")
+    if lost_breaks(dataset, old, new, chain_root, results_root):
+        carry(dataset, old, new, chain_root, results_root)
+        new = suite_checks.evaluations(dataset, name, chain_root)
+        if lost := lost_breaks(dataset, old, new, chain_root, results_root):  # carry's own check: none left
+            raise EmpirError(f"{dataset} {name}: {len(lost)} break(s) of the quoted chain were not carried in.")
     dst = results.results_dir(dataset, results_root)
     for n, _ in old[1:]:
         for ext in _FILES:

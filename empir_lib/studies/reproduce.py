@@ -60,7 +60,7 @@ import numpy as np
 from ..attack import attacks
 from ..core import memo, provenance, settings, threats
 from ..core.errors import EmpirError, check_choice, check_positive_int
-from ..core.files import atomic_write
+from ..core.files import write_json
 from ..nets import data, ensemble, zoo
 from . import cards, eot_study, evaluate, results, seeds, study, sweeps, worstcase
 from .study import Context, Entry, Outcome, Study
@@ -383,4 +383,4 @@ def _write_timing(out_dir: Path, log: list, total: float, command: str) -> None:
             old["steps"][entry["name"]] = entry["seconds"]
     old["total_s"] = round(sum(old["steps"].values()), 1)
     old["last_invocation"] = {"seconds": round(total, 1), **provenance.record(command)}
-    atomic_write(path, lambda p: Path(p).write_text(json.dumps(old, indent=1, sort_keys=True) + "\n"))
+    write_json(path, old)

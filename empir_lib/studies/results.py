@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core import files, paper, provenance
 from ..core.errors import EmpirError, check_choice
-from ..core.files import atomic_write
+from ..core.files import write_json
 from ..nets import data
 
 RESULTS_DIR = files.REPO / "data" / "results"
@@ -133,7 +133,7 @@ def write_result(path: str | os.PathLike, result: dict, dataset: str, command: s
               **summary, **(extra or {}),
               "timing": {"wall_time_s": wall, "written": provenance.now()},
               "provenance": prov or provenance.record(command)}
-    atomic_write(Path(path), lambda p: Path(p).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+    write_json(path, record)
     return record
 
 
