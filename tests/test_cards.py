@@ -61,6 +61,13 @@ def test_a_card_quotes_the_rows_strongest_evaluation(tmp_path):
                                                     "cifar10/suite/empir-linf-8-255-stages.json",
                                                     "cifar10/suite/empir-linf-8-255-recheck.json"]
     assert "with a doubled budget and a new seed: moved less than 0.1 point" in card["footnote"]
+    assert "carried in" not in card["footnote"]
+    carried = {"images": 1, "from": {"name": "suite/empir-linf-8-255-recheck", "n": 1000},
+               "provenance": {"git_commit": "0d6896e" * 6}}
+    _suite_file(tmp_path, "suite/empir-linf-8-255-recheck", stages, robust_after=15, converged=True, carried=carried)
+    card = cards.suite_card("cifar10", "empir", "linf-8-255", "suite/empir-linf-8-255", tmp_path)
+    assert "1 break(s) carried in from the 1,000-image evaluation it replaced (suite/empir-linf-8-255-recheck at " \
+        "commit 0d6896e)" in card["footnote"]  # chains.carry: a re-run on more images missed it
 
 
 def test_a_row_that_moved_is_quoted_from_its_last_recheck_round(tmp_path):

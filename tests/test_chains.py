@@ -126,6 +126,7 @@ def test_a_break_the_new_chain_missed_lands_carried_in_with_its_source(tmp_path)
     assert (rec["robust_after"], rec["robust_accuracy"], rec["broken_by"]["carried-apgd-ce"]) == (10, 0.01, 1)
     assert rec["robust_ci95"] == [round(v, 6) for v in outcomes.wilson_interval(10, 1000)]
     assert (rec["converged"], rec["change_points"], rec["carried"]["images"]) == (True, 0.0, 1)  # the round's own
+    assert rec["carried"]["from"] == {**source, "n": 100}
     broken = outcomes.load(quoted / "mnist" / f"{name}.json", rec)["broken_by"]
     assert np.flatnonzero(broken == outcomes.ROBUST).tolist() == list(range(10))
     assert broken[10] == len(rec["attacks"])  # the per-image file names the carried stage

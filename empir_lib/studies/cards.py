@@ -119,7 +119,7 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
         "flags_answered": answered,
         "members": members, "broken_by": broken_by,
         "footnote": _footnote(n, base["n"], converged, reported is not None,
-                              sum(nm.endswith(suite_checks.RECHECKS) for nm, _ in evals)),
+                              sum(nm.endswith(suite_checks.RECHECKS) for nm, _ in evals), last.get("carried")),
         "sources": [{"file": f"{dataset}/{nm}.json", "sha256": files.sha256(results.results_dir(dataset, root) /
                                                                          f"{nm}.json")} for nm, _ in evals],
     }
@@ -172,7 +172,8 @@ def _row_name(dataset: str, row: str) -> str:
             "baseline": "Full-precision baseline (EMPIR's FP member)"}.get(row) or settings.row_label(dataset, row)
 
 
-def _footnote(n: int, n_base: int, converged: bool | None, reported: bool, rounds: int = 1) -> str:
+def _footnote(n: int, n_base: int, converged: bool | None, reported: bool, rounds: int = 1,
+              carried: dict | None = None) -> str:
     parts = ["Robust accuracy: the worst case of the book's attack suite (chapter 8) on the vote, "
              "not AutoAttack."]
     if n != n_base:
@@ -184,6 +185,9 @@ def _footnote(n: int, n_base: int, converged: bool | None, reported: bool, round
     parts.append({True: f"Re-attacked {how} and a new seed: moved less than 0.1 point.",
                   False: f"Re-attacked {how}: it still moved, so this is an upper bound{last}",
                   None: "Convergence not measured: an upper bound."}[converged])
+    if carried:  # chains.carry: a break an earlier evaluation on fewer images found and the re-run missed
+        parts.append(f"{carried['images']} break(s) carried in from the {carried['from']['n']:,}-image evaluation "
+                     f"it replaced ({carried['from']['name']} at commit {carried['provenance']['git_commit'][:7]}).")
     if reported:
         parts.append("'reported' is the paper's PGD column of Table 2 (its own protocol: the model's "
                      "labels, the mean probability, 40 steps).")

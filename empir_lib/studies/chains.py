@@ -158,7 +158,7 @@ def carry(dataset: str, old: list[tuple[str, dict]], new: list[tuple[str, dict]]
            "broken_by": outcomes.counts(broken, [s["name"] for s in attacks]),
            "transfer_check": diagnostics.transfer_check(attacks, broken),
            "per_image": outcomes.save(_file(folder, name, ".npz"), broken, norm),
-           "carried": {"images": len(lost), "from": source, "provenance": provenance.record(command)}}
+           "carried": {"images": len(lost), "from": {**source, "n": a["n"]}, "provenance": provenance.record(command)}}
     write_json(path, rec)
     return rec
 
