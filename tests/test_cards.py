@@ -244,3 +244,6 @@ def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images
     # New stages cut to some of them say which, beside their count.
     write("suite/empir-l2-stages", broken, robust_after=20, only=["apgd-t"])
     assert summary.settling_rows(tmp_path)[0][0]["stages"] == "20 (apgd-t only)"
+    # A round that carried in breaks of an earlier run on fewer images (chains.carry) says how many.
+    write("suite/empir-l2-recheck2", moved, robust_after=17, converged=True, carried={"images": 2})
+    assert summary.settling_rows(tmp_path)[0][0]["r2"] == "17 (2 carried in)"

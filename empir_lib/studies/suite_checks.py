@@ -245,7 +245,8 @@ def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> 
     :func:`evaluations` is counted on the last one's first ``n`` images from
     its per-image file: the suite alone, its new stages, each re-check
     round (``factor``: round r runs 2**r times the suite's budget), then
-    late stages.  ``converged``: :func:`converged`.  None without files.
+    late stages; ``carried``: breaks carried into it (``chains.carry``).
+    ``converged``: :func:`converged`.  None without files.
     """
     evals = evaluations(dataset, name, root)
     if not evals:
@@ -259,6 +260,7 @@ def settling(dataset: str, name: str, root: str | os.PathLike | None = None) -> 
         steps.append({"name": nm, "kind": kind,
                       "round": k, "factor": 2 ** k if k else None,
                       "robust": int(np.sum(broken == outcomes.ROBUST)), "only": r.get("only"),
+                      "carried": r.get("carried", {}).get("images", 0),
                       "seconds": r.get("timing", {}).get("wall_time_s")})
     return {"name": name, "n": n, "suite_n": evals[0][1]["n"], "steps": steps, "converged": converged(evals)}
 

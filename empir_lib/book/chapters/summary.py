@@ -89,14 +89,23 @@ def _settled(root: Root) -> tuple[list[tuple[str, dict, dict]], int]:
     return out, zero
 
 
+def _key(step: dict) -> str:
+    return step["kind"] if step["kind"] != "round" else f"r{step['round']}"
+
+
 def _by_step(s: dict) -> dict[str, int]:
-    return {st["kind"] if st["kind"] != "round" else f"r{st['round']}": st["robust"] for st in s["steps"]}
+    return {_key(st): st["robust"] for st in s["steps"]}
 
 
 def _cell(s: dict, k: str, by_step: dict[str, int]) -> str:
-    # A stages job cut to some new stages says which: its count is not the whole suite's.
-    only = next((st["only"] for st in s["steps"] if st["kind"] == k and st.get("only")), None)
-    return DASH if k not in by_step else f"{by_step[k]:,}" + (f" ({', '.join(only)} only)" if only else "")
+    if k not in by_step:
+        return DASH
+    st = next(st for st in s["steps"] if _key(st) == k)
+    # A stages job cut to some new stages says which: its count is not the whole suite's.  A count
+    # holding breaks an earlier run on fewer images found and this one missed says how many.
+    notes = ([f"{', '.join(st['only'])} only"] if st.get("only") else []) + \
+        ([f"{st['carried']} carried in"] if st.get("carried") else [])
+    return f"{by_step[k]:,}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _constant(card: dict) -> bool:
