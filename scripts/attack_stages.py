@@ -131,7 +131,31 @@ def labels(dataset: str, rerun: tuple[str, ...]) -> None:
     write_json(path, record)
 
 
+# Each job kind and the positional arguments it needs (dataset and kind included), for the usage check.
+ARGUMENTS = {"status": 2, "labels": 2, "promote": 4, "stages": 5, "recheck": 5, "late": 5, "min_norm": 5}
+
+
+def usage(argv: list[str]) -> str | None:
+    """Why these arguments are not a job (with the docstring's examples), or None when they are."""
+    flags = [a for a in argv if a.startswith("-")]
+    pos = [a for a in argv if not a.startswith("-")]
+    examples = __doc__.split("\n\n")[1]
+    if {"-h", "--help"} & set(flags):
+        return examples
+    if unknown := [f for f in flags if f not in ("--chain", "--no-rerun") and not f.startswith("--rerun=")]:
+        return f"usage: unknown option(s) {', '.join(unknown)}; the options are --chain, --rerun=..., --no-rerun"
+    if len(pos) < 2 or pos[1] not in ARGUMENTS:
+        return f"usage: the job kind is one of {', '.join(ARGUMENTS)}, after the dataset, e.g.\n{examples}"
+    if len(pos) < ARGUMENTS[pos[1]]:
+        return f"usage: a {pos[1]} job needs {ARGUMENTS[pos[1]]} arguments, got {len(pos)}, e.g.\n{examples}"
+    if ARGUMENTS[pos[1]] == 5 and not pos[4].isdigit():
+        return f"usage: the number of test images must be a whole number, not {pos[4]!r}, e.g.\n{examples}"
+    return None
+
+
 def main(argv: list[str]) -> None:
+    if (why := usage(argv)) is not None:
+        raise SystemExit(why)
     flags, argv = [a for a in argv if a.startswith("--")], [a for a in argv if not a.startswith("--")]
     dataset, kind = argv[0], argv[1]
     chain = chains.root(PARTIAL)
