@@ -14,3 +14,12 @@ def data_dir():
     if not d or not (Path(d) / "mnist.npz").is_file():
         pytest.skip("EMPIR_DATA_DIR does not hold the offline datasets")
     return Path(d)
+
+
+@pytest.fixture(scope="session")
+def empir_mnist():
+    """The MNIST EMPIR ensemble and the committed sample (no datasets needed), shared by the attack tests."""
+    from empir_lib.nets import data, ensemble  # imported here: conftest must not load TensorFlow for every test
+    x, y = data.load_sample("mnist")
+    x.setflags(write=False), y.setflags(write=False)  # shared by every test: a test that writes to it fails
+    return ensemble.empir("mnist"), x, y

@@ -26,13 +26,6 @@ from empir_lib.nets import data, ensemble
 from empir_lib.studies import evaluate, paper_labels, results, suite_checks, worstcase
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    ens = ensemble.empir("mnist")
-    x, y = data.load_sample("mnist")
-    return ens, x, y
-
-
 def _masked_ensemble():
     # The input is rounded, so the gradient is exactly zero everywhere, yet the decision varies.
     inp = keras.Input((28, 28, 1))
@@ -42,8 +35,8 @@ def _masked_ensemble():
     return ensemble.make([keras.Model(inp, out)], names=["masked"])
 
 
-def test_apgd_takes_one_budget_per_image(mnist):
-    ens, x, y = mnist
+def test_apgd_takes_one_budget_per_image(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:12], y[:12]
     eps = np.where(np.arange(12) % 2 == 0, 0.0, 3.0)
     out = apgd.run(ens_loss(ens), x, y, eps, "l2", n_iter=10)
@@ -91,8 +84,8 @@ def test_apgd_copies_of_one_image_stop_once_one_is_broken():
         apgd.run(fn, x, y, 0.1, n_iter=5, groups=np.array([1]))
 
 
-def test_apgd_t_targets_side_by_side_count_each_break_once(mnist):
-    ens, x, y = mnist
+def test_apgd_t_targets_side_by_side_count_each_break_once(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:16], y[:16]
     side = targeted.run(ens, targeted.loss_fn(ens), x, y, 0.2, "linf", n_iter=10, targets=3)
     one = targeted.run(ens, targeted.loss_fn(ens), x, y, 0.2, "linf", n_iter=10, targets=3, batch_size=16)
@@ -102,8 +95,8 @@ def test_apgd_t_targets_side_by_side_count_each_break_once(mnist):
         assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all()
 
 
-def test_square_restarts_side_by_side_take_the_first_copy_that_fools_the_vote(mnist):
-    ens, x, y = mnist
+def test_square_restarts_side_by_side_take_the_first_copy_that_fools_the_vote(empir_mnist):
+    ens, x, y = empir_mnist
     pred = ensemble.predict(ens, x)
     keep = np.flatnonzero(pred == y)[:3]
     xs, ys = x[keep], y[keep]
@@ -134,8 +127,8 @@ def ens_loss(ens):
     return objectives.loss_fn(ens, "ce_mean_prob")
 
 
-def test_attacks_report_the_steps_they_spend_as_they_spend_them(mnist):
-    ens, x, y = mnist
+def test_attacks_report_the_steps_they_spend_as_they_spend_them(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:6], y[:6]
     ticks = []
     out = apgd.run(ens_loss(ens), x, y, 0.05, n_iter=30, restarts=2, tick=ticks.append)
@@ -148,8 +141,8 @@ def test_attacks_report_the_steps_they_spend_as_they_spend_them(mnist):
     assert len(ticks) > 3 and sum(ticks) == info["image_steps"]
 
 
-def test_the_cascade_bar_counts_image_steps_within_each_stages_budget(mnist, capsys):
-    ens, x, y = mnist
+def test_the_cascade_bar_counts_image_steps_within_each_stages_budget(empir_mnist, capsys):
+    ens, x, y = empir_mnist
     x, y = x[:8], y[:8]
     threat = {"norm": "l2", "eps": 0.3}
     specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 12, "restarts": 2},
@@ -167,8 +160,8 @@ def test_the_cascade_bar_counts_image_steps_within_each_stages_budget(mnist, cap
     assert "image-step" in err and "apgd-t" in err
 
 
-def test_a_chunked_stage_bar_only_moves_forward_and_ends_at_its_total(mnist, monkeypatch):
-    ens, x, y = mnist
+def test_a_chunked_stage_bar_only_moves_forward_and_ends_at_its_total(empir_mnist, monkeypatch):
+    ens, x, y = empir_mnist
     x, y = x[:8], y[:8]
     bars = []
 
@@ -195,12 +188,12 @@ def test_a_chunked_stage_bar_only_moves_forward_and_ends_at_its_total(mnist, mon
     assert bar.shown == sorted(bar.shown) and bar.shown[-1] == bar.total
 
 
-def test_targeted_dlr_is_the_papers_formula_and_targets_skip_the_label(mnist):
+def test_targeted_dlr_is_the_papers_formula_and_targets_skip_the_label(empir_mnist):
     z = tf.constant([[5.0, 3.0, 1.0, 0.0, -1.0], [0.0, 1.0, 2.0, 3.0, 4.0]])
     got = targeted.dlr_targeted(z, tf.constant([0, 4]), tf.constant([2, 1])).numpy()
     # -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)
     assert got == pytest.approx([-(5 - 1) / (5 - 0.5), -(4 - 1) / (4 - 1.5)])
-    ens, x, y = mnist
+    ens, x, y = empir_mnist
     ranked = targeted.target_ranking(ens, x[:20], y[:20], 9)
     assert ranked.shape == (20, 9) and not np.any(ranked == y[:20, None])
     assert all(len(set(r)) == 9 for r in ranked)
@@ -208,8 +201,8 @@ def test_targeted_dlr_is_the_papers_formula_and_targets_skip_the_label(mnist):
         targeted.target_ranking(ens, x[:2], y[:2], 10)
 
 
-def test_apgd_t_breaks_on_the_vote_within_the_ball(mnist):
-    ens, x, y = mnist
+def test_apgd_t_breaks_on_the_vote_within_the_ball(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:16], y[:16]
     xa, stats = targeted.run(ens, targeted.loss_fn(ens), x, y, 0.2, "linf", n_iter=10, targets=2)
     fooled = ensemble.predict(ens, xa) != y
@@ -218,8 +211,8 @@ def test_apgd_t_breaks_on_the_vote_within_the_ball(mnist):
     assert validate.valid(x, xa, {"norm": "linf", "eps": 0.2}).all()
 
 
-def test_square_l2_stays_finite_in_the_box_and_the_ball(mnist):
-    ens, x, y = mnist
+def test_square_l2_stays_finite_in_the_box_and_the_ball(empir_mnist):
+    ens, x, y = empir_mnist
     # Saturated images (all black, all white) are where ART's Square-L2 divides by a zero norm.
     x = np.concatenate([x[:6], np.zeros((2, 28, 28, 1), np.float32), np.ones((2, 28, 28, 1), np.float32)])
     y = np.concatenate([y[:6], ensemble.predict(ens, x[6:])])
@@ -240,10 +233,10 @@ def _span(mask):
     return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
 
 
-def test_square_copies_of_one_image_search_their_own_windows(mnist):
+def test_square_copies_of_one_image_search_their_own_windows(empir_mnist):
     # One query after the start, on 40 copies of a gray image that no small step breaks: the pixels
     # each copy changed lie in its own window, so together they span more than one window would.
-    ens = mnist[0]
+    ens = empir_mnist[0]
     x, y = _gray_copies(ens)
     xa, _ = square.square_linf(ens, x, y, 0.01, queries=2, seed=0, p_init=0.05)  # windows of 6 x 6
     d = xa[..., 0] - x[..., 0]
@@ -259,8 +252,8 @@ def test_square_copies_of_one_image_search_their_own_windows(mnist):
     assert len(set(zip(r[:, 0, 0], c[:, 0, 0]))) > 40
 
 
-def test_square_linf_is_valid_and_breaks_as_many_as_arts(mnist):
-    ens, x, y = mnist
+def test_square_linf_is_valid_and_breaks_as_many_as_arts(empir_mnist):
+    ens, x, y = empir_mnist
     keep = ensemble.predict(ens, x) == y
     x, y = x[keep][:40], y[keep][:40]
     xa, stats = square.square_linf(ens, x, y, 0.2, queries=150, seed=1)
@@ -289,8 +282,8 @@ def test_validation_refuses_nan_out_of_box_and_over_budget():
     assert validate.valid(x, xa, {"norm": "linf", "eps": 0.25}).tolist() == [False, False, False, True]
 
 
-def test_the_cascade_counts_invalid_outputs_and_never_as_breaks(mnist, monkeypatch):
-    ens, x, y = mnist
+def test_the_cascade_counts_invalid_outputs_and_never_as_breaks(empir_mnist, monkeypatch):
+    ens, x, y = empir_mnist
     x, y = x[:10], y[:10]
 
     def nan_attack(ens, spec, threat, xb, yb, seed=0, tick=None, stop=None):
@@ -310,8 +303,8 @@ SHORT = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 3
          {"name": "apgd-t", "kind": "apgd-t", "loss": targeted.LOSS, "n_iter": 5, "restarts": 1, "targets": 2}]
 
 
-def test_continuing_a_cascade_equals_running_it_whole(mnist):
-    ens, x, y = mnist
+def test_continuing_a_cascade_equals_running_it_whole(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:24], y[:24]
     threat = {"norm": "linf", "eps": 0.15}
     whole = suite.cascade(ens, x, y, threat, SHORT, progress=False)
@@ -327,8 +320,8 @@ def test_continuing_a_cascade_equals_running_it_whole(mnist):
         suite.cascade(ens, x, y, threat, SHORT[1:], progress=False, start=first)
 
 
-def test_the_suite_has_the_new_stages_in_order(mnist):
-    ens = mnist[0]
+def test_the_suite_has_the_new_stages_in_order(empir_mnist):
+    ens = empir_mnist[0]
     linf = [s["name"] for s in suite.attack_suite(ens, {"norm": "linf", "eps": 0.3})]
     l2 = suite.attack_suite(ens, {"norm": "l2", "eps": 2.0})
     assert linf.index("apgd-t") < linf.index("square") < linf.index("member-1")
@@ -351,8 +344,8 @@ def test_per_image_transfer_check_flags_above_its_share():
     assert not diagnostics.transfer_check(late, broken_by)["after_every_ensemble_stage"]
 
 
-def test_the_recheck_doubles_the_budget_and_measures_the_change(mnist):
-    ens, x, y = mnist
+def test_the_recheck_doubles_the_budget_and_measures_the_change(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:20], y[:20]
     d = convergence.doubled(SHORT + [{"name": "sq", "kind": "square", "queries": 10, "restarts": 1}])
     assert [s["name"] for s in d] == ["recheck-apgd-ce", "recheck-apgd-t", "recheck-sq"]
@@ -387,10 +380,10 @@ class _CutError(Exception):
     pass
 
 
-def test_a_recheck_cut_in_the_middle_of_a_stage_resumes_at_its_last_chunk(mnist, tmp_path, monkeypatch):
+def test_a_recheck_cut_in_the_middle_of_a_stage_resumes_at_its_last_chunk(empir_mnist, tmp_path, monkeypatch):
     # A session ends inside a stage: the chunks finished before it are not attacked again, and the
     # resumed round gives exactly the uninterrupted round's per-image result.
-    ens, x, y = mnist
+    ens, x, y = empir_mnist
     x, y = x[:12], y[:12]
     start = np.where(ensemble.predict(ens, x) == y, outcomes.ROBUST, outcomes.CLEAN)
     threat, spec = {"norm": "l2", "eps": 1.0}, SHORT[:1]
@@ -436,8 +429,8 @@ def test_a_recheck_cut_in_the_middle_of_a_stage_resumes_at_its_last_chunk(mnist,
                             stop_when_moved=False, chunk_steps=steps)
 
 
-def test_a_row_that_moved_gets_a_second_round_at_four_times_the_budget(mnist):
-    ens, x, y = mnist
+def test_a_row_that_moved_gets_a_second_round_at_four_times_the_budget(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:20], y[:20]
     first = SHORT[:1] + convergence.doubled(SHORT[:1])
     r, more = convergence.next_round(first)
@@ -451,7 +444,7 @@ def test_a_row_that_moved_gets_a_second_round_at_four_times_the_budget(mnist):
     assert res["counts"]["recheck2-apgd-ce"] == res["robust_before"] - res["robust_after"] > 0
 
 
-def test_minimal_l2_always_succeeds_even_on_a_masked_model(mnist):
+def test_minimal_l2_always_succeeds_even_on_a_masked_model(empir_mnist):
     ens = _masked_ensemble()
     x, y = data.load_sample("mnist", 40)
     pred = ensemble.predict(ens, x)
@@ -470,8 +463,8 @@ def test_minimal_l2_always_succeeds_even_on_a_masked_model(mnist):
     assert rc["success_rate"] == 0.0 and np.isinf(rc["norm"]).all()
 
 
-def test_minimal_l2_on_the_ensemble_is_verified(mnist):
-    ens, x, y = mnist
+def test_minimal_l2_on_the_ensemble_is_verified(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:20], y[:20]
     r = minnorm.minimal_l2(ens, x, y, n_iter=10, bisect_steps=3, progress=False)
     correct = ensemble.predict(ens, x) == y
@@ -496,8 +489,8 @@ def test_paper_label_split_bounds_and_exact_case():
         paper_labels.split({**rec, "protocol": "adaptive"})
 
 
-def test_paper_label_rerun_counts_mistakes_moved_to_the_truth(mnist):
-    ens, x, y = mnist
+def test_paper_label_rerun_counts_mistakes_moved_to_the_truth(empir_mnist):
+    ens, x, y = empir_mnist
     y = y.copy()
     y[:6] = (y[:6] + 1) % 10  # six clean mistakes for certain (wrong labels), beside the model's own
     x, y = x[:60], y[:60]
@@ -524,8 +517,8 @@ def _committed_row(ens, x, y, root):
     return base, ds
 
 
-def test_a_stages_job_continues_a_committed_row(mnist, tmp_path, monkeypatch):
-    ens, x, y = mnist
+def test_a_stages_job_continues_a_committed_row(empir_mnist, tmp_path, monkeypatch):
+    ens, x, y = empir_mnist
     x, y = x[:16], y[:16]
     monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT))
     base, ds = _committed_row(ens, x, y, tmp_path)
@@ -630,8 +623,8 @@ def test_late_stages_follow_only_a_converged_round_and_can_unsettle_it(tmp_path)
         suite_checks.next_recheck("mnist", "suite/empir-l2", tmp_path)
 
 
-def test_a_late_stages_job_keeps_every_break_of_the_converged_round(mnist, tmp_path, monkeypatch):
-    ens, x, y = mnist
+def test_a_late_stages_job_keeps_every_break_of_the_converged_round(empir_mnist, tmp_path, monkeypatch):
+    ens, x, y = empir_mnist
     x, y = x[:16], y[:16]
     monkeypatch.setattr(suite, "_suite", lambda ens, threat: list(SHORT[:1]))
     _, ds = _committed_row(ens, x, y, tmp_path)
@@ -666,8 +659,8 @@ def test_a_late_stages_job_keeps_every_break_of_the_converged_round(mnist, tmp_p
     assert [s["kind"] for s in steps] == ["suite", "round", "late"] and steps[-1]["robust"] == late["robust_after"]
 
 
-def test_a_min_norm_job_writes_a_checked_file_that_always_succeeds(mnist, tmp_path):
-    ens, x, y = mnist
+def test_a_min_norm_job_writes_a_checked_file_that_always_succeeds(empir_mnist, tmp_path):
+    ens, x, y = empir_mnist
     x, y = x[:12], y[:12]
     job = {"name": "suite/empir-min-norm", "members": list(ens.names), "threat": "l2", "kind": "min_norm", "n": 12}
     out, ran = worstcase.run_job(job, "mnist", ens, x, y, tmp_path / "mnist", tmp_path / "runs", progress=False,

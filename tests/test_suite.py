@@ -12,13 +12,6 @@ from empir_lib.nets import data, ensemble, steps
 from empir_lib.studies import worstcase
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    ens = ensemble.empir("mnist")
-    x, y = data.load_sample("mnist")
-    return ens, x, y
-
-
 def test_checkpoints_follow_the_reference_schedule():
     check, window = apgd.checkpoints(100)
     # Reference (autopgd_base.py): first window 22, each next 3 shorter, never below 6.
@@ -44,8 +37,8 @@ def test_projection_keeps_the_ball_and_the_box():
     assert np.sqrt(((q - x.numpy()) ** 2).sum((1, 2, 3))).max() <= 0.5 + 1e-5 and q.min() >= 0 and q.max() <= 1
 
 
-def test_every_reported_break_fools_the_vote_and_stays_in_the_ball(mnist):
-    ens, x, y = mnist
+def test_every_reported_break_fools_the_vote_and_stays_in_the_ball(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:40], y[:40]
     out = apgd.run(objectives.loss_fn(ens, "ce_mean_prob"), x, y, 0.15, n_iter=30)
     assert out.broken.any() and not out.broken.all()
@@ -54,16 +47,16 @@ def test_every_reported_break_fools_the_vote_and_stays_in_the_ball(mnist):
     assert np.abs(out.x_adv - x).max() <= 0.15 + 1e-6
 
 
-def test_a_single_image_batch_runs(mnist):
+def test_a_single_image_batch_runs(empir_mnist):
     # Compaction can leave one image in a batch; the traced loop must accept any batch size.
-    ens, x, y = mnist
+    ens, x, y = empir_mnist
     for n in (1, 3):
         out = apgd.run(objectives.loss_fn(ens, "dlr_mean_logits"), x[:n], y[:n], 0.05, n_iter=12)
         assert out.x_adv.shape == x[:n].shape
 
 
-def test_adaptive_cw_flips_the_vote_on_every_image_it_reports_broken(mnist):
-    ens, x, y = mnist
+def test_adaptive_cw_flips_the_vote_on_every_image_it_reports_broken(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:20], y[:20]
     spec = {"name": "cw-l2", "kind": "cw", **suite.CW_SEARCH, "binary_search_steps": 3, "max_iterations": 40}
     xa, _ = suite.run_attack(ens, spec, {"norm": "l2", "eps": 100.0}, x, y)
@@ -72,8 +65,8 @@ def test_adaptive_cw_flips_the_vote_on_every_image_it_reports_broken(mnist):
     assert np.all(ensemble.predict(ens, xa)[reported] != y[reported])
 
 
-def test_cw_beyond_the_budget_is_no_attack_not_an_invalid_output(mnist):
-    ens, x, y = mnist
+def test_cw_beyond_the_budget_is_no_attack_not_an_invalid_output(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:20], y[:20]
     spec = {"name": "cw-l2", "kind": "cw", **suite.CW_SEARCH, "binary_search_steps": 3, "max_iterations": 40}
     unbounded, _ = suite.run_attack(ens, spec, {"norm": "l2", "eps": 100.0}, x, y)
@@ -87,11 +80,11 @@ def test_cw_beyond_the_budget_is_no_attack_not_an_invalid_output(mnist):
     assert res["stats"]["cw-l2"]["invalid"] == 0
 
 
-def test_cw_judged_on_the_vote_from_one_pass_matches_a_separate_vote(mnist):
+def test_cw_judged_on_the_vote_from_one_pass_matches_a_separate_vote(empir_mnist):
     # The suite's CW reads the vote off the same member logits as its scores (one pass, not two):
     # it must return exactly what a separate call to the vote returns, and differ from judging
     # success on the objective's own argmax (so that this comparison can fail).
-    ens, x, y = mnist
+    ens, x, y = empir_mnist
     x, y = x[:20], y[:20].astype(np.int32)
     cw = dict(num_classes=10, max_iterations=30, learning_rate=0.1, confidence=0.0, abort_early=True)
     p = {**suite.CW_SEARCH, "binary_search_steps": 2, "max_iterations": 30}
@@ -105,10 +98,10 @@ def test_cw_judged_on_the_vote_from_one_pass_matches_a_separate_vote(mnist):
     assert not np.array_equal(out["joint"], out["objective"])
 
 
-def test_suite_is_at_least_as_strong_as_arts_apgd_ce(mnist):
+def test_suite_is_at_least_as_strong_as_arts_apgd_ce(empir_mnist):
     # Same images, same model, same eps: ART's APGD-CE on the log mean probability
     # (the reference) against our cascade, both scored by the deployed vote.
-    ens, x, y = mnist
+    ens, x, y = empir_mnist
     x, y, eps = x[:40], y[:40], 0.1
     art_robust = ensemble.predict(ens, art_bridge.apgd_ce(ens, x, y, eps)) == y
     res = suite.cascade(ens, x, y, {"norm": "linf", "eps": eps}, progress=False)
@@ -141,8 +134,8 @@ def test_diagnostics_flag_a_masked_model():
     assert any(f.startswith("black_box_beats_white_box") for f in diag["flags"])
 
 
-def test_diagnostics_pass_a_clean_evaluation(mnist):
-    ens, x, y = mnist
+def test_diagnostics_pass_a_clean_evaluation(empir_mnist):
+    ens, x, y = empir_mnist
     x, y = x[:20], y[:20]
     threat = {"norm": "linf", "eps": 0.3}
     specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 20, "restarts": 1}]
@@ -151,8 +144,8 @@ def test_diagnostics_pass_a_clean_evaluation(mnist):
     assert diag["flags"] == [] and diag["values"]["unbounded_robust"] == 0.0
 
 
-def test_cascade_resumes_and_refuses_another_configuration(mnist, tmp_path):
-    ens, x, y = mnist
+def test_cascade_resumes_and_refuses_another_configuration(empir_mnist, tmp_path):
+    ens, x, y = empir_mnist
     x, y = x[:30], y[:30]
     threat = {"norm": "linf", "eps": 0.2}
     specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "n_iter": 10, "restarts": 1},
@@ -168,14 +161,14 @@ def test_cascade_resumes_and_refuses_another_configuration(mnist, tmp_path):
 
 @pytest.mark.parametrize("threat", [{"norm": "l1", "eps": 0.1}, {"norm": "linf", "eps": 1.5},
                                     {"norm": "linf", "eps": -0.1}, {"norm": "linf"}, "linf"])
-def test_bad_threat_models_are_refused(mnist, threat):
-    ens, x, y = mnist
+def test_bad_threat_models_are_refused(empir_mnist, threat):
+    ens, x, y = empir_mnist
     with pytest.raises(EmpirError):
         suite.attack_suite(ens, threat)
 
 
-def test_bad_suites_and_objectives_are_refused(mnist):
-    ens, x, y = mnist
+def test_bad_suites_and_objectives_are_refused(empir_mnist):
+    ens, x, y = empir_mnist
     threat = {"norm": "linf", "eps": 0.1}
     with pytest.raises(EmpirError, match="at least one attack"):
         suite.cascade(ens, x[:2], y[:2], threat, [], progress=False)
