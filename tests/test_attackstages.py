@@ -320,6 +320,34 @@ def test_continuing_a_cascade_equals_running_it_whole(empir_mnist):
         suite.cascade(ens, x, y, threat, SHORT[1:], progress=False, start=first)
 
 
+def test_a_round_that_stops_at_its_tolerance_attacks_the_closest_survivors_first(empir_mnist, monkeypatch):
+    ens, x, y = empir_mnist
+    keep = ensemble.predict(ens, x) == y
+    x, y = x[keep][:12], y[keep][:12]
+    p = ensemble.predict_all(ens, x)["mean_prob"]
+    margin = p[np.arange(12), y] - np.where(np.eye(10, dtype=bool)[y], -1.0, p).max(1)
+    todo = np.arange(12)[::-1].copy()
+    out = cascade_state.closest_first(ens, x, y, todo, 3)
+    assert list(out[:3]) == [11, 10, 9] and sorted(out) == list(range(12))  # the attacked part stays put
+    assert np.all(np.diff(margin[out[3:]]) >= 0)
+    assert np.array_equal(cascade_state.closest_first(ens, x, y, out, 3), out)  # a resume does not reshuffle
+    closest = list(cascade_state.closest_first(ens, x, y, np.arange(12), 0))
+    assert closest != list(range(12))  # else the test below could not tell the orders apart
+    seen = []
+
+    def no_break(ens_, spec_, threat_, xs, ys, seed, tick=None, stop=None):
+        seen.extend(int(np.flatnonzero((x == xi).all(axis=(1, 2, 3)))[0]) for xi in xs)
+        return xs.copy(), {}
+
+    monkeypatch.setattr(suite, "run_attack", no_break)
+    threat = {"norm": "l2", "eps": 1.0}
+    res = suite.cascade(ens, x, y, threat, SHORT[:1], chunk=4, progress=False, stop_after=1)
+    assert seen == closest and res["stats"]["apgd-ce"]["order"] == {"rule": cascade_state.ORDER, "from": 0}
+    seen.clear()
+    res = suite.cascade(ens, x, y, threat, SHORT[:1], chunk=4, progress=False)
+    assert seen == list(range(12)) and "order" not in res["stats"]["apgd-ce"]
+
+
 def test_the_suite_has_the_new_stages_in_order(empir_mnist):
     ens = empir_mnist[0]
     linf = [s["name"] for s in suite.attack_suite(ens, {"norm": "linf", "eps": 0.3})]
