@@ -247,3 +247,23 @@ def test_the_settling_table_counts_each_step_on_the_strongest_evaluations_images
     # A round that carried in breaks of an earlier run on fewer images (chains.carry) says how many.
     write("suite/empir-l2-recheck2", moved, robust_after=17, converged=True, carried={"images": 2})
     assert summary.settling_rows(tmp_path)[0][0]["r2"] == "17 (2 carried in)"
+
+
+def test_the_spread_line_says_whether_the_first_blocks_interval_covers_the_whole(tmp_path):
+    def write(name, broken_by):
+        path = tmp_path / "cifar10" / f"{name}.json"
+        _suite_file(tmp_path, name, broken_by)
+        record = json.loads(path.read_text())
+        record["per_image"] = outcomes.save(path.with_suffix(".npz"), broken_by, np.zeros(len(broken_by)))
+        path.write_text(json.dumps(record))
+
+    assert summary.spread_line("cifar10", "empir", "l2", root=tmp_path).endswith(": \u2014")
+    r, b = outcomes.ROBUST, 1
+    write("suite/empir-l2", np.array([r] * 2 + [b] * 98 + [r] * 30 + [b] * 70))  # the robust ones cluster late
+    line = summary.spread_line("cifar10", "empir", "l2", block=100, root=tmp_path)
+    assert line.startswith("CIFAR-10, EMPIR, L2 0.5 (suite/empir-l2): robust images per 100 in test-set order 2, 30.")
+    assert "The first 100 give 2.00% (0.55-7.00), the 200 together 16.00%: the first block's interval does not " \
+           "cover" in line
+    write("suite/empir-l2", np.array(([r] * 15 + [b] * 85) * 2))
+    assert "interval covers the whole" in summary.spread_line("cifar10", "empir", "l2", block=100, root=tmp_path)
+    assert "fewer than two blocks of 1,000" in summary.spread_line("cifar10", "empir", "l2", root=tmp_path)

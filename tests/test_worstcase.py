@@ -162,7 +162,18 @@ def test_the_l2_answer_is_paired_on_each_rows_strongest_evaluation(tree):
     assert "not re-checked yet" in line and "upper bounds" in line
     # EMPIR's new stages break two of its survivors: the answer reads them, not the weaker suite file.
     _write(tree, "mnist", "empir-l2-stages", [r, r, b, b, b, b, 0, 1, 1, 1], np.full(10, 1.0))
-    assert "EMPIR keeps 2, its FP member 2" in worstcase.l2_answer("mnist", tree)
+    line = worstcase.l2_answer("mnist", tree)
+    assert "EMPIR keeps 2, its FP member 2" in line and line.startswith("mnist, L2 2, 10 images:")  # all of them
+    # The FP row settles, EMPIR's still moves: only EMPIR's figure is an upper bound.
+    _write(tree, "mnist", "baseline-l2-recheck", [r, b, b, b, r, b, 0, 1, 1, 1], np.full(10, 1.0),
+           {"robust_after": 2, "converged": True})
+    _write(tree, "mnist", "empir-l2-recheck", [r, r, b, b, b, b, 0, 1, 1, 1], np.full(10, 1.0),
+           {"robust_after": 2, "converged": False, "change_points": 0.1})
+    line = worstcase.l2_answer("mnist", tree)
+    assert line.endswith("EMPIR still moved 0.1 points when re-checked, so EMPIR's is an upper bound.")
+    # The new stages on the first 8 only: the pair is compared on those, and the line says so.
+    _write(tree, "mnist", "baseline-l2-recheck", [r, b, b, b, r, b, 0, 1], np.full(8, 1.0), {"converged": True})
+    assert worstcase.l2_answer("mnist", tree).startswith("mnist, L2 2, first 8 images:")
 
 
 def test_mcnemar_exact():

@@ -382,7 +382,7 @@ def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
     n = w["n"]
     p = outcomes.mcnemar_p(w["only_first"], w["only_second"])
     top = max(w["only_first_broken_in_second_by"].items(), key=lambda kv: kv[1], default=("none", 0))
-    moving = []
+    moving, unsettled = [], []
     for row, evals in zip(("empir", "baseline"), found):
         if len(evals) == 1:  # the suite alone: neither new stages nor a re-check
             moving.append(f"{ROW_LABELS[row]} has not met the suite's new stages (APGD-T, Square-L2) yet")
@@ -391,10 +391,14 @@ def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
             moving.append(f"{ROW_LABELS[row]} is not re-checked yet")
         elif not rc["converged"]:
             moving.append(f"{ROW_LABELS[row]} still moved {rc['change_points']:.1f} points when re-checked")
+        if len(evals) == 1 or rc is None or not rc["converged"]:
+            unsettled.append(ROW_LABELS[row])
+    bound = "both figures are upper bounds" if len(unsettled) == 2 else f"{''.join(unsettled)}'s is an upper bound"
     verdict = ("a paired difference beyond chance" if p < 0.05 else "no paired difference beyond chance")
-    return (f"{dataset}, L2 {suite.threat(dataset, 'l2')['eps']:g}, first {n:,} images: EMPIR keeps "
+    where = f"first {n:,}" if n < min(evals[0][1]["n"] for evals in found) else f"{n:,}"  # as the suite's lines
+    return (f"{dataset}, L2 {suite.threat(dataset, 'l2')['eps']:g}, {where} images: EMPIR keeps "
             f"{w['robust_first']}, its FP member {w['robust_second']}; {w['both']} survive both, "
             f"{w['only_first']} only EMPIR (its FP member lost most of them to {top[0]}: {top[1]}), "
             f"{w['only_second']} only the FP member. Exact McNemar "
             f"{'p < 0.001' if p < 0.001 else f'p = {p:.3f}'}: {verdict}. "
-            + ("; ".join(moving) + ", so both figures are upper bounds." if moving else "Both rows have converged."))
+            + ("; ".join(moving) + f", so {bound}." if moving else "Both rows have converged."))

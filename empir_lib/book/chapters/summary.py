@@ -8,9 +8,10 @@ interval, read from the stored cards (:mod:`empir_lib.studies.cards`).
 """
 from __future__ import annotations
 
+from ...attack import outcomes
 from ...core import paper, settings, threats
 from ...core.tables import DASH, markdown_table
-from ...studies import cards, suite_checks
+from ...studies import cards, results, suite_checks
 from .committed import Root
 from .defence_rows import label
 from .table2 import LABELS
@@ -164,3 +165,30 @@ def settling_table(root: Root = None) -> str:
     return table + (f"\n\n{zero} more row{'' if zero == 1 else 's'}: the suite alone left no image robust, so "
                     "there is nothing to re-check.")
 
+
+
+def spread_line(dataset: str, row: str, threat: str, block: int = 1000, root: Root = None) -> str:
+    """Where a row's robust images sit in the test set, block by block, at its strongest evaluation.
+
+    Why: a figure on "the first 1,000 images" is quoted with a 95% interval
+    (Wilson), which assumes a random sample.  The test set's order is not
+    random, so the first block's interval need not cover the whole set's
+    figure; this line says whether it does.
+    """
+    t = threats.get(dataset, threat)
+    what = f"{LABELS.get(dataset, dataset)}, {label(dataset, row)}, {t.label} {threats.eps_text(t.norm, t.eps)}"
+    evals = suite_checks.evaluations(dataset, f"suite/{row}-{threat}", root)
+    if not evals:
+        return f"{what}: {DASH}"
+    name, rec = evals[-1]
+    robust = outcomes.load(results.results_dir(dataset, root) / f"{name}.json", rec)["broken_by"] == outcomes.ROBUST
+    n = len(robust)
+    if n < 2 * block:
+        return f"{what} ({name}): on the first {n:,} images only, fewer than two blocks of {block:,}."
+    per = [int(robust[i:i + block].sum()) for i in range(0, n - n % block, block)]
+    lo, hi = outcomes.wilson_interval(per[0], block)
+    whole = robust.mean()
+    covers = "covers" if lo <= whole <= hi else "does not cover"
+    return (f"{what} ({name}): robust images per {block:,} in test-set order {', '.join(map(str, per))}. The first "
+            f"{block:,} give {100 * per[0] / block:.2f}% ({100 * lo:.2f}-{100 * hi:.2f}), the {n:,} together "
+            f"{100 * whole:.2f}%: the first block's interval {covers} the whole set's figure.")
