@@ -23,7 +23,9 @@ the tolerance.  Iterations and restarts both grow, so a gradient stage of
 round ``r`` costs about ``4**r`` times the suite's per image (round 4: 256x,
 round 5: 1024x): the rounds stop at five (``suite_checks.ROUNDS``).  A round
 that moves stops at the break that moved it, so only a round that settles the
-row spends its whole budget.
+row spends its whole budget.  Its survivors are attacked closest first
+(:func:`cascade_state.closest_first`), so a round that moves finds its breaks
+sooner; the order changes neither verdict.
 
 **Chunks that fit a session.**  Round 5 spends about 300,000 image-steps on
 each survivor in APGD-CE alone: a whole round takes many hours here, longer
