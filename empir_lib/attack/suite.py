@@ -290,9 +290,8 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
     cannot undo the verdict, :mod:`empir_lib.attack.convergence`); the stage it
     ended in is ``stopped_in`` and its statistics say ``stopped``.  Each break
     that ends an attack early is validated and judged on the vote there, and
-    the cascade keeps that image, so the count it reports reaches ``stop_after``;
-    such a cascade attacks each stage's survivors closest first
-    (:func:`cascade_state.closest_first`: the same verdict, reached sooner).
+    the cascade keeps that image, so the count it reports reaches ``stop_after``
+    (survivors closest first: :func:`cascade_state.closest_first`).
     Returns a dict with the per-image
     ``broken_by`` and ``norm`` arrays, the per-attack counts, seconds,
     image-steps and invalid outputs, and the statistics the diagnostics read.
@@ -328,13 +327,12 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             continue
         if state["todo"] is None:
             state["todo"] = np.flatnonzero(state["broken_by"] == outcomes.ROBUST)
-        if stop_after is not None:  # a round that ends at its tolerance gets there sooner, with the same verdict
-            state["todo"] = cascade_state.closest_first(ens, x, y, state["todo"], state["pos"])
         todo = state["todo"]
         st = state["stats"].setdefault(spec["name"], {"attacked": int(len(todo)), "broken": 0, "seconds": 0.0,
                                                       "image_steps": 0, "zero_grad": 0, "no_progress": 0,
                                                       "invalid": 0})
-        if stop_after is not None:  # from where on (a stage resumed by older code attacked its first ones in order)
+        if stop_after is not None:  # the same verdict, sooner; "from": older code attacked the first ones in order
+            todo = state["todo"] = cascade_state.closest_first(ens, x, y, todo, state["pos"])
             st.setdefault("order", {"rule": cascade_state.ORDER, "from": int(state["pos"])})
         per_image, pos0 = stage_budget(spec), state["pos"]  # pos0: where a resumed stage starts (pos moves on)
         bar = _steps_bar(per_image * (len(todo) - pos0),

@@ -382,7 +382,7 @@ def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
     n = w["n"]
     p = outcomes.mcnemar_p(w["only_first"], w["only_second"])
     top = max(w["only_first_broken_in_second_by"].items(), key=lambda kv: kv[1], default=("none", 0))
-    moving, unsettled = [], []
+    moving = []
     for row, evals in zip(("empir", "baseline"), found):
         if len(evals) == 1:  # the suite alone: neither new stages nor a re-check
             moving.append(f"{ROW_LABELS[row]} has not met the suite's new stages (APGD-T, Square-L2) yet")
@@ -391,8 +391,8 @@ def l2_answer(dataset: str, root: str | os.PathLike | None = None) -> str:
             moving.append(f"{ROW_LABELS[row]} is not re-checked yet")
         elif not rc["converged"]:
             moving.append(f"{ROW_LABELS[row]} still moved {rc['change_points']:.1f} points when re-checked")
-        if len(evals) == 1 or rc is None or not rc["converged"]:
-            unsettled.append(ROW_LABELS[row])
+    unsettled = [ROW_LABELS[row] for row, evals in zip(("empir", "baseline"), found)
+                 if not suite_checks.converged(evals)]  # the rule the cards use (late stages, nothing robust)
     bound = "both figures are upper bounds" if len(unsettled) == 2 else f"{''.join(unsettled)}'s is an upper bound"
     verdict = ("a paired difference beyond chance" if p < 0.05 else "no paired difference beyond chance")
     where = f"first {n:,}" if n < min(evals[0][1]["n"] for evals in found) else f"{n:,}"  # as the suite's lines
