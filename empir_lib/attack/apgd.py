@@ -47,10 +47,9 @@ from ..core import memo
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..nets.metrics import CLIP
 from ..nets.steps import direction, l2_norms, per_image, project
+from .apgd_schedule import MOMENTUM, RHO, checkpoints
 
 NORMS = ("linf", "l2")
-RHO = 0.75
-MOMENTUM = 0.75
 
 
 class Outcome(NamedTuple):
@@ -62,25 +61,6 @@ class Outcome(NamedTuple):
     loss_best: np.ndarray   # best loss reached (for images never broken: at the end)
     zero_grad: np.ndarray   # bool: the gradient at the start was exactly zero
     steps: int              # image-steps spent (forward + backward passes), for the benchmarks
-
-
-def checkpoints(n_iter: int) -> tuple[np.ndarray, np.ndarray]:
-    """APGD's checkpoint schedule: (is iteration i a checkpoint, the window length there).
-
-    As in the reference code: the first window is ``max(int(0.22 n), 1)``
-    iterations, each next one ``max(int(0.03 n), 1)`` shorter, never below
-    ``max(int(0.06 n), 1)``.
-    """
-    n_iter = check_positive_int(n_iter, "n_iter")
-    k, kmin, decr = max(int(0.22 * n_iter), 1), max(int(0.06 * n_iter), 1), max(int(0.03 * n_iter), 1)
-    check, window = np.zeros(n_iter, bool), np.zeros(n_iter, np.int32)
-    counter = 0
-    for i in range(n_iter):
-        counter += 1
-        if counter == k:
-            check[i], window[i] = True, k
-            k, counter = max(k - decr, kmin), 0
-    return check, window
 
 
 def segments(n_iter: int, segment: int = 10) -> list[int]:

@@ -1,0 +1,471 @@
+"""The expected-accuracy suite in JAX, for an accelerator (issue 29).
+
+:mod:`empir_lib.attack.expected_suite` is the reference: TensorFlow on the
+CPU.  Its quantity (:mod:`empir_lib.attack.expected`'s docstring: per image,
+the probability over the defence's draws that its deployed vote at the
+attacker's point is right) needs S EOT samples per gradient and R fresh
+draws per point, which on two cores costs about 30 s per image at S = 16.
+This module computes the same quantity with the same attacks in JAX, so
+that it runs on a GPU where TensorFlow is not installed.  It imports no
+TensorFlow: a **bundle** (:func:`empir_lib.studies.expected_gpu.bundle`)
+carries the members' layers and weights as plain arrays.
+
+What is the same as the reference, and tested against it
+(``tests/test_expected_jax.py``):
+
+* the members: the paper's chain networks (convolutions, pooling, ReLU,
+  dense) with DoReFa weights (Eq. 5, middle) and input activations rounded
+  to the nearest level (Eq. 5, right) or stochastically (the original
+  code's ``stocRound``: ``floor(s) + [u < s - floor(s)]``), both with the
+  straight-through gradient of the ``'ste'`` relaxation;
+* the deployed decision: max voting with the FP-first tie-break
+  (:func:`empir_lib.nets.ensemble.vote`);
+* the objectives (:mod:`empir_lib.attack.objectives`): ``ce_mean_prob``,
+  ``dlr_mean_logits``, ``margin_mean_logits``, ``ce_member:<i>``, each the
+  mean over S draws (EOT, Athalye et al. 2018, section 4);
+* APGD's schedule (Croce & Hein 2020, Algorithm 1; the checkpoints of
+  :mod:`empir_lib.attack.apgd_schedule`) and fixed-step PGD, run to the
+  end and returning the best-loss iterate, as in the reference suite;
+* the transfer stages: ``nearest`` (the deterministic Eq. 5 version) and
+  ``fixed-draws`` (K frozen noise draws per member, attacked as one ensemble).
+
+What differs: the random numbers (JAX's generator, so single runs differ,
+not the distribution), and Square is not here (it is ART's, on the CPU).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from .apgd_schedule import MOMENTUM, RHO, checkpoints
+
+FULL = 32
+LOSSES = ("ce_mean_prob", "dlr_mean_logits", "margin_mean_logits", "ce_member")
+MODES = ("sample", "nearest", "fixed")
+
+
+# --- the members -----------------------------------------------------------------------------------
+
+
+def members(bundle: dict) -> tuple[list[list[dict]], np.ndarray]:
+    """The members' layer lists (weights already quantised, Eq. 5 middle) and the tie-break order.
+
+    ``bundle`` holds ``layers`` (JSON: one list of layer dicts per member)
+    and ``m<k>-l<j>`` kernels (:func:`empir_lib.studies.expected_gpu.bundle`).
+    """
+    try:
+        spec = json.loads(str(bundle["layers"]))
+        order = np.asarray(bundle["order"], np.int32)
+    except KeyError as e:
+        raise EmpirError(f"not a members bundle: it has no {e.args[0]!r}; write one with "
+                         "empir_lib.studies.expected_gpu.bundle.") from None
+    out = []
+    for k, layers in enumerate(spec):
+        built = []
+        for j, layer in enumerate(layers):
+            layer = dict(layer)
+            if layer["kind"] in ("conv", "dense"):
+                layer["w"] = jnp.asarray(_quantise_weights(np.asarray(bundle[f"m{k}-l{j}"], np.float32),
+                                                           layer["wbits"]))
+            built.append(layer)
+        out.append(built)
+    return out, order
+
+
+def _quantise_weights(w: np.ndarray, bits: int) -> np.ndarray:
+    # Eq. 5, middle (quantize.quantize_weights); the weights are constants here, so no gradient is needed.
+    if bits == FULL:
+        return w
+    t = np.tanh(w.astype(np.float32))
+    u = t / np.abs(t).max() * 0.5 + 0.5
+    n = np.float32(2**bits - 1)
+    return (2.0 * np.round(u * n) / n - 1.0).astype(np.float32)
+
+
+def _round_ste(v: jnp.ndarray) -> jnp.ndarray:
+    return v + jax.lax.stop_gradient(jnp.round(v) - v)
+
+
+def _quantise_input(x, layer: dict, mode: str, key, noise):
+    """Eq. 5's activation rule, nearest or stochastic, with the straight-through gradient."""
+    bits = layer["abits"]
+    if bits == FULL:
+        return x
+    n = float(2**bits - 1)
+    v = jnp.clip(x, 0.0, 1.0) * n
+    if not layer.get("stochastic") or mode == "nearest":
+        return _round_ste(v) / n
+    if mode == "fixed":
+        u = noise  # one frozen draw, shared by every image (stochastic.FixedDraw)
+    else:
+        u = jax.random.uniform(key, v.shape, minval=1e-7, maxval=1.0 - 1e-7)
+    floor = jnp.floor(v)
+    hard = floor + (u < v - floor).astype(v.dtype)
+    return (hard + (v - jax.lax.stop_gradient(v))) / n
+
+
+def logits(member: list[dict], x, mode: str = "sample", key=None, noises=None, precision=None):
+    """One member's logits on a batch (NHWC): ``mode`` 'sample' (fresh draws from ``key``),
+    'nearest' (Eq. 5) or 'fixed' (``noises``: one array per stochastic layer)."""
+    k = 0
+    for layer in member:
+        kind = layer["kind"]
+        if kind in ("conv", "dense"):
+            sub = None if key is None else jax.random.fold_in(key, k)
+            noise = None if noises is None or not layer.get("stochastic") else noises[k]
+            if layer.get("stochastic"):
+                k += 1
+            x = _quantise_input(x, layer, mode, sub, noise)
+            if kind == "conv":
+                s = layer["strides"]
+                x = jax.lax.conv_general_dilated(x, layer["w"], (s, s), layer["padding"],
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+            else:
+                x = jnp.dot(x, layer["w"], precision=precision)
+        elif kind == "relu":
+            x = jnp.maximum(x, 0.0)
+        elif kind in ("maxpool", "avgpool"):
+            p, s = layer["size"], layer["stride"]
+            window, strides = (1, p, p, 1), (1, s, s, 1)
+            if kind == "maxpool":
+                x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, layer["padding"])
+            else:
+                x = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, layer["padding"]) / (p * p)
+        elif kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        else:
+            raise EmpirError(f"unknown layer kind {kind!r} in the bundle.")
+    return x
+
+
+def stochastic_shapes(member: list[dict], input_shape: tuple) -> list[tuple]:
+    """The activation shape (one image) at each stochastic layer's input: what a frozen draw covers."""
+    shapes, x = [], jnp.zeros((1, *input_shape), jnp.float32)
+    for layer in member:
+        if layer.get("stochastic"):
+            shapes.append(tuple(x.shape[1:]))
+        x = logits([layer], x, "nearest")
+    return shapes
+
+
+def stack_logits(ms: list[list[dict]], x, mode: str, key, noises=None, precision=None):
+    """Every member's logits, (members, batch, classes); member k draws from ``fold_in(key, 1000 + k)``."""
+    return jnp.stack([logits(m, x, mode, None if key is None else jax.random.fold_in(key, 1000 + k),
+                             None if noises is None else noises[k], precision) for k, m in enumerate(ms)])
+
+
+def vote(z, order):
+    """Max voting with the FP-first tie-break (:func:`empir_lib.nets.ensemble.vote`): (batch,) int32."""
+    preds = jnp.argmax(z, -1).astype(jnp.int32)                       # (K, B)
+    counts = jax.nn.one_hot(preds, z.shape[-1]).sum(0)                # (B, C)
+    tied = counts >= counts.max(-1, keepdims=True)
+    ranked = preds[jnp.asarray(order)]                                # (K, B)
+    in_tied = jnp.take_along_axis(tied, ranked.T, axis=1)             # (B, K)
+    first = jnp.argmax(in_tied, -1)
+    return jnp.take_along_axis(ranked.T, first[:, None], axis=1)[:, 0]
+
+
+# --- objectives (objectives.py's, on stacked logits) ----------------------------------------------------
+
+
+def _margin(z, y):
+    onehot = jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
+    return (z - onehot * 1e9).max(-1) - (onehot * z).sum(-1)
+
+
+def objective(name: str, z, y):
+    """The per-image loss ``name`` of stacked member logits ``z`` (members, batch, classes)."""
+    return _objectives(z, y)[loss_index(name, z.shape[0])]
+
+
+def loss_index(name: str, n_members: int) -> int:
+    """The row of ``name`` in :func:`_objectives`' stack (a traced index: one compiled attack serves all)."""
+    base, _, idx = name.partition(":")
+    check_choice(base, LOSSES, "objective")
+    if base != "ce_member":
+        return LOSSES.index(base)
+    if not idx.isdigit() or not 0 <= int(idx) < n_members:
+        raise EmpirError(f"objective {name!r} names no member; this ensemble has members 0..{n_members - 1}.")
+    return 3 + int(idx)
+
+
+def _objectives(z, y):
+    # Every objective of objectives.py on the same logits, stacked: ce_mean_prob, dlr_mean_logits,
+    # margin_mean_logits, then ce_member:<i> for each member.
+    ce = lambda lg: -jnp.take_along_axis(jax.nn.log_softmax(lg), y[:, None], 1)[:, 0]  # noqa: E731
+    log_mean = jax.nn.logsumexp(jax.nn.log_softmax(z), 0) - jnp.log(z.shape[0])
+    zbar = z.mean(0)
+    top = jax.lax.top_k(zbar, 3)[0]
+    margin = _margin(zbar, y)
+    return jnp.stack([ce(log_mean), margin / (top[:, 0] - top[:, 2] + 1e-12), margin,
+                      *[ce(z[i]) for i in range(z.shape[0])]])
+
+
+def eot_loss(ms, samples: int, mode: str = "sample", noises=None) -> Callable:
+    """``f(x, y, key, which) -> per-image loss``: objective row ``which`` (:func:`loss_index`), the mean
+    over ``samples`` draws (EOT).  A member's objective runs every member, as the reference suite does."""
+
+    def f(x, y, key, which):
+        b = x.shape[0]
+        z = stack_logits(ms, jnp.tile(x, (samples, 1, 1, 1)), mode, key, noises)
+        return _objectives(z, jnp.tile(y, samples))[which].reshape(samples, b).mean(0)
+
+    return f
+
+
+# --- APGD and PGD (apgd.py's loop, run to the end, best-loss iterate) ---------------------------------
+
+
+def _project(x_nat, x, eps):
+    return jnp.clip(jnp.clip(x, x_nat - eps, x_nat + eps), 0.0, 1.0)
+
+
+def attack(loss: Callable, which: int, x: np.ndarray, y: np.ndarray, eps: float, n_iter: int, key,
+           step: float | None = None, schedule: bool = True, momentum: bool = True) -> np.ndarray:
+    """APGD (defaults; Croce & Hein 2020, Algorithm 1) or fixed-step PGD at L-inf ``eps``: the best-loss points.
+
+    ``loss(x, y, key, which)`` is per image (:func:`eot_loss`); every
+    iterate's loss is a fresh EOT estimate, as in the reference.  The
+    objective, the schedule and the momentum are traced arguments, so one
+    compiled loop serves every stage of a setting.
+    """
+    eps = check_finite_number(eps, "eps", 0.0, 1.0)
+    n_iter = check_positive_int(n_iter, "N (iterations)")
+    check, window = checkpoints(n_iter)
+    fn = _compiled(loss, n_iter)
+    step0 = 2.0 * eps if step is None else check_finite_number(step, "step", 0.0, None)
+    out = fn(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32), jnp.float32(eps), jnp.float32(step0), key,
+             jnp.asarray(check & schedule), jnp.asarray(np.maximum(window, 1)), jnp.int32(which),
+             jnp.asarray(momentum))
+    return np.asarray(out)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(loss, n_iter):
+    if (loss, n_iter) not in _COMPILED:
+        _COMPILED[(loss, n_iter)] = jax.jit(_apgd(loss, n_iter))
+    return _COMPILED[(loss, n_iter)]
+
+
+def _apgd(loss, n_iter: int):
+    def run(x_nat, y, eps, step0, key, check, window, which, momentum):
+        def value_grad(x, k):
+            # One pass for the loss and its gradient, on the same draws.
+            (_, per), g = jax.value_and_grad(lambda xx: (lambda v: (v.sum(), v))(loss(xx, y, k, which)),
+                                             has_aux=True)(x)
+            return per, g
+
+        b = x_nat.shape[0]
+        k0, key = jax.random.split(key)
+        t = jax.random.uniform(k0, x_nat.shape, minval=-1.0, maxval=1.0)
+        t = t / (jnp.abs(t).reshape(b, -1).max(1) + 1e-12)[:, None, None, None]
+        x0 = jnp.clip(x_nat + eps * t, 0.0, 1.0)
+        loss0, g0 = value_grad(x0, jax.random.fold_in(key, 0))
+        hist = jnp.zeros((n_iter + 1, b)).at[0].set(loss0)
+        img = lambda m: m[:, None, None, None]  # noqa: E731
+        state = (x0, x0, g0, x0, g0, loss0, jnp.full((b,), step0), loss0, jnp.zeros((b,), bool), hist)
+
+        def body(i, st):
+            x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist = st
+            a = jnp.where(momentum & (i > 0), MOMENTUM, 1.0)
+            grad2 = x_adv - x_old
+            x_old = x_adv
+            z = _project(x_nat, x_adv + img(step) * jnp.sign(grad), eps)
+            x_new = _project(x_nat, x_adv + a * (z - x_adv) + (1.0 - a) * grad2, eps)
+            lo, g = value_grad(x_new, jax.random.fold_in(key, i + 1))
+            hist = hist.at[i + 1].set(lo)
+            better = lo > loss_best
+            x_best = jnp.where(img(better), x_new, x_best)
+            grad_best = jnp.where(img(better), g, grad_best)
+            loss_best = jnp.maximum(lo, loss_best)
+            x_adv, grad = x_new, g
+            # APGD's checkpoint rule (apgd.py); ``check`` is all False for fixed-step PGD.
+            k = window[i]
+            start = jnp.maximum(i - k + 1, 0)
+            t_idx = jnp.arange(n_iter)[:, None]
+            inside = (t_idx >= start) & (t_idx < start + k)
+            rises = ((hist[1:] > hist[:-1]) & inside).sum(0).astype(jnp.float32)
+            osc = rises <= k.astype(jnp.float32) * RHO
+            stuck = ~reduced_last & (best_last >= loss_best)
+            reduce = check[i] & (osc | stuck)
+            reduced_last = jnp.where(check[i], reduce, reduced_last)
+            best_last = jnp.where(check[i], loss_best, best_last)
+            step = jnp.where(reduce, step / 2.0, step)
+            x_adv = jnp.where(img(reduce), x_best, x_adv)
+            grad = jnp.where(img(reduce), grad_best, grad)
+            return (x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist)
+
+        return jax.lax.fori_loop(0, n_iter, body, state)[3]
+
+    return run
+
+
+# --- the expected accuracy and the suite --------------------------------------------------------------
+
+
+def correct_rate(ms, order, x: np.ndarray, y: np.ndarray, draws: int, key, batch: int = 1000) -> np.ndarray:
+    """Per image, the share of ``draws`` fresh draws whose vote is the label (expected.correct_rate)."""
+    draws = check_positive_int(draws, "R (fresh draws per point)")
+    f = _vote_fn(ms, tuple(int(o) for o in order))
+    hits, size = np.zeros(len(y)), padded(len(y), batch)
+    for r in range(draws):
+        k = jax.random.fold_in(key, r)
+        for i in range(0, len(y), size):
+            xb = _pad(np.asarray(x[i:i + size], np.float32), size)
+            pred = np.asarray(f(jnp.asarray(xb), jax.random.fold_in(k, i)))[:len(y[i:i + size])]
+            hits[i:i + size] += pred == np.asarray(y[i:i + size])
+    return hits / draws
+
+
+def padded(n: int, most: int) -> int:
+    """The batch size for ``n`` images: the next power of two, at most ``most``.
+
+    Every batch is padded to it, so a compiled attack or vote is reused
+    across chunks instead of compiled again for each new length.
+    """
+    return int(min(most, 2 ** int(np.ceil(np.log2(max(n, 1))))))
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    # Copies of the last row; their results are dropped.
+    return a if len(a) == size else np.concatenate([a, np.repeat(a[-1:], size - len(a), 0)])
+
+
+_VOTES: dict = {}
+
+
+def _vote_fn(ms, order: tuple, mode: str = "sample", noises=None):
+    key = (id(ms), order, mode, id(noises))
+    if key not in _VOTES:
+        # Judged at full float32 precision: a deployed decision is not a place for TF32.
+        _VOTES[key] = (jax.jit(lambda x, k: vote(stack_logits(ms, x, mode, k, noises, jax.lax.Precision.HIGHEST),
+                                                 jnp.asarray(order))), ms, noises)
+    return _VOTES[key][0]
+
+
+def frozen(ms, input_shape: tuple, draws: int, seed: int) -> tuple[list, list]:
+    """K frozen draws of every member (stochastic.fixed_draw): (members repeated K times, their noises)."""
+    rng = np.random.default_rng(seed)
+    out, noises = [], []
+    for _ in range(check_positive_int(draws, "K (frozen draws)")):
+        for m in ms:
+            out.append(m)
+            noises.append([jnp.asarray(rng.uniform(size=s).astype(np.float32))
+                           for s in stochastic_shapes(m, input_shape)])
+    return out, noises
+
+
+def valid(x: np.ndarray, xa: np.ndarray, eps: float) -> np.ndarray:
+    """Per image: finite, in [0, 1], within eps (expected_suite.valid's rule)."""
+    d = np.abs(np.asarray(xa, np.float64) - x).reshape(len(x), -1).max(1)
+    flat = np.asarray(xa).reshape(len(x), -1)
+    return np.isfinite(flat).all(1) & (flat >= 0).all(1) & (flat <= 1).all(1) & (d <= eps * (1 + 1e-4) + 1e-6)
+
+
+def stage_points(ms, spec: dict, x: np.ndarray, y: np.ndarray, eps: float, key, input_shape: tuple) -> np.ndarray:
+    """One stage's points (expected_suite.suite's specs, less Square)."""
+    kind = spec["kind"]
+    if kind == "square":
+        raise EmpirError("Square is ART's and runs on the CPU (expected_suite); the JAX suite has no Square.")
+    if kind == "nearest":
+        loss, which = _cached_loss(ms, 1, "nearest", None), 0
+    elif kind == "fixed-draws":
+        fms, noises = _cached_frozen(ms, input_shape, spec["draws"])
+        loss, which = _cached_loss(fms, 1, "fixed", noises), 0
+    else:
+        loss, which = _cached_loss(ms, spec["samples"], "sample", None), loss_index(spec["loss"], len(ms))
+    fixed = kind == "pgd"
+    return attack(loss, which, x, y, eps, spec["n_iter"], key, step=spec["step_frac"] * eps if fixed else None,
+                  schedule=not fixed, momentum=not fixed)
+
+
+_LOSSES: dict = {}
+
+
+def _cached_loss(ms, samples, mode, noises):
+    # One loss function per setting: the compiled attack is keyed on it.
+    key = (id(ms), samples, mode, id(noises))
+    if key not in _LOSSES:
+        _LOSSES[key] = (eot_loss(ms, samples, mode, noises), ms, noises)
+    return _LOSSES[key][0]
+
+
+_FROZEN: dict = {}
+
+
+def _cached_frozen(ms, input_shape, draws):
+    key = (id(ms), draws)
+    if key not in _FROZEN:
+        _FROZEN[key] = (*frozen(ms, input_shape, draws, seed=draws), ms)
+    return _FROZEN[key][:2]
+
+
+def evaluate(ms, order, x: np.ndarray, y: np.ndarray, eps: float, specs: list[dict], draws: int, seed: int = 0,
+             chunk: int = 16384, clean: np.ndarray | None = None, tick: Callable[[str, int], object] | None = None
+             ) -> dict:
+    """expected_suite.evaluate's cascade: each stage on the images still above zero; per image the
+    worst case over stages, re-estimated on fresh draws at the chosen point.
+
+    ``chunk`` bounds the images times EOT samples in one batch.
+    Returns ``clean``, ``per_stage`` (n, stages + 1), ``best_stage``, ``robust``, ``points``, ``stats``.
+    """
+    if not specs:
+        raise EmpirError("an expected-accuracy suite needs at least one stage.")
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    key = jax.random.key(seed)
+    shape = tuple(x.shape[1:])
+    p0 = correct_rate(ms, order, x, y, draws, jax.random.fold_in(key, 1)) if clean is None else np.asarray(clean)
+    per = np.full((len(y), len(specs) + 1), np.nan)
+    per[:, 0] = p0
+    best_x, best_p, best_stage = x.copy(), p0.copy(), np.zeros(len(y), np.int64)
+    stats = {}
+    for j, spec in enumerate(specs, start=1):
+        todo = np.flatnonzero(best_p > 0)
+        st = stats.setdefault(spec["name"], {"attacked": int(len(todo)), "invalid": 0})
+        # One batch size per setting (not per stage): each compiled loop is reused by every stage.
+        size = padded(len(y), max(16, chunk // spec.get("samples", 1)))
+        for c in range(0, len(todo), size):
+            idx = todo[c:c + size]
+            k = jax.random.fold_in(jax.random.fold_in(key, 100 + j), c)
+            xa = stage_points(ms, spec, _pad(x[idx], size), _pad(y[idx], size), eps, k, shape)[:len(idx)]
+            ok = valid(x[idx], xa, eps)
+            st["invalid"] += int((~ok).sum())
+            xa = np.where(ok[:, None, None, None], xa, x[idx])
+            p = correct_rate(ms, order, xa, y[idx], draws, jax.random.fold_in(k, 7))
+            per[idx, j] = p
+            better = p < best_p[idx]
+            best_x[idx[better]], best_p[idx[better]], best_stage[idx[better]] = xa[better], p[better], j
+            if tick is not None:
+                tick(spec["name"], len(idx))
+    # Fresh draws at the chosen point: the min over noisy estimates is biased low.
+    robust = correct_rate(ms, order, best_x, y, draws, jax.random.fold_in(key, 2))
+    return {"clean": p0, "per_stage": per, "best_stage": best_stage, "robust": robust, "points": best_x,
+            "stats": stats, "stages": [s["name"] for s in specs]}
+
+
+def lottery(ms, order, x: np.ndarray, y: np.ndarray, queries: list[int], key) -> dict:
+    """expected.lottery: the share right on every one of Q fresh draws, per Q, and ``mean(p ** Q)``."""
+    queries = [check_positive_int(q, "Q (queries)") for q in queries]
+    f = _vote_fn(ms, tuple(int(o) for o in order))
+    alive, hits, out = np.ones(len(y), bool), np.zeros(len(y)), []
+    for q in range(1, queries[-1] + 1):
+        ok = np.asarray(f(jnp.asarray(x, jnp.float32), jax.random.fold_in(key, q))) == y
+        alive &= ok
+        hits += ok
+        if q in queries:
+            out.append(float(alive.mean()))
+    p = hits / queries[-1]
+    return {"queries": queries, "survive": out, "mean_p_power": [float(np.mean(p ** q)) for q in queries]}
+
+
+def check_mode(mode: str) -> str:
+    """'sample', 'nearest' or 'fixed'."""
+    return check_choice(mode, MODES, "rounding mode")

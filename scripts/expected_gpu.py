@@ -1,0 +1,39 @@
+"""The expected-accuracy study on a GPU (issue 29): the bundle that goes there, and what comes back.
+
+    EMPIR_DATA_DIR=... PYTHONPATH=. .venv/bin/python scripts/expected_gpu.py bundle 1000 .gpu/bundle.npz
+
+writes the jointly trained stochastic ensemble and the first N CIFAR-10 test
+images as plain arrays (:func:`empir_lib.studies.expected_gpu.bundle`); on the
+GPU machine ``scripts/expected_gpu_run.py`` runs the plan on it in JAX.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from empir_lib.nets import data, diversity
+from empir_lib.nets import ensemble as ens_mod
+from empir_lib.studies import expected_gpu
+
+
+def write_bundle(n: int, path: str) -> None:
+    x, y = data.load("cifar10", "test", n=n)
+    b = expected_gpu.bundle(ens_mod.from_zoo(diversity.joint_ids("cifar10")), x, y)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **b)
+    print(f"{path}: {n} images, members {json.loads(str(b['names']))}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "bundle" and argv[1].isdigit():
+        write_bundle(int(argv[1]), argv[2])
+        return 0
+    print(__doc__.split("\n\n")[1], file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
