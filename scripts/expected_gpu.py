@@ -4,7 +4,12 @@
 
 writes the jointly trained stochastic ensemble and the first N CIFAR-10 test
 images as plain arrays (:func:`empir_lib.studies.expected_gpu.bundle`); on the
-GPU machine ``scripts/expected_gpu_run.py`` runs the plan on it in JAX.
+GPU machine ``scripts/expected_gpu_run.py`` runs the plan on it in JAX.  Back here,
+
+    EMPIR_DATA_DIR=... PYTHONPATH=. .venv/bin/python scripts/expected_gpu.py ingest DEVICE_OUT_DIR
+
+judges every returned point again with the TensorFlow ensemble and writes
+``data/results/cifar10/stochastic/expected-gpu.json`` (:func:`empir_lib.studies.expected_gpu.ingest`).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import numpy as np
 
 from empir_lib.nets import data, diversity
 from empir_lib.nets import ensemble as ens_mod
-from empir_lib.studies import expected_gpu
+from empir_lib.studies import expected_gpu, results
 
 
 def write_bundle(n: int, path: str) -> None:
@@ -30,6 +35,13 @@ def write_bundle(n: int, path: str) -> None:
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "bundle" and argv[1].isdigit():
         write_bundle(int(argv[1]), argv[2])
+        return 0
+    if len(argv) == 2 and argv[0] == "ingest":
+        x, y = data.load("cifar10", "test", n=json.loads((Path(argv[1]) / "results.json").read_text())["n"])
+        ens = ens_mod.from_zoo(diversity.joint_ids("cifar10"))
+        rec = expected_gpu.ingest(argv[1], ens, x, y, results.results_dir("cifar10") / "stochastic",
+                                  command="scripts/expected_gpu.py " + " ".join(argv))
+        print(json.dumps({k: rec[k] for k in ("clean", "robust", "robust_ci95", "chosen")}))
         return 0
     print(__doc__.split("\n\n")[1], file=sys.stderr)
     return 2

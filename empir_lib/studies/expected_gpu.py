@@ -11,13 +11,18 @@ provenance (:func:`ingest`), beside the CPU study's files
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import keras
 import numpy as np
 
+from ..attack import expected, expected_suite
 from ..core.errors import EmpirError
+from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import quantize
+from . import expected_study, results
 
 _POOLS = {"MaxPooling2D": "maxpool", "AveragePooling2D": "avgpool"}
 
@@ -78,3 +83,73 @@ def bundle(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray) -> dict:
         raise EmpirError(f"{len(x)} images and {len(y)} labels: pass the same number.")
     return {**arrays, "layers": np.array(json.dumps(specs)), "order": ens_mod.priority(ens),
             "names": np.array(json.dumps(list(ens.names))), "x": x, "y": y}
+
+
+def ingest(device_dir: str | os.PathLike, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray,
+           out_dir: str | os.PathLike, draws: int = expected.DRAWS, command: str | None = None) -> dict:
+    """Read a device run (``results.json``, ``results.npz``, ``points-*.npz``) into ``expected-gpu.json``.
+
+    Every returned point is validated and **judged again by the TensorFlow
+    reference** on fresh draws (:func:`empir_lib.attack.expected.correct_rate`):
+    the quoted expected accuracy is the deployed Keras ensemble's, not the
+    port's.  The doubling pairs and the setting to quote follow
+    :func:`empir_lib.studies.expected_study.converged`, on those judged values.
+    """
+    device_dir, out_dir = Path(device_dir), Path(out_dir)
+    run = json.loads((device_dir / "results.json").read_text())
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    if run["names"] != list(ens.names) or run["n"] != len(y) or abs(run["eps"] - expected_study.EPS) > 1e-12:
+        raise EmpirError(f"{device_dir}: the run is of {run['names']} on {run['n']} images at eps {run['eps']}; "
+                         f"this ingest is of {list(ens.names)} on {len(y)} at {expected_study.EPS}.")
+    with np.load(device_dir / "results.npz") as f:
+        gpu = dict(f)
+    arrays = {"clean": expected.correct_rate(ens, x, y, draws), "clean_gpu": gpu["clean"]}
+    units, points, headline_x = [], [], {}
+    for unit in run["units"]:
+        unit = dict(unit)
+        name = unit["name"]
+        if unit["kind"] != "lottery":
+            arrays[f"{name}-gpu"] = gpu[f"{name}-robust"]
+            unit["robust_gpu"] = round(float(gpu[f"{name}-robust"].mean()), 6)
+            best = gpu[f"{name}-best_stage"]
+            unit["lowest_by_stage"] = {s: int(np.sum(best == j)) for j, s in enumerate(["clean", *unit["stages"]])}
+            del unit["robust"]
+        pts = device_dir / f"points-{name}.npz"
+        if unit["kind"] == "suite" and pts.is_file():
+            with np.load(pts) as f:
+                xa = f["x"]
+            ok = expected_suite.valid(x, xa, expected_study.EPS)
+            unit["invalid_on_return"] = int((~ok).sum())
+            xa = np.where(ok[:, None, None, None], xa, x)
+            p = expected.correct_rate(ens, xa, y, draws)
+            arrays[f"{name}-tf"] = p
+            unit.update(expected_study.summary("robust", p, draws))
+            points.append({"samples": unit["samples"], "n_iter": unit["n_iter"], "robust": unit["robust"]})
+            headline_x[(unit["samples"], unit["n_iter"])] = xa
+        units.append(unit)
+    for unit in units:  # each suite against its doubled S and N (new seed), paired on the same images
+        key = f"suite-s{2 * unit.get('samples', 0)}-n{2 * unit.get('n_iter', 0)}-tf"
+        if unit["kind"] == "suite" and key in arrays:
+            d = expected.paired(arrays[f"{unit['name']}-tf"], arrays[key])
+            unit["doubled"] = {k: round(d[k], 6) for k in ("diff", "se", "lo", "hi")}
+    if not points:
+        raise EmpirError(f"{device_dir}: no suite's points came back; nothing can be judged.")
+    chosen = expected_study.converged(points)
+    at = next(u for u in units if u["kind"] == "suite" and (u["samples"], u["n_iter"]) ==
+              (chosen["samples"], chosen["n_iter"]))
+    p = arrays[f"{at['name']}-tf"]
+    record = {"kind": "expected-gpu", "members": list(ens.names), "n": len(y), "draws": draws,
+              "threat": {"name": "linf-5-255", "norm": "linf", "eps": expected_study.EPS},
+              "chosen": chosen, "tolerance": expected_study.TOLERANCE, "units": units,
+              **expected_study.summary("clean", arrays["clean"], draws),
+              **{k: at[k] for k in ("robust", "robust_se", "robust_ci95", "robust_se_draws")},
+              "robust_majority": round(float(np.mean(p > 0.5)), 6),
+              "device": {"jax_device": run["device"], "jax": run["jax"], "wall_s": run["wall_s"],
+                         "seconds_by_unit": {u["name"]: u["seconds"] for u in units}},
+              "per_image": {"file": "expected-gpu.npz", "points": "expected-gpu-points.npz", "n": len(y)}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "expected-gpu.npz", lambda q: np.savez_compressed(open(q, "wb"), **arrays))
+    best = headline_x[(chosen["samples"], chosen["n_iter"])]
+    atomic_write(out_dir / "expected-gpu-points.npz", lambda q: np.savez_compressed(open(q, "wb"), x=best))
+    return results.write_result(out_dir / "expected-gpu.json", record, "cifar10", command=command)

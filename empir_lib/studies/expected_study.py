@@ -99,7 +99,7 @@ def converged(points: list[dict], tolerance: float = TOLERANCE) -> dict:
     return {"samples": s, "n_iter": n, "converged": False, "from": None}
 
 
-def _summary(name: str, p: np.ndarray, draws: int) -> dict:
+def summary(name: str, p: np.ndarray, draws: int) -> dict:
     e = expected.estimate(p, draws)
     return {f"{name}": round(e["mean"], 6), f"{name}_se": round(e["se"], 6),
             f"{name}_ci95": [round(e["lo"], 6), round(e["hi"], 6)], f"{name}_se_draws": round(e["se_draws"], 6)}
@@ -170,7 +170,7 @@ def _converge(job, ens, x, y, stem, progress) -> tuple[dict, dict]:
         stem.with_name(stem.name + "-run.npz").unlink(missing_ok=True)
         arrays.setdefault("clean", res["clean"])
         arrays[f"robust_s{s}_n{n_iter}"] = res["robust"]
-        done.append({"samples": s, "n_iter": n_iter, **_summary("robust", res["robust"], job["draws"]),
+        done.append({"samples": s, "n_iter": n_iter, **summary("robust", res["robust"], job["draws"]),
                      "attacked": res["stats"]["apgd-ce"]["attacked"],
                      "seconds": round(time.perf_counter() - t0, 1)})
         atomic_write(stem.with_name(stem.name + "-p.npz"), lambda p: np.savez(open(p, "wb"), **arrays))
@@ -187,7 +187,7 @@ def _converge(job, ens, x, y, stem, progress) -> tuple[dict, dict]:
     at = next(p for p in done if (p["samples"], p["n_iter"]) == (chosen["samples"], chosen["n_iter"]))
     record = {"grid": job["grid"], "points": done, "chosen": chosen, "tolerance": TOLERANCE,
               **{k: at[k] for k in ("robust", "robust_se", "robust_ci95", "robust_se_draws")},
-              "attack": "EOT APGD-CE (ce_mean_prob), 1 restart", **_summary("clean", arrays["clean"], job["draws"])}
+              "attack": "EOT APGD-CE (ce_mean_prob), 1 restart", **summary("clean", arrays["clean"], job["draws"])}
     return record, arrays
 
 
@@ -198,8 +198,8 @@ def _suite(job, ens, x, y, samples, n_iter, stem, progress) -> tuple[dict, dict]
         specs = expected_suite.suite(ens, samples, n_iter, **SQUARE)
     res = expected_suite.evaluate(ens, x, y, EPS, specs, job["draws"], state_path=stem.with_suffix(".npz"),
                                   progress=progress)
-    record = {"samples": samples, "stages": specs, **_summary("clean", res["clean"], job["draws"]),
-              **_summary("robust", res["robust"], job["draws"]),
+    record = {"samples": samples, "stages": specs, **summary("clean", res["clean"], job["draws"]),
+              **summary("robust", res["robust"], job["draws"]),
               "robust_majority": round(float(np.mean(res["robust"] > 0.5)), 6), "stats": res["stats"]}
     names = ["clean", *res["stages"]]
     record["lowest_by_stage"] = {nm: int(np.sum(res["best_stage"] == j)) for j, nm in enumerate(names)}
