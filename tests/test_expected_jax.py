@@ -1,0 +1,170 @@
+"""The JAX port of the expected-accuracy suite against its TensorFlow reference, and the GPU run's ingest.
+
+The numbers the book quotes from the GPU are judged again by TensorFlow
+(:func:`empir_lib.studies.expected_gpu.ingest`); these tests check that what
+ran there is the same defence and the same attack: the members' logits, the
+vote, the objectives, the stochastic quantiser, and the attack's outputs.
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from empir_lib.attack import apgd, apgd_schedule, expected, objectives
+from empir_lib.attack import expected_jax as ej
+from empir_lib.core.errors import EmpirError
+from empir_lib.nets import data, diversity, models, stochastic
+from empir_lib.nets import ensemble as ens_mod
+from empir_lib.studies import expected_gpu, expected_study
+
+EPS = 5 / 255
+
+
+@pytest.fixture(scope="module")
+def joint():
+    """The jointly trained stochastic ensemble (read-only), its bundle on 24 sample images, and the port."""
+    ens = ens_mod.from_zoo(diversity.joint_ids("cifar10"))
+    x, y = data.load_sample("cifar10", 24)
+    b = expected_gpu.bundle(ens, x, y)
+    ms, order = ej.members(b)
+    return ens, x, y, ms, order
+
+
+def test_nearest_members_give_the_tensorflow_logits_and_vote(joint):
+    ens, x, y, ms, order = joint
+    near = ens_mod.make([stochastic.with_inference(m, "nearest") for m in ens.members], ens.rule)
+    z_tf = ens_mod.member_logits(near, tf.constant(x)).numpy()
+    z_jax = np.asarray(ej.stack_logits(ms, jnp.asarray(x), "nearest", None, precision=jax.lax.Precision.HIGHEST))
+    assert z_jax.shape == z_tf.shape
+    np.testing.assert_allclose(z_jax, z_tf, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(ej.vote(jnp.asarray(z_jax), order)), ens_mod.predict(near, x))
+
+
+def test_stochastic_members_give_the_tensorflow_expected_accuracy(joint):
+    ens, x, y, ms, order = joint
+    p_tf = expected.correct_rate(ens, x, y, 64, seed=3)
+    p_jax = ej.correct_rate(ms, order, x, y, 64, jax.random.key(3))
+    # Per image each is a mean of 64 draws: the two agree within the draws' noise (3 standard errors).
+    se = np.sqrt(np.mean(p_tf * (1 - p_tf) + p_jax * (1 - p_jax)) / 64 / len(y))
+    assert abs(p_tf.mean() - p_jax.mean()) < 3 * se + 0.01
+    near = ens_mod.make([stochastic.with_inference(m, "nearest") for m in ens.members], ens.rule)
+    # ... and the draws are random: some image's share is strictly between 0 and 1.
+    assert np.any((p_jax > 0) & (p_jax < 1)) and not np.array_equal(p_jax, ens_mod.predict(near, x) == y)
+
+
+def test_the_stochastic_quantiser_is_unbiased_and_on_the_grid():
+    a = jnp.linspace(-0.2, 1.2, 57).reshape(1, 57)
+    layer = {"abits": 2, "stochastic": True}
+    q = np.stack([np.asarray(ej._quantise_input(a, layer, "sample", jax.random.key(k), None)) for k in range(400)])
+    np.testing.assert_allclose(q * 3, np.round(q * 3), atol=1e-6)  # every value is a 2-bit level
+    np.testing.assert_allclose(q.mean(0), np.clip(np.asarray(a), 0, 1), atol=0.06)
+    # A frozen draw of 0.5 everywhere rounds to the nearest level (up to ties), as stochastic.fixed_draw's check.
+    half = np.asarray(ej._quantise_input(a, layer, "fixed", None, jnp.full(a.shape, 0.5)))
+    near = np.asarray(ej._quantise_input(a, layer, "nearest", None, None))
+    off = np.abs(np.clip(np.asarray(a), 0, 1) * 3 % 1 - 0.5) > 1e-6
+    np.testing.assert_allclose(half[off], near[off])
+
+
+def test_the_objectives_and_the_vote_are_the_tensorflow_ones():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(3, 16, 10)).astype(np.float32)
+    z[:, :4] = np.round(z[:, :4])  # ties among the members' votes
+    y = rng.integers(0, 10, 16)
+    zt, yt = tf.constant(z), tf.constant(y)
+    want = {"ce_mean_prob": objectives.ce_mean_prob(zt, yt),
+            "dlr_mean_logits": objectives.dlr(tf.reduce_mean(zt, 0), yt),
+            "margin_mean_logits": objectives.margin(tf.reduce_mean(zt, 0), yt),
+            "ce_member:2": objectives.cross_entropy(zt[2], yt)}
+    for name, w in want.items():
+        np.testing.assert_allclose(np.asarray(ej.objective(name, jnp.asarray(z), jnp.asarray(y))), w.numpy(),
+                                   rtol=1e-5, atol=1e-5, err_msg=name)
+    votes = np.round(rng.normal(size=(3, 64, 4))).astype(np.float32)
+    for order in ([0, 1, 2], [2, 0, 1]):
+        np.testing.assert_array_equal(np.asarray(ej.vote(jnp.asarray(votes), np.array(order))),
+                                      ens_mod.vote(tf.constant(votes), np.array(order))[0].numpy())
+    with pytest.raises(EmpirError, match="names no member"):
+        ej.loss_index("ce_member:3", 3)
+
+
+def test_the_attack_returns_valid_points_that_raise_its_loss(joint):
+    ens, x, y, ms, order = joint
+    loss = ej.eot_loss(ms, 1, "nearest")
+    which = ej.loss_index("ce_mean_prob", 3)
+    key = jax.random.key(0)
+    before = np.asarray(loss(jnp.asarray(x), jnp.asarray(y), key, which))
+    for kw in ({}, {"step": EPS / 4, "schedule": False, "momentum": False}):
+        xa = ej.attack(loss, which, x, y, EPS, 10, key, **kw)
+        assert ej.valid(x, xa, EPS).all()
+        after = np.asarray(loss(jnp.asarray(xa), jnp.asarray(y), key, which))
+        assert np.all(after >= before - 1e-5) and after.mean() > before.mean() + 0.1
+    near = ens_mod.make([stochastic.with_inference(m, "nearest") for m in ens.members], ens.rule)
+    assert np.mean(ens_mod.predict(near, xa) == y) < np.mean(ens_mod.predict(near, x) == y)
+    assert apgd.checkpoints is apgd_schedule.checkpoints  # one schedule for both APGDs
+
+
+def test_the_suite_keeps_each_images_worst_stage(joint):
+    ens, x, y, ms, order = joint
+    specs = [{"name": "apgd-ce", "kind": "apgd", "loss": "ce_mean_prob", "samples": 2, "n_iter": 3},
+             {"name": "nearest", "kind": "nearest", "n_iter": 3}]
+    res = ej.evaluate(ms, order, x[:8], y[:8], EPS, specs, draws=4, seed=1)
+    per = res["per_stage"]
+    assert per.shape == (8, 3) and np.all(res["best_stage"] == np.nanargmin(per, 1))
+    assert ej.valid(x[:8], res["points"], EPS).all() and res["stats"]["apgd-ce"]["invalid"] == 0
+    with pytest.raises(EmpirError, match="Square"):
+        ej.stage_points(ms, {"kind": "square"}, x[:2], y[:2], EPS, jax.random.key(0), (32, 32, 3))
+    assert [ej.padded(n, 256) for n in (1, 5, 256, 300)] == [1, 8, 256, 256]
+
+
+def test_a_bundle_carries_only_what_the_port_computes():
+    with pytest.raises(EmpirError, match="grouped"):
+        expected_gpu.layers(models.alexnet_tiny(2, 2))
+    with pytest.raises(EmpirError, match="not a members bundle"):
+        ej.members({"x": np.zeros(1)})
+
+
+def _device_dir(tmp_path, ens, x, y, names=None):
+    """A device run as scripts/expected_gpu_run.py writes it: two suites, the second's points out of eps once."""
+    stages = ["apgd-ce"]
+    run = {"device": "cpu:0", "jax": jax.__version__, "n": len(y), "eps": EPS, "draws": 4,
+           "names": names or list(ens.names), "wall_s": 1.0, "units": []}
+    arrays = {"clean": np.ones(len(y))}
+    for s, n in ((1, 2), (2, 4)):
+        name = f"suite-s{s}-n{n}"
+        run["units"].append({"name": name, "kind": "suite", "samples": s, "n_iter": n, "stages": stages,
+                             "stats": {}, "robust": 0.5, "seconds": 1.0})
+        arrays.update({f"{name}-robust": np.full(len(y), 0.5), f"{name}-best_stage": np.zeros(len(y), int),
+                       f"{name}-per_stage": np.zeros((len(y), 2))})
+        pts = x.copy()
+        if s == 2:
+            pts[0] += 0.5  # outside eps: replaced by the clean image and counted
+        np.savez_compressed(tmp_path / f"points-{name}.npz", x=pts)
+    (tmp_path / "results.json").write_text(json.dumps(run))
+    np.savez_compressed(tmp_path / "results.npz", **arrays)
+    return tmp_path
+
+
+def test_ingest_judges_the_returned_points_with_tensorflow(joint, tmp_path):
+    ens, x, y, _, _ = joint
+    (tmp_path / "dev").mkdir()
+    dev = _device_dir(tmp_path / "dev", ens, x, y)
+    out = tmp_path / "out"
+    rec = expected_gpu.ingest(dev, ens, x, y, out, draws=4, command="test")
+    first, second = rec["units"]
+    assert second["invalid_on_return"] == 1 and first["invalid_on_return"] == 0
+    with np.load(out / "expected-gpu.npz") as f:
+        # Every point is the clean image, so the judged values are fresh draws at the clean images.
+        assert abs(f["suite-s1-n2-tf"].mean() - f["clean"].mean()) < 0.25
+        assert set(f.files) >= {"clean", "clean_gpu", "suite-s1-n2-tf", "suite-s2-n4-tf", "suite-s2-n4-gpu"}
+    assert "doubled" in first and "doubled" not in second
+    assert rec["chosen"] == expected_study.converged([{"samples": u["samples"], "n_iter": u["n_iter"],
+                                                       "robust": u["robust"]} for u in rec["units"]])
+    assert rec["robust"] == next(u["robust"] for u in rec["units"] if u["samples"] == rec["chosen"]["samples"])
+    assert rec["provenance"]["command"] == "test" and rec["device"]["jax_device"] == "cpu:0"
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(EmpirError, match="this ingest is of"):
+        expected_gpu.ingest(_device_dir(tmp_path / "bad", ens, x, y, names=["other"]), ens, x, y, out, draws=4)
