@@ -124,3 +124,43 @@ def test_members_line_and_live_randomness():
     x, y = data.load_sample("mnist", 40)
     r = ch.live_randomness("mnist-a2w2-s1", x, y, draws=3)
     assert len(r["draw_accuracy"]) == 3 and 0 <= r["share"] <= 1 and r["n"] == 40
+
+
+def write_gpu(root):
+    """An expected-gpu.json as expected_gpu.ingest writes it: two suites, AutoAttack rand and a lottery."""
+    units = [{"name": f"suite-s{s}-n{n}", "kind": "suite", "samples": s, "n_iter": n, "seconds": 5.0 * s,
+              "stages": ["apgd-ce", "nearest"], "stats": {"apgd-ce": {"attacked": 700}, "nearest": {"attacked": 300}},
+              "lowest_by_stage": {"nearest": 1, "clean": 300, "apgd-ce": 699}, "robust_gpu": r + 0.002,
+              **fields("robust", r)} for s, n, r in ((32, 100, 0.214), (64, 200, 0.211))]
+    units[0]["doubled"] = {"diff": -0.003, "se": 0.002, "lo": -0.007, "hi": 0.001}
+    units += [{"name": "aa-rand-s20-n100", "kind": "aa-rand", "samples": 20, "n_iter": 100, "robust_gpu": 0.235,
+               "seconds": 20.0},
+              {"name": "lottery-s64-n200", "kind": "lottery", "samples": 64, "n_iter": 200, "queries": [1, 100],
+               "attack": [0.2, 0.07], "control": [0.5, 0.25], "seconds": 1.0}]
+    write(root, "stochastic/expected-gpu", {
+        "n": 1000, "units": units, "chosen": {"samples": 64, "n_iter": 200, "converged": True, "from": [32, 100]},
+        "tolerance": 0.005, **fields("clean", 0.51), **fields("robust", 0.211), "robust_majority": 0.19,
+        "device": {"jax_device": "cuda:0", "jax": "0.11.2", "wall_s": 326.4}})
+
+
+def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
+    write_all(tmp_path)
+    write_gpu(tmp_path)
+    assert "| 32 | 100 | 21.40 (17.40 to 25.40) | 21.60 | -0.30 (-0.70 to +0.10) | 160 |" in ch.gpu_table(tmp_path)
+    assert "| 64 | 200 | 21.10 (17.10 to 25.10) | 21.30 | \u2014 | 320 |" in ch.gpu_table(tmp_path)
+    # The stages in the order they ran, the clean image first.
+    assert ch.gpu_stage_table(tmp_path).splitlines()[2:] == ["| (the clean image) | 1000 | 300 |",
+                                                            "| apgd-ce | 700 | 699 |", "| nearest | 300 | 1 |"]
+    rows = ch.comparison_rows(tmp_path)
+    assert "converged (S = 64, N = 200; GPU)" in rows[0]["name"] and rows[0]["robust"]["value"] == pytest.approx(21.1)
+    assert rows[1]["robust"]["value"] == pytest.approx(23.5) and "GPU-judged" in rows[1]["name"]
+    assert "CPU" in rows[2]["name"]
+    lines = ch.claim_lines(tmp_path)
+    assert lines[1].startswith("Ours, best estimate: a robust expected accuracy of 21.10% (95% interval 17.10 to "
+                               "25.10) on the first 1,000 images, every stage but Square at S = 64, N = 200")
+    assert "Converged by the half-point rule; from S = 32, N = 100 the doubling moved it -0.30 points" in lines[1]
+    assert lines[2].startswith("On a 2-core CPU, with Square: a robust expected accuracy of 21.00%")
+    lot = ch.lottery(tmp_path)  # the GPU's lottery, at the chosen points
+    assert lot["n"] == 1000 and lot["attack"] == pytest.approx([20, 7])
+    assert lot["expected_attack"] == pytest.approx(21.1)
+    assert ch.gpu(tmp_path / "none") is None and ch.gpu_table(tmp_path / "none") == "\u2014"
