@@ -8,12 +8,16 @@ vote, the objectives, the stochastic quantiser, and the attack's outputs.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO
 
 from empir_lib.attack import apgd, apgd_schedule, expected, objectives
 from empir_lib.attack import expected_jax as ej
@@ -168,3 +172,26 @@ def test_ingest_judges_the_returned_points_with_tensorflow(joint, tmp_path):
     (tmp_path / "bad").mkdir()
     with pytest.raises(EmpirError, match="this ingest is of"):
         expected_gpu.ingest(_device_dir(tmp_path / "bad", ens, x, y, names=["other"]), ens, x, y, out, draws=4)
+
+
+def test_the_device_runner_needs_no_tensorflow_and_says_how_to_call_it():
+    # The GPU machine has JAX and no TensorFlow: the runner and the port must import without it.
+    code = ("import sys; sys.path.insert(0, 'scripts'); import expected_gpu_run as r; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules); "
+            "sys.exit(r.main([]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 2, out.stderr
+    assert "expected_gpu_run.py .gpu/bundle.npz OUT_DIR" in out.stderr
+    specs = {s["name"] for s in expected_gpu_run_specs()}
+    assert specs == {"apgd-ce", "apgd-dlr", "pgd-margin", "member-0", "member-1", "member-2", "nearest",
+                     "fixed-draws"}
+
+
+def expected_gpu_run_specs():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import expected_gpu_run
+    finally:
+        sys.path.pop(0)
+    return expected_gpu_run.specs("suite", 2, 3)
