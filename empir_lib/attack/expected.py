@@ -47,6 +47,7 @@ import numpy as np
 from ..core.errors import EmpirError, check_positive_int
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
+from . import lottery as lottery_rule
 
 DRAWS = 32  # R: fresh draws per point
 Z95 = 1.959964
@@ -147,17 +148,7 @@ def lottery(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, queries: list[i
     share predicted from the per-image shares ``p_i`` of those draws,
     ``mean(p_i ** Q)``.
     """
-    queries = [check_positive_int(q, "Q (queries)") for q in queries]
-    if not queries or any(b <= a for a, b in zip(queries, queries[1:])):
-        raise EmpirError(f"queries {queries!r}: pass an increasing list of integers >= 1.")
+    queries = lottery_rule.check_queries(queries)
     effective_draws(ens, 2 if queries[-1] > 1 else 1)  # the note, for a deterministic ensemble
     y = np.asarray(y).reshape(-1)
-    alive, hits, out = np.ones(len(y), bool), np.zeros(len(y)), []
-    for q in range(1, queries[-1] + 1):
-        ok = ens_mod.predict(ens, x, batch_size) == y
-        alive &= ok
-        hits += ok
-        if q in queries:
-            out.append(float(alive.mean()))
-    p = hits / queries[-1]
-    return {"queries": queries, "survive": out, "mean_p_power": [float(np.mean(p ** q)) for q in queries]}
+    return lottery_rule.count(lambda q: ens_mod.predict(ens, x, batch_size) == y, len(y), queries)

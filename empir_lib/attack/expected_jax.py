@@ -42,11 +42,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from . import lottery as lottery_rule
 from .apgd_schedule import MOMENTUM, RHO, checkpoints
 
 FULL = 32
 LOSSES = ("ce_mean_prob", "dlr_mean_logits", "margin_mean_logits", "ce_member")
-MODES = ("sample", "nearest", "fixed")
 
 
 # --- the members -----------------------------------------------------------------------------------
@@ -453,19 +453,6 @@ def evaluate(ms, order, x: np.ndarray, y: np.ndarray, eps: float, specs: list[di
 
 def lottery(ms, order, x: np.ndarray, y: np.ndarray, queries: list[int], key) -> dict:
     """expected.lottery: the share right on every one of Q fresh draws, per Q, and ``mean(p ** Q)``."""
-    queries = [check_positive_int(q, "Q (queries)") for q in queries]
     f = _vote_fn(ms, tuple(int(o) for o in order))
-    alive, hits, out = np.ones(len(y), bool), np.zeros(len(y)), []
-    for q in range(1, queries[-1] + 1):
-        ok = np.asarray(f(jnp.asarray(x, jnp.float32), jax.random.fold_in(key, q))) == y
-        alive &= ok
-        hits += ok
-        if q in queries:
-            out.append(float(alive.mean()))
-    p = hits / queries[-1]
-    return {"queries": queries, "survive": out, "mean_p_power": [float(np.mean(p ** q)) for q in queries]}
-
-
-def check_mode(mode: str) -> str:
-    """'sample', 'nearest' or 'fixed'."""
-    return check_choice(mode, MODES, "rounding mode")
+    xj, y = jnp.asarray(x, jnp.float32), np.asarray(y)
+    return lottery_rule.count(lambda q: np.asarray(f(xj, jax.random.fold_in(key, q))) == y, len(y), queries)
