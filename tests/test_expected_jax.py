@@ -169,6 +169,8 @@ def test_ingest_judges_the_returned_points_with_tensorflow(joint, tmp_path):
                                                        "robust": u["robust"]} for u in rec["units"]])
     assert rec["robust"] == next(u["robust"] for u in rec["units"] if u["samples"] == rec["chosen"]["samples"])
     assert rec["provenance"]["command"] == "test" and rec["device"]["jax_device"] == "cpu:0"
+    assert rec["draws"] == 4 and rec["device_draws"] == 4 and sum(rec["worst_of_runs"]["from_runs"].values()) == 24
+    assert (out / "expected-gpu-worst-points.npz").is_file()
     (tmp_path / "bad").mkdir()
     with pytest.raises(EmpirError, match="this ingest is of"):
         expected_gpu.ingest(_device_dir(tmp_path / "bad", ens, x, y, names=["other"]), ens, x, y, out, draws=4)
@@ -195,3 +197,11 @@ def expected_gpu_run_specs():
     finally:
         sys.path.pop(0)
     return expected_gpu_run.specs("suite", 2, 3)
+
+
+def test_the_worst_of_runs_takes_each_images_lowest_point_and_ties_to_the_largest_budget():
+    points = {(16, 50): np.zeros((3, 2, 2, 1)), (32, 100): np.ones((3, 2, 2, 1))}
+    arrays = {"suite-s16-n50-tf": np.array([0.0, 0.5, 0.25]), "suite-s32-n100-tf": np.array([0.0, 0.25, 0.5])}
+    x, info = expected_gpu.worst_of_runs(points, arrays, np.zeros(3, int))
+    assert [float(v[0, 0, 0]) for v in x] == [1.0, 1.0, 0.0]  # a tie, then each image's lower run
+    assert info == {"from_runs": {"S=16, N=50": 1, "S=32, N=100": 2}}
