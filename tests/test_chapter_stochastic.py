@@ -140,7 +140,8 @@ def write_gpu(root):
     write(root, "stochastic/expected-gpu", {
         "n": 1000, "units": units, "chosen": {"samples": 64, "n_iter": 200, "converged": True, "from": [32, 100]},
         "tolerance": 0.005, **fields("clean", 0.51), **fields("robust", 0.211), "robust_majority": 0.19,
-        "device": {"jax_device": "cuda:0", "jax": "0.11.2", "wall_s": 326.4}})
+        "device": {"jax_device": "cuda:0", "jax": "0.11.2", "wall_s": 326.4}, "device_draws": 32,
+        "worst_of_runs": {"from_runs": {"S=32, N=100": 400, "S=64, N=200": 600}, **fields("robust", 0.2105)}})
 
 
 def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
@@ -164,3 +165,9 @@ def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
     assert lot["n"] == 1000 and lot["attack"] == pytest.approx([20, 7])
     assert lot["expected_attack"] == pytest.approx(21.1)
     assert ch.gpu(tmp_path / "none") is None and ch.gpu_table(tmp_path / "none") == "\u2014"
+    lines = ch.gpu_lines(tmp_path)
+    assert lines[0].startswith("Points chosen on R = 32 draws on the GPU, judged on R = 32 fresh")
+    assert lines[1] == ("Last doubling: -0.30 points (paired 95% interval -0.70 to +0.10): within the half-point "
+                        "rule.")
+    assert lines[2].startswith("Per image the lowest of the 2 runs, judged again on fresh draws: 21.05%")
+    assert ch.gpu_lines(tmp_path / "none") == []

@@ -162,7 +162,10 @@ def gpu(root: Root = None) -> dict | None:
     lot = next((u for u in r["units"] if u["kind"] == "lottery"
                 and (u["samples"], u["n_iter"]) == (c["samples"], c["n_iter"])), None)
     return {"suites": suites, "chosen": c, "at": at, "clean": _pct(r, "clean"), "robust": _pct(r, "robust"),
-            "n": r["n"], "draws": r["draws"], "tolerance": 100 * r["tolerance"],
+            "n": r["n"], "draws": r["draws"], "device_draws": r.get("device_draws", r["draws"]),
+            "tolerance": 100 * r["tolerance"],
+            "worst": None if "worst_of_runs" not in r else {**_pct(r["worst_of_runs"], "robust"),
+                                                            "from_runs": r["worst_of_runs"]["from_runs"]},
             "majority": 100 * r["robust_majority"], "wall_s": r["device"]["wall_s"], "jax": r["device"]["jax"],
             "aa": None if aa is None else {"samples": aa["samples"], "n_iter": aa["n_iter"],
                                            "value": 100 * aa["robust_gpu"]},
@@ -182,6 +185,27 @@ def gpu_table(root: Root = None) -> str:
                           ["S", "N", "robust expected accuracy, % (95% interval), judged by TensorFlow",
                            "the GPU's own estimate, %", "change with 2S and 2N, points (paired 95% interval)",
                            "GPU seconds"])
+
+
+def gpu_lines(root: Root = None) -> list[str]:
+    """Sentences under the GPU table: the draws, the verdict of the last doubling, and the worst of the runs."""
+    g = gpu(root)
+    if g is None:
+        return []
+    lines = [f"Points chosen on R = {g['device_draws']} draws on the GPU, judged on R = {g['draws']} fresh, "
+             f"seeded draws of the TensorFlow ensemble; clean: {g['clean']['value']:.2f}%."]
+    last = [u for u in g["suites"] if u["doubled"] is not None]
+    if last:
+        d = last[-1]["doubled"]
+        moving = d["hi"] < 0
+        lines.append(f"Last doubling: {d['diff']:+.2f} points (paired 95% interval {d['lo']:+.2f} to "
+                     f"{d['hi']:+.2f}): {'within' if abs(d['diff']) < g['tolerance'] else 'outside'} the "
+                     "half-point rule" + ("; still falling, so the number is an upper bound." if moving else "."))
+    if g["worst"] is not None:
+        w = g["worst"]
+        lines.append(f"Per image the lowest of the {len(w['from_runs'])} runs, judged again on fresh draws: "
+                     f"{w['value']:.2f}% (95% interval {w['lo']:.2f} to {w['hi']:.2f}).")
+    return lines
 
 
 def gpu_stage_table(root: Root = None) -> str:
