@@ -171,3 +171,6 @@ def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
                         "rule.")
     assert lines[2].startswith("Per image the lowest of the 2 runs, judged again on fresh draws: 21.05%")
     assert ch.gpu_lines(tmp_path / "none") == []
+    fig = plots.convergence_curve(ch.gpu_convergence(tmp_path))  # one line, N written at each point
+    assert len(fig.axes[0].lines) >= 1 and [t.get_text() for t in fig.axes[0].texts] == ["N = 100", "N = 200"]
+    assert "1,000 images, R = 32 (GPU)" in fig.axes[0].get_title() and ch.gpu_convergence(tmp_path / "none") is None

@@ -187,6 +187,15 @@ def gpu_table(root: Root = None) -> str:
                            "GPU seconds"])
 
 
+def gpu_convergence(root: Root = None) -> dict | None:
+    """The GPU run in the shape :func:`empir_lib.book.plots.convergence_curve` draws (S and N doubled together)."""
+    g = gpu(root)
+    if g is None:
+        return None
+    return {"points": g["suites"], "chosen": g["chosen"], "clean": g["clean"], "n": g["n"], "draws": g["draws"],
+            "together": True, "title": f"every stage but Square, {g['n']:,} images, R = {g['draws']} (GPU)"}
+
+
 def gpu_lines(root: Root = None) -> list[str]:
     """Sentences under the GPU table: the draws, the verdict of the last doubling, and the worst of the runs."""
     g = gpu(root)

@@ -20,13 +20,20 @@ def convergence_curve(conv: dict | None) -> Figure:
     if conv is None:
         _empty(ax)
         return fig
-    for k, n_iter in enumerate(sorted({p["n_iter"] for p in conv["points"]})):
-        pts = sorted((p for p in conv["points"] if p["n_iter"] == n_iter), key=lambda p: p["samples"])
+    # One line per N; or, for a run that doubled S and N together, one line with N written at each point.
+    groups = ([("S and N doubled together", conv["points"])] if conv.get("together") else
+              [(f"N = {n} iterations", [p for p in conv["points"] if p["n_iter"] == n])
+               for n in sorted({p["n_iter"] for p in conv["points"]})])
+    for k, (label, pts) in enumerate(groups):
+        pts = sorted(pts, key=lambda p: p["samples"])
         s = np.array([p["samples"] for p in pts])
         v = np.array([p["value"] for p in pts])
         err = [v - np.array([p["lo"] for p in pts]), np.array([p["hi"] for p in pts]) - v]
-        ax.errorbar(s * (1 + 0.04 * k), v, yerr=err, marker="os"[k % 2], capsize=3, color=f"C{k}",
-                    label=f"N = {n_iter} iterations")
+        ax.errorbar(s * (1 + 0.04 * k), v, yerr=err, marker="os"[k % 2], capsize=3, color=f"C{k}", label=label)
+        if conv.get("together"):
+            for p in pts:
+                ax.annotate(f"N = {p['n_iter']}", (p["samples"], p["value"]), textcoords="offset points",
+                            xytext=(6, 6), fontsize=7)
     c = conv["chosen"]
     at = next(p for p in conv["points"] if (p["samples"], p["n_iter"]) == (c["samples"], c["n_iter"]))
     ax.plot([at["samples"]], [at["value"]], "o", ms=13, mfc="none", mec="black",
@@ -37,7 +44,8 @@ def convergence_curve(conv: dict | None) -> Figure:
     ax.set_xticks(s_all, [str(v) for v in s_all])
     ax.set_xlabel("S, EOT samples per gradient")
     ax.set_ylabel("robust expected accuracy, %")
-    ax.set_title(f"EOT APGD-CE, {conv['n']} images, R = {conv['draws']} draws per point", fontsize=9)
+    ax.set_title(conv.get("title") or f"EOT APGD-CE, {conv['n']} images, R = {conv['draws']} draws per point",
+                 fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
