@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from empir_lib.attack import expected_jax as ej
+from empir_lib.nets import jax_members as jm
 
 EPS = 5 / 255
 DRAWS = 32
@@ -50,7 +51,7 @@ def run(bundle_path: str, out_dir: str, budget: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with np.load(bundle_path) as f:
         b = dict(f)
-    ms, order = ej.members(b)
+    ms, order = jm.members(b)
     x, y = b["x"], b["y"].astype(np.int64)
     record = {"device": str(jax.devices()[0]), "jax": jax.__version__, "n": len(y), "eps": EPS, "draws": DRAWS,
               "names": json.loads(str(b["names"])), "units": []}

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from empir_lib.attack import expected, expected_suite
+from empir_lib.attack import expected, expected_suite, validate
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, diversity, ensemble, stochastic, zoo
 from empir_lib.studies import eot_study, expected_study
@@ -111,7 +111,7 @@ def test_points_outside_the_ball_or_not_finite_are_invalid():
     xa = x.copy()
     xa[1] += 0.2
     xa[2, 0, 0, 0] = np.nan
-    assert expected_suite.valid(x, xa, 0.1).tolist() == [True, False, False]
+    assert validate.valid(x, xa, {"norm": "linf", "eps": 0.1}).tolist() == [True, False, False]
 
 
 def test_the_stages_report_expected_accuracy_and_the_worst_case_is_fresh(small, tmp_path):

@@ -19,11 +19,12 @@ import pytest
 import tensorflow as tf
 from conftest import REPO
 
-from empir_lib.attack import apgd, apgd_schedule, expected, objectives
+from empir_lib.attack import apgd, apgd_schedule, expected, objectives, validate
 from empir_lib.attack import expected_jax as ej
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, diversity, models, stochastic
 from empir_lib.nets import ensemble as ens_mod
+from empir_lib.nets import jax_members as jm
 from empir_lib.studies import expected_gpu, expected_study
 
 EPS = 5 / 255
@@ -35,7 +36,7 @@ def joint():
     ens = ens_mod.from_zoo(diversity.joint_ids("cifar10"))
     x, y = data.load_sample("cifar10", 24)
     b = expected_gpu.bundle(ens, x, y)
-    ms, order = ej.members(b)
+    ms, order = jm.members(b)
     return ens, x, y, ms, order
 
 
@@ -43,10 +44,10 @@ def test_nearest_members_give_the_tensorflow_logits_and_vote(joint):
     ens, x, y, ms, order = joint
     near = ens_mod.make([stochastic.with_inference(m, "nearest") for m in ens.members], ens.rule)
     z_tf = ens_mod.member_logits(near, tf.constant(x)).numpy()
-    z_jax = np.asarray(ej.stack_logits(ms, jnp.asarray(x), "nearest", None, precision=jax.lax.Precision.HIGHEST))
+    z_jax = np.asarray(jm.stack_logits(ms, jnp.asarray(x), "nearest", None, precision=jax.lax.Precision.HIGHEST))
     assert z_jax.shape == z_tf.shape
     np.testing.assert_allclose(z_jax, z_tf, atol=1e-4)
-    np.testing.assert_array_equal(np.asarray(ej.vote(jnp.asarray(z_jax), order)), ens_mod.predict(near, x))
+    np.testing.assert_array_equal(np.asarray(jm.vote(jnp.asarray(z_jax), order)), ens_mod.predict(near, x))
 
 
 def test_stochastic_members_give_the_tensorflow_expected_accuracy(joint):
@@ -64,12 +65,12 @@ def test_stochastic_members_give_the_tensorflow_expected_accuracy(joint):
 def test_the_stochastic_quantiser_is_unbiased_and_on_the_grid():
     a = jnp.linspace(-0.2, 1.2, 57).reshape(1, 57)
     layer = {"abits": 2, "stochastic": True}
-    q = np.stack([np.asarray(ej._quantise_input(a, layer, "sample", jax.random.key(k), None)) for k in range(400)])
+    q = np.stack([np.asarray(jm.quantise_input(a, layer, "sample", jax.random.key(k), None)) for k in range(400)])
     np.testing.assert_allclose(q * 3, np.round(q * 3), atol=1e-6)  # every value is a 2-bit level
     np.testing.assert_allclose(q.mean(0), np.clip(np.asarray(a), 0, 1), atol=0.06)
     # A frozen draw of 0.5 everywhere rounds to the nearest level (up to ties), as stochastic.fixed_draw's check.
-    half = np.asarray(ej._quantise_input(a, layer, "fixed", None, jnp.full(a.shape, 0.5)))
-    near = np.asarray(ej._quantise_input(a, layer, "nearest", None, None))
+    half = np.asarray(jm.quantise_input(a, layer, "fixed", None, jnp.full(a.shape, 0.5)))
+    near = np.asarray(jm.quantise_input(a, layer, "nearest", None, None))
     off = np.abs(np.clip(np.asarray(a), 0, 1) * 3 % 1 - 0.5) > 1e-6
     np.testing.assert_allclose(half[off], near[off])
 
@@ -89,7 +90,7 @@ def test_the_objectives_and_the_vote_are_the_tensorflow_ones():
                                    rtol=1e-5, atol=1e-5, err_msg=name)
     votes = np.round(rng.normal(size=(3, 64, 4))).astype(np.float32)
     for order in ([0, 1, 2], [2, 0, 1]):
-        np.testing.assert_array_equal(np.asarray(ej.vote(jnp.asarray(votes), np.array(order))),
+        np.testing.assert_array_equal(np.asarray(jm.vote(jnp.asarray(votes), np.array(order))),
                                       ens_mod.vote(tf.constant(votes), np.array(order))[0].numpy())
     with pytest.raises(EmpirError, match="names no member"):
         ej.loss_index("ce_member:3", 3)
@@ -103,7 +104,7 @@ def test_the_attack_returns_valid_points_that_raise_its_loss(joint):
     before = np.asarray(loss(jnp.asarray(x), jnp.asarray(y), key, which))
     for kw in ({}, {"step": EPS / 4, "schedule": False, "momentum": False}):
         xa = ej.attack(loss, which, x, y, EPS, 10, key, **kw)
-        assert ej.valid(x, xa, EPS).all()
+        assert validate.valid(x, xa, {"norm": "linf", "eps": EPS}).all()
         after = np.asarray(loss(jnp.asarray(xa), jnp.asarray(y), key, which))
         assert np.all(after >= before - 1e-5) and after.mean() > before.mean() + 0.1
     near = ens_mod.make([stochastic.with_inference(m, "nearest") for m in ens.members], ens.rule)
@@ -118,7 +119,8 @@ def test_the_suite_keeps_each_images_worst_stage(joint):
     res = ej.evaluate(ms, order, x[:8], y[:8], EPS, specs, draws=4, seed=1)
     per = res["per_stage"]
     assert per.shape == (8, 3) and np.all(res["best_stage"] == np.nanargmin(per, 1))
-    assert ej.valid(x[:8], res["points"], EPS).all() and res["stats"]["apgd-ce"]["invalid"] == 0
+    assert validate.valid(x[:8], res["points"], {"norm": "linf", "eps": EPS}).all()
+    assert res["stats"]["apgd-ce"]["invalid"] == 0
     with pytest.raises(EmpirError, match="Square"):
         ej.stage_points(ms, {"kind": "square"}, x[:2], y[:2], EPS, jax.random.key(0), (32, 32, 3))
     assert [ej.padded(n, 256) for n in (1, 5, 256, 300)] == [1, 8, 256, 256]
@@ -128,7 +130,7 @@ def test_a_bundle_carries_only_what_the_port_computes():
     with pytest.raises(EmpirError, match="grouped"):
         expected_gpu.layers(models.alexnet_tiny(2, 2))
     with pytest.raises(EmpirError, match="not a members bundle"):
-        ej.members({"x": np.zeros(1)})
+        jm.members({"x": np.zeros(1)})
 
 
 def _device_dir(tmp_path, ens, x, y, names=None):

@@ -13,13 +13,7 @@ carries the members' layers and weights as plain arrays.
 What is the same as the reference, and tested against it
 (``tests/test_expected_jax.py``):
 
-* the members: the paper's chain networks (convolutions, pooling, ReLU,
-  dense) with DoReFa weights (Eq. 5, middle) and input activations rounded
-  to the nearest level (Eq. 5, right) or stochastically (the original
-  code's ``stocRound``: ``floor(s) + [u < s - floor(s)]``), both with the
-  straight-through gradient of the ``'ste'`` relaxation;
-* the deployed decision: max voting with the FP-first tie-break
-  (:func:`empir_lib.nets.ensemble.vote`);
+* the members and their vote (:mod:`empir_lib.nets.jax_members`);
 * the objectives (:mod:`empir_lib.attack.objectives`): ``ce_mean_prob``,
   ``dlr_mean_logits``, ``margin_mean_logits``, ``ce_member:<i>``, each the
   mean over S draws (EOT, Athalye et al. 2018, section 4);
@@ -34,7 +28,6 @@ not the distribution), and Square is not here (it is ART's, on the CPU).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import jax
@@ -42,132 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from ..nets import jax_members as jm
 from . import lottery as lottery_rule
+from . import validate
 from .apgd_schedule import MOMENTUM, RHO, checkpoints
 
-FULL = 32
 LOSSES = ("ce_mean_prob", "dlr_mean_logits", "margin_mean_logits", "ce_member")
-
-
-# --- the members -----------------------------------------------------------------------------------
-
-
-def members(bundle: dict) -> tuple[list[list[dict]], np.ndarray]:
-    """The members' layer lists (weights already quantised, Eq. 5 middle) and the tie-break order.
-
-    ``bundle`` holds ``layers`` (JSON: one list of layer dicts per member)
-    and ``m<k>-l<j>`` kernels (:func:`empir_lib.studies.expected_gpu.bundle`).
-    """
-    try:
-        spec = json.loads(str(bundle["layers"]))
-        order = np.asarray(bundle["order"], np.int32)
-    except KeyError as e:
-        raise EmpirError(f"not a members bundle: it has no {e.args[0]!r}; write one with "
-                         "empir_lib.studies.expected_gpu.bundle.") from None
-    out = []
-    for k, layers in enumerate(spec):
-        built = []
-        for j, layer in enumerate(layers):
-            layer = dict(layer)
-            if layer["kind"] in ("conv", "dense"):
-                layer["w"] = jnp.asarray(_quantise_weights(np.asarray(bundle[f"m{k}-l{j}"], np.float32),
-                                                           layer["wbits"]))
-            built.append(layer)
-        out.append(built)
-    return out, order
-
-
-def _quantise_weights(w: np.ndarray, bits: int) -> np.ndarray:
-    # Eq. 5, middle (quantize.quantize_weights); the weights are constants here, so no gradient is needed.
-    if bits == FULL:
-        return w
-    t = np.tanh(w.astype(np.float32))
-    u = t / np.abs(t).max() * 0.5 + 0.5
-    n = np.float32(2**bits - 1)
-    return (2.0 * np.round(u * n) / n - 1.0).astype(np.float32)
-
-
-def _round_ste(v: jnp.ndarray) -> jnp.ndarray:
-    return v + jax.lax.stop_gradient(jnp.round(v) - v)
-
-
-def _quantise_input(x, layer: dict, mode: str, key, noise):
-    """Eq. 5's activation rule, nearest or stochastic, with the straight-through gradient."""
-    bits = layer["abits"]
-    if bits == FULL:
-        return x
-    n = float(2**bits - 1)
-    v = jnp.clip(x, 0.0, 1.0) * n
-    if not layer.get("stochastic") or mode == "nearest":
-        return _round_ste(v) / n
-    if mode == "fixed":
-        u = noise  # one frozen draw, shared by every image (stochastic.FixedDraw)
-    else:
-        u = jax.random.uniform(key, v.shape, minval=1e-7, maxval=1.0 - 1e-7)
-    floor = jnp.floor(v)
-    hard = floor + (u < v - floor).astype(v.dtype)
-    return (hard + (v - jax.lax.stop_gradient(v))) / n
-
-
-def logits(member: list[dict], x, mode: str = "sample", key=None, noises=None, precision=None):
-    """One member's logits on a batch (NHWC): ``mode`` 'sample' (fresh draws from ``key``),
-    'nearest' (Eq. 5) or 'fixed' (``noises``: one array per stochastic layer)."""
-    k = 0
-    for layer in member:
-        kind = layer["kind"]
-        if kind in ("conv", "dense"):
-            sub = None if key is None else jax.random.fold_in(key, k)
-            noise = None if noises is None or not layer.get("stochastic") else noises[k]
-            if layer.get("stochastic"):
-                k += 1
-            x = _quantise_input(x, layer, mode, sub, noise)
-            if kind == "conv":
-                s = layer["strides"]
-                x = jax.lax.conv_general_dilated(x, layer["w"], (s, s), layer["padding"],
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
-            else:
-                x = jnp.dot(x, layer["w"], precision=precision)
-        elif kind == "relu":
-            x = jnp.maximum(x, 0.0)
-        elif kind in ("maxpool", "avgpool"):
-            p, s = layer["size"], layer["stride"]
-            window, strides = (1, p, p, 1), (1, s, s, 1)
-            if kind == "maxpool":
-                x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, layer["padding"])
-            else:
-                x = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, layer["padding"]) / (p * p)
-        elif kind == "flatten":
-            x = x.reshape(x.shape[0], -1)
-        else:
-            raise EmpirError(f"unknown layer kind {kind!r} in the bundle.")
-    return x
-
-
-def stochastic_shapes(member: list[dict], input_shape: tuple) -> list[tuple]:
-    """The activation shape (one image) at each stochastic layer's input: what a frozen draw covers."""
-    shapes, x = [], jnp.zeros((1, *input_shape), jnp.float32)
-    for layer in member:
-        if layer.get("stochastic"):
-            shapes.append(tuple(x.shape[1:]))
-        x = logits([layer], x, "nearest")
-    return shapes
-
-
-def stack_logits(ms: list[list[dict]], x, mode: str, key, noises=None, precision=None):
-    """Every member's logits, (members, batch, classes); member k draws from ``fold_in(key, 1000 + k)``."""
-    return jnp.stack([logits(m, x, mode, None if key is None else jax.random.fold_in(key, 1000 + k),
-                             None if noises is None else noises[k], precision) for k, m in enumerate(ms)])
-
-
-def vote(z, order):
-    """Max voting with the FP-first tie-break (:func:`empir_lib.nets.ensemble.vote`): (batch,) int32."""
-    preds = jnp.argmax(z, -1).astype(jnp.int32)                       # (K, B)
-    counts = jax.nn.one_hot(preds, z.shape[-1]).sum(0)                # (B, C)
-    tied = counts >= counts.max(-1, keepdims=True)
-    ranked = preds[jnp.asarray(order)]                                # (K, B)
-    in_tied = jnp.take_along_axis(tied, ranked.T, axis=1)             # (B, K)
-    first = jnp.argmax(in_tied, -1)
-    return jnp.take_along_axis(ranked.T, first[:, None], axis=1)[:, 0]
 
 
 # --- objectives (objectives.py's, on stacked logits) ----------------------------------------------------
@@ -212,7 +85,7 @@ def eot_loss(ms, samples: int, mode: str = "sample", noises=None) -> Callable:
 
     def f(x, y, key, which):
         b = x.shape[0]
-        z = stack_logits(ms, jnp.tile(x, (samples, 1, 1, 1)), mode, key, noises)
+        z = jm.stack_logits(ms, jnp.tile(x, (samples, 1, 1, 1)), mode, key, noises)
         return _objectives(z, jnp.tile(y, samples))[which].reshape(samples, b).mean(0)
 
     return f
@@ -345,28 +218,10 @@ def _vote_fn(ms, order: tuple, mode: str = "sample", noises=None):
     key = (id(ms), order, mode, id(noises))
     if key not in _VOTES:
         # Judged at full float32 precision: a deployed decision is not a place for TF32.
-        _VOTES[key] = (jax.jit(lambda x, k: vote(stack_logits(ms, x, mode, k, noises, jax.lax.Precision.HIGHEST),
-                                                 jnp.asarray(order))), ms, noises)
+        _VOTES[key] = (jax.jit(lambda x, k: jm.vote(jm.stack_logits(ms, x, mode, k, noises,
+                                                                    jax.lax.Precision.HIGHEST), jnp.asarray(order))),
+                       ms, noises)
     return _VOTES[key][0]
-
-
-def frozen(ms, input_shape: tuple, draws: int, seed: int) -> tuple[list, list]:
-    """K frozen draws of every member (stochastic.fixed_draw): (members repeated K times, their noises)."""
-    rng = np.random.default_rng(seed)
-    out, noises = [], []
-    for _ in range(check_positive_int(draws, "K (frozen draws)")):
-        for m in ms:
-            out.append(m)
-            noises.append([jnp.asarray(rng.uniform(size=s).astype(np.float32))
-                           for s in stochastic_shapes(m, input_shape)])
-    return out, noises
-
-
-def valid(x: np.ndarray, xa: np.ndarray, eps: float) -> np.ndarray:
-    """Per image: finite, in [0, 1], within eps (expected_suite.valid's rule)."""
-    d = np.abs(np.asarray(xa, np.float64) - x).reshape(len(x), -1).max(1)
-    flat = np.asarray(xa).reshape(len(x), -1)
-    return np.isfinite(flat).all(1) & (flat >= 0).all(1) & (flat <= 1).all(1) & (d <= eps * (1 + 1e-4) + 1e-6)
 
 
 def stage_points(ms, spec: dict, x: np.ndarray, y: np.ndarray, eps: float, key, input_shape: tuple) -> np.ndarray:
@@ -403,7 +258,7 @@ _FROZEN: dict = {}
 def _cached_frozen(ms, input_shape, draws):
     key = (id(ms), draws)
     if key not in _FROZEN:
-        _FROZEN[key] = (*frozen(ms, input_shape, draws, seed=draws), ms)
+        _FROZEN[key] = (*jm.frozen(ms, input_shape, draws, seed=draws), ms)
     return _FROZEN[key][:2]
 
 
@@ -436,7 +291,7 @@ def evaluate(ms, order, x: np.ndarray, y: np.ndarray, eps: float, specs: list[di
             idx = todo[c:c + size]
             k = jax.random.fold_in(jax.random.fold_in(key, 100 + j), c)
             xa = stage_points(ms, spec, _pad(x[idx], size), _pad(y[idx], size), eps, k, shape)[:len(idx)]
-            ok = valid(x[idx], xa, eps)
+            ok = validate.valid(x[idx], xa, {"norm": "linf", "eps": eps})
             st["invalid"] += int((~ok).sum())
             xa = np.where(ok[:, None, None, None], xa, x[idx])
             p = correct_rate(ms, order, xa, y[idx], draws, jax.random.fold_in(k, 7))

@@ -23,8 +23,9 @@ The suite's APGD loop judges every iterate on a decision; here no iterate
 is ever "broken" (the loss function reports the label as its decision), so
 APGD runs its whole schedule and returns its best-loss iterate.  A targeted
 stage is not included (the suite has none yet).  Every point is validated
-(finite, in [0, 1], within eps); an invalid point is replaced by the clean
-image and counted in the stage's ``invalid``.
+(:func:`empir_lib.attack.validate.valid`: finite, in [0, 1], within eps); an
+invalid point is replaced by the clean image and counted in the stage's
+``invalid``.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from ..core.errors import EmpirError, check_choice, check_finite_number, check_p
 from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
-from . import apgd, expected, objectives
+from . import apgd, expected, objectives, validate
 from .suite import chunk_bar  # the suite's progress bar (shown only when asked)
 
 with warnings.catch_warnings():
@@ -52,7 +53,6 @@ with warnings.catch_warnings():
 
 KINDS = ("apgd", "pgd", "nearest", "fixed-draws", "square")
 FIXED_DRAWS = 4  # K frozen draws per member for the fixed-draws stage
-NORM_SLACK = 1e-4
 
 
 def suite(ens: ens_mod.Ensemble, samples: int, n_iter: int, members: bool = True, square_queries: int = 100,
@@ -157,14 +157,6 @@ def _square(ens: ens_mod.Ensemble, spec: dict, x: np.ndarray, y: np.ndarray, eps
     return attack.generate(x, y=np.eye(ens.num_classes, dtype=np.float32)[y])
 
 
-def valid(x: np.ndarray, xa: np.ndarray, eps: float) -> np.ndarray:
-    """Per image: the point is finite, in [0, 1] and within eps of ``x`` (L-inf, float32 slack)."""
-    d = np.abs(np.asarray(xa, np.float64) - x).reshape(len(x), -1).max(1)
-    flat = np.asarray(xa).reshape(len(x), -1)
-    return (np.isfinite(flat).all(1) & (flat >= 0).all(1) & (flat <= 1).all(1)
-            & (d <= eps * (1 + NORM_SLACK) + 1e-6))
-
-
 def run_stage(ens: ens_mod.Ensemble, spec: dict, x: np.ndarray, y: np.ndarray, eps: float,
               draws: int = expected.DRAWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
     """One stage on a batch: (points, expected accuracy there over ``draws`` draws, invalid points)."""
@@ -180,7 +172,7 @@ def run_stage(ens: ens_mod.Ensemble, spec: dict, x: np.ndarray, y: np.ndarray, e
             out = apgd.run(_loss(ens, spec), x, y, eps, "linf", spec["n_iter"], 1, seed + 7919 * r,
                            step=spec["step_frac"] * eps if fixed else None, schedule=not fixed, momentum=not fixed)
             xa = out.x_adv
-        ok = valid(x, xa, eps)
+        ok = validate.valid(x, xa, {"norm": "linf", "eps": eps})
         invalid += int((~ok).sum())
         xa = np.where(ok[:, None, None, None], xa, x)
         p = expected.correct_rate(ens, xa, y, draws)

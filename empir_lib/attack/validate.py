@@ -12,23 +12,34 @@ stage, and the stage's count of invalid outputs goes into the results file
 (``stats[stage]['invalid']``), where the diagnostics flag it.
 
 This is the check that caught ART 1.20.1's Square with ``norm=2`` returning
-non-finite images (:mod:`empir_lib.attack.square`).
+non-finite images (:mod:`empir_lib.attack.square`).  It needs no TensorFlow,
+so the JAX suite (:mod:`empir_lib.attack.expected_jax`) uses it too.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..core.errors import EmpirError
-from ..nets import metrics
 
 NORM_SLACK = 1e-4  # relative slack on eps (float32 rounding)
 NORM_ABS = 1e-6    # absolute slack on eps (an eps of 0 still allows rounding noise)
 BOX_TOL = 1e-6     # how far outside [0, 1] a pixel may be (float32 rounding of a clipped sum)
 
 
+def perturbation_norms(x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image L2 and L-infinity norms of ``x_adv - x`` (in float64; NaN where ``x_adv`` is not finite).
+
+    The one owner of the threat models' norms: the attacks' output check
+    (:func:`norms`, :func:`valid`) and the results files use it.
+    """
+    d = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt((d ** 2).sum(1)), np.abs(d).max(1)
+
+
 def norms(x: np.ndarray, xa: np.ndarray, norm: str) -> np.ndarray:
     """Per image: the L-inf or L2 norm of ``xa - x`` (in float64; NaN where the output is not finite)."""
-    l2, linf = metrics.perturbation_norms(x, xa)
+    l2, linf = perturbation_norms(x, xa)
     return linf if norm == "linf" else l2
 
 

@@ -41,17 +41,6 @@ def accuracy(model: keras.Model, x: ArrayLike, y: ArrayLike, batch_size: int = 5
     return float(np.mean(predict_logits(model, x, batch_size).argmax(-1) == y))
 
 
-def perturbation_norms(x: ArrayLike, x_adv: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image L2 and L-infinity norms of ``x_adv - x`` (in float64; NaN where ``x_adv`` is not finite).
-
-    The one owner of the threat models' norms: the attacks' output check
-    (:func:`empir_lib.attack.validate.norms`) and the results files use it.
-    """
-    d = (np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)).reshape(len(x), -1)
-    with np.errstate(invalid="ignore"):
-        return np.sqrt((d ** 2).sum(1)), np.abs(d).max(1)
-
-
 def crossover(eps: list[float], member: list[float], fp: list[float]) -> dict:
     """Where a member beats the FP member, and where it stops: ``{start, stop, eps, status}``.
 

@@ -14,10 +14,10 @@ import time
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..attack import attacks
+from ..attack import attacks, validate
 from ..core import partial
 from ..core.errors import EmpirError, check_choice, check_positive_int
-from ..nets import ensemble, metrics
+from ..nets import ensemble
 from ..nets.metrics import accuracy, predict_logits
 from ..nets.models import check_images
 from .results import RESULTS_DIR, read_result, write_result
@@ -77,7 +77,7 @@ def adversarial_accuracy(ens: ensemble.Ensemble, attack: str, x: ArrayLike, y: A
             continue
         xb = x[i:i + batch_size]
         xa = run(xb, labels[i:i + batch_size], seed * 1_000_003 + bi)
-        l2, linf = metrics.perturbation_norms(xb, xa)
+        l2, linf = validate.perturbation_norms(xb, xa)
         done["adv_pred"].append(ensemble.predict(ens, xa))
         done["l2"].append(l2)
         done["linf"].append(linf)

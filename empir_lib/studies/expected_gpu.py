@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..attack import expected, expected_suite
+from ..attack import expected, validate
 from ..core.errors import EmpirError
 from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
@@ -124,7 +124,7 @@ def ingest(device_dir: str | os.PathLike, ens: ens_mod.Ensemble, x: np.ndarray, 
         if unit["kind"] == "suite" and pts.is_file():
             with np.load(pts) as f:
                 xa = f["x"]
-            ok = expected_suite.valid(x, xa, expected_study.EPS)
+            ok = validate.valid(x, xa, {"norm": "linf", "eps": expected_study.EPS})
             unit["invalid_on_return"] = int((~ok).sum())
             xa = np.where(ok[:, None, None, None], xa, x)
             p = expected.correct_rate(ens, xa, y, draws, seed=SEEDS["unit"] + len(units))

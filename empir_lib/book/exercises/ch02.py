@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from ...attack import attacks
+from ...attack import attacks, validate
 from ...core import settings
-from ...nets import data, metrics, zoo
+from ...nets import data, zoo
 from .verdict import verdict
 
 
@@ -64,7 +64,7 @@ def check_fgsm(student_fn: Callable, n: int = 16, eps: float = 0.3) -> bool:
 
 def linf_norms(x: ArrayLike, x_adv: ArrayLike) -> np.ndarray:
     """Per-image L-infinity norm of the perturbation, as the library's evaluation records it."""
-    return metrics.perturbation_norms(np.asarray(x, np.float32), np.asarray(x_adv, np.float32))[1]
+    return validate.perturbation_norms(np.asarray(x, np.float32), np.asarray(x_adv, np.float32))[1]
 
 
 def norm_problem(n: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
