@@ -9,7 +9,9 @@ GPU machine ``scripts/expected_gpu_run.py`` runs the plan on it in JAX.  Back he
     EMPIR_DATA_DIR=... PYTHONPATH=. .venv/bin/python scripts/expected_gpu.py ingest DEVICE_OUT_DIR
 
 judges every returned point again with the TensorFlow ensemble and writes
-``data/results/cifar10/stochastic/expected-gpu.json`` (:func:`empir_lib.studies.expected_gpu.ingest`).
+``data/results/cifar10/stochastic/expected-gpu.json`` (:func:`empir_lib.studies.expected_gpu.ingest`);
+``expected_gpu.py square`` then adds the suite's Square stage, run here
+(:func:`empir_lib.studies.expected_gpu.add_square`).
 """
 from __future__ import annotations
 
@@ -42,6 +44,12 @@ def main(argv: list[str]) -> int:
         rec = expected_gpu.ingest(argv[1], ens, x, y, results.results_dir("cifar10") / "stochastic",
                                   command="scripts/expected_gpu.py " + " ".join(argv))
         print(json.dumps({k: rec[k] for k in ("clean", "robust", "robust_ci95", "chosen")}))
+        return 0
+    if len(argv) == 1 and argv[0] == "square":
+        folder = results.results_dir("cifar10") / "stochastic"
+        x, y = data.load("cifar10", "test", n=results.read_result(folder / "expected-gpu.json")["n"])
+        rec = expected_gpu.add_square(folder, ens_mod.from_zoo(diversity.joint_ids("cifar10")), x, y)
+        print(json.dumps(rec["with_square"]))
         return 0
     print(__doc__.split("\n\n")[1], file=sys.stderr)
     return 2

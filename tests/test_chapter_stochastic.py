@@ -141,7 +141,8 @@ def write_gpu(root):
         "n": 1000, "units": units, "chosen": {"samples": 64, "n_iter": 200, "converged": True, "from": [32, 100]},
         "tolerance": 0.005, **fields("clean", 0.51), **fields("robust", 0.211), "robust_majority": 0.19,
         "device": {"jax_device": "cuda:0", "jax": "0.11.2", "wall_s": 326.4}, "device_draws": 32,
-        "worst_of_runs": {"from_runs": {"S=32, N=100": 400, "S=64, N=200": 600}, **fields("robust", 0.2105)}})
+        "worst_of_runs": {"from_runs": {"S=32, N=100": 400, "S=64, N=200": 600}, **fields("robust", 0.2105)},
+        "with_square": {"queries": 100, "samples": 4, "attacked": 580, "lowest": 30, **fields("robust", 0.2101)}})
 
 
 def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
@@ -169,7 +170,9 @@ def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
     assert lines[0].startswith("Points chosen on R = 32 draws on the GPU, judged on R = 32 fresh")
     assert lines[1] == ("Last doubling: -0.30 points (paired 95% interval -0.70 to +0.10): within the half-point "
                         "rule.")
-    assert lines[2].startswith("Per image the lowest of the 2 runs, judged again on fresh draws: 21.05%")
+    assert lines[2] == ("Square on the CPU (100 queries of the mean over 4 draws) on the 580 images still above "
+                        "zero: lower for 30; with it, judged again, 21.01% (95% interval 17.01 to 25.01).")
+    assert lines[3].startswith("Per image the lowest of the 2 runs, judged again on fresh draws: 21.05%")
     assert ch.gpu_lines(tmp_path / "none") == []
     fig = plots.convergence_curve(ch.gpu_convergence(tmp_path))  # one line, N written at each point
     assert len(fig.axes[0].lines) >= 1 and [t.get_text() for t in fig.axes[0].texts] == ["N = 100", "N = 200"]

@@ -173,6 +173,14 @@ def test_ingest_judges_the_returned_points_with_tensorflow(joint, tmp_path):
     assert rec["provenance"]["command"] == "test" and rec["device"]["jax_device"] == "cpu:0"
     assert rec["draws"] == 4 and rec["device_draws"] == 4 and sum(rec["worst_of_runs"]["from_runs"].values()) == 24
     assert (out / "expected-gpu-worst-points.npz").is_file()
+    # Square, run here afterwards: on the images still above zero, the lower point kept, judged again.
+    sq = expected_gpu.add_square(out, ens, x, y, draws=4)["with_square"]
+    with np.load(out / "expected-gpu.npz") as f:
+        assert sq["attacked"] == int(np.sum(f[f"suite-s{rec['chosen']['samples']}-n{rec['chosen']['n_iter']}-tf"] > 0))
+        assert np.isnan(f["square"]).sum() == len(y) - sq["attacked"] and len(f["with_square"]) == len(y)
+    assert sq["invalid"] == 0 and 0 <= sq["lowest"] <= sq["attacked"] and sq["queries"] == 100
+    again = json.loads((out / "expected-gpu.json").read_text())
+    assert again["provenance"] == rec["provenance"] and "square_provenance" in again and again["units"] == rec["units"]
     (tmp_path / "bad").mkdir()
     with pytest.raises(EmpirError, match="this ingest is of"):
         expected_gpu.ingest(_device_dir(tmp_path / "bad", ens, x, y, names=["other"]), ens, x, y, out, draws=4)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from ..attack import expected, validate
+from ..attack import expected, expected_suite, validate
+from ..core import provenance
 from ..core.errors import EmpirError
 from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
@@ -26,7 +28,7 @@ from . import expected_study, results
 
 _POOLS = {"MaxPooling2D": "maxpool", "AveragePooling2D": "avgpool"}
 # The judge's draws (expected.correct_rate's seed): an ingest run twice writes the same file.
-SEEDS = {"clean": 1, "unit": 10, "worst": 99}
+SEEDS = {"clean": 1, "unit": 10, "worst": 99, "square": 77}
 # The judge's R: more than the attack's own 32, because at R = 32 the draws' noise is most of a doubling's
 # paired standard error (about 0.2 point on 1,000 images), which decides the half-point rule.
 JUDGE_DRAWS = 128
@@ -185,3 +187,52 @@ def worst_of_runs(points: dict, arrays: dict, y: np.ndarray) -> tuple[np.ndarray
     pick = len(keys) - 1 - p[::-1].argmin(0)
     x = np.stack([points[k] for k in keys])[pick, np.arange(len(y))]
     return x, {"from_runs": {f"S={s}, N={n}": int(np.sum(pick == i)) for i, (s, n) in enumerate(keys)}}
+
+
+def add_square(out_dir: str | os.PathLike, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray,
+               draws: int = JUDGE_DRAWS) -> dict:
+    """Square, the suite's gradient-free stage, on the CPU after the GPU run (the port has no Square).
+
+    It attacks (from the clean image, as in the suite's cascade) the images
+    whose judged expected accuracy at the quoted setting's points is above
+    zero, scored by the mean over draws (:func:`empir_lib.attack.expected_suite.suite`'s
+    Square, with chapter 13's queries and samples).  Per image the lower
+    of its point and the GPU's is kept, and the kept points are judged again
+    on fresh draws: ``with_square`` in ``expected-gpu.json``.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / "expected-gpu.json"
+    record = results.read_result(path)
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y).reshape(-1).astype(np.int64)
+    if record["n"] != len(y) or record["members"] != list(ens.names):
+        raise EmpirError(f"{path} is of {record['members']} on {record['n']} images; add_square got "
+                         f"{list(ens.names)} on {len(y)}.")
+    with np.load(out_dir / "expected-gpu.npz") as f:
+        arrays = dict(f)
+    with np.load(out_dir / "expected-gpu-points.npz") as f:
+        points = f["x"].copy()
+    c = record["chosen"]
+    p = arrays[f"suite-s{c['samples']}-n{c['n_iter']}-tf"].copy()
+    spec = {"name": "square", "kind": "square", "queries": expected_study.SQUARE["square_queries"],
+            "samples": expected_study.SQUARE["square_samples"]}
+    todo = np.flatnonzero(p > 0)
+    t0 = time.perf_counter()
+    xa, ps, invalid = expected_suite.run_stage(ens, spec, x[todo], y[todo], expected_study.EPS, draws, seed=7)
+    better = ps < p[todo]
+    points[todo[better]] = xa[better]
+    arrays["square"] = np.full(len(y), np.nan)
+    arrays["square"][todo] = ps
+    arrays["with_square"] = expected.correct_rate(ens, points, y, draws, seed=SEEDS["square"])
+    record["with_square"] = {**spec, "attacked": int(len(todo)), "invalid": int(invalid),
+                             "lowest": int(better.sum()), "seconds": round(time.perf_counter() - t0, 1),
+                             **expected_study.summary("robust", arrays["with_square"], draws)}
+    atomic_write(out_dir / "expected-gpu.npz", lambda q: np.savez_compressed(open(q, "wb"), **arrays))
+    if better.any():
+        record["per_image"]["square_points"] = "expected-gpu-square-points.npz"
+        atomic_write(out_dir / "expected-gpu-square-points.npz",
+                     lambda q: np.savez_compressed(open(q, "wb"), x=points))
+    kept = {k: v for k, v in record.items() if k not in ("dataset", "data", "timing", "provenance")}
+    return results.write_result(path, {**kept, "wall_time_s": record["timing"]["wall_time_s"]},
+                                "cifar10", prov=record["provenance"],
+                                extra={"square_provenance": provenance.record(None)})

@@ -164,6 +164,9 @@ def gpu(root: Root = None) -> dict | None:
     return {"suites": suites, "chosen": c, "at": at, "clean": _pct(r, "clean"), "robust": _pct(r, "robust"),
             "n": r["n"], "draws": r["draws"], "device_draws": r.get("device_draws", r["draws"]),
             "tolerance": 100 * r["tolerance"],
+            "square": None if "with_square" not in r else {**_pct(r["with_square"], "robust"),
+                                                           **{k: r["with_square"][k] for k in
+                                                              ("queries", "samples", "attacked", "lowest")}},
             "worst": None if "worst_of_runs" not in r else {**_pct(r["worst_of_runs"], "robust"),
                                                             "from_runs": r["worst_of_runs"]["from_runs"]},
             "majority": 100 * r["robust_majority"], "wall_s": r["device"]["wall_s"], "jax": r["device"]["jax"],
@@ -210,6 +213,11 @@ def gpu_lines(root: Root = None) -> list[str]:
         lines.append(f"Last doubling: {d['diff']:+.2f} points (paired 95% interval {d['lo']:+.2f} to "
                      f"{d['hi']:+.2f}): {'within' if abs(d['diff']) < g['tolerance'] else 'outside'} the "
                      "half-point rule" + ("; still falling, so the number is an upper bound." if moving else "."))
+    if g["square"] is not None:
+        q = g["square"]
+        lines.append(f"Square on the CPU ({q['queries']} queries of the mean over {q['samples']} draws) on the "
+                     f"{q['attacked']} images still above zero: lower for {q['lowest']}; with it, judged again, "
+                     f"{q['value']:.2f}% (95% interval {q['lo']:.2f} to {q['hi']:.2f}).")
     if g["worst"] is not None:
         w = g["worst"]
         lines.append(f"Per image the lowest of the {len(w['from_runs'])} runs, judged again on fresh draws: "
