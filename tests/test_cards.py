@@ -267,3 +267,35 @@ def test_the_spread_line_says_whether_the_first_blocks_interval_covers_the_whole
     write("suite/empir-l2", np.array(([r] * 15 + [b] * 85) * 2))
     assert "interval covers the whole" in summary.spread_line("cifar10", "empir", "l2", block=100, root=tmp_path)
     assert "fewer than two blocks of 1,000" in summary.spread_line("cifar10", "empir", "l2", root=tmp_path)
+
+
+def _expected_file(root, name, record):
+    path = root / "cifar10" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = {"threat": {"name": "linf-5-255", "norm": "linf", "eps": 5 / 255}, "members": ["a", "b", "c"],
+            "n": 1000, "draws": 128, "clean": 0.51, "robust": 0.2123, "robust_ci95": [0.1915, 0.2332]}
+    path.write_text(json.dumps({**base, **record}))
+
+
+def test_the_randomised_card_quotes_the_converged_gpu_run_when_it_is_there(tmp_path):
+    _expected_file(tmp_path, "stochastic/expected-suite-joint", {
+        "samples": 16, "n_iter": 25, "n": 60, "robust": 0.2083, "lowest_by_stage": {"apgd-ce": 26, "square": 0}})
+    card = cards.build("cifar10", tmp_path)["stochastic-linf-5-255"]
+    assert card["n"] == 60 and card["unreliable"] and "EOT with 16 samples, 25 iterations;" in card["footnote"]
+    assert card["broken_by"] == {"apgd-ce": 26} and "Not yet shown to have stopped moving" in card["footnote"]
+    units = [{"kind": "suite", "samples": s, "n_iter": n, "lowest_by_stage": {"apgd-ce": s}} for s, n in
+             ((32, 100), (64, 200))] + [{"kind": "lottery", "samples": 64, "n_iter": 200}]
+    units[0]["doubled"] = {"diff": -0.004, "lo": -0.0066, "hi": -0.0014}
+    _expected_file(tmp_path, "stochastic/expected-gpu", {
+        "kind": "expected-gpu", "units": units,
+        "chosen": {"samples": 64, "n_iter": 200, "converged": True, "from": [32, 100]}})
+    card = cards.build("cifar10", tmp_path)["stochastic-linf-5-255"]
+    assert card["n"] == 1000 and card["robust_acc"] == "21.23" and not card["unreliable"]
+    assert card["broken_by"] == {"apgd-ce": 64} and card["sources"][0]["file"] == "cifar10/stochastic/expected-gpu.json"
+    assert "EOT with 64 samples, 200 iterations; every stage but Square, run on a GPU" in card["footnote"]
+    assert "still falling: an upper bound" in card["footnote"]  # the last doubling's interval lies below 0
+    units[0]["doubled"]["hi"] = 0.001
+    _expected_file(tmp_path, "stochastic/expected-gpu", {
+        "kind": "expected-gpu", "units": units,
+        "chosen": {"samples": 64, "n_iter": 200, "converged": True, "from": [32, 100]}})
+    assert "upper bound" not in cards.expected_card("cifar10", root=tmp_path)["footnote"]
