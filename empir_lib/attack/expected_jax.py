@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core import memo
 from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
 from ..nets import jax_members as jm
 from . import lottery as lottery_rule
@@ -41,17 +42,18 @@ from . import validate
 from .apgd_schedule import MOMENTUM, RHO, checkpoints
 
 LOSSES = ("ce_mean_prob", "dlr_mean_logits", "margin_mean_logits", "ce_member")
+Members = list[list[dict]]  # jax_members.members: one list of layer dicts per member
 
 
 # --- objectives (objectives.py's, on stacked logits) ----------------------------------------------------
 
 
-def _margin(z, y):
+def _margin(z: jax.Array, y: jax.Array) -> jax.Array:
     onehot = jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
     return (z - onehot * 1e9).max(-1) - (onehot * z).sum(-1)
 
 
-def objective(name: str, z, y):
+def objective(name: str, z: jax.Array, y: jax.Array) -> jax.Array:
     """The per-image loss ``name`` of stacked member logits ``z`` (members, batch, classes)."""
     return _objectives(z, y)[loss_index(name, z.shape[0])]
 
@@ -67,7 +69,7 @@ def loss_index(name: str, n_members: int) -> int:
     return 3 + int(idx)
 
 
-def _objectives(z, y):
+def _objectives(z: jax.Array, y: jax.Array) -> jax.Array:
     # Every objective of objectives.py on the same logits, stacked: ce_mean_prob, dlr_mean_logits,
     # margin_mean_logits, then ce_member:<i> for each member.
     ce = lambda lg: -jnp.take_along_axis(jax.nn.log_softmax(lg), y[:, None], 1)[:, 0]  # noqa: E731
@@ -79,7 +81,7 @@ def _objectives(z, y):
                       *[ce(z[i]) for i in range(z.shape[0])]])
 
 
-def eot_loss(ms, samples: int, mode: str = "sample", noises=None) -> Callable:
+def eot_loss(ms: Members, samples: int, mode: str = "sample", noises: list | None = None) -> Callable:
     """``f(x, y, key, which) -> per-image loss``: objective row ``which`` (:func:`loss_index`), the mean
     over ``samples`` draws (EOT).  A member's objective runs every member, as the reference suite does."""
 
@@ -94,11 +96,11 @@ def eot_loss(ms, samples: int, mode: str = "sample", noises=None) -> Callable:
 # --- APGD and PGD (apgd.py's loop, run to the end, best-loss iterate) ---------------------------------
 
 
-def _project(x_nat, x, eps):
+def _project(x_nat: jax.Array, x: jax.Array, eps: jax.Array) -> jax.Array:
     return jnp.clip(jnp.clip(x, x_nat - eps, x_nat + eps), 0.0, 1.0)
 
 
-def attack(loss: Callable, which: int, x: np.ndarray, y: np.ndarray, eps: float, n_iter: int, key,
+def attack(loss: Callable, which: int, x: np.ndarray, y: np.ndarray, eps: float, n_iter: int, key: jax.Array,
            step: float | None = None, schedule: bool = True, momentum: bool = True) -> np.ndarray:
     """APGD (defaults; Croce & Hein 2020, Algorithm 1) or fixed-step PGD at L-inf ``eps``: the best-loss points.
 
@@ -118,16 +120,13 @@ def attack(loss: Callable, which: int, x: np.ndarray, y: np.ndarray, eps: float,
     return np.asarray(out)
 
 
-_COMPILED: dict = {}
+def _compiled(loss: Callable, n_iter: int) -> Callable:
+    # One compiled loop per loss function and N (the loss is kept alive with it: its id is the key).
+    return memo.get("expected_jax.compiled", (id(loss), n_iter), lambda: jax.jit(_apgd(loss, n_iter)), 64,
+                    keep=loss)
 
 
-def _compiled(loss, n_iter):
-    if (loss, n_iter) not in _COMPILED:
-        _COMPILED[(loss, n_iter)] = jax.jit(_apgd(loss, n_iter))
-    return _COMPILED[(loss, n_iter)]
-
-
-def _apgd(loss, n_iter: int):
+def _apgd(loss: Callable, n_iter: int) -> Callable:
     def run(x_nat, y, eps, step0, key, check, window, which, momentum):
         def value_grad(x, k):
             # One pass for the loss and its gradient, on the same draws.
@@ -183,7 +182,8 @@ def _apgd(loss, n_iter: int):
 # --- the expected accuracy and the suite --------------------------------------------------------------
 
 
-def correct_rate(ms, order, x: np.ndarray, y: np.ndarray, draws: int, key, batch: int = 1000) -> np.ndarray:
+def correct_rate(ms: Members, order: np.ndarray, x: np.ndarray, y: np.ndarray, draws: int, key: jax.Array,
+                 batch: int = 1000) -> np.ndarray:
     """Per image, the share of ``draws`` fresh draws whose vote is the label (expected.correct_rate)."""
     draws = check_positive_int(draws, "R (fresh draws per point)")
     f = _vote_fn(ms, tuple(int(o) for o in order))
@@ -211,20 +211,15 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return a if len(a) == size else np.concatenate([a, np.repeat(a[-1:], size - len(a), 0)])
 
 
-_VOTES: dict = {}
+def _vote_fn(ms: Members, order: tuple, mode: str = "sample", noises: list | None = None) -> Callable:
+    # Judged at full float32 precision: a deployed decision is not a place for TF32.
+    return memo.get("expected_jax.votes", (id(ms), order, mode, id(noises)), lambda: jax.jit(
+        lambda x, k: jm.vote(jm.stack_logits(ms, x, mode, k, noises, jax.lax.Precision.HIGHEST),
+                             jnp.asarray(order))), 32, keep=(ms, noises))
 
 
-def _vote_fn(ms, order: tuple, mode: str = "sample", noises=None):
-    key = (id(ms), order, mode, id(noises))
-    if key not in _VOTES:
-        # Judged at full float32 precision: a deployed decision is not a place for TF32.
-        _VOTES[key] = (jax.jit(lambda x, k: jm.vote(jm.stack_logits(ms, x, mode, k, noises,
-                                                                    jax.lax.Precision.HIGHEST), jnp.asarray(order))),
-                       ms, noises)
-    return _VOTES[key][0]
-
-
-def stage_points(ms, spec: dict, x: np.ndarray, y: np.ndarray, eps: float, key, input_shape: tuple) -> np.ndarray:
+def stage_points(ms: Members, spec: dict, x: np.ndarray, y: np.ndarray, eps: float, key: jax.Array,
+                 input_shape: tuple) -> np.ndarray:
     """One stage's points (expected_suite.suite's specs, less Square)."""
     kind = spec["kind"]
     if kind == "square":
@@ -241,30 +236,20 @@ def stage_points(ms, spec: dict, x: np.ndarray, y: np.ndarray, eps: float, key, 
                   schedule=not fixed, momentum=not fixed)
 
 
-_LOSSES: dict = {}
-
-
-def _cached_loss(ms, samples, mode, noises):
+def _cached_loss(ms: Members, samples: int, mode: str, noises: list | None) -> Callable:
     # One loss function per setting: the compiled attack is keyed on it.
-    key = (id(ms), samples, mode, id(noises))
-    if key not in _LOSSES:
-        _LOSSES[key] = (eot_loss(ms, samples, mode, noises), ms, noises)
-    return _LOSSES[key][0]
+    return memo.get("expected_jax.losses", (id(ms), samples, mode, id(noises)),
+                    lambda: eot_loss(ms, samples, mode, noises), 64, keep=(ms, noises))
 
 
-_FROZEN: dict = {}
+def _cached_frozen(ms: Members, input_shape: tuple, draws: int) -> tuple[list, list]:
+    return memo.get("expected_jax.frozen", (id(ms), draws), lambda: jm.frozen(ms, input_shape, draws, seed=draws),
+                    16, keep=ms)
 
 
-def _cached_frozen(ms, input_shape, draws):
-    key = (id(ms), draws)
-    if key not in _FROZEN:
-        _FROZEN[key] = (*jm.frozen(ms, input_shape, draws, seed=draws), ms)
-    return _FROZEN[key][:2]
-
-
-def evaluate(ms, order, x: np.ndarray, y: np.ndarray, eps: float, specs: list[dict], draws: int, seed: int = 0,
-             chunk: int = 16384, clean: np.ndarray | None = None, tick: Callable[[str, int], object] | None = None
-             ) -> dict:
+def evaluate(ms: Members, order: np.ndarray, x: np.ndarray, y: np.ndarray, eps: float, specs: list[dict],
+             draws: int, seed: int = 0, chunk: int = 16384, clean: np.ndarray | None = None,
+             tick: Callable[[str, int], object] | None = None) -> dict:
     """expected_suite.evaluate's cascade: each stage on the images still above zero; per image the
     worst case over stages, re-estimated on fresh draws at the chosen point.
 
@@ -306,7 +291,7 @@ def evaluate(ms, order, x: np.ndarray, y: np.ndarray, eps: float, specs: list[di
             "stats": stats, "stages": [s["name"] for s in specs]}
 
 
-def lottery(ms, order, x: np.ndarray, y: np.ndarray, queries: list[int], key) -> dict:
+def lottery(ms: Members, order: np.ndarray, x: np.ndarray, y: np.ndarray, queries: list[int], key: jax.Array) -> dict:
     """expected.lottery: the share right on every one of Q fresh draws, per Q, and ``mean(p ** Q)``."""
     f = _vote_fn(ms, tuple(int(o) for o in order))
     xj, y = jnp.asarray(x, jnp.float32), np.asarray(y)

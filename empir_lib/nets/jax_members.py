@@ -71,7 +71,8 @@ def _round_ste(v: jnp.ndarray) -> jnp.ndarray:
     return v + jax.lax.stop_gradient(jnp.round(v) - v)
 
 
-def quantise_input(x, layer: dict, mode: str, key, noise):
+def quantise_input(x: jax.Array, layer: dict, mode: str, key: jax.Array | None,
+                   noise: jax.Array | None) -> jax.Array:
     """Eq. 5's activation rule, nearest or stochastic, with the straight-through gradient."""
     bits = layer["abits"]
     if bits == FULL:
@@ -89,7 +90,8 @@ def quantise_input(x, layer: dict, mode: str, key, noise):
     return (hard + (v - jax.lax.stop_gradient(v))) / n
 
 
-def logits(member: list[dict], x, mode: str = "sample", key=None, noises=None, precision=None):
+def logits(member: list[dict], x: jax.Array, mode: str = "sample", key: jax.Array | None = None,
+           noises: list | None = None, precision: object = None) -> jax.Array:
     """One member's logits on a batch (NHWC): ``mode`` 'sample' (fresh draws from ``key``),
     'nearest' (Eq. 5) or 'fixed' (``noises``: one array per stochastic layer)."""
     k = 0
@@ -133,13 +135,14 @@ def stochastic_shapes(member: list[dict], input_shape: tuple) -> list[tuple]:
     return shapes
 
 
-def stack_logits(ms: list[list[dict]], x, mode: str, key, noises=None, precision=None):
+def stack_logits(ms: list[list[dict]], x: jax.Array, mode: str, key: jax.Array | None, noises: list | None = None,
+                 precision: object = None) -> jax.Array:
     """Every member's logits, (members, batch, classes); member k draws from ``fold_in(key, 1000 + k)``."""
     return jnp.stack([logits(m, x, mode, None if key is None else jax.random.fold_in(key, 1000 + k),
                              None if noises is None else noises[k], precision) for k, m in enumerate(ms)])
 
 
-def vote(z, order):
+def vote(z: jax.Array, order: np.ndarray) -> jax.Array:
     """Max voting with the FP-first tie-break (:func:`empir_lib.nets.ensemble.vote`): (batch,) int32."""
     preds = jnp.argmax(z, -1).astype(jnp.int32)                       # (K, B)
     counts = jax.nn.one_hot(preds, z.shape[-1]).sum(0)                # (B, C)
@@ -150,7 +153,7 @@ def vote(z, order):
     return jnp.take_along_axis(ranked.T, first[:, None], axis=1)[:, 0]
 
 
-def frozen(ms, input_shape: tuple, draws: int, seed: int) -> tuple[list, list]:
+def frozen(ms: list[list[dict]], input_shape: tuple, draws: int, seed: int) -> tuple[list, list]:
     """K frozen draws of every member (stochastic.fixed_draw): (members repeated K times, their noises)."""
     rng = np.random.default_rng(seed)
     out, noises = [], []
