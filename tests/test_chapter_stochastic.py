@@ -1,5 +1,5 @@
-"""Chapter 11's helpers, part 2 (empir_lib.book.chapters.stochastic): the expected accuracy read back from
-results files written here, the worked example, the claim, and the figures."""
+"""Chapter 11's helpers, part 2 (empir_lib.book.chapters.stochastic, and stochastic_gpu for the GPU run): the
+expected accuracy read back from results files written here, the worked example, the claim, and the figures."""
 import json
 
 import numpy as np
@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 
 from empir_lib.book import plots
 from empir_lib.book.chapters import stochastic as ch
+from empir_lib.book.chapters import stochastic_gpu as gch
 from empir_lib.core import paper
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, diversity
@@ -148,11 +149,11 @@ def write_gpu(root):
 def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
     write_all(tmp_path)
     write_gpu(tmp_path)
-    assert "| 32 | 100 | 21.40 (17.40 to 25.40) | 21.60 | -0.30 (-0.70 to +0.10) | 160 |" in ch.gpu_table(tmp_path)
-    assert "| 64 | 200 | 21.10 (17.10 to 25.10) | 21.30 | \u2014 | 320 |" in ch.gpu_table(tmp_path)
+    assert "| 32 | 100 | 21.40 (17.40 to 25.40) | 21.60 | -0.30 (-0.70 to +0.10) | 160 |" in gch.gpu_table(tmp_path)
+    assert "| 64 | 200 | 21.10 (17.10 to 25.10) | 21.30 | \u2014 | 320 |" in gch.gpu_table(tmp_path)
     # The stages in the order they ran, the clean image first.
-    assert ch.gpu_stage_table(tmp_path).splitlines()[2:] == ["| (the clean image) | 1000 | 300 |",
-                                                            "| apgd-ce | 700 | 699 |", "| nearest | 300 | 1 |"]
+    assert gch.gpu_stage_table(tmp_path).splitlines()[2:] == ["| (the clean image) | 1000 | 300 |",
+                                                             "| apgd-ce | 700 | 699 |", "| nearest | 300 | 1 |"]
     rows = ch.comparison_rows(tmp_path)
     assert "converged (S = 64, N = 200; GPU)" in rows[0]["name"] and rows[0]["robust"]["value"] == pytest.approx(21.1)
     assert rows[1]["robust"]["value"] == pytest.approx(23.5) and "GPU-judged" in rows[1]["name"]
@@ -165,15 +166,15 @@ def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
     lot = ch.lottery(tmp_path)  # the GPU's lottery, at the chosen points
     assert lot["n"] == 1000 and lot["attack"] == pytest.approx([20, 7])
     assert lot["expected_attack"] == pytest.approx(21.1)
-    assert ch.gpu(tmp_path / "none") is None and ch.gpu_table(tmp_path / "none") == "\u2014"
-    lines = ch.gpu_lines(tmp_path)
+    assert gch.gpu(tmp_path / "none") is None and gch.gpu_table(tmp_path / "none") == "\u2014"
+    lines = gch.gpu_lines(tmp_path)
     assert lines[0].startswith("Points chosen on R = 32 draws on the GPU, judged on R = 32 fresh")
     assert lines[1] == ("Last doubling: -0.30 points (paired 95% interval -0.70 to +0.10): within the half-point "
                         "rule.")
     assert lines[2] == ("Square on the CPU (100 queries of the mean over 4 draws) on the 580 images still above "
                         "zero: lower for 30; with it, judged again, 21.01% (95% interval 17.01 to 25.01).")
     assert lines[3].startswith("Per image the lowest of the 2 runs, judged again on fresh draws: 21.05%")
-    assert ch.gpu_lines(tmp_path / "none") == []
-    fig = plots.convergence_curve(ch.gpu_convergence(tmp_path))  # one line, N written at each point
+    assert gch.gpu_lines(tmp_path / "none") == []
+    fig = plots.convergence_curve(gch.gpu_convergence(tmp_path))  # one line, N written at each point
     assert len(fig.axes[0].lines) >= 1 and [t.get_text() for t in fig.axes[0].texts] == ["N = 100", "N = 200"]
-    assert "1,000 images, R = 32 (GPU)" in fig.axes[0].get_title() and ch.gpu_convergence(tmp_path / "none") is None
+    assert "1,000 images, R = 32 (GPU)" in fig.axes[0].get_title() and gch.gpu_convergence(tmp_path / "none") is None

@@ -1,4 +1,5 @@
-"""The suite's results files read back: tables, per-image files, gains and times, on a synthetic results tree."""
+"""The suite's results files read back: tables, per-image files, gains and times, on a synthetic results tree
+(and chapter 8's L2 answers from them, empir_lib.book.chapters.adaptive)."""
 import json
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 
 from empir_lib.attack import outcomes, suite
 from empir_lib.book import plots
+from empir_lib.book.chapters import adaptive
 from empir_lib.core.errors import EmpirError
 from empir_lib.studies import results, worstcase
 
@@ -131,16 +133,16 @@ def test_an_evaluation_on_fewer_images_says_so(tree):
 
 
 def test_the_minimal_l2_against_the_suite_at_the_budget(tree):
-    assert "\u2014" in worstcase.minimal_versus_suite("mnist", tree)  # no L2 cascade yet
+    assert "\u2014" in adaptive.minimal_versus_suite("mnist", tree)  # no L2 cascade yet
     _write(tree, "mnist", "empir-l2", [-1, 1, 1, 0, 1], np.full(5, 1.0))
-    line = worstcase.minimal_versus_suite("mnist", tree)
+    line = adaptive.minimal_versus_suite("mnist", tree)
     # minimal L2 [1, 2, 3, inf, 0] against the budget 2.0: 3.0 and inf exceed it.
     assert "first 5 images: the CW's minimal L2 alone leaves 40.0% robust" in line
     assert "suite (empir-l2) leaves 20.0%." in line
     # The suite's strongest evaluation, on the images both cover: new stages on the first 4 broke the survivor.
     _write(tree, "mnist", "empir-l2-stages", [-1, 1, 1, 0], np.full(4, 1.0))
     _write(tree, "mnist", "empir-l2-recheck", [1, 1, 1, 0], np.full(4, 1.0), {"converged": True})
-    line = worstcase.minimal_versus_suite("mnist", tree)
+    line = adaptive.minimal_versus_suite("mnist", tree)
     assert "first 4 images: the CW's minimal L2 alone leaves 50.0% robust" in line
     assert "suite (empir-l2-recheck) leaves 0.0%." in line
 
@@ -153,27 +155,27 @@ def test_stage_counts_follow_the_cascade_and_keep_every_stage():
 
 
 def test_the_l2_answer_is_paired_on_each_rows_strongest_evaluation(tree):
-    assert "\u2014" in worstcase.l2_answer("mnist", tree)  # no L2 cascades yet
+    assert "\u2014" in adaptive.l2_answer("mnist", tree)  # no L2 cascades yet
     r, b = outcomes.ROBUST, 1
     _write(tree, "mnist", "empir-l2", [r, r, r, r, b, b, 0, 1, 1, 1], np.full(10, 1.0))
     _write(tree, "mnist", "baseline-l2", [r, b, b, b, r, b, 0, 1, 1, 1], np.full(10, 1.0))
-    line = worstcase.l2_answer("mnist", tree)
+    line = adaptive.l2_answer("mnist", tree)
     assert "EMPIR keeps 4, its FP member 2; 1 survive both, 3 only EMPIR" in line and "1 only the FP" in line
     assert "not re-checked yet" in line and "upper bounds" in line
     # EMPIR's new stages break two of its survivors: the answer reads them, not the weaker suite file.
     _write(tree, "mnist", "empir-l2-stages", [r, r, b, b, b, b, 0, 1, 1, 1], np.full(10, 1.0))
-    line = worstcase.l2_answer("mnist", tree)
+    line = adaptive.l2_answer("mnist", tree)
     assert "EMPIR keeps 2, its FP member 2" in line and line.startswith("mnist, L2 2, 10 images:")  # all of them
     # The FP row settles, EMPIR's still moves: only EMPIR's figure is an upper bound.
     _write(tree, "mnist", "baseline-l2-recheck", [r, b, b, b, r, b, 0, 1, 1, 1], np.full(10, 1.0),
            {"robust_after": 2, "converged": True})
     _write(tree, "mnist", "empir-l2-recheck", [r, r, b, b, b, b, 0, 1, 1, 1], np.full(10, 1.0),
            {"robust_after": 2, "converged": False, "change_points": 0.1})
-    line = worstcase.l2_answer("mnist", tree)
+    line = adaptive.l2_answer("mnist", tree)
     assert line.endswith("EMPIR still moved 0.1 points when re-checked, so EMPIR's is an upper bound.")
     # The new stages on the first 8 only: the pair is compared on those, and the line says so.
     _write(tree, "mnist", "baseline-l2-recheck", [r, b, b, b, r, b, 0, 1], np.full(8, 1.0), {"converged": True})
-    assert worstcase.l2_answer("mnist", tree).startswith("mnist, L2 2, first 8 images:")
+    assert adaptive.l2_answer("mnist", tree).startswith("mnist, L2 2, first 8 images:")
 
 
 def test_mcnemar_exact():

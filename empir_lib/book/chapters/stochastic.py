@@ -11,7 +11,9 @@ deterministic rows (:func:`comparison_table`), which stage found each
 image's worst point (:func:`stage_table`), the lottery of the older "any of
 Q queries" rule (:func:`lottery`) and the claim checked (:func:`claim_lines`).
 The older rule's numbers (:mod:`empir_lib.studies.eot_study`, items 1-5) are
-kept as secondary numbers (:func:`old_rule_table`).
+kept as secondary numbers (:func:`old_rule_table`).  The suite's run on a GPU
+(:func:`empir_lib.book.chapters.stochastic_gpu.gpu`) leads the comparison and
+the claim where it is there; its own tables are in :mod:`.stochastic_gpu`.
 
 Every function takes ``root`` (default ``data/results``); a missing file
 gives None or a dash.
@@ -28,8 +30,7 @@ from ...nets import diversity, stochastic, zoo
 from ...nets import ensemble as ens_mod
 from ...studies import eot_study, expected_study, results
 from .committed import Root
-
-DATASET = "cifar10"
+from .stochastic_gpu import DATASET, cell, gpu, pct
 
 
 def worked_example(hits: list[int], draws: int, queries: int) -> dict:
@@ -51,25 +52,16 @@ def worked_example(hits: list[int], draws: int, queries: int) -> dict:
                                      f"right on all of Q = {queries} queries, p^Q, %"])}
 
 
-def _pct(r: dict, key: str) -> dict:
-    return {"value": 100 * r[key], "lo": 100 * r[f"{key}_ci95"][0], "hi": 100 * r[f"{key}_ci95"][1],
-            "se": 100 * r[f"{key}_se"]}
-
-
-def _cell(v: dict | None) -> str:
-    return DASH if v is None else f"{v['value']:.2f} ({v['lo']:.2f} to {v['hi']:.2f})"
-
-
 def convergence(root: Root = None) -> dict | None:
     """The convergence run in %: per (S, N) the robust expected accuracy, its interval, the paired change
     when S and N both double, and the seconds; with the setting chosen and the clean expected accuracy."""
     r = expected_study.read("expected-converge", DATASET, root)
     if r is None:
         return None
-    points = [{"samples": p["samples"], "n_iter": p["n_iter"], **_pct(p, "robust"), "seconds": p["seconds"],
+    points = [{"samples": p["samples"], "n_iter": p["n_iter"], **pct(p, "robust"), "seconds": p["seconds"],
                "doubled": None if "doubled" not in p else {k: 100 * v for k, v in p["doubled"].items()}}
               for p in r["points"]]
-    return {"points": points, "chosen": r["chosen"], "n": r["n"], "draws": r["draws"], "clean": _pct(r, "clean"),
+    return {"points": points, "chosen": r["chosen"], "n": r["n"], "draws": r["draws"], "clean": pct(r, "clean"),
             "tolerance": 100 * r["tolerance"], "seconds": sum(p["seconds"] for p in r["points"])}
 
 
@@ -78,7 +70,7 @@ def convergence_table(root: Root = None) -> str:
     c = convergence(root)
     if c is None:
         return DASH
-    rows = [{"s": p["samples"], "n": p["n_iter"], "acc": _cell(p),
+    rows = [{"s": p["samples"], "n": p["n_iter"], "acc": cell(p),
              "d": DASH if p["doubled"] is None else (f"{p['doubled']['diff']:+.2f} ({p['doubled']['lo']:+.2f} to "
                                                      f"{p['doubled']['hi']:+.2f})"),
              "t": f"{p['seconds']:.0f}"} for p in c["points"]]
@@ -120,7 +112,7 @@ def headline(root: Root = None) -> dict | None:
     r = expected_study.read("expected-suite-joint", DATASET, root)
     if r is None:
         return None
-    return {"clean": _pct(r, "clean"), "robust": _pct(r, "robust"), "n": r["n"], "draws": r["draws"],
+    return {"clean": pct(r, "clean"), "robust": pct(r, "robust"), "n": r["n"], "draws": r["draws"],
             "samples": r["samples"], "n_iter": r["n_iter"], "majority": 100 * r["robust_majority"],
             "lottery": r["lottery"], "stats": r["stats"],
             # In the order the stages ran (the file's keys are sorted), the clean image first.
@@ -134,107 +126,8 @@ def reference(root: Root = None) -> dict | None:
     r = expected_study.read("expected-aa-rand", DATASET, root)
     if r is None:
         return None
-    return {"clean": _pct(r, "clean"), "robust": _pct(r, "robust"), "n": r["n"], "draws": r["draws"],
+    return {"clean": pct(r, "clean"), "robust": pct(r, "robust"), "n": r["n"], "draws": r["draws"],
             "samples": r["samples"], "n_iter": r["n_iter"], "seconds": r["timing"]["wall_time_s"]}
-
-
-def gpu(root: Root = None) -> dict | None:
-    """The suite on a GPU (``expected-gpu.json``, :mod:`empir_lib.studies.expected_gpu`), in %, or None.
-
-    Per suite setting: the robust expected accuracy judged again by the
-    TensorFlow ensemble (with its interval), the GPU's own estimate, the
-    paired change when S and N double, and the GPU seconds; the setting
-    chosen by the half-point rule, AutoAttack's rand reference (GPU-judged:
-    its points did not come back) and the lottery at the chosen points.
-    """
-    r = results.find(DATASET, f"{expected_study.FOLDER}/expected-gpu", root)
-    if r is None:
-        return None
-    suites = [{"samples": u["samples"], "n_iter": u["n_iter"], **_pct(u, "robust"), "gpu": 100 * u["robust_gpu"],
-               "seconds": u["seconds"], "stats": u["stats"],
-               # In the order the stages ran (the file's keys are sorted), the clean image first.
-               "lowest": {k: u["lowest_by_stage"][k] for k in ["clean", *u["stages"]]},
-               "doubled": None if "doubled" not in u else {k: 100 * v for k, v in u["doubled"].items()}}
-              for u in r["units"] if u["kind"] == "suite" and "robust" in u]
-    c = r["chosen"]
-    at = next(u for u in suites if (u["samples"], u["n_iter"]) == (c["samples"], c["n_iter"]))
-    aa = next((u for u in r["units"] if u["kind"] == "aa-rand"), None)
-    lot = next((u for u in r["units"] if u["kind"] == "lottery"
-                and (u["samples"], u["n_iter"]) == (c["samples"], c["n_iter"])), None)
-    return {"suites": suites, "chosen": c, "at": at, "clean": _pct(r, "clean"), "robust": _pct(r, "robust"),
-            "n": r["n"], "draws": r["draws"], "device_draws": r.get("device_draws", r["draws"]),
-            "tolerance": 100 * r["tolerance"],
-            "square": None if "with_square" not in r else {**_pct(r["with_square"], "robust"),
-                                                           **{k: r["with_square"][k] for k in
-                                                              ("queries", "samples", "attacked", "lowest")}},
-            "worst": None if "worst_of_runs" not in r else {**_pct(r["worst_of_runs"], "robust"),
-                                                            "from_runs": r["worst_of_runs"]["from_runs"]},
-            "majority": 100 * r["robust_majority"], "wall_s": r["device"]["wall_s"], "jax": r["device"]["jax"],
-            "aa": None if aa is None else {"samples": aa["samples"], "n_iter": aa["n_iter"],
-                                           "value": 100 * aa["robust_gpu"]},
-            "lottery": lot}
-
-
-def gpu_table(root: Root = None) -> str:
-    """Markdown: one row per suite setting of the GPU run, paired on the same images."""
-    g = gpu(root)
-    if g is None:
-        return DASH
-    rows = [{"s": u["samples"], "n": u["n_iter"], "acc": _cell(u), "gpu": f"{u['gpu']:.2f}",
-             "d": DASH if u["doubled"] is None else (f"{u['doubled']['diff']:+.2f} ({u['doubled']['lo']:+.2f} to "
-                                                     f"{u['doubled']['hi']:+.2f})"),
-             "t": f"{u['seconds']:.0f}"} for u in g["suites"]]
-    return markdown_table(rows, ["s", "n", "acc", "gpu", "d", "t"],
-                          ["S", "N", "robust expected accuracy, % (95% interval), judged by TensorFlow",
-                           "the GPU's own estimate, %", "change with 2S and 2N, points (paired 95% interval)",
-                           "GPU seconds"])
-
-
-def gpu_convergence(root: Root = None) -> dict | None:
-    """The GPU run in the shape :func:`empir_lib.book.plots.convergence_curve` draws (S and N doubled together)."""
-    g = gpu(root)
-    if g is None:
-        return None
-    return {"points": g["suites"], "chosen": g["chosen"], "clean": g["clean"], "n": g["n"], "draws": g["draws"],
-            "together": True, "title": f"every stage but Square, {g['n']:,} images, R = {g['draws']} (GPU)"}
-
-
-def gpu_lines(root: Root = None) -> list[str]:
-    """Sentences under the GPU table: the draws, the verdict of the last doubling, and the worst of the runs."""
-    g = gpu(root)
-    if g is None:
-        return []
-    lines = [f"Points chosen on R = {g['device_draws']} draws on the GPU, judged on R = {g['draws']} fresh, "
-             f"seeded draws of the TensorFlow ensemble; clean: {g['clean']['value']:.2f}%."]
-    last = [u for u in g["suites"] if u["doubled"] is not None]
-    if last:
-        d = last[-1]["doubled"]
-        moving = d["hi"] < 0
-        lines.append(f"Last doubling: {d['diff']:+.2f} points (paired 95% interval {d['lo']:+.2f} to "
-                     f"{d['hi']:+.2f}): {'within' if abs(d['diff']) < g['tolerance'] else 'outside'} the "
-                     "half-point rule" + ("; still falling, so the number is an upper bound." if moving else "."))
-    if g["square"] is not None:
-        q = g["square"]
-        lines.append(f"Square on the CPU ({q['queries']} queries of the mean over {q['samples']} draws) on the "
-                     f"{q['attacked']} images still above zero: lower for {q['lowest']}; with it, judged again, "
-                     f"{q['value']:.2f}% (95% interval {q['lo']:.2f} to {q['hi']:.2f}).")
-    if g["worst"] is not None:
-        w = g["worst"]
-        lines.append(f"Per image the lowest of the {len(w['from_runs'])} runs, judged again on fresh draws: "
-                     f"{w['value']:.2f}% (95% interval {w['lo']:.2f} to {w['hi']:.2f}).")
-    return lines
-
-
-def gpu_stage_table(root: Root = None) -> str:
-    """Markdown: per stage of the chosen setting, the images it attacked and those whose lowest point it found."""
-    g = gpu(root)
-    if g is None:
-        return DASH
-    u = g["at"]
-    rows = [{"stage": "(the clean image)" if k == "clean" else k,
-             "att": u["stats"].get(k, {}).get("attacked", g["n"]), "low": v} for k, v in u["lowest"].items()]
-    return markdown_table(rows, ["stage", "att", "low"],
-                          ["stage", "images attacked", "images whose lowest point it found"])
 
 
 def stage_table(root: Root = None) -> str:
@@ -315,7 +208,7 @@ def comparison_rows(root: Root = None) -> list[dict]:
 def comparison_table(root: Root = None) -> str:
     """Markdown: :func:`comparison_rows` and Farkya et al.'s reported number (a lower bound)."""
     body = [{"name": r["name"], "clean": DASH if r["clean"] is None else f"{r['clean']['value']:.2f}",
-             "robust": f"{r['robust']['value']:.2f}" if r.get("point") else _cell(r["robust"]),
+             "robust": f"{r['robust']['value']:.2f}" if r.get("point") else cell(r["robust"]),
              "n": f"{r['n']:,}", "r": r["r"]} for r in comparison_rows(root)]
     body.append({"name": "*Farkya et al. 2023 (abstract), PGD*", "clean": DASH,
                  "robust": f"*> {paper.FARKYA_PGD_5_255:.0f}*", "n": DASH, "r": DASH})
