@@ -35,11 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import memo
-from ..core.errors import EmpirError, check_choice, check_finite_number, check_positive_int
+from ..core.errors import EmpirError, check_choice, check_positive_int
 from ..nets import jax_members as jm
+from . import apgd_jax, validate
 from . import lottery as lottery_rule
-from . import validate
-from .apgd_schedule import MOMENTUM, RHO, checkpoints
 
 LOSSES = ("ce_mean_prob", "dlr_mean_logits", "margin_mean_logits", "ce_member")
 Members = list[list[dict]]  # jax_members.members: one list of layer dicts per member
@@ -55,11 +54,11 @@ def _margin(z: jax.Array, y: jax.Array) -> jax.Array:
 
 def objective(name: str, z: jax.Array, y: jax.Array) -> jax.Array:
     """The per-image loss ``name`` of stacked member logits ``z`` (members, batch, classes)."""
-    return _objectives(z, y)[loss_index(name, z.shape[0])]
+    return objective_stack(z, y)[loss_index(name, z.shape[0])]
 
 
 def loss_index(name: str, n_members: int) -> int:
-    """The row of ``name`` in :func:`_objectives`' stack (a traced index: one compiled attack serves all)."""
+    """The row of ``name`` in :func:`objective_stack`' stack (a traced index: one compiled attack serves all)."""
     base, _, idx = name.partition(":")
     check_choice(base, LOSSES, "objective")
     if base != "ce_member":
@@ -69,9 +68,9 @@ def loss_index(name: str, n_members: int) -> int:
     return 3 + int(idx)
 
 
-def _objectives(z: jax.Array, y: jax.Array) -> jax.Array:
-    # Every objective of objectives.py on the same logits, stacked: ce_mean_prob, dlr_mean_logits,
-    # margin_mean_logits, then ce_member:<i> for each member.
+def objective_stack(z: jax.Array, y: jax.Array) -> jax.Array:
+    """Every objective of objectives.py on the same logits, stacked (rows: :func:`loss_index`):
+    ce_mean_prob, dlr_mean_logits, margin_mean_logits, then ce_member:<i> for each member."""
     ce = lambda lg: -jnp.take_along_axis(jax.nn.log_softmax(lg), y[:, None], 1)[:, 0]  # noqa: E731
     log_mean = jax.nn.logsumexp(jax.nn.log_softmax(z), 0) - jnp.log(z.shape[0])
     zbar = z.mean(0)
@@ -82,22 +81,19 @@ def _objectives(z: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def eot_loss(ms: Members, samples: int, mode: str = "sample", noises: list | None = None) -> Callable:
-    """``f(x, y, key, which) -> per-image loss``: objective row ``which`` (:func:`loss_index`), the mean
+    """``f(x, y, key, which) -> (per-image loss, y)``: objective row ``which`` (:func:`loss_index`), the mean
     over ``samples`` draws (EOT).  A member's objective runs every member, as the reference suite does."""
 
     def f(x, y, key, which):
         b = x.shape[0]
         z = jm.stack_logits(ms, jnp.tile(x, (samples, 1, 1, 1)), mode, key, noises)
-        return _objectives(z, jnp.tile(y, samples))[which].reshape(samples, b).mean(0)
+        per = objective_stack(z, jnp.tile(y, samples))[which].reshape(samples, b).mean(0)
+        return per, y  # no decision: the expected accuracy is judged on fresh draws, after the attack
 
     return f
 
 
-# --- APGD and PGD (apgd.py's loop, run to the end, best-loss iterate) ---------------------------------
-
-
-def _project(x_nat: jax.Array, x: jax.Array, eps: jax.Array) -> jax.Array:
-    return jnp.clip(jnp.clip(x, x_nat - eps, x_nat + eps), 0.0, 1.0)
+# --- APGD and PGD (apgd_jax's loop, run to the end, best-loss iterate) ----------------------------------
 
 
 def attack(loss: Callable, which: int, x: np.ndarray, y: np.ndarray, eps: float, n_iter: int, key: jax.Array,
@@ -107,76 +103,9 @@ def attack(loss: Callable, which: int, x: np.ndarray, y: np.ndarray, eps: float,
     ``loss(x, y, key, which)`` is per image (:func:`eot_loss`); every
     iterate's loss is a fresh EOT estimate, as in the reference.  The
     objective, the schedule and the momentum are traced arguments, so one
-    compiled loop serves every stage of a setting.
+    compiled loop (:func:`empir_lib.attack.apgd_jax.run`) serves every stage of a setting.
     """
-    eps = check_finite_number(eps, "eps", 0.0, 1.0)
-    n_iter = check_positive_int(n_iter, "N (iterations)")
-    check, window = checkpoints(n_iter)
-    fn = _compiled(loss, n_iter)
-    step0 = 2.0 * eps if step is None else check_finite_number(step, "step", 0.0, None)
-    out = fn(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32), jnp.float32(eps), jnp.float32(step0), key,
-             jnp.asarray(check & schedule), jnp.asarray(np.maximum(window, 1)), jnp.int32(which),
-             jnp.asarray(momentum))
-    return np.asarray(out)
-
-
-def _compiled(loss: Callable, n_iter: int) -> Callable:
-    # One compiled loop per loss function and N (the loss is kept alive with it: its id is the key).
-    return memo.get("expected_jax.compiled", (id(loss), n_iter), lambda: jax.jit(_apgd(loss, n_iter)), 64,
-                    keep=loss)
-
-
-def _apgd(loss: Callable, n_iter: int) -> Callable:
-    def run(x_nat, y, eps, step0, key, check, window, which, momentum):
-        def value_grad(x, k):
-            # One pass for the loss and its gradient, on the same draws.
-            (_, per), g = jax.value_and_grad(lambda xx: (lambda v: (v.sum(), v))(loss(xx, y, k, which)),
-                                             has_aux=True)(x)
-            return per, g
-
-        b = x_nat.shape[0]
-        k0, key = jax.random.split(key)
-        t = jax.random.uniform(k0, x_nat.shape, minval=-1.0, maxval=1.0)
-        t = t / (jnp.abs(t).reshape(b, -1).max(1) + 1e-12)[:, None, None, None]
-        x0 = jnp.clip(x_nat + eps * t, 0.0, 1.0)
-        loss0, g0 = value_grad(x0, jax.random.fold_in(key, 0))
-        hist = jnp.zeros((n_iter + 1, b)).at[0].set(loss0)
-        img = lambda m: m[:, None, None, None]  # noqa: E731
-        state = (x0, x0, g0, x0, g0, loss0, jnp.full((b,), step0), loss0, jnp.zeros((b,), bool), hist)
-
-        def body(i, st):
-            x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist = st
-            a = jnp.where(momentum & (i > 0), MOMENTUM, 1.0)
-            grad2 = x_adv - x_old
-            x_old = x_adv
-            z = _project(x_nat, x_adv + img(step) * jnp.sign(grad), eps)
-            x_new = _project(x_nat, x_adv + a * (z - x_adv) + (1.0 - a) * grad2, eps)
-            lo, g = value_grad(x_new, jax.random.fold_in(key, i + 1))
-            hist = hist.at[i + 1].set(lo)
-            better = lo > loss_best
-            x_best = jnp.where(img(better), x_new, x_best)
-            grad_best = jnp.where(img(better), g, grad_best)
-            loss_best = jnp.maximum(lo, loss_best)
-            x_adv, grad = x_new, g
-            # APGD's checkpoint rule (apgd.py); ``check`` is all False for fixed-step PGD.
-            k = window[i]
-            start = jnp.maximum(i - k + 1, 0)
-            t_idx = jnp.arange(n_iter)[:, None]
-            inside = (t_idx >= start) & (t_idx < start + k)
-            rises = ((hist[1:] > hist[:-1]) & inside).sum(0).astype(jnp.float32)
-            osc = rises <= k.astype(jnp.float32) * RHO
-            stuck = ~reduced_last & (best_last >= loss_best)
-            reduce = check[i] & (osc | stuck)
-            reduced_last = jnp.where(check[i], reduce, reduced_last)
-            best_last = jnp.where(check[i], loss_best, best_last)
-            step = jnp.where(reduce, step / 2.0, step)
-            x_adv = jnp.where(img(reduce), x_best, x_adv)
-            grad = jnp.where(img(reduce), grad_best, grad)
-            return (x_adv, x_old, grad, x_best, grad_best, loss_best, step, best_last, reduced_last, hist)
-
-        return jax.lax.fori_loop(0, n_iter, body, state)[3]
-
-    return run
+    return apgd_jax.run(loss, which, x, y, eps, n_iter, key, "linf", step, schedule, momentum)["x_best"]
 
 
 # --- the expected accuracy and the suite --------------------------------------------------------------
@@ -186,7 +115,7 @@ def correct_rate(ms: Members, order: np.ndarray, x: np.ndarray, y: np.ndarray, d
                  batch: int = 1000) -> np.ndarray:
     """Per image, the share of ``draws`` fresh draws whose vote is the label (expected.correct_rate)."""
     draws = check_positive_int(draws, "R (fresh draws per point)")
-    f = _vote_fn(ms, tuple(int(o) for o in order))
+    f = vote_fn(ms, tuple(int(o) for o in order))
     hits, size = np.zeros(len(y)), padded(len(y), batch)
     for r in range(draws):
         k = jax.random.fold_in(key, r)
@@ -211,8 +140,9 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return a if len(a) == size else np.concatenate([a, np.repeat(a[-1:], size - len(a), 0)])
 
 
-def _vote_fn(ms: Members, order: tuple, mode: str = "sample", noises: list | None = None) -> Callable:
-    # Judged at full float32 precision: a deployed decision is not a place for TF32.
+def vote_fn(ms: Members, order: tuple, mode: str = "sample", noises: list | None = None) -> Callable:
+    """``f(x, key) -> the vote`` (compiled, cached), at full float32 precision: a deployed decision is not a
+    place for TF32."""
     return memo.get("expected_jax.votes", (id(ms), order, mode, id(noises)), lambda: jax.jit(
         lambda x, k: jm.vote(jm.stack_logits(ms, x, mode, k, noises, jax.lax.Precision.HIGHEST),
                              jnp.asarray(order))), 32, keep=(ms, noises))
@@ -293,6 +223,6 @@ def evaluate(ms: Members, order: np.ndarray, x: np.ndarray, y: np.ndarray, eps: 
 
 def lottery(ms: Members, order: np.ndarray, x: np.ndarray, y: np.ndarray, queries: list[int], key: jax.Array) -> dict:
     """expected.lottery: the share right on every one of Q fresh draws, per Q, and ``mean(p ** Q)``."""
-    f = _vote_fn(ms, tuple(int(o) for o in order))
+    f = vote_fn(ms, tuple(int(o) for o in order))
     xj, y = jnp.asarray(x, jnp.float32), np.asarray(y)
     return lottery_rule.count(lambda q: np.asarray(f(xj, jax.random.fold_in(key, q))) == y, len(y), queries)
