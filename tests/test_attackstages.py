@@ -21,6 +21,7 @@ from empir_lib.attack import (
     targeted,
     validate,
 )
+from empir_lib.attack import progress as progress_bars
 from empir_lib.core.errors import EmpirError
 from empir_lib.nets import data, ensemble
 from empir_lib.studies import evaluate, paper_labels, results, suite_checks, worstcase
@@ -180,7 +181,7 @@ def test_a_chunked_stage_bar_only_moves_forward_and_ends_at_its_total(empir_mnis
         def close(self):
             pass
 
-    monkeypatch.setattr(suite, "_steps_bar", lambda total, desc, progress: Bar(total))
+    monkeypatch.setattr(progress_bars, "steps_bar", lambda total, desc, progress: Bar(total))
     specs = [{"name": "square-l2", "kind": "square", "queries": 20, "restarts": 1}]
     res = suite.cascade(ens, x, y, {"norm": "l2", "eps": 0.5}, specs, chunk=2, progress=True)
     (bar,) = bars

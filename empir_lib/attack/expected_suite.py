@@ -44,7 +44,7 @@ from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
 from . import apgd, expected, objectives, validate
-from .suite import chunk_bar  # the suite's progress bar (shown only when asked)
+from .progress import chunk_bar
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="PyTorch not found")

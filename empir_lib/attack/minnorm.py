@@ -28,13 +28,17 @@ interval (:func:`median_interval`).  Pintor et al.'s (2021) FMN would do step
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import EmpirError, check_positive_int
+from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from . import apgd, objectives, outcomes, suite, validate
+from . import progress as progress_bars  # "progress" is an argument here
 
 LINE_STEPS = 20
 BISECT_STEPS = 8
@@ -156,7 +160,7 @@ def cw_min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0
     dist = np.where(clean == y, np.inf, 0.0).astype(np.float32)
     todo = np.flatnonzero(clean == y)
     t0 = time.perf_counter()
-    for c in suite.chunk_bar(range(0, len(todo), 500), "cw-l2 minimal L2", progress):
+    for c in progress_bars.chunk_bar(range(0, len(todo), 500), "cw-l2 minimal L2", progress):
         idx = todo[c:c + 500]
         xa, _ = suite.run_attack(ens, spec, {"norm": "l2", "eps": 1e3}, x[idx], y[idx], seed)
         ok = ens_mod.predict(ens, xa) != y[idx]
@@ -167,3 +171,35 @@ def cw_min_l2(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, seed: int = 0
     return {"broken_by": broken_by, "norm": dist, "attack": spec, "seconds": time.perf_counter() - t0,
             "median_l2": float(np.median(correct)) if len(correct) else float("nan"),
             "found": int(np.isfinite(correct).sum()), "attacked": int(len(correct))}
+
+
+def minimal_l2_resumable(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, state: Path, cfg: dict,
+                         progress: bool, chunk: int = 100) -> dict:
+    """:func:`minimal_l2` in chunks of images, resumable at ``state`` (tied to ``cfg``), then summarised.
+
+    The pool of starting points is every image; each chunk's outcome is saved
+    as it finishes, so a job cut short resumes at its last chunk.
+    """
+    pool = (x, ens_mod.predict(ens, x))
+    key = json.dumps(cfg, sort_keys=True)
+    norm, how, secs, done = np.zeros(len(y), np.float32), np.zeros(len(y), np.int8), 0.0, 0
+    if state.is_file():
+        with np.load(state, allow_pickle=False) as f:
+            if str(f["config"]) == key:
+                norm, how, secs, done = f["norm"].copy(), f["broken_by"].copy(), float(f["seconds"]), int(f["done"])
+    resumed = secs
+    for c in range(done, len(y), chunk):
+        r = minimal_l2(ens, x[c:c + chunk], y[c:c + chunk], seed=c, progress=progress, pool=pool)
+        norm[c:c + chunk], how[c:c + chunk] = r["norm"], r["broken_by"]
+        secs += r["seconds"]
+        state.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"config": np.array(key), "norm": norm, "broken_by": how, "seconds": np.array(secs),
+                  "done": np.array(c + chunk)}
+        atomic_write(state, lambda p, a=arrays: np.savez(open(p, "wb"), **a))
+    correct = how != outcomes.CLEAN
+    d = norm[correct]
+    return {"norm": norm, "broken_by": how, "success_rate": float(np.isfinite(d).mean()) if len(d) else float("nan"),
+            "attacked": int(correct.sum()), "found": int(np.isfinite(d).sum()),
+            "median_l2": float(np.median(d)) if len(d) else float("nan"), "median_ci95": median_interval(d),
+            "seconds": secs, "resumed_s": resumed, "from_apgd": int(np.sum(how == 2)),
+            "from_boundary": int(np.sum(how == 1))}

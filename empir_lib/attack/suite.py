@@ -71,7 +71,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -82,6 +82,7 @@ from ..core.errors import EmpirError, check_choice, check_finite_number, check_p
 from ..nets import ensemble as ens_mod
 from ..nets import stochastic
 from . import apgd, attacks, cascade_state, objectives, outcomes, square, targeted, validate
+from . import progress as progress_bars  # "progress" is the cascade's argument
 
 KINDS = ("apgd", "pgd", "apgd-t", "square", "cw")
 # The L2 budgets per dataset (settings.DatasetSettings.l2_budget; the paper reports CW without one).
@@ -335,7 +336,7 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
             todo = state["todo"] = cascade_state.closest_first(ens, x, y, todo, state["pos"])
             st.setdefault("order", {"rule": cascade_state.ORDER, "from": int(state["pos"])})
         per_image, pos0 = stage_budget(spec), state["pos"]  # pos0: where a resumed stage starts (pos moves on)
-        bar = _steps_bar(per_image * (len(todo) - pos0),
+        bar = progress_bars.steps_bar(per_image * (len(todo) - pos0),
                          f"{threat['norm']} {threat['eps']:.4g} {spec['name']} ({len(todo)} left)", progress)
         for c in range(state["pos"], len(todo), chunk):
             idx = todo[c:c + chunk]
@@ -382,21 +383,3 @@ def cascade(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, threat: dict, s
         out["randomness"] = stochastic.disagreement(ens, x, eot[0])["share"]
     return out
 
-
-def _steps_bar(total: int, desc: str, progress: bool):
-    """A stage's bar in image-steps (a re-check's stage can run an hour on one chunk), or None."""
-    if not progress:
-        return None
-    from tqdm.auto import tqdm  # noqa: PLC0415  (as in chunk_bar)
-
-    return tqdm(total=total, desc=desc, unit="image-step", unit_scale=True, mininterval=2)
-
-
-def chunk_bar(it: Iterable, desc: str, progress: bool) -> Iterable:
-    """A loop with a progress bar in chunks (the expected suite's), or the loop itself."""
-    if not progress:
-        return it
-    # Only when shown: tqdm.auto warns in a notebook without ipywidgets.
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
-    return tqdm(it, desc=desc, unit="chunk", mininterval=2)

@@ -33,7 +33,6 @@ is skipped when its results file already holds the same configuration.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -42,7 +41,6 @@ import numpy as np
 
 from ..attack import convergence, diagnostics, minnorm, outcomes, suite
 from ..core.errors import EmpirError
-from ..core.files import atomic_write
 from ..nets import ensemble as ens_mod
 from . import results
 
@@ -106,7 +104,7 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
     state = Path(partial_dir) / f"suite-{dataset}-{job['name'].replace('/', '-')}.npz"
     threat = suite.threat(dataset, job["threat"])
     if job["kind"] == "min_norm":
-        res = _min_norm_chunks(ens, xs, ys, state, cfg, progress)
+        res = minnorm.minimal_l2_resumable(ens, xs, ys, state, cfg, progress)
         record = {**cfg, "clean_accuracy": round(float(np.mean(res["broken_by"] != outcomes.CLEAN)), 6),
                   "broken_by": outcomes.counts(res["broken_by"], [a["name"] for a in cfg["attacks"]]),
                   "robust_accuracy": round(float(np.mean(res["broken_by"] == outcomes.ROBUST)), 6),
@@ -143,34 +141,6 @@ def run_job(job: dict, dataset: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np
             for c in convergence.checkpoints(state, len(done)):
                 c.unlink(missing_ok=True)
     return write(path, record, res, time.perf_counter() - t0, dataset, prov, state), True
-
-
-def _min_norm_chunks(ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray, state: Path, cfg: dict,
-                     progress: bool, chunk: int = 100) -> dict:
-    """:func:`minnorm.minimal_l2` in chunks of images, resumable (the pool is every image), then summarised."""
-    pool = (x, ens_mod.predict(ens, x))
-    key = json.dumps(cfg, sort_keys=True)
-    norm, how, secs, done = np.zeros(len(y), np.float32), np.zeros(len(y), np.int8), 0.0, 0
-    if state.is_file():
-        with np.load(state, allow_pickle=False) as f:
-            if str(f["config"]) == key:
-                norm, how, secs, done = f["norm"].copy(), f["broken_by"].copy(), float(f["seconds"]), int(f["done"])
-    resumed = secs
-    for c in range(done, len(y), chunk):
-        r = minnorm.minimal_l2(ens, x[c:c + chunk], y[c:c + chunk], seed=c, progress=progress, pool=pool)
-        norm[c:c + chunk], how[c:c + chunk] = r["norm"], r["broken_by"]
-        secs += r["seconds"]
-        state.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"config": np.array(key), "norm": norm, "broken_by": how, "seconds": np.array(secs),
-                  "done": np.array(c + chunk)}
-        atomic_write(state, lambda p, a=arrays: np.savez(open(p, "wb"), **a))
-    correct = how != outcomes.CLEAN
-    d = norm[correct]
-    return {"norm": norm, "broken_by": how, "success_rate": float(np.isfinite(d).mean()) if len(d) else float("nan"),
-            "attacked": int(correct.sum()), "found": int(np.isfinite(d).sum()),
-            "median_l2": float(np.median(d)) if len(d) else float("nan"), "median_ci95": minnorm.median_interval(d),
-            "seconds": secs, "resumed_s": resumed, "from_apgd": int(np.sum(how == 2)),
-            "from_boundary": int(np.sum(how == 1))}
 
 
 def write(path: Path, record: dict, res: dict, seconds: float, dataset: str, prov: dict | None,
