@@ -11,7 +11,10 @@ GPU machine ``scripts/expected_gpu_run.py`` runs the plan on it in JAX.  Back he
 judges every returned point again with the TensorFlow ensemble and writes
 ``data/results/cifar10/stochastic/expected-gpu.json`` (:func:`empir_lib.studies.expected_gpu.ingest`);
 ``expected_gpu.py square`` then adds the suite's Square stage, run here
-(:func:`empir_lib.studies.expected_gpu.add_square`).
+(:func:`empir_lib.studies.expected_gpu.add_square`), and
+``expected_gpu.py extend DEVICE_OUT_DIR`` reads a further doubling of the
+quoted setting on the first images (``expected_gpu_run.py --plan
+suite:128:400`` on a smaller bundle; :func:`empir_lib.studies.expected_gpu.extend`).
 """
 from __future__ import annotations
 
@@ -44,6 +47,13 @@ def main(argv: list[str]) -> int:
         rec = expected_gpu.ingest(argv[1], ens, x, y, results.results_dir("cifar10") / "stochastic",
                                   command="scripts/expected_gpu.py " + " ".join(argv))
         print(json.dumps({k: rec[k] for k in ("clean", "robust", "robust_ci95", "chosen")}))
+        return 0
+    if len(argv) == 2 and argv[0] == "extend":
+        x, y = data.load("cifar10", "test", n=json.loads((Path(argv[1]) / "results.json").read_text())["n"])
+        rec = expected_gpu.extend(argv[1], ens_mod.from_zoo(diversity.joint_ids("cifar10")), x, y,
+                                  results.results_dir("cifar10") / "stochastic",
+                                  command="scripts/expected_gpu.py " + " ".join(argv))
+        print(json.dumps(rec["further"]))
         return 0
     if len(argv) == 1 and argv[0] == "square":
         folder = results.results_dir("cifar10") / "stochastic"

@@ -1,6 +1,6 @@
 """The device side of ``scripts/expected_gpu.py``: the plan, in JAX, on a machine without TensorFlow (issue 29).
 
-    PYTHONPATH=. python3 scripts/expected_gpu_run.py .gpu/bundle.npz OUT_DIR [--budget SECONDS]
+    PYTHONPATH=. python3 scripts/expected_gpu_run.py .gpu/bundle.npz OUT_DIR [--budget SECONDS] [--plan KIND:S:N,...]
 
 The plan (:data:`PLAN`, most valuable first): the expected-accuracy suite
 (:func:`empir_lib.attack.expected_suite.suite`, less Square) at (S, N) =
@@ -45,7 +45,18 @@ def specs(kind: str, samples: int, n_iter: int) -> list[dict]:
                {"name": "fixed-draws", "kind": "fixed-draws", "draws": 4, "n_iter": n_iter, "restarts": 1}])
 
 
-def run(bundle_path: str, out_dir: str, budget: float) -> None:
+def parse_plan(text: str) -> list[tuple[str, int, int]]:
+    """``suite:128:400,lottery:128:400`` as the plan's units, checked."""
+    out = []
+    for unit in text.split(","):
+        kind, s, n = unit.split(":")
+        if kind not in ("suite", "aa-rand", "lottery") or not (s.isdigit() and n.isdigit()):
+            raise SystemExit(f"--plan: {unit!r} is not KIND:S:N with KIND suite, aa-rand or lottery.")
+        out.append((kind, int(s), int(n)))
+    return out
+
+
+def run(bundle_path: str, out_dir: str, budget: float, plan: list[tuple[str, int, int]] = PLAN) -> None:
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +71,7 @@ def run(bundle_path: str, out_dir: str, budget: float) -> None:
     clean = ej.correct_rate(ms, order, x, y, DRAWS, jax.random.fold_in(key, 0))
     arrays["clean"] = clean
     points = {}
-    for u, (kind, s, n) in enumerate(PLAN):
+    for u, (kind, s, n) in enumerate(plan):
         elapsed = time.perf_counter() - t_start
         if elapsed > budget:
             print(f"budget: {elapsed:.0f} s used, {kind} S={s} N={n} not started", flush=True)
@@ -100,7 +111,8 @@ def main(argv: list[str]) -> int:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     budget = float(argv[argv.index("--budget") + 1]) if "--budget" in argv else float("inf")
-    run(argv[0], argv[1], budget)
+    plan = parse_plan(argv[argv.index("--plan") + 1]) if "--plan" in argv else PLAN
+    run(argv[0], argv[1], budget, plan)
     return 0
 
 

@@ -28,7 +28,7 @@ from . import expected_study, results
 
 _POOLS = {"MaxPooling2D": "maxpool", "AveragePooling2D": "avgpool"}
 # The judge's draws (expected.correct_rate's seed): an ingest run twice writes the same file.
-SEEDS = {"clean": 1, "unit": 10, "worst": 99, "square": 77}
+SEEDS = {"clean": 1, "unit": 10, "worst": 99, "square": 77, "further": 128}
 # The judge's R: more than the attack's own 32, because at R = 32 the draws' noise is most of a doubling's
 # paired standard error (about 0.2 point on 1,000 images), which decides the half-point rule.
 JUDGE_DRAWS = 128
@@ -236,3 +236,54 @@ def add_square(out_dir: str | os.PathLike, ens: ens_mod.Ensemble, x: np.ndarray,
     return results.write_result(path, {**kept, "wall_time_s": record["timing"]["wall_time_s"]},
                                 "cifar10", prov=record["provenance"],
                                 extra={"square_provenance": provenance.record(None)})
+
+
+def extend(device_dir: str | os.PathLike, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray,
+           out_dir: str | os.PathLike, draws: int = JUDGE_DRAWS, command: str | None = None) -> dict:
+    """A further doubling of the quoted setting, run on the GPU on the first images, read into ``expected-gpu.json``.
+
+    The device run (``scripts/expected_gpu_run.py --plan suite:2S:2N`` on a
+    bundle of the first n' images) holds one suite setting at twice the
+    quoted S and N, with its own seed.  Its points are validated and judged
+    by the TensorFlow ensemble on R fresh, seeded draws, as :func:`ingest`
+    judges, and paired with the quoted setting's judged values on the same
+    n' images: ``further`` in the record says whether the number still falls
+    (the rule of :mod:`empir_lib.studies.expected_study`).  The quoted figure
+    is unchanged: the further doubling covers fewer images.
+    """
+    device_dir, out_dir = Path(device_dir), Path(out_dir)
+    path = out_dir / "expected-gpu.json"
+    record = results.read_result(path)
+    run = json.loads((device_dir / "results.json").read_text())
+    c = record["chosen"]
+    units = [u for u in run["units"] if u["kind"] == "suite"]
+    n = run["n"]
+    if run["names"] != record["members"] or n > record["n"] or abs(run["eps"] - expected_study.EPS) > 1e-12:
+        raise EmpirError(f"{device_dir}: a run of {run['names']} on {n} images; {path} is of {record['members']} on "
+                         f"{record['n']}.")
+    if [(u["samples"], u["n_iter"]) for u in units] != [(2 * c["samples"], 2 * c["n_iter"])]:
+        raise EmpirError(f"{device_dir}: expected one suite at S = {2 * c['samples']}, N = {2 * c['n_iter']} (twice "
+                         f"the quoted setting); it ran {[(u['samples'], u['n_iter']) for u in units]}.")
+    u = units[0]
+    x = np.asarray(x, np.float32)[:n]
+    y = np.asarray(y).reshape(-1).astype(np.int64)[:n]
+    with np.load(device_dir / f"points-{u['name']}.npz") as f:
+        xa = f["x"]
+    ok = validate.valid(x, xa, {"norm": "linf", "eps": expected_study.EPS})
+    p = expected.correct_rate(ens, np.where(ok[:, None, None, None], xa, x), y, draws, seed=SEEDS["further"])
+    with np.load(out_dir / "expected-gpu.npz") as f:
+        arrays = dict(f)
+    before = arrays[f"suite-s{c['samples']}-n{c['n_iter']}-tf"][:n]
+    d = expected.paired(before, p)
+    arrays[f"{u['name']}-tf"] = p
+    record["further"] = {"samples": u["samples"], "n_iter": u["n_iter"], "seed": u["seed"], "n": n,
+                         "invalid_on_return": int((~ok).sum()), "seconds": u["seconds"],
+                         "device": {"jax_device": run["device"], "jax": run["jax"], "wall_s": run["wall_s"]},
+                         "before": expected_study.summary("robust", before, draws),
+                         "after": expected_study.summary("robust", p, draws),
+                         "doubled": {k: round(d[k], 6) for k in ("diff", "se", "lo", "hi")}}
+    atomic_write(out_dir / "expected-gpu.npz", lambda q: np.savez_compressed(open(q, "wb"), **arrays))
+    kept = {k: v for k, v in record.items() if k not in ("dataset", "data", "timing", "provenance")}
+    return results.write_result(path, {**kept, "wall_time_s": record["timing"]["wall_time_s"]}, "cifar10",
+                                prov=record["provenance"],
+                                extra={"further_provenance": provenance.record(command)})

@@ -66,7 +66,11 @@ def gpu(root: Root = None) -> dict | None:
             "majority": 100 * r["robust_majority"], "wall_s": r["device"]["wall_s"], "jax": r["device"]["jax"],
             "aa": None if aa is None else {"samples": aa["samples"], "n_iter": aa["n_iter"],
                                            "value": 100 * aa["robust_gpu"]},
-            "lottery": lot}
+            "lottery": lot,
+            "further": None if "further" not in r else {
+                **{k: r["further"][k] for k in ("samples", "n_iter", "n")},
+                "before": pct(r["further"]["before"], "robust"), "after": pct(r["further"]["after"], "robust"),
+                "doubled": {k: 100 * v for k, v in r["further"]["doubled"].items()}}}
 
 
 def gpu_table(root: Root = None) -> str:
@@ -107,6 +111,13 @@ def gpu_lines(root: Root = None) -> list[str]:
         lines.append(f"Last doubling: {d['diff']:+.2f} points (paired 95% interval {d['lo']:+.2f} to "
                      f"{d['hi']:+.2f}): {'within' if abs(d['diff']) < g['tolerance'] else 'outside'} the "
                      "half-point rule" + ("; still falling, so the number is an upper bound." if moving else "."))
+    if g["further"] is not None:
+        f, d = g["further"], g["further"]["doubled"]
+        lines.append(f"A further doubling (S = {f['samples']}, N = {f['n_iter']}, its own seed) on the first "
+                     f"{f['n']:,} images: {f['before']['value']:.2f}% -> {f['after']['value']:.2f}%, "
+                     f"{d['diff']:+.2f} points (paired 95% interval {d['lo']:+.2f} to {d['hi']:+.2f}): "
+                     f"{'within' if abs(d['diff']) < g['tolerance'] else 'outside'} the half-point rule"
+                     + ("; still falling." if d["hi"] < 0 else "; the interval holds zero."))
     if g["square"] is not None:
         q = g["square"]
         lines.append(f"Square on the CPU ({q['queries']} queries of the mean over {q['samples']} draws) on the "
