@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,15 @@ def empir_mnist():
     x, y = data.load_sample("mnist")
     x.setflags(write=False), y.setflags(write=False)  # shared by every test: a test that writes to it fails
     return ensemble.empir("mnist"), x, y
+
+
+def device_usage(script: str) -> str:
+    """A device runner's usage (it exits 2 without arguments), from a fresh interpreter in which importing it
+    loaded neither TensorFlow nor Keras: the GPU machine has JAX and neither of them."""
+    code = (f"import sys; sys.path.insert(0, 'scripts'); import {script} as r; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules); "
+            "sys.exit(r.main([]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 2, out.stderr
+    return out.stderr

@@ -299,3 +299,15 @@ def test_the_randomised_card_quotes_the_converged_gpu_run_when_it_is_there(tmp_p
         "kind": "expected-gpu", "units": units,
         "chosen": {"samples": 64, "n_iter": 200, "converged": True, "from": [32, 100]}})
     assert "upper bound" not in cards.expected_card("cifar10", root=tmp_path)["footnote"]
+    # A further doubling on the first images decides "still falling" when it is there: falling, then not.
+    units[0]["doubled"]["hi"] = -0.0014
+    for hi, falling in ((-0.001, True), (0.0015, False)):
+        _expected_file(tmp_path, "stochastic/expected-gpu", {
+            "kind": "expected-gpu", "units": units,
+            "chosen": {"samples": 64, "n_iter": 200, "converged": True, "from": [32, 100]},
+            "further": {"samples": 128, "n_iter": 400, "n": 400,
+                        "doubled": {"diff": -0.0027, "lo": -0.0069, "hi": hi}}})
+        note = cards.expected_card("cifar10", root=tmp_path)["footnote"]
+        assert "A further doubling (S = 128, N = 400, its own seed) on the first 400 images moved it by " \
+               "-0.27 points" in note
+        assert ("still falling: an upper bound" in note) is falling

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REPO
 from matplotlib.figure import Figure
 
 from empir_lib.book import plots
@@ -178,3 +179,28 @@ def test_the_gpu_run_leads_the_tables_and_the_claim(tmp_path):
     fig = plots.convergence_curve(gch.gpu_convergence(tmp_path))  # one line, N written at each point
     assert len(fig.axes[0].lines) >= 1 and [t.get_text() for t in fig.axes[0].texts] == ["N = 100", "N = 200"]
     assert "1,000 images, R = 32 (GPU)" in fig.axes[0].get_title() and gch.gpu_convergence(tmp_path / "none") is None
+
+
+def test_a_further_doubling_gets_its_line(tmp_path):
+    write_gpu(tmp_path)
+    path = tmp_path / "cifar10" / "stochastic" / "expected-gpu.json"
+    record = json.loads(path.read_text())
+    for hi, tail in ((0.0015, "the interval holds zero."), (-0.001, "still falling.")):
+        record["further"] = {"samples": 128, "n_iter": 400, "n": 400, "before": fields("robust", 0.2088),
+                             "after": fields("robust", 0.2061),
+                             "doubled": {"diff": -0.0027, "se": 0.002, "lo": -0.0069, "hi": hi}}
+        path.write_text(json.dumps(record))
+        line = next(x for x in gch.gpu_lines(tmp_path) if x.startswith("A further doubling"))
+        assert line.startswith("A further doubling (S = 128, N = 400, its own seed) on the first 400 images: "
+                               "20.88% -> 20.61%, -0.27 points (paired 95% interval -0.69 to ")
+        assert line.endswith(f"within the half-point rule; {tail}")
+
+
+def test_chapter_13_says_of_the_further_doubling_what_its_file_says():
+    # The prose says the last doubling moved it "within chance": the committed interval must hold zero.
+    text = "".join("".join(c["source"]) for c in json.loads(
+        (REPO / "book" / "13_randomised_ensembles.ipynb").read_text())["cells"] if c["cell_type"] == "markdown")
+    further = json.loads((REPO / "data" / "results" / "cifar10" / "stochastic" / "expected-gpu.json").read_text())
+    d = further["further"]["doubled"]
+    assert "on 400 images, did not" in text and further["further"]["n"] == 400
+    assert d["lo"] <= 0 <= d["hi"] and abs(d["diff"]) < further["tolerance"]

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import REPO, device_usage
 
 from empir_lib.attack import apgd, apgd_schedule, expected, objectives, validate
 from empir_lib.attack import expected_jax as ej
@@ -187,15 +184,42 @@ def test_ingest_judges_the_returned_points_with_tensorflow(joint, tmp_path):
         expected_gpu.ingest(_device_dir(tmp_path / "bad", ens, x, y, names=["other"]), ens, x, y, out, draws=4)
 
 
+def test_a_further_doubling_is_judged_and_paired_on_the_first_images(joint, tmp_path):
+    ens, x, y, _, _ = joint
+    (tmp_path / "dev").mkdir()
+    out = tmp_path / "out"
+    rec = expected_gpu.ingest(_device_dir(tmp_path / "dev", ens, x, y), ens, x, y, out, draws=4)
+    c = rec["chosen"]
+    s, n = 2 * c["samples"], 2 * c["n_iter"]
+    more = tmp_path / "more"
+    more.mkdir()
+    name = f"suite-s{s}-n{n}"
+    run = {"device": "cpu:0", "jax": jax.__version__, "n": 12, "eps": EPS, "draws": 4, "names": list(ens.names),
+           "wall_s": 1.0, "units": [{"name": name, "kind": "suite", "samples": s, "n_iter": n, "seed": 7,
+                                     "stats": {}, "robust": 0.5, "seconds": 2.0}]}
+    pts = x[:12].copy()
+    pts[3] += 0.5  # outside eps: judged at the clean image, and counted
+    np.savez_compressed(more / f"points-{name}.npz", x=pts)
+    (more / "results.json").write_text(json.dumps(run))
+    f = expected_gpu.extend(more, ens, x, y, out, draws=4, command="test extend")["further"]
+    assert (f["samples"], f["n_iter"], f["n"], f["invalid_on_return"]) == (s, n, 12, 1)
+    with np.load(out / "expected-gpu.npz") as arrays:
+        before = arrays[f"suite-s{c['samples']}-n{c['n_iter']}-tf"][:12]
+        after = arrays[f"{name}-tf"]
+    assert len(after) == 12 and f["before"]["robust"] == round(float(before.mean()), 6)
+    assert f["doubled"]["diff"] == round(float(after.mean() - before.mean()), 6)
+    again = json.loads((out / "expected-gpu.json").read_text())
+    assert again["provenance"] == rec["provenance"] and again["further_provenance"]["command"] == "test extend"
+    assert again["robust"] == rec["robust"]  # the quoted figure stays the quoted setting's
+    run["units"][0].update(samples=s * 2, name=name)
+    (more / "results.json").write_text(json.dumps(run))
+    with pytest.raises(EmpirError, match="twice the quoted setting"):
+        expected_gpu.extend(more, ens, x, y, out, draws=4)
+
+
 def test_the_device_runner_needs_no_tensorflow_and_says_how_to_call_it():
     # The GPU machine has JAX and no TensorFlow: the runner and the port must import without it.
-    code = ("import sys; sys.path.insert(0, 'scripts'); import expected_gpu_run as r; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules); "
-            "sys.exit(r.main([]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert out.returncode == 2, out.stderr
-    assert "expected_gpu_run.py .gpu/bundle.npz OUT_DIR" in out.stderr
+    assert "expected_gpu_run.py .gpu/bundle.npz OUT_DIR" in device_usage("expected_gpu_run")
     specs = {s["name"] for s in expected_gpu_run_specs()}
     assert specs == {"apgd-ce", "apgd-dlr", "pgd-margin", "member-0", "member-1", "member-2", "nearest",
                      "fixed-draws"}

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, device_usage
 
 from empir_lib.attack import apgd_jax, cascade_state, objectives, recheck_jax, suite, validate
 from empir_lib.core import settings
@@ -155,10 +152,4 @@ def test_a_device_run_that_reaches_the_tolerance_stops_the_round(empir, tmp_path
 
 def test_the_device_runner_needs_no_tensorflow_and_says_how_to_call_it():
     # The GPU machine has JAX and no TensorFlow: the runner and what it imports must load without it.
-    code = ("import sys; sys.path.insert(0, 'scripts'); import recheck_gpu_run as r; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules); "
-            "sys.exit(r.main([]))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert out.returncode == 2, out.stderr
-    assert "recheck_gpu_run.py .gpu/round.npz OUT_DIR" in out.stderr
+    assert "recheck_gpu_run.py .gpu/round.npz OUT_DIR" in device_usage("recheck_gpu_run")
