@@ -40,7 +40,7 @@ from ..attack import outcomes
 from ..core import files, paper, settings, threats
 from ..core.errors import EmpirError, check_choice
 from ..core.files import atomic_write
-from . import results, suite_checks
+from . import results, suite_checks, transfer_answer
 
 FOLDER = "cards"
 EMPIR_LINK = "https://openreview.net/forum?id=HJem3yHKwH"
@@ -92,8 +92,14 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     # Each later evaluation's transfer check covers the whole cascade so far: the last one says it once.
     tc = next((r["transfer_check"] for _, r in reversed(evals) if "transfer_check" in r), {})
     if tc.get("flag"):
-        flags.append(f"transfer-only breaks: {tc['images']} images ({100 * tc['share']:.1f}%) broken only by "
-                     "a single-member or transfer stage")
+        flag = (f"transfer-only breaks: {tc['images']} images ({100 * tc['share']:.1f}%) broken only by "
+                "a single-member or transfer stage")
+        # Asked again at the ensemble level with more budget (studies.transfer_answer): answered, or still open.
+        ask = transfer_answer.read(dataset, name, root)
+        if ask is not None and ask["answered"]:
+            answered.append(f"{flag}; answered: {transfer_answer.sentence(ask)}")
+        else:
+            flags.append(flag if ask is None else f"{flag}; asked again, {transfer_answer.sentence(ask)}")
     one = one_answer(dataset, row, root)
     if one and one["constant"]:
         flags.insert(0, f"constant classifier: answers '{one['class']}' for {100 * one['share']:.0f}% of the "

@@ -1,14 +1,16 @@
-"""Chapter 8's two answers at the L2 budget, read from the worst-case suite's files.
+"""Chapter 8's answers at the L2 budget, read from the worst-case suite's files.
 
 :mod:`empir_lib.studies.worstcase` writes and reads the suite's results
-files; here two of its figures are set side by side for the chapter:
+files; here its figures are set side by side for the chapter:
 
 * :func:`minimal_versus_suite` -- robust accuracy at the L2 budget from the
   minimal L2 alone (:func:`empir_lib.studies.worstcase.minimal_l2`) against
   the whole suite's, on the same images;
 * :func:`l2_answer` -- does EMPIR keep more images than its FP member at the
   L2 budget?  Paired per image on each row's strongest evaluation, with the
-  exact McNemar test (:mod:`empir_lib.studies.suite_checks`).
+  exact McNemar test (:mod:`empir_lib.studies.suite_checks`);
+* :func:`transfer_lines` -- the images only one member's attack broke,
+  attacked again at the ensemble level (:mod:`empir_lib.studies.transfer_answer`).
 
 A missing file gives a dash and the command that writes it.
 """
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...attack import outcomes, suite
+from ...attack import diagnostics, outcomes, suite
 from ...core import tables
-from ...studies import results, suite_checks
+from ...core import threats as threat_models
+from ...studies import results, suite_checks, transfer_answer
 from ...studies.worstcase import FOLDER, ROW_LABELS, minimal_l2
 from .committed import Root
 
@@ -83,3 +86,31 @@ def l2_answer(dataset: str, root: Root = None) -> str:
             f"{w['only_second']} only the FP member. Exact McNemar "
             f"{'p < 0.001' if p < 0.001 else f'p = {p:.3f}'}: {verdict}. "
             + ("; ".join(moving) + f", so {bound}." if moving else "Both rows have converged."))
+
+
+def transfer_lines(dataset: str, root: Root = None) -> list[str]:
+    """One sentence per row whose strongest evaluation the per-image transfer check flags: asked again or not.
+
+    The flagged images, attacked again at the ensemble level with more budget
+    (:mod:`empir_lib.studies.transfer_answer`), either fall (the flag is
+    answered: no sign of masking) or stay (it stays open).
+    """
+    out = []
+    for row, label in ROW_LABELS.items():
+        for t, threat in suite.threats(dataset).items():
+            name = f"{FOLDER}/{row}-{t}"
+            evals = suite_checks.evaluations(dataset, name, root)
+            tc = next((r["transfer_check"] for _, r in reversed(evals) if "transfer_check" in r), {})
+            if not tc.get("flag"):
+                continue
+            eps = threat_models.eps_text(threat["norm"], threat["eps"])
+            head = f"{dataset}, {label}, {threat_models.label(t)} {eps}: {tc['images']} images broken only by one " \
+                   "member"
+            ask = transfer_answer.read(dataset, name, root)
+            if ask is None:
+                out.append(f"{head}; not asked again yet (scripts/transfer_answer.py {dataset} {row} {t}).")
+                continue
+            verdict = "the flag is answered" if ask["answered"] else "the flag stays open"
+            out.append(f"{head}; {transfer_answer.sentence(ask)}: {verdict} (the check flags more than "
+                       f"{100 * diagnostics.TRANSFER_SHARE:.1f}%).")
+    return out
