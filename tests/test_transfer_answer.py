@@ -63,6 +63,7 @@ def test_the_flagged_images_are_attacked_again_at_the_ensemble_level(empir, tmp_
     assert rec["index"] == idx.tolist() and rec["images"] == 3 and rec["broken"] + rec["remaining"] == 3
     assert rec["answered"] == (rec["remaining"] / len(y) <= 0.002) and rec["of"]["name"] == f"{ROW}-recheck"
     assert rec["invalid_outputs"] == {"x8-apgd-ce": 0} and rec["broken"] >= 2  # L2 0.5 breaks most of them
+    assert rec["timing"]["wall_time_s"] > 0
     # The card and the chapter say what it found, answered or open.
     path = tmp_path / "cifar10" / "suite" / "empir-l2-transfer.json"
     for answered in (True, False):

@@ -26,6 +26,7 @@ row's number does not change: those images were broken already.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -74,6 +75,7 @@ def run(dataset: str, row: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndar
     if not len(idx):
         raise EmpirError(f"{name}: no image was broken only by a single-member stage; there is nothing to ask.")
     specs = stages(last["attacks"], factor)
+    t0 = time.perf_counter()
     res = suite.cascade(ens, x[idx], y[idx], last["threat"], specs, seed=seed, progress=progress)
     left = int(np.sum(res["broken_by"] == outcomes.ROBUST))
     if np.any(res["broken_by"] == outcomes.CLEAN):
@@ -85,7 +87,8 @@ def run(dataset: str, row: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndar
               "broken": len(idx) - left, "remaining": left, "remaining_share": round(left / last["n"], 6),
               "answered": left / last["n"] <= diagnostics.TRANSFER_SHARE,
               "stats": {k: {**v, "seconds": round(v["seconds"], 1)} for k, v in res["stats"].items()},
-              "invalid_outputs": {k: v.get("invalid", 0) for k, v in res["stats"].items()}}
+              "invalid_outputs": {k: v.get("invalid", 0) for k, v in res["stats"].items()},
+              "wall_time_s": round(time.perf_counter() - t0, 1)}
     return results.write_result(folder / f"{file_name(row)}.json", record, dataset, prov=prov)
 
 
