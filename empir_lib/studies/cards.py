@@ -90,12 +90,12 @@ def suite_card(dataset: str, row: str, threat: str, name: str, root: str | os.Pa
     # A flag the row's stronger evaluations answered is listed apart; only the open ones make it unreliable.
     flags, answered = suite_checks.settled_flags(list(base.get("diagnostics", {}).get("flags", [])), evals)
     # Each later evaluation's transfer check covers the whole cascade so far: the last one says it once.
-    tc = next((r["transfer_check"] for _, r in reversed(evals) if "transfer_check" in r), {})
+    tc = transfer_answer.check(evals)
     if tc.get("flag"):
         flag = (f"transfer-only breaks: {tc['images']} images ({100 * tc['share']:.1f}%) broken only by "
                 "a single-member or transfer stage")
         # Asked again at the ensemble level with more budget (studies.transfer_answer): answered, or still open.
-        ask = transfer_answer.read(dataset, name, root)
+        ask = transfer_answer.read(dataset, name, root, evals)
         if ask is not None and ask["answered"]:
             answered.append(f"{flag}; answered: {transfer_answer.sentence(ask)}")
         else:

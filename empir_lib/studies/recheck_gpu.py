@@ -47,7 +47,10 @@ def _state(state_path: str | os.PathLike) -> tuple[dict, dict]:
 
 def where(state_path: str | os.PathLike) -> dict:
     """The stage in progress: its spec and 1-based index, the threat, the survivors left, the breaks still needed."""
-    config, state = _state(state_path)
+    return _where(*_state(state_path), state_path)
+
+
+def _where(config: dict, state: dict, state_path: str | os.PathLike) -> dict:
     if cascade_state.stopped(state["stats"]):
         raise EmpirError(f"{state_path}: the round has stopped already (it moved); run the CPU command to finish it.")
     if state["todo"] is None:
@@ -72,9 +75,10 @@ def digest(state_path: str | os.PathLike) -> str:
 
 def bundle(state_path: str | os.PathLike, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndarray) -> dict:
     """The members, the survivors left (closest first) and the stage to run on them (:func:`where`)."""
-    w = where(state_path)
-    if list(ens.names) != _state(state_path)[0]["members"]:
-        raise EmpirError(f"{state_path} is a round of {_state(state_path)[0]['members']}, not of {list(ens.names)}.")
+    config, state = _state(state_path)
+    w = _where(config, state, state_path)
+    if list(ens.names) != config["members"]:
+        raise EmpirError(f"{state_path} is a round of {config['members']}, not of {list(ens.names)}.")
     b = expected_gpu.bundle(ens, x[w["left"]], y[w["left"]])
     key = int(w["seed"]) * 1_000_003 + w["stage"] * 7919 + w["pos"]  # as the cascade seeds a chunk
     return {**b, "index": w["left"], "spec": np.array(json.dumps(w["spec"])),
@@ -96,7 +100,7 @@ def ingest(device_dir: str | os.PathLike, state_path: str | os.PathLike, ens: en
         raise EmpirError(f"{device_dir} was bundled from another state of {state_path} (it changed since); "
                          "bundle again.")
     config, state = _state(state_path)
-    w = where(state_path)
+    w = _where(config, state, state_path)
     with np.load(device_dir / "results.npz", allow_pickle=False) as f:
         got = dict(f)
     k = int(run["attacked"])

@@ -45,10 +45,16 @@ def file_name(row: str) -> str:
     return f"{row}-transfer"
 
 
-def flagged(record: dict) -> np.ndarray:
-    """The images of an evaluation (``record`` with its per-image file) broken only by a single-member stage."""
-    stages = [j for j, s in enumerate(record["attacks"], start=1) if diagnostics.single_member(s)]
-    return np.flatnonzero(np.isin(record["_broken_by"], stages))
+def flagged(attacks: list[dict], broken_by: np.ndarray) -> np.ndarray:
+    """The images of a cascade (its ``attacks`` and per-image ``broken_by``) broken only by a single-member stage."""
+    stages = [j for j, s in enumerate(attacks, start=1) if diagnostics.single_member(s)]
+    return np.flatnonzero(np.isin(broken_by, stages))
+
+
+def check(evals: list[tuple[str, dict]]) -> dict:
+    """A row's per-image transfer check, as its last evaluation that has one says it (each covers the cascade
+    so far), or {}."""
+    return next((r["transfer_check"] for _, r in reversed(evals) if "transfer_check" in r), {})
 
 
 def stages(attacks: list[dict], factor: int = FACTOR) -> list[dict]:
@@ -68,10 +74,9 @@ def run(dataset: str, row: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndar
         raise EmpirError(f"{dataset} has no suite row {row}; run 'empir reproduce {dataset} --only {row}' first.")
     name, last = evals[-1]
     folder = results.results_dir(dataset, root)
-    last = {**last, "_broken_by": outcomes.load(folder / f"{name}.json", last)["broken_by"]}
     if list(last["members"]) != list(ens.names) or len(y) < last["n"]:
         raise EmpirError(f"{name} is of {last['members']} on {last['n']} images; got {list(ens.names)} on {len(y)}.")
-    idx = flagged(last)
+    idx = flagged(last["attacks"], outcomes.load(folder / f"{name}.json", last)["broken_by"])
     if not len(idx):
         raise EmpirError(f"{name}: no image was broken only by a single-member stage; there is nothing to ask.")
     specs = stages(last["attacks"], factor)
@@ -92,10 +97,14 @@ def run(dataset: str, row: str, ens: ens_mod.Ensemble, x: np.ndarray, y: np.ndar
     return results.write_result(folder / f"{file_name(row)}.json", record, dataset, prov=prov)
 
 
-def read(dataset: str, row: str, root: str | os.PathLike | None = None) -> dict | None:
-    """A row's answer, if it was asked of the row's strongest evaluation as it is now (else None: stale or absent)."""
+def read(dataset: str, row: str, root: str | os.PathLike | None = None,
+         evals: list[tuple[str, dict]] | None = None) -> dict | None:
+    """A row's answer, if it was asked of the row's strongest evaluation as it is now (else None: stale or absent).
+
+    ``evals``: the row's :func:`empir_lib.studies.suite_checks.evaluations`, when the caller has read them.
+    """
     answer = results.find(dataset, file_name(row), root)
-    evals = suite_checks.evaluations(dataset, row, root)
+    evals = suite_checks.evaluations(dataset, row, root) if evals is None else evals
     if answer is None or not evals:
         return None
     name = evals[-1][0]

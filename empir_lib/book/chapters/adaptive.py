@@ -100,13 +100,13 @@ def transfer_lines(dataset: str, root: Root = None) -> list[str]:
         for t, threat in suite.threats(dataset).items():
             name = f"{FOLDER}/{row}-{t}"
             evals = suite_checks.evaluations(dataset, name, root)
-            tc = next((r["transfer_check"] for _, r in reversed(evals) if "transfer_check" in r), {})
+            tc = transfer_answer.check(evals)
             if not tc.get("flag"):
                 continue
             eps = threat_models.eps_text(threat["norm"], threat["eps"])
             head = f"{dataset}, {label}, {threat_models.label(t)} {eps}: {tc['images']} images broken only by one " \
                    "member"
-            ask = transfer_answer.read(dataset, name, root)
+            ask = transfer_answer.read(dataset, name, root, evals)
             if ask is None:
                 out.append(f"{head}; not asked again yet (scripts/transfer_answer.py {dataset} {row} {t}).")
                 continue
