@@ -155,10 +155,12 @@ def test_cli_bad_input_is_one_clear_line(args, msg, tmp_path):
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
 
 
-def test_otter_missing_is_one_clear_message(monkeypatch):
+def test_otter_missing_is_one_clear_message(monkeypatch, tmp_path):
     monkeypatch.setattr(assignments.importlib.util, "find_spec", lambda name: None)
+    out = tmp_path / "never-written"
     with pytest.raises(EmpirError, match=r"pip install -e '\.\[classroom\]'"):
-        assignments.generate(["3"], "/nonexistent/never-written")
+        assignments.generate(["3"], out)
+    assert not out.exists()  # the message comes before anything is replaced or written
 
 
 # --- generate, hand out, collect, grade --------------------------------------------------

@@ -302,9 +302,13 @@ def manifest(chapter: str | Path) -> dict:
         for e in read_chapter(path)[1]]}
 
 
-def _otter(args: Sequence[str], timeout_s: float, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _need_otter() -> None:
     if importlib.util.find_spec("otter") is None:
         raise EmpirError(f"Otter-Grader is not installed; {INSTALL_HINT}.")
+
+
+def _otter(args: Sequence[str], timeout_s: float, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    _need_otter()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     return subprocess.run([sys.executable, "-m", "otter", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout_s, cwd=cwd, env=env)
@@ -319,6 +323,7 @@ def generate(chapter_list: Iterable[str | Path] | None = None, out_dir: str | Pa
     and ``autograder/`` (the solutions notebook and the autograder zip).
     """
     paths = [chapter_path(c) for c in chapter_list] if chapter_list else chapters()
+    _need_otter()  # before anything in out_dir is replaced
     done = {}
     for path in paths:
         folder = Path(out_dir) / path.stem
